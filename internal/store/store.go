@@ -1,0 +1,223 @@
+// Package store is Relais's only way to its SQL database: SQLite (embedded,
+// the default) or PostgreSQL (several nodes).
+//
+// Tenant data is reached only through a tenant-scoped transaction:
+//
+//	err := db.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+//		_, err := tx.Exec(ctx, `UPDATE contacts SET name = $2 WHERE tenant_id = $1 AND id = $3`, name, id)
+//		return err
+//	})
+//
+// The tenant is always bound as parameter $1 by the store itself; callers
+// pass their own parameters from $2 on and cannot supply a tenant, and a
+// statement that does not use $1 is refused before it reaches the database
+// (ErrUnscoped). On PostgreSQL every transaction also sets relais.tenant_id,
+// and row-level security policies admit only that tenant's rows: a query
+// that forgot its tenant clause still sees nothing of other tenants.
+//
+// Operator work that spans tenants (creating tenants, the platform audit log)
+// goes through DB.Platform, which is explicit in the code and in review.
+//
+// Timestamps are stored as Unix microseconds in both dialects; use Micros and
+// FromMicros.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Dialect names the SQL engine behind a DB.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Errors returned by the store.
+var (
+	// ErrUnscoped: a tenant statement that does not reference $1 (the tenant).
+	ErrUnscoped = errors.New("store: tenant statement does not reference the tenant parameter $1")
+	// ErrNoTenant: a tenant handle with an empty tenant id.
+	ErrNoTenant = errors.New("store: empty tenant id")
+	// ErrNotFound is returned by lookups that find no row.
+	ErrNotFound = errors.New("not found")
+)
+
+// Options configure Open.
+type Options struct {
+	// URL is a postgres:// URL; empty selects SQLite in DataDir.
+	URL string
+	// DataDir holds relais.db for SQLite; created 0700 when missing.
+	DataDir string
+	// Logger receives warnings (e.g. a PostgreSQL role that bypasses RLS).
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// DB is an open store.
+type DB struct {
+	sql     *sql.DB
+	dialect Dialect
+	now     func() time.Time
+	log     *slog.Logger
+	// rlsEffective is false on PostgreSQL when the role bypasses RLS.
+	rlsEffective bool
+}
+
+// Open connects to the store. It does not migrate; call Migrate.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	db := &DB{now: opts.Now, log: opts.Logger}
+	var err error
+	if opts.URL != "" {
+		err = db.openPostgres(ctx, opts.URL)
+	} else {
+		err = db.openSQLite(ctx, opts.DataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) openSQLite(ctx context.Context, dir string) error {
+	if dir == "" {
+		return errors.New("store: no data directory for SQLite; pass --data-dir or set RELAIS_DATABASE_URL")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("store: create data directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "relais.db")
+	// _txlock=immediate: writers take the lock at BEGIN, so two writers
+	// never deadlock on a lock upgrade; busy_timeout makes them wait.
+	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(15000)" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	s, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.SetMaxOpenConns(8)
+	s.SetMaxIdleConns(8)
+	if err := s.PingContext(ctx); err != nil {
+		_ = s.Close()
+		return fmt.Errorf("store: open %s: %w; check that the data directory is writable", path, err)
+	}
+	// The database file holds personal data (encrypted) and wrapped keys.
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = s.Close()
+		return fmt.Errorf("store: restrict %s: %w", path, err)
+	}
+	db.sql, db.dialect, db.rlsEffective = s, SQLite, false
+	return nil
+}
+
+func (db *DB) openPostgres(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("store: RELAIS_DATABASE_URL is not a postgres:// URL")
+	}
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return fmt.Errorf("store: bad database URL: %s", redactPgErr(err))
+	}
+	s := stdlib.OpenDB(*cfg)
+	s.SetMaxOpenConns(20)
+	s.SetMaxIdleConns(10)
+	s.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := s.PingContext(pingCtx); err != nil {
+		_ = s.Close()
+		return fmt.Errorf("store: connect to PostgreSQL at %s: %s; check RELAIS_DATABASE_URL and that the server is up", hostOf(u), redactPgErr(err))
+	}
+	db.sql, db.dialect = s, Postgres
+	var super string
+	var bypass bool
+	err = s.QueryRowContext(ctx, `SELECT current_setting('is_superuser'), rolbypassrls FROM pg_roles WHERE rolname = current_user`).Scan(&super, &bypass)
+	if err != nil {
+		_ = s.Close()
+		return fmt.Errorf("store: inspect the database role: %w", err)
+	}
+	db.rlsEffective = super != "on" && !bypass
+	if !db.rlsEffective {
+		db.log.Warn("the PostgreSQL role is a superuser or has BYPASSRLS: row-level security, the second tenant wall, is not in force; connect as an ordinary role")
+	}
+	return nil
+}
+
+func hostOf(u *url.URL) string {
+	if u.Host != "" {
+		return u.Host
+	}
+	if h := u.Query().Get("host"); h != "" {
+		return h
+	}
+	return "(default host)"
+}
+
+// redactPgErr keeps a connection error useful without echoing secrets.
+func redactPgErr(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "password="); i >= 0 {
+		msg = msg[:i] + "password=xxxxx"
+	}
+	return msg
+}
+
+// Close closes the pool.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// Dialect reports the SQL engine.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// RLSEffective reports whether PostgreSQL row-level security binds the
+// application's role (always false on SQLite, which has none).
+func (db *DB) RLSEffective() bool { return db.rlsEffective }
+
+// Now is the store's clock.
+func (db *DB) Now() time.Time { return db.now() }
+
+// Ping checks the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.sql.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Micros converts a time to the stored form.
+func Micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+// FromMicros converts a stored timestamp back.
+func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// IsUniqueViolation reports whether err is a unique-constraint failure, in
+// either dialect.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
+}

@@ -1,0 +1,218 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TenantStore is the handle through which code reaches one tenant's data.
+type TenantStore struct {
+	db *DB
+	id string
+}
+
+// Tenant returns the handle for one tenant. It does not check the tenant
+// exists; the first statement run through it will find no rows if not.
+func (db *DB) Tenant(id string) *TenantStore { return &TenantStore{db: db, id: id} }
+
+// ID is the tenant id the handle is bound to.
+func (ts *TenantStore) ID() string { return ts.id }
+
+// Tx runs fn in one transaction bound to the tenant. It commits when fn
+// returns nil and rolls back otherwise (a panic in fn rolls back and is
+// re-raised). Hooks registered with Tx.AfterCommit run after a commit.
+func (ts *TenantStore) Tx(ctx context.Context, fn func(*Tx) error) error {
+	if ts.id == "" {
+		return ErrNoTenant
+	}
+	return ts.db.run(ctx, false, ts.id, func(stx *sql.Tx, h *hooks) error {
+		return fn(&Tx{tx: stx, tenant: ts.id, db: ts.db, hooks: h})
+	})
+}
+
+// Platform runs fn in one operator-level transaction: tenants, operator
+// tokens and the platform audit log. On PostgreSQL it sets relais.scope to
+// 'platform', which the row-level security policies admit. Use it only for
+// work that is not one tenant's.
+func (db *DB) Platform(ctx context.Context, fn func(*PlatformTx) error) error {
+	return db.run(ctx, true, "", func(stx *sql.Tx, h *hooks) error {
+		return fn(&PlatformTx{tx: stx, db: db, hooks: h})
+	})
+}
+
+type hooks struct{ after []func() }
+
+func (db *DB) run(ctx context.Context, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
+	h := &hooks{}
+	stx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = stx.Rollback()
+		}
+	}()
+	if db.dialect == Postgres {
+		scope := ""
+		if platform {
+			scope = "platform"
+		}
+		if _, err := stx.ExecContext(ctx, `SELECT set_config('relais.tenant_id', $1, true), set_config('relais.scope', $2, true)`, tenant, scope); err != nil {
+			return fmt.Errorf("store: bind transaction to tenant: %w", err)
+		}
+	}
+	if err := fn(stx, h); err != nil {
+		return err
+	}
+	if err := stx.Commit(); err != nil {
+		done = true
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	done = true
+	for _, f := range h.after {
+		f()
+	}
+	return nil
+}
+
+// Tx is a transaction bound to one tenant. Statements use $1 for the tenant
+// (bound by the store) and $2... for their own parameters.
+type Tx struct {
+	tx     *sql.Tx
+	tenant string
+	db     *DB
+	hooks  *hooks
+}
+
+// TenantID is the tenant the transaction is bound to.
+func (tx *Tx) TenantID() string { return tx.tenant }
+
+// Dialect reports the SQL engine, for the rare statement that differs.
+func (tx *Tx) Dialect() Dialect { return tx.db.dialect }
+
+// Now is the store's clock.
+func (tx *Tx) Now() time.Time { return tx.db.now() }
+
+// AfterCommit registers f to run once the transaction has committed
+// (metrics, wake-ups). It never runs after a rollback.
+func (tx *Tx) AfterCommit(f func()) { tx.hooks.after = append(tx.hooks.after, f) }
+
+func (tx *Tx) args(query string, args []any) ([]any, error) {
+	if !usesTenantParam(query) {
+		return nil, ErrUnscoped
+	}
+	all := make([]any, 0, len(args)+1)
+	all = append(all, tx.tenant)
+	return append(all, args...), nil
+}
+
+// Exec runs a statement; the tenant is $1.
+func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	all, err := tx.args(query, args)
+	if err != nil {
+		return nil, err
+	}
+	return tx.tx.ExecContext(ctx, query, all...)
+}
+
+// Query runs a query; the tenant is $1.
+func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	all, err := tx.args(query, args)
+	if err != nil {
+		return nil, err
+	}
+	return tx.tx.QueryContext(ctx, query, all...)
+}
+
+// QueryRow runs a query expected to return at most one row; the tenant is $1.
+// An unscoped statement yields a Row whose Scan returns ErrUnscoped.
+func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *Row {
+	all, err := tx.args(query, args)
+	if err != nil {
+		return &Row{err: err}
+	}
+	return &Row{row: tx.tx.QueryRowContext(ctx, query, all...)}
+}
+
+// Row wraps sql.Row so that the store's own errors surface from Scan, and
+// sql.ErrNoRows becomes ErrNotFound.
+type Row struct {
+	row *sql.Row
+	err error
+}
+
+// Scan copies the columns into dest.
+func (r *Row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	err := r.row.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// usesTenantParam reports whether the statement references $1 (and not
+// merely $10, $11...), outside string literals.
+func usesTenantParam(q string) bool {
+	inStr := false
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if c == '\'' {
+			inStr = !inStr
+			continue
+		}
+		if inStr || c != '$' || i+1 >= len(q) || q[i+1] != '1' {
+			continue
+		}
+		if i+2 >= len(q) || q[i+2] < '0' || q[i+2] > '9' {
+			return true
+		}
+	}
+	return false
+}
+
+// PlatformTx is an operator-level transaction. Its statements are raw
+// (no bound tenant); keep them to platform tables.
+type PlatformTx struct {
+	tx    *sql.Tx
+	db    *DB
+	hooks *hooks
+}
+
+// Exec runs a statement.
+func (p *PlatformTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return p.tx.ExecContext(ctx, query, args...)
+}
+
+// Query runs a query.
+func (p *PlatformTx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return p.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRow runs a single-row query.
+func (p *PlatformTx) QueryRow(ctx context.Context, query string, args ...any) *Row {
+	return &Row{row: p.tx.QueryRowContext(ctx, query, args...)}
+}
+
+// Tenant returns a tenant-scoped view of this same transaction, for
+// operator work that writes one tenant's rows atomically with platform rows
+// (creating a tenant and its first audit event).
+func (p *PlatformTx) Tenant(id string) *Tx {
+	return &Tx{tx: p.tx, tenant: id, db: p.db, hooks: p.hooks}
+}
+
+// AfterCommit registers f to run once the transaction has committed.
+func (p *PlatformTx) AfterCommit(f func()) { p.hooks.after = append(p.hooks.after, f) }
+
+// Now is the store's clock.
+func (p *PlatformTx) Now() time.Time { return p.db.now() }
+
+// Dialect reports the SQL engine.
+func (p *PlatformTx) Dialect() Dialect { return p.db.dialect }
