@@ -1,0 +1,203 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/web/problem"
+)
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// validRequestID accepts a caller's X-Request-Id only when it is short and
+// plain, so it cannot inject into logs.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// clientAddr splits the peer address into IP and port (AUTH-3 records both).
+func clientAddr(r *http.Request) (ip, port string) {
+	host, p, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr, ""
+	}
+	return host, p
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relais_http_requests_total",
+			Help: "HTTP requests served, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "relais_http_request_duration_seconds",
+			Help:    "HTTP request latency, by route pattern and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relais_http_requests_in_flight",
+			Help: "HTTP requests being served.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inflight)
+	return m
+}
+
+// routeLabel keeps label cardinality bounded: the mux pattern, never the path.
+func routeLabel(r *http.Request) string {
+	if r.Pattern == "" {
+		return "unmatched"
+	}
+	return r.Pattern
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// instrument is the outermost middleware: request id, audit metadata,
+// panic recovery, body limit, metrics and the access log.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		ip, port := clientAddr(r)
+		ctx := problem.WithRequestID(r.Context(), id)
+		ctx = audit.WithMeta(ctx, audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id})
+		info := &requestInfo{sourcePort: port}
+		ctx = context.WithValue(ctx, requestInfoKey{}, info)
+		r = r.WithContext(ctx)
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		s.metrics.inflight.Inc()
+		defer func() {
+			s.metrics.inflight.Dec()
+			if rec := recover(); rec != nil {
+				if rec == http.ErrAbortHandler {
+					panic(rec)
+				}
+				s.log.ErrorContext(ctx, "panic serving request", "request_id", id, "panic", rec, "stack", string(debug.Stack()))
+				if sw.status == 0 {
+					problem.Write(sw, r, problem.Problem{Status: http.StatusInternalServerError, Code: problem.CodeInternal,
+						Title: "Internal error", Detail: "The server hit an unexpected condition; quote the request id to the operator."})
+				}
+			}
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			elapsed := s.now().Sub(start)
+			route := routeLabel(r)
+			s.metrics.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(sw.status)).Inc()
+			s.metrics.duration.WithLabelValues(route, methodLabel(r.Method)).Observe(elapsed.Seconds())
+			level := slog.LevelInfo
+			if sw.status >= 500 {
+				level = slog.LevelError
+			}
+			s.log.LogAttrs(ctx, level, "request",
+				slog.String("request_id", id),
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", sw.status),
+				slog.Int64("bytes", sw.bytes),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+				slog.String("remote_ip", ip),
+				slog.String("tenant", info.tenant),
+				slog.String("actor", info.actor),
+			)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// requestInfo is filled in as a request passes the middleware (the tenant
+// and actor become known only after authentication) and read by the access
+// log at the end.
+type requestInfo struct {
+	sourcePort string
+	tenant     string
+	actor      string
+}
+
+type requestInfoKey struct{}
+
+// SetPrincipal records, for the access log, which tenant and actor a request
+// was authenticated as. Authentication middleware calls it.
+func SetPrincipal(ctx context.Context, tenant string, actor audit.Actor) {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		info.tenant, info.actor = tenant, actor.Type+":"+actor.ID
+	}
+}
+
+// SourcePort returns the client's TCP source port (AUTH-3), if known.
+func SourcePort(ctx context.Context) string {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		return info.sourcePort
+	}
+	return ""
+}

@@ -1,0 +1,224 @@
+// Package web is Relais's HTTPS front: the TLS listener (policy in
+// tlsconf), the middleware every request passes (request id, security
+// headers, body limit, metrics, access log, panic recovery), the JSON API
+// under /api/v1 with RFC 9457 problem documents, health and readiness, and
+// the optional plain-HTTP listener that only redirects.
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/web/problem"
+	"github.com/relais-dev/relais/internal/web/secheaders"
+	"github.com/relais-dev/relais/internal/web/tlsconf"
+)
+
+// Options configure a Server.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	DB       *store.DB
+	Tenants  *tenants.Service
+	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
+	TLS *tls.Config
+	// MaxBodyBytes bounds every request body.
+	MaxBodyBytes      int64
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+	Version           string
+	Now               func() time.Time
+}
+
+// Server serves the UI, the API, health and metrics.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	maxBody int64
+	now     func() time.Time
+	handler http.Handler
+}
+
+// New builds a server and its routes.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	s.handler = s.instrument(secheaders.Middleware(problemFallback(mux)))
+	return s
+}
+
+// Handler is the whole HTTPS handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// problemFallback turns the mux's own plain-text 404 and 405 answers into
+// problem documents.
+func problemFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// Let the mux decide 404, 405 or a redirect (trailing slash,
+		// cleaned path), but keep its plain-text body out.
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusMethodNotAllowed:
+			if allow := rec.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			problem.Write(w, r, problem.Problem{Status: http.StatusMethodNotAllowed, Code: problem.CodeMethodNotAllowed,
+				Title: "Method not allowed", Detail: "This resource does not accept " + r.Method + "."})
+		case http.StatusNotFound, 0:
+			problem.Write(w, r, problem.Problem{Status: http.StatusNotFound, Code: problem.CodeNotFound,
+				Title: "Not found", Detail: "No resource at this path."})
+		default:
+			for k, v := range rec.header {
+				if k == "Location" {
+					w.Header()[k] = v
+				}
+			}
+			w.WriteHeader(rec.status)
+		}
+	})
+}
+
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+
+// Listen opens a TCP listener with an error that tells the operator what
+// to do when the port is taken.
+func Listen(ctx context.Context, addr, flag string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen on %s: the address is already in use; stop the other process or choose another address with %s", addr, flag)
+		}
+		return nil, fmt.Errorf("listen on %s: %w; check the address given with %s", addr, err, flag)
+	}
+	return ln, nil
+}
+
+// Listeners are the sockets a Server runs on. Only HTTPS is required.
+type Listeners struct {
+	HTTPS    net.Listener
+	Redirect net.Listener // plain HTTP, redirects only
+	Metrics  net.Listener // plain HTTP, Prometheus
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: listeners
+// close at once and in-flight requests get ShutdownTimeout to finish.
+func (s *Server) Run(ctx context.Context, ls Listeners) error {
+	if s.opts.TLS == nil {
+		return errors.New("web: no TLS configuration: Relais serves HTTPS only")
+	}
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	var servers []*http.Server
+	mk := func(h http.Handler) *http.Server {
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+			ReadTimeout:       s.opts.ReadTimeout,
+			WriteTimeout:      s.opts.WriteTimeout,
+			IdleTimeout:       s.opts.IdleTimeout,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          errLog,
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		servers = append(servers, srv)
+		return srv
+	}
+	type served struct {
+		srv *http.Server
+		ln  net.Listener
+	}
+	var all []served
+	main := mk(s.handler)
+	main.TLSConfig = s.opts.TLS
+	all = append(all, served{main, tls.NewListener(ls.HTTPS, s.opts.TLS)})
+	if ls.Redirect != nil {
+		_, port, err := net.SplitHostPort(ls.HTTPS.Addr().String())
+		if err != nil {
+			return fmt.Errorf("web: https address: %w", err)
+		}
+		all = append(all, served{mk(tlsconf.RedirectHandler(port)), ls.Redirect})
+	}
+	if ls.Metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{ErrorLog: errLog}))
+		all = append(all, served{mk(mux), ls.Metrics})
+	}
+	errc := make(chan error, len(all))
+	var wg sync.WaitGroup
+	for _, sv := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sv.srv.Serve(sv.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("web: serve %s: %w", sv.ln.Addr(), err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			s.log.Warn("shutdown: requests still running when the grace period ended", "error", err)
+			_ = srv.Close()
+		}
+	}
+	wg.Wait()
+	return runErr
+}
