@@ -131,12 +131,17 @@ gracefully: in-flight requests finish first.`,
 				return err
 			}
 			log := app.NewLogger(cfg, c.stderr)
-			a, err := app.Open(cmd.Context(), cfg, log, true)
+			front, err := app.PrepareFront(cmd.Context(), cfg, log, time.Now)
 			if err != nil {
 				return err
 			}
+			a, err := app.Open(cmd.Context(), cfg, log, true)
+			if err != nil {
+				front.Close()
+				return err
+			}
 			defer a.Close()
-			return a.Serve(cmd.Context(), app.ServeOptions{Version: buildVersion(), Out: c.stdout})
+			return a.Serve(cmd.Context(), front, app.ServeOptions{Version: buildVersion(), Out: c.stdout})
 		},
 	}
 	f := cmd.Flags()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -28,13 +29,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "relais: %s\n", oneLine(err.Error()))
 		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "relais: %v\n", err)
+		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 			return 2
 		}
-		fmt.Fprintf(stderr, "relais: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// oneLine folds a multi-line error (driver errors, cobra suggestions) into
+// one line, so that every failure prints exactly one line.
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -88,91 +89,94 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 // Close releases the store.
 func (a *App) Close() error { return a.DB.Close() }
 
+// Front is what `serve` prepares before it touches the store: the
+// listeners (so a port in use fails before anything is written) and the TLS
+// material (so a bad certificate fails just as early).
+type Front struct {
+	Listeners   web.Listeners
+	TLS         *tls.Config
+	Rotator     *tlsconf.TicketKeyRotator
+	Fingerprint string
+}
+
+// Close releases the listeners (after a failed start).
+func (f *Front) Close() {
+	for _, l := range []net.Listener{f.Listeners.HTTPS, f.Listeners.Redirect, f.Listeners.Metrics} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+// PrepareFront opens the listeners and loads or creates the certificate.
+func PrepareFront(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time) (*Front, error) {
+	var kp tls.Certificate
+	var fp string
+	var err error
+	if cfg.TLS.Cert != "" {
+		if kp, fp, err = tlsconf.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, err
+		}
+	} else {
+		var created bool
+		if kp, fp, created, err = tlsconf.LoadOrCreateSelfSigned(cfg.DataDir, cfg.TLS.Hosts, now); err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("created a self-signed TLS certificate", "sha256", fp)
+		}
+	}
+	cs, err := tlsconf.NewCertStore(kp)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, rotator, err := tlsconf.ServerConfigAndRotator(tlsconf.Options{Cert: cs, Clock: now, TicketKeyRotation: cfg.TLS.TicketKeyRotation.D()})
+	if err != nil {
+		return nil, err
+	}
+	f := &Front{TLS: tlsCfg, Rotator: rotator, Fingerprint: fp}
+	if f.Listeners.HTTPS, err = web.Listen(ctx, cfg.Listen, "--listen"); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsListen != "" {
+		if f.Listeners.Metrics, err = web.Listen(ctx, cfg.MetricsListen, "--metrics-listen"); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if cfg.RedirectListen != "" {
+		if f.Listeners.Redirect, err = web.Listen(ctx, cfg.RedirectListen, "--redirect-listen"); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
 // ServeOptions are the serve command's inputs beyond the configuration.
 type ServeOptions struct {
 	Version string
-	// Ready, when not nil, is called once every listener is open (tests).
-	Ready func(https, metrics, redirect string)
 	// Out receives the human-readable start-up lines.
 	Out io.Writer
 }
 
-// Serve runs the servers until ctx is cancelled (SIGTERM / SIGINT).
-func (a *App) Serve(ctx context.Context, so ServeOptions) error {
+// Serve runs the servers on the prepared front until ctx is cancelled
+// (SIGTERM / SIGINT), then stops gracefully.
+func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	cfg := a.Config
 	if so.Out == nil {
 		so.Out = io.Discard
 	}
-	var cert tlsconf.CertSource
-	var fingerprint string
-	if cfg.TLS.Cert != "" {
-		kp, fp, err := tlsconf.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return err
-		}
-		cs, err := tlsconf.NewCertStore(kp)
-		if err != nil {
-			return err
-		}
-		cert, fingerprint = cs, fp
-	} else {
-		kp, fp, created, err := tlsconf.LoadOrCreateSelfSigned(cfg.DataDir, cfg.TLS.Hosts, a.Now)
-		if err != nil {
-			return err
-		}
-		cs, err := tlsconf.NewCertStore(kp)
-		if err != nil {
-			return err
-		}
-		cert, fingerprint = cs, fp
-		if created {
-			a.Log.Info("created a self-signed TLS certificate", "sha256", fingerprint)
-		}
-	}
-	tlsCfg, err := tlsconf.ServerConfig(tlsconf.Options{Cert: cert, Clock: a.Now, TicketKeyRotation: cfg.TLS.TicketKeyRotation.D()})
-	if err != nil {
-		return err
-	}
-	rotator, err := tlsconf.NewTicketKeyRotator(tlsCfg, cfg.TLS.TicketKeyRotation.D(), a.Now)
-	if err != nil {
-		return err
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := web.New(web.Options{
-		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: tlsCfg,
+		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
 		Version: so.Version, Now: a.Now,
 	})
-
-	var ls web.Listeners
-	closeAll := func() {
-		for _, l := range []net.Listener{ls.HTTPS, ls.Redirect, ls.Metrics} {
-			if l != nil {
-				_ = l.Close()
-			}
-		}
-	}
-	if ls.HTTPS, err = web.Listen(ctx, cfg.Listen, "--listen"); err != nil {
-		return err
-	}
-	defer closeAll() // Run closes them on a clean stop; this covers early returns
-	if cfg.MetricsListen != "" {
-		if ls.Metrics, err = web.Listen(ctx, cfg.MetricsListen, "--metrics-listen"); err != nil {
-			closeAll()
-			return err
-		}
-	}
-	if cfg.RedirectListen != "" {
-		if ls.Redirect, err = web.Listen(ctx, cfg.RedirectListen, "--redirect-listen"); err != nil {
-			closeAll()
-			return err
-		}
-	}
-
+	ls := f.Listeners
 	httpsAddr := ls.HTTPS.Addr().String()
 	metricsAddr, redirectAddr := "", ""
 	if ls.Metrics != nil {
@@ -182,7 +186,7 @@ func (a *App) Serve(ctx context.Context, so ServeOptions) error {
 		redirectAddr = ls.Redirect.Addr().String()
 	}
 	fmt.Fprintf(so.Out, "relais %s serving https://%s (store: %s)\n", so.Version, httpsAddr, a.DB.Dialect())
-	fmt.Fprintf(so.Out, "TLS certificate SHA-256 fingerprint: %s\n", fingerprint)
+	fmt.Fprintf(so.Out, "TLS certificate SHA-256 fingerprint: %s\n", f.Fingerprint)
 	if metricsAddr != "" {
 		fmt.Fprintf(so.Out, "metrics: http://%s/metrics\n", metricsAddr)
 	}
@@ -190,16 +194,13 @@ func (a *App) Serve(ctx context.Context, so ServeOptions) error {
 		fmt.Fprintf(so.Out, "plain HTTP redirect: http://%s\n", redirectAddr)
 	}
 	a.Log.Info("serving", "https", httpsAddr, "metrics", metricsAddr, "redirect", redirectAddr,
-		"store", a.DB.Dialect(), "rls", a.DB.RLSEffective(), "tls_sha256", fingerprint)
+		"store", a.DB.Dialect(), "rls", a.DB.RLSEffective(), "tls_sha256", f.Fingerprint)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rotErr := make(chan error, 1)
-	go func() { rotErr <- rotator.Run(runCtx) }()
-	if so.Ready != nil {
-		so.Ready(httpsAddr, metricsAddr, redirectAddr)
-	}
-	err = srv.Run(ctx, ls)
+	go func() { rotErr <- f.Rotator.Run(runCtx) }()
+	err := srv.Run(ctx, ls)
 	cancel()
 	if rerr := <-rotErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
 		err = rerr

@@ -88,12 +88,15 @@ func loadKeyPair(certFile, keyFile string, now time.Time) (tls.Certificate, stri
 		}
 		return tls.Certificate{}, "", fmt.Errorf("tls key file %s: %w; check the path and that relais may read it", keyFile, err)
 	}
-	if b, _ := pem.Decode(certPEM); b == nil || b.Type != "CERTIFICATE" {
-		return tls.Certificate{}, "", fmt.Errorf("tls cert file %s: no PEM CERTIFICATE block at its start; pass the certificate (leaf first, then intermediates) in PEM form", certFile)
+	switch b, _ := pem.Decode(certPEM); {
+	case b == nil:
+		return tls.Certificate{}, "", fmt.Errorf("tls cert file %s: no PEM data; pass the certificate in PEM form (leaf first, then intermediates)", certFile)
+	case b.Type != "CERTIFICATE":
+		return tls.Certificate{}, "", fmt.Errorf("tls cert file %s: its first PEM block is %q, not CERTIFICATE; were --tls-cert and --tls-key swapped?", certFile, b.Type)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("tls key file %s does not fit cert file %s: %w; pass the PEM private key that was issued with this certificate", keyFile, certFile, err)
+		return tls.Certificate{}, "", fmt.Errorf("tls key file %s is not the key of cert file %s: %w; pass the PEM private key that was issued with this certificate", keyFile, certFile, err)
 	}
 	leaf, err := checkKeyPair(&cert)
 	if err != nil {

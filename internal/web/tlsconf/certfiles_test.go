@@ -125,7 +125,10 @@ func TestSelfSignedRegenerated(t *testing.T) {
 		mangle func(t *testing.T, dir string, clock *fakeClock) []string // returns hosts
 	}{
 		{"expired", func(t *testing.T, dir string, c *fakeClock) []string { c.Advance(91 * 24 * time.Hour); return nil }},
-		{"within 7 days of expiry", func(t *testing.T, dir string, c *fakeClock) []string { c.Advance(83*24*time.Hour + time.Minute); return nil }},
+		{"within 7 days of expiry", func(t *testing.T, dir string, c *fakeClock) []string {
+			c.Advance(83*24*time.Hour + time.Minute)
+			return nil
+		}},
 		{"not yet valid", func(t *testing.T, dir string, c *fakeClock) []string { c.Advance(-2 * time.Hour); return nil }},
 		{"other hosts", func(t *testing.T, dir string, c *fakeClock) []string { return []string{"relais.example", "127.0.0.1"} }},
 		{"key readable by others", func(t *testing.T, dir string, c *fakeClock) []string {
@@ -244,8 +247,9 @@ func TestLoadKeyPairErrors(t *testing.T) {
 	}{
 		{"missing cert", missing, keyFile, []string{"tls cert file " + missing + ": no such file; pass --tls-cert/--tls-key or omit both for a self-signed certificate"}},
 		{"missing key", certFile, missing, []string{"tls key file " + missing + ": no such file; pass --tls-cert/--tls-key or omit both"}},
-		{"not PEM", notPEM, keyFile, []string{notPEM, "no PEM CERTIFICATE block"}},
-		{"mismatched key", mismatchCert, mismatchKey, []string{mismatchKey, "does not fit cert file", "does not match", "issued with this certificate"}},
+		{"not PEM", notPEM, keyFile, []string{notPEM, "no PEM data"}},
+		{"swapped", keyFile, certFile, []string{keyFile, `first PEM block is "PRIVATE KEY"`, "swapped"}},
+		{"mismatched key", mismatchCert, mismatchKey, []string{mismatchKey, "is not the key of cert file", "does not match", "issued with this certificate"}},
 		{"expired", expiredCert, expiredKey, []string{expiredCert, "expired on", "renewed certificate"}},
 		{"not yet valid", futureCert, futureKey, []string{futureCert, "not valid before", "system clock"}},
 		{"Ed25519", edCert, edKeyFile, []string{edCert, "Ed25519", "use an ECDSA P-256 certificate"}},
