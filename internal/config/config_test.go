@@ -181,3 +181,14 @@ func TestDurationText(t *testing.T) {
 		}
 	}
 }
+
+// The shipped example configuration must load and equal the defaults.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "deploy", "relais.example.toml"), nil)
+	if err != nil {
+		t.Fatalf("deploy/relais.example.toml: %v", err)
+	}
+	if cfg.Policy != Default().Policy || cfg.Listen != Default().Listen {
+		t.Fatal("the example configuration drifted from the defaults")
+	}
+}
