@@ -291,3 +291,89 @@ func TestBadDatabaseURLs(t *testing.T) {
 		t.Errorf("bad data dir: %v", err)
 	}
 }
+
+// TestEveryTenantTableHasRLS guards future migrations: on PostgreSQL every
+// table with a tenant_id column must have row-level security enabled and
+// forced, with at least one policy; platform tables without tenant_id must
+// be forced too unless they hold nothing of any tenant (goose's table).
+func TestEveryTenantTableHasRLS(t *testing.T) {
+	db := storetest.OpenPostgres(t, storetest.Options{})
+	ctx := context.Background()
+	err := db.Platform(ctx, func(p *store.PlatformTx) error {
+		rows, err := p.Query(ctx, `SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+				(SELECT count(*) FROM pg_policy pol WHERE pol.polrelid = c.oid)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.relname`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		seen := 0
+		for rows.Next() {
+			var name string
+			var enabled, forced bool
+			var policies int
+			if err := rows.Scan(&name, &enabled, &forced, &policies); err != nil {
+				return err
+			}
+			if name == "goose_db_version" {
+				continue
+			}
+			seen++
+			if !enabled || !forced || policies == 0 {
+				t.Errorf("table %s: RLS enabled=%v forced=%v policies=%d", name, enabled, forced, policies)
+			}
+		}
+		if seen < 5 {
+			t.Errorf("only %d tables inspected", seen)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDialectsHaveTheSameTables: both migration folders create the same
+// tables and columns, so backups and exports move between them.
+func TestDialectsHaveTheSameTables(t *testing.T) {
+	ctx := context.Background()
+	lite := storetest.OpenSQLite(t, storetest.Options{})
+	pg := storetest.OpenPostgres(t, storetest.Options{})
+	cols := func(db *store.DB, q string) map[string]bool {
+		out := map[string]bool{}
+		err := db.Platform(ctx, func(p *store.PlatformTx) error {
+			rows, err := p.Query(ctx, q)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var tbl, col string
+				if err := rows.Scan(&tbl, &col); err != nil {
+					return err
+				}
+				if tbl != "goose_db_version" {
+					out[tbl+"."+col] = true
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	l := cols(lite, `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`)
+	p := cols(pg, `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()`)
+	for c := range l {
+		if !p[c] {
+			t.Errorf("%s exists on SQLite only", c)
+		}
+	}
+	for c := range p {
+		if !l[c] {
+			t.Errorf("%s exists on PostgreSQL only", c)
+		}
+	}
+}

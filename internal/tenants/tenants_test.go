@@ -211,3 +211,42 @@ func TestPolicyDefaultsAndOverrides(t *testing.T) {
 		}
 	})
 }
+
+func TestKeyringSealsOpensAndIsolates(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := service(t, db)
+		a, _ := s.Create(ctx, "A", "ta")
+		b, _ := s.Create(ctx, "B", "tb")
+		kr := tenants.NewKeyring(db, s.Master, 0)
+		ca, err := kr.Crypto(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, _ := kr.Crypto(ctx, a.ID)
+		if again != ca {
+			t.Error("keyring did not cache")
+		}
+		cb, _ := kr.Crypto(ctx, b.ID)
+		ct, err := ca.SealString("email", "jane@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := ca.OpenString("email", ct); err != nil || pt != "jane@example.com" {
+			t.Fatalf("open: %q %v", pt, err)
+		}
+		if _, err := cb.Open("email", ct); !errors.Is(err, keys.ErrDecrypt) {
+			t.Fatalf("tenant b opened a's field: %v", err)
+		}
+		if string(ca.Index("email", "jane@example.com")) == string(cb.Index("email", "jane@example.com")) {
+			t.Fatal("blind indexes equal across tenants")
+		}
+		if _, err := kr.Crypto(ctx, "no-such-tenant"); !errors.Is(err, tenants.ErrNoKey) {
+			t.Fatalf("unknown tenant: %v", err)
+		}
+		kr.Forget(a.ID)
+		if c2, _ := kr.Crypto(ctx, a.ID); c2 == ca {
+			t.Error("Forget kept the entry")
+		}
+	})
+}

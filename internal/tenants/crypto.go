@@ -1,0 +1,165 @@
+package tenants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/store"
+)
+
+// Crypto is one tenant's field cipher and blind index, ready for use by the
+// domain services that store personal data (DATA-1, PRIV-1). It is safe for
+// concurrent use.
+type Crypto struct {
+	tenantID string
+	active   int
+	ciphers  map[int]*keys.FieldCipher
+	index    *keys.BlindIndex
+	loaded   time.Time
+}
+
+// TenantID is the tenant the ciphers belong to.
+func (c *Crypto) TenantID() string { return c.tenantID }
+
+// Seal encrypts a personal field under the tenant's active data key.
+func (c *Crypto) Seal(field string, plaintext []byte) ([]byte, error) {
+	return c.ciphers[c.active].Seal(field, plaintext)
+}
+
+// SealString is Seal for text.
+func (c *Crypto) SealString(field, plaintext string) ([]byte, error) {
+	return c.Seal(field, []byte(plaintext))
+}
+
+// Open decrypts a field sealed under any of the tenant's live key versions.
+func (c *Crypto) Open(field string, ciphertext []byte) ([]byte, error) {
+	v, err := keys.KeyVersionOf(ciphertext)
+	if err != nil {
+		return nil, err
+	}
+	fc, ok := c.ciphers[v]
+	if !ok {
+		return nil, fmt.Errorf("%w: key version %d of tenant is not available", keys.ErrDecrypt, v)
+	}
+	return fc.Open(field, ciphertext)
+}
+
+// OpenString is Open for text.
+func (c *Crypto) OpenString(field string, ciphertext []byte) (string, error) {
+	b, err := c.Open(field, ciphertext)
+	return string(b), err
+}
+
+// Index returns the blind index of a normalised value of a field.
+func (c *Crypto) Index(field, normalised string) []byte {
+	return c.index.Sum(field, []byte(normalised))
+}
+
+// Keyring caches each tenant's Crypto so that the data key is unwrapped once,
+// not per request. Entries expire after TTL (and are dropped by Forget when a
+// key changes), so a key rotated or destroyed on another node stops being
+// used within TTL.
+type Keyring struct {
+	db     *store.DB
+	master keys.MasterKey
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]*Crypto
+}
+
+// NewKeyring returns a keyring; ttl <= 0 means 5 minutes.
+func NewKeyring(db *store.DB, master keys.MasterKey, ttl time.Duration) *Keyring {
+	if ttl <= 0 {
+		ttl = 5 * time.Minute
+	}
+	return &Keyring{db: db, master: master, ttl: ttl, now: db.Now, cache: map[string]*Crypto{}}
+}
+
+// ErrNoKey is returned for a tenant without a usable data key (unknown
+// tenant, or keys destroyed).
+var ErrNoKey = errors.New("tenant has no usable data key")
+
+// Crypto returns the tenant's ciphers, unwrapping its keys when needed.
+func (k *Keyring) Crypto(ctx context.Context, tenantID string) (*Crypto, error) {
+	k.mu.Lock()
+	c, ok := k.cache[tenantID]
+	k.mu.Unlock()
+	if ok && k.now().Sub(c.loaded) < k.ttl {
+		return c, nil
+	}
+	c, err := k.load(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	k.cache[tenantID] = c
+	k.mu.Unlock()
+	return c, nil
+}
+
+// Forget drops a tenant's cached ciphers (after rotation or destruction).
+func (k *Keyring) Forget(tenantID string) {
+	k.mu.Lock()
+	delete(k.cache, tenantID)
+	k.mu.Unlock()
+}
+
+type wrappedKey struct {
+	version int
+	wrapped []byte
+}
+
+func (k *Keyring) load(ctx context.Context, tenantID string) (*Crypto, error) {
+	var rows []wrappedKey
+	err := k.db.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		rs, err := tx.Query(ctx, `SELECT version, wrapped FROM tenant_keys WHERE tenant_id = $1 AND state IN ('active', 'retired') ORDER BY version`)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rs.Close() }()
+		for rs.Next() {
+			var w wrappedKey
+			if err := rs.Scan(&w.version, &w.wrapped); err != nil {
+				return err
+			}
+			rows = append(rows, w)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read tenant keys: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNoKey, tenantID)
+	}
+	c := &Crypto{tenantID: tenantID, ciphers: map[int]*keys.FieldCipher{}, loaded: k.now()}
+	for i, w := range rows {
+		dk, err := keys.UnwrapDataKey(ctx, k.master, tenantID, w.version, w.wrapped)
+		if err != nil {
+			return nil, fmt.Errorf("unwrap tenant key v%d: %w", w.version, err)
+		}
+		fc, err := keys.NewFieldCipher(tenantID, w.version, dk)
+		if err != nil {
+			dk.Destroy()
+			return nil, err
+		}
+		c.ciphers[w.version] = fc
+		// The blind index stays on the first key version, so that lookups
+		// keep working across data-key rotation.
+		if i == 0 {
+			if c.index, err = keys.NewBlindIndex(tenantID, dk); err != nil {
+				dk.Destroy()
+				return nil, err
+			}
+		}
+		dk.Destroy()
+		c.active = w.version
+	}
+	return c, nil
+}
