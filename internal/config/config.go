@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -89,19 +90,24 @@ type Policy struct {
 	Lockout   LockoutPolicy   `toml:"lockout" json:"lockout"`
 	Session   SessionPolicy   `toml:"session" json:"session"`
 	TwoFactor TwoFactorPolicy `toml:"two_factor" json:"two_factor"`
+	Network   NetworkPolicy   `toml:"network" json:"network"`
 	Audit     AuditPolicy     `toml:"audit" json:"audit"`
 	Backup    BackupPolicy    `toml:"backup" json:"backup"`
 }
 
-// PasswordPolicy is AUTH-9, AUTH-10 and AUTH-11.
+// PasswordPolicy is AUTH-9, AUTH-10 and AUTH-11. Preset "seed" applies the
+// seed's composition and expiry rules; "nist" (SP 800-63B) applies length
+// only: at least 15 characters, no composition rule, no expiry.
 type PasswordPolicy struct {
-	MinLength           int  `toml:"min_length" json:"min_length"`
-	PrivilegedMinLength int  `toml:"privileged_min_length" json:"privileged_min_length"`
-	MinClasses          int  `toml:"min_classes" json:"min_classes"`
-	MaxAgeDays          int  `toml:"max_age_days" json:"max_age_days"`
-	History             int  `toml:"history" json:"history"`
-	PBKDF2Iterations    int  `toml:"pbkdf2_iterations" json:"pbkdf2_iterations"`
-	BreachCheck         bool `toml:"breach_check" json:"breach_check"`
+	Preset              string `toml:"preset" json:"preset"`
+	Algorithm           string `toml:"algorithm" json:"algorithm"`
+	MinLength           int    `toml:"min_length" json:"min_length"`
+	PrivilegedMinLength int    `toml:"privileged_min_length" json:"privileged_min_length"`
+	MinClasses          int    `toml:"min_classes" json:"min_classes"`
+	MaxAgeDays          int    `toml:"max_age_days" json:"max_age_days"`
+	History             int    `toml:"history" json:"history"`
+	PBKDF2Iterations    int    `toml:"pbkdf2_iterations" json:"pbkdf2_iterations"`
+	BreachCheck         bool   `toml:"breach_check" json:"breach_check"`
 }
 
 // LockoutPolicy is AUTH-4.
@@ -111,7 +117,9 @@ type LockoutPolicy struct {
 	Window           Duration `toml:"window" json:"window"`
 	LockDuration     Duration `toml:"lock_duration" json:"lock_duration"`
 	MaxLockDuration  Duration `toml:"max_lock_duration" json:"max_lock_duration"`
-	Permanent        bool     `toml:"permanent" json:"permanent"`
+	// LockGrowth multiplies the lock duration at each new lock (1 = fixed).
+	LockGrowth int  `toml:"lock_growth" json:"lock_growth"`
+	Permanent  bool `toml:"permanent" json:"permanent"`
 }
 
 // SessionPolicy is AUTH-6.
@@ -120,9 +128,19 @@ type SessionPolicy struct {
 	AbsoluteLifetime Duration `toml:"absolute_lifetime" json:"absolute_lifetime"`
 }
 
-// TwoFactorPolicy is AUTH-7.
+// TwoFactorPolicy is AUTH-7: Required is "none", "admins" (users holding
+// an administrative permission) or "all".
 type TwoFactorPolicy struct {
-	Required bool `toml:"required" json:"required"`
+	Required string `toml:"required" json:"required"`
+	// AcceptIdPMFA lets an SSO login that reports MFA satisfy the policy.
+	AcceptIdPMFA bool `toml:"accept_idp_mfa" json:"accept_idp_mfa"`
+}
+
+// NetworkPolicy is ACC-6: CIDR allow-lists (IPv4 and IPv6). Empty allows
+// every address.
+type NetworkPolicy struct {
+	UIAllow  []string `toml:"ui_allow" json:"ui_allow"`
+	APIAllow []string `toml:"api_allow" json:"api_allow"`
 }
 
 // AuditPolicy is LOG-3.
@@ -170,6 +188,8 @@ func Default() Config {
 func DefaultPolicy() Policy {
 	return Policy{
 		Password: PasswordPolicy{
+			Preset:              "seed",
+			Algorithm:           "pbkdf2-sha256",
 			MinLength:           12,
 			PrivilegedMinLength: 20,
 			MinClasses:          3,
@@ -184,7 +204,10 @@ func DefaultPolicy() Policy {
 			Window:           Duration(15 * time.Minute),
 			LockDuration:     Duration(15 * time.Minute),
 			MaxLockDuration:  Duration(day),
+			LockGrowth:       2,
 		},
+		TwoFactor: TwoFactorPolicy{Required: "none"},
+		Network:   NetworkPolicy{UIAllow: []string{}, APIAllow: []string{}},
 		Session: SessionPolicy{
 			IdleTimeout:      Duration(30 * time.Minute),
 			AbsoluteLifetime: Duration(12 * time.Hour),
@@ -406,6 +429,18 @@ func (c *Config) Validate() error {
 func (p *Policy) Validate() error {
 	var errs []error
 	pw := p.Password
+	switch pw.Preset {
+	case "seed":
+	case "nist":
+		if pw.MinLength < 15 {
+			errs = append(errs, errors.New("policy.password.min_length must be at least 15 with the nist preset"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("policy.password.preset %q: use seed or nist", pw.Preset))
+	}
+	if pw.Algorithm != "pbkdf2-sha256" && pw.Algorithm != "argon2id" {
+		errs = append(errs, fmt.Errorf("policy.password.algorithm %q: use pbkdf2-sha256 or argon2id", pw.Algorithm))
+	}
 	if pw.MinLength < 8 || pw.MinLength > 128 {
 		errs = append(errs, errors.New("policy.password.min_length must be between 8 and 128"))
 	}
@@ -424,6 +459,21 @@ func (p *Policy) Validate() error {
 	lo := p.Lockout
 	if lo.MaxFailures < 1 || lo.MaxFailuresPerIP < 1 {
 		errs = append(errs, errors.New("policy.lockout.max_failures and max_failures_per_ip must be at least 1"))
+	}
+	if lo.LockGrowth < 1 || lo.LockGrowth > 10 {
+		errs = append(errs, errors.New("policy.lockout.lock_growth must be between 1 and 10"))
+	}
+	switch p.TwoFactor.Required {
+	case "none", "admins", "all":
+	default:
+		errs = append(errs, fmt.Errorf("policy.two_factor.required %q: use none, admins or all", p.TwoFactor.Required))
+	}
+	for _, list := range [][]string{p.Network.UIAllow, p.Network.APIAllow} {
+		for _, c := range list {
+			if _, err := netip.ParsePrefix(c); err != nil {
+				errs = append(errs, fmt.Errorf("policy.network: %q is not a CIDR prefix (e.g. 192.0.2.0/24 or 2001:db8::/32)", c))
+			}
+		}
 	}
 	if lo.Window.D() <= 0 || lo.LockDuration.D() <= 0 || lo.MaxLockDuration.D() < lo.LockDuration.D() {
 		errs = append(errs, errors.New("policy.lockout durations must be positive and max_lock_duration >= lock_duration"))

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,12 @@ func TestBadInputIsNamed(t *testing.T) {
 		{"ticket rotation too long", "[tls]\nticket_key_rotation = \"48h\"\n", nil, "24h"},
 		{"bad database url", "database_url = \"mysql://x\"\n", nil, "postgres://"},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", nil, "log.level"},
+		{"nist needs 15", "[policy.password]\npreset = \"nist\"\n", nil, "at least 15 with the nist preset"},
+		{"unknown preset", "[policy.password]\npreset = \"lax\"\n", nil, "use seed or nist"},
+		{"unknown algorithm", "[policy.password]\nalgorithm = \"md5\"\n", nil, "pbkdf2-sha256 or argon2id"},
+		{"two factor enum", "[policy.two_factor]\nrequired = \"yes\"\n", nil, "none, admins or all"},
+		{"bad cidr", "[policy.network]\napi_allow = [\"10.0.0.300/8\"]\n", nil, "not a CIDR prefix"},
+		{"bad env cidr", "", []string{"RELAIS_POLICY_NETWORK_UI_ALLOW=192.0.2.0/24,nope"}, "not a CIDR prefix"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,7 +195,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/relais.example.toml: %v", err)
 	}
-	if cfg.Policy != Default().Policy || cfg.Listen != Default().Listen {
+	if !reflect.DeepEqual(cfg.Policy, Default().Policy) || cfg.Listen != Default().Listen {
 		t.Fatal("the example configuration drifted from the defaults")
 	}
 }

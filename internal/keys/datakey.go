@@ -70,7 +70,7 @@ func dataKeyAAD(tenantID string, version int) []byte {
 	aad := make([]byte, 0, len(dataKeyAADPrefix)+8+len(tenantID)+4)
 	aad = append(aad, dataKeyAADPrefix...)
 	aad = appendLP(aad, tenantID)
-	return binary.BigEndian.AppendUint32(aad, uint32(version))
+	return binary.BigEndian.AppendUint32(aad, uint32(version)) // #nosec G115 -- both callers run checkWrapArgs first, whose checkVersion keeps version in [1, math.MaxInt32]
 }
 
 // WrapDataKey wraps dk with mk for the given tenant and key version (from 1).

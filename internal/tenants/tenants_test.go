@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -185,7 +186,7 @@ func TestPolicyDefaultsAndOverrides(t *testing.T) {
 		s := service(t, db)
 		a, _ := s.Create(ctx, "A", "ta")
 		p, err := s.Policy(ctx, a.ID)
-		if err != nil || p != config.DefaultPolicy() {
+		if err != nil || !reflect.DeepEqual(p, config.DefaultPolicy()) {
 			t.Fatalf("fresh tenant policy %+v %v", p, err)
 		}
 		got, err := s.SetPolicy(ctx, a.ID, json.RawMessage(`{"password":{"min_length":16},"session":{"idle_timeout":"10m"}}`))

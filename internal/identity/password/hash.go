@@ -77,7 +77,11 @@ var (
 // Params selects a hashing algorithm and its cost.
 //
 // For [AlgPBKDF2SHA256], Iterations is the iteration count and Memory and
-// Threads must be zero. For [AlgArgon2id], Iterations is the number of
+// Threads must be zero. PBKDF2-HMAC inherits HMAC's key handling: a password
+// and the same password followed by zero bytes (up to 64 bytes in all), and a
+// password longer than 64 bytes and its raw SHA-256, are the same password.
+// Neither equivalence helps someone who does not already know the password;
+// Argon2id has neither. For [AlgArgon2id], Iterations is the number of
 // passes (t), Memory the memory in KiB (m) and Threads the degree of
 // parallelism (p).
 type Params struct {
@@ -238,10 +242,15 @@ const dummyPassword = "relais dummy password, never matches"
 // Accounts whose stored hash predates a rise of the parameters still take
 // less time until they are rehashed at their next login (see [NeedsRehash]).
 func DummyVerify(p Params) {
+	_, _ = verify(dummyPassword, dummyEncoded(dummyParams(p)))
+}
+
+// dummyParams is p, or DefaultPBKDF2 if p is invalid.
+func dummyParams(p Params) Params {
 	if p.Validate() != nil {
-		p = DefaultPBKDF2()
+		return DefaultPBKDF2()
 	}
-	_, _ = verify(dummyPassword, dummyEncoded(p))
+	return p
 }
 
 // dummyEncoded is a well-formed hash with parameters p, a fixed salt and an

@@ -3,6 +3,7 @@ package pgtest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -161,16 +162,32 @@ func serverUser() (*runAs, error) {
 	return nil, fmt.Errorf("pgtest: running as root and PostgreSQL refuses to run as root, but no unprivileged account to run it as was found (%s)", strings.Join(tried, "; "))
 }
 
-// chownAll hands the tree at root to the server account.
+// chownAll hands the tree at root (a directory or a single file) to the
+// server account. A directory is walked through an [os.Root], so that a
+// symlink swapped into the tree during the walk (the account already owns
+// the directories chowned before it) cannot redirect a chown outside.
 func chownAll(root string, r *runAs) error {
 	if r == nil {
 		return nil
 	}
-	return filepath.WalkDir(root, func(path string, _ os.DirEntry, err error) error {
+	uid, gid := int(r.uid), int(r.gid)
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return os.Lchown(root, uid, gid)
+	}
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	return fs.WalkDir(rt.FS(), ".", func(path string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(path, int(r.uid), int(r.gid))
+		return rt.Lchown(path, uid, gid)
 	})
 }
 

@@ -331,7 +331,7 @@ func start(opts Options) (_ *Server, err error) {
 	}
 
 	initdb := exec.Command(bins.initdb, "-D", s.dataDir, "-U", Superuser,
-		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C", "--no-instructions")
+		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C", "--no-instructions") // #nosec G204 -- initdb is found by findBinaries (PATH or the Debian PostgreSQL directory); the arguments are fixed or paths this package made
 	initdb.Dir = dir
 	initdb.Env = serverEnv()
 	initdb.SysProcAttr = as.sysProcAttr()
@@ -394,13 +394,13 @@ func (s *Server) launch(bins binaries, as *runAs) error {
 			"-c", "ssl_min_protocol_version=TLSv1.2",
 		)
 	}
-	logf, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("pgtest: %w", err)
 	}
 	defer logf.Close() // the child has its own descriptor
 
-	cmd := exec.Command(bins.postgres, args...)
+	cmd := exec.Command(bins.postgres, args...) // #nosec G204 -- postgres is found by findBinaries beside initdb; args are built above from fixed settings and paths this package made
 	cmd.Dir = s.dir
 	cmd.Env = serverEnv()
 	cmd.Stdout = logf
@@ -424,7 +424,7 @@ func (s *Server) launch(bins binaries, as *runAs) error {
 		conn, err := pgx.Connect(attemptCtx, s.SuperuserURL("postgres"))
 		if err == nil {
 			err = conn.QueryRow(attemptCtx, "SHOW server_version").Scan(&s.version)
-			conn.Close(context.Background())
+			_ = conn.Close(context.Background()) // a failed close of this probe connection changes nothing
 		}
 		attemptCancel()
 		if err == nil {
