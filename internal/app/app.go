@@ -18,7 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -28,12 +32,18 @@ import (
 
 // App holds the opened services.
 type App struct {
-	Config  config.Config
-	Log     *slog.Logger
-	DB      *store.DB
-	Master  keys.MasterKey
-	Tenants *tenants.Service
-	Now     func() time.Time
+	Config   config.Config
+	Log      *slog.Logger
+	DB       *store.DB
+	Master   keys.MasterKey
+	Tenants  *tenants.Service
+	Keyring  *tenants.Keyring
+	Access   *access.Service
+	Identity *identity.Service
+	JWTKeys  *jwtauth.KeyStore
+	Issuer   *jwtauth.Issuer
+	Verifier *jwtauth.Verifier
+	Now      func() time.Time
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -75,15 +85,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
+	a := &App{Config: cfg, Log: log, DB: db, Master: master, Now: time.Now}
+	a.Tenants = &tenants.Service{DB: db, Master: master, Defaults: cfg.Policy}
+	a.Keyring = tenants.NewKeyring(db, master, 0)
+	a.Access = &access.Service{DB: db}
+	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: permSource{a.Access}, Issuer: "Relais"}
+	switch {
+	case cfg.Auth.BreachCorpusDir != "":
+		a.Identity.Breach = password.DirRangeChecker{Dir: cfg.Auth.BreachCorpusDir}
+	case cfg.Auth.BreachCheckURL != "":
+		a.Identity.Breach = password.HTTPRangeChecker{BaseURL: cfg.Auth.BreachCheckURL}
+	}
+	if a.JWTKeys, err = jwtauth.NewKeyStore(db, master, jwtauth.KeyStoreOptions{Logger: log}); err != nil {
+		return nil, err
+	}
+	jc := jwtauth.Config{Issuer: cfg.Auth.TokenIssuer}
+	a.Issuer, a.Verifier = jwtauth.NewIssuer(a.JWTKeys, jc), jwtauth.NewVerifier(a.JWTKeys, jc)
 	ok = true
-	return &App{
-		Config:  cfg,
-		Log:     log,
-		DB:      db,
-		Master:  master,
-		Tenants: &tenants.Service{DB: db, Master: master, Defaults: cfg.Policy},
-		Now:     time.Now,
-	}, nil
+	return a, nil
 }
 
 // Close releases the store.
@@ -169,8 +188,12 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
+		return fmt.Errorf("token signing keys: %w", err)
+	}
 	srv := web.New(web.Options{
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
+		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -200,6 +223,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	defer cancel()
 	rotErr := make(chan error, 1)
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
+	go a.maintainSigningKeys(runCtx)
 	err := srv.Run(ctx, ls)
 	cancel()
 	if rerr := <-rotErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
@@ -207,6 +231,26 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	}
 	a.Log.Info("stopped")
 	return err
+}
+
+// maintainSigningKeys rotates and prunes the token signing keys every few
+// minutes (several nodes may do it; the store serialises them).
+func (a *App) maintainSigningKeys(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
+				a.Log.Error("token signing key rotation failed", "error", err)
+			}
+			if _, err := a.JWTKeys.Prune(ctx); err != nil {
+				a.Log.Error("token signing key pruning failed", "error", err)
+			}
+		}
+	}
 }
 
 // LoadConfig reads the configuration file (or RELAIS_CONFIG) and the

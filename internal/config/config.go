@@ -50,6 +50,7 @@ type Config struct {
 	MetricsListen string `toml:"metrics_listen" json:"metrics_listen"`
 
 	TLS    TLS    `toml:"tls" json:"tls"`
+	Auth   Auth   `toml:"auth" json:"auth"`
 	Log    Log    `toml:"log" json:"log"`
 	HTTP   HTTP   `toml:"http" json:"http"`
 	Policy Policy `toml:"policy" json:"policy"`
@@ -65,6 +66,17 @@ type TLS struct {
 	Hosts []string `toml:"hosts" json:"hosts"`
 	// TicketKeyRotation is how often session-ticket keys change (at most 24h).
 	TicketKeyRotation Duration `toml:"ticket_key_rotation" json:"ticket_key_rotation"`
+}
+
+// Auth configures platform-wide authentication settings.
+type Auth struct {
+	// BreachCorpusDir is a directory of Have I Been Pwned range files
+	// (offline breach check); BreachCheckURL a range API base URL such as
+	// https://api.pwnedpasswords.com/range/ (online). The directory wins.
+	BreachCorpusDir string `toml:"breach_corpus_dir" json:"breach_corpus_dir"`
+	BreachCheckURL  string `toml:"breach_check_url" json:"breach_check_url"`
+	// TokenIssuer is the "iss" of API access tokens.
+	TokenIssuer string `toml:"token_issuer" json:"token_issuer"`
 }
 
 // Log configures structured logs.
@@ -171,7 +183,8 @@ func Default() Config {
 			Hosts:             []string{"localhost", "127.0.0.1", "::1"},
 			TicketKeyRotation: Duration(day),
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log:  Log{Level: "info", Format: "json"},
+		Auth: Auth{TokenIssuer: "relais"},
 		HTTP: HTTP{
 			MaxBodyBytes:      1 << 20,
 			ReadHeaderTimeout: Duration(10 * time.Second),

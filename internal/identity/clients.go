@@ -222,3 +222,12 @@ func (s *Service) ListClients(ctx context.Context, tenantID string) ([]APIClient
 	})
 	return out, wrap("list clients", err)
 }
+
+// ClientPermissions returns the permissions a client holds now (the scopes
+// its tokens may carry).
+func (s *Service) ClientPermissions(ctx context.Context, tenantID, clientID string) ([]string, error) {
+	if s.Perms == nil {
+		return nil, nil
+	}
+	return s.Perms.ClientPermissionList(ctx, tenantID, clientID)
+}

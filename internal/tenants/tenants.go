@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/keys"
@@ -129,6 +130,9 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Tenant, error)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, policy, updated_at) VALUES ($1, '{}', $2)`, store.Micros(now)); err != nil {
 			return fmt.Errorf("insert tenant settings: %w", err)
+		}
+		if err := access.EnsureBuiltinRoles(ctx, tx); err != nil {
+			return fmt.Errorf("built-in roles: %w", err)
 		}
 		ev := audit.Event{
 			Category: audit.CategoryAdmin, Action: "tenant.create", ObjectType: "tenant", ObjectID: t.ID,

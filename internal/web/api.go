@@ -31,21 +31,54 @@ const (
 
 // Routes returns the route table (tests walk it).
 func (s *Server) Routes() []Route {
+	routes := s.coreRoutes()
+	routes = append(routes, s.adminRoutes()...)
+	return append(routes, s.uiRoutes()...)
+}
+
+func (s *Server) coreRoutes() []Route {
 	return []Route{
 		{"GET /healthz", PermPublic, s.healthz},
 		{"GET /readyz", PermPublic, s.readyz},
 		{"GET /api/v1", PermPublic, s.apiIndex},
-		{"GET /api/v1/tenants", PermOperator, s.operator(s.listTenants)},
-		{"POST /api/v1/tenants", PermOperator, s.operator(s.createTenant)},
-		{"GET /api/v1/tenants/{ref}", PermOperator, s.operator(s.getTenant)},
-		{"POST /api/v1/tenants/{ref}/disable", PermOperator, s.operator(s.setTenantStatus(tenants.StatusDisabled))},
-		{"POST /api/v1/tenants/{ref}/enable", PermOperator, s.operator(s.setTenantStatus(tenants.StatusActive))},
+		{"GET /api/v1/tenants", PermOperator, s.listTenants},
+		{"POST /api/v1/tenants", PermOperator, s.createTenant},
+		{"GET /api/v1/tenants/{ref}", PermOperator, s.getTenant},
+		{"POST /api/v1/tenants/{ref}/disable", PermOperator, s.setTenantStatus(tenants.StatusDisabled)},
+		{"POST /api/v1/tenants/{ref}/enable", PermOperator, s.setTenantStatus(tenants.StatusActive)},
+
+		{"POST /api/v1/auth/login", PermPublic, s.login},
+		{"POST /api/v1/auth/mfa", PermPublic, s.mfa},
+		{"POST /api/v1/auth/mfa/email", PermPublic, s.mfaEmail},
+		{"POST /api/v1/auth/enrol", PermPublic, s.enrol},
+		{"POST /api/v1/auth/logout", PermPublic, s.logout},
+		{"POST /oauth2/token", PermPublic, s.token},
+		{"GET /.well-known/jwks.json", PermPublic, s.jwks},
+
+		{"GET /api/v1/me", PermSetup, s.me},
+		{"POST /api/v1/me/password", PermSetup, s.changePassword},
+		{"POST /api/v1/me/reauth", PermSetup, s.reauth},
+		{"GET /api/v1/me/sessions", PermAuthenticated, s.mySessions},
+		{"DELETE /api/v1/me/sessions/{id}", PermAuthenticated, s.revokeMySession},
+		{"POST /api/v1/me/totp", PermSetup, s.beginTOTP},
+		{"POST /api/v1/me/totp/confirm", PermSetup, s.confirmTOTP},
+		{"DELETE /api/v1/me/totp", PermAuthenticated, s.disableTOTP},
 	}
 }
 
+// routes registers the table, wrapping each handler in the check its
+// declared permission demands: what a route declares is what it enforces.
 func (s *Server) routes(mux *http.ServeMux) {
 	for _, rt := range s.Routes() {
-		mux.HandleFunc(rt.Pattern, rt.handler)
+		h := rt.handler
+		switch rt.Permission {
+		case PermPublic:
+		case PermOperator:
+			h = s.operator(h)
+		default:
+			h = s.require(rt.Permission, h)
+		}
+		mux.HandleFunc(rt.Pattern, h)
 	}
 }
 

@@ -20,6 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/relais-dev/relais/internal/access"
+	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web/problem"
@@ -33,6 +36,13 @@ type Options struct {
 	Registry *prometheus.Registry
 	DB       *store.DB
 	Tenants  *tenants.Service
+	// Identity signs users in and checks sessions; Verifier checks API
+	// access tokens, Issuer issues them, Keys publishes the JWKS.
+	Identity *identity.Service
+	Access   *access.Service
+	Verifier *jwtauth.Verifier
+	Issuer   *jwtauth.Issuer
+	Keys     *jwtauth.KeyStore
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body.
@@ -54,6 +64,7 @@ type Server struct {
 	maxBody int64
 	now     func() time.Time
 	handler http.Handler
+	caches  *authCaches
 }
 
 // New builds a server and its routes.
@@ -70,10 +81,17 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now, caches: newAuthCaches()}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	s.handler = s.instrument(secheaders.Middleware(problemFallback(mux)))
+	// AUTH-2: cross-origin state-changing browser requests are refused
+	// (Sec-Fetch-Site / Origin), before any handler runs.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "cross_origin_refused", Title: "Cross-origin request refused",
+			Detail: "State-changing requests must come from this site."})
+	}))
+	s.handler = s.instrument(secheaders.Middleware(cop.Handler(problemFallback(mux))))
 	return s
 }
 

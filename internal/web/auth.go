@@ -1,0 +1,267 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/web/problem"
+)
+
+// SessionCookie is the session cookie's name. The __Host- prefix makes the
+// browser refuse it unless it is Secure, host-only and Path=/.
+const SessionCookie = "__Host-relais_session"
+
+// CSRFHeader carries the synchronizer token on cookie-authenticated API
+// calls; forms send the csrf_token field.
+const CSRFHeader = "X-CSRF-Token"
+
+// Route permissions beyond the catalogue.
+const (
+	// PermAuthenticated: any signed-in user or API client.
+	PermAuthenticated = "authenticated"
+	// PermSetup: any signed-in user, even one who must first change the
+	// password or enrol a second factor.
+	PermSetup = "setup"
+)
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated caller of a request.
+func PrincipalFrom(ctx context.Context) *identity.Principal {
+	p, _ := ctx.Value(principalKey{}).(*identity.Principal)
+	return p
+}
+
+// ttlCache is a small map with expiry, for per-request lookups that may be
+// a few seconds stale (client token versions, tenant policies); local
+// changes call forget so this node sees them at once.
+type ttlCache[V any] struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[string]ttlEntry[V]
+}
+
+type ttlEntry[V any] struct {
+	v  V
+	at time.Time
+}
+
+func newTTLCache[V any](ttl time.Duration) *ttlCache[V] {
+	return &ttlCache[V]{ttl: ttl, m: map[string]ttlEntry[V]{}}
+}
+
+func (c *ttlCache[V]) get(key string, now time.Time, load func() (V, error)) (V, error) {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < c.ttl {
+		return e.v, nil
+	}
+	v, err := load()
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	if len(c.m) > 100_000 {
+		c.m = map[string]ttlEntry[V]{}
+	}
+	c.m[key] = ttlEntry[V]{v: v, at: now}
+	c.mu.Unlock()
+	return v, nil
+}
+
+func (c *ttlCache[V]) forget(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+type clientState struct {
+	active  bool
+	version int
+}
+
+// authCaches are the web layer's short-lived caches.
+type authCaches struct {
+	clients  *ttlCache[clientState]
+	policies *ttlCache[config.Policy]
+}
+
+func newAuthCaches() *authCaches {
+	return &authCaches{clients: newTTLCache[clientState](5 * time.Second), policies: newTTLCache[config.Policy](5 * time.Second)}
+}
+
+func (s *Server) tenantPolicy(ctx context.Context, tenantID string) (config.Policy, error) {
+	return s.caches.policies.get(tenantID, s.now(), func() (config.Policy, error) {
+		return s.opts.Tenants.Policy(ctx, tenantID)
+	})
+}
+
+// authenticate finds the caller: a bearer JWT (API clients) or the session
+// cookie (users). It returns nil and no error when the request carries
+// neither.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*identity.Principal, *problem.Problem) {
+	ip, port := clientAddr(r)
+	client := identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}
+	if tok, ok := bearer(r); ok {
+		return s.authenticateBearer(r, tok, client)
+	}
+	if r.Header.Get("Authorization") != "" {
+		return nil, &problem.Problem{Status: http.StatusUnauthorized, Code: problem.CodeUnauthorized, Title: "Unsupported authorization",
+			Detail: "Use Authorization: Bearer with an access token from POST /oauth2/token."}
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, nil
+	}
+	p, err := s.opts.Identity.Authenticate(r.Context(), c.Value, client)
+	switch {
+	case errors.Is(err, identity.ErrNoSession):
+		clearSessionCookie(w)
+		return nil, &problem.Problem{Status: http.StatusUnauthorized, Code: "session_expired", Title: "Session expired",
+			Detail: "Your session has ended (inactivity, lifetime or sign-out); sign in again."}
+	case errors.Is(err, identity.ErrIPNotAllowed):
+		return nil, &problem.Problem{Status: http.StatusForbidden, Code: "ip_not_allowed", Title: "Address not allowed",
+			Detail: "Your network address is not in the tenant's allow-list."}
+	case err != nil:
+		s.log.ErrorContext(r.Context(), "session lookup failed", "error", err)
+		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
+	}
+	// AUTH-2: a state-changing request authenticated by cookie must carry
+	// the session's synchronizer token.
+	if !safeMethod(r.Method) {
+		tok := r.Header.Get(CSRFHeader)
+		if tok == "" && isForm(r) {
+			tok = r.PostFormValue("csrf_token")
+		}
+		if !identity.CheckCSRF(c.Value, tok) {
+			return nil, &problem.Problem{Status: http.StatusForbidden, Code: "csrf_failed", Title: "Missing or wrong CSRF token",
+				Detail: "Send the session's CSRF token in the X-CSRF-Token header (or the csrf_token form field)."}
+		}
+	}
+	return p, nil
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+func isForm(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data")
+}
+
+func (s *Server) authenticateBearer(r *http.Request, tok string, client identity.Client) (*identity.Principal, *problem.Problem) {
+	ctx := r.Context()
+	unauth := func(code, detail string) *problem.Problem {
+		return &problem.Problem{Status: http.StatusUnauthorized, Code: code, Title: "Invalid token", Detail: detail}
+	}
+	if s.opts.Verifier == nil {
+		return nil, unauth("invalid_token", "Access tokens are not accepted by this server.")
+	}
+	claims, err := s.opts.Verifier.Verify(ctx, tok)
+	if err != nil {
+		if errors.Is(err, jwtauth.ErrExpired) {
+			return nil, unauth("token_expired", "The access token has expired; request a new one from POST /oauth2/token.")
+		}
+		return nil, unauth("invalid_token", "The access token is not valid.")
+	}
+	now := s.now()
+	st, err := s.caches.clients.get(claims.Tenant+"|"+claims.ClientID, now, func() (clientState, error) {
+		active, v, err := s.opts.Identity.ClientVersion(ctx, claims.Tenant, claims.ClientID)
+		return clientState{active, v}, err
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "client lookup failed", "error", err)
+		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
+	}
+	if !st.active || st.version != claims.Version {
+		return nil, unauth("token_revoked", "The access token was revoked (its client was disabled or changed).")
+	}
+	pol, err := s.tenantPolicy(ctx, claims.Tenant)
+	if err != nil {
+		return nil, unauth("invalid_token", "The access token is not valid.")
+	}
+	if !identity.Allowed(pol.Network.APIAllow, client.IP) {
+		return nil, &problem.Problem{Status: http.StatusForbidden, Code: "ip_not_allowed", Title: "Address not allowed",
+			Detail: "Your network address is not in the tenant's API allow-list."}
+	}
+	p := &identity.Principal{TenantID: claims.Tenant, ClientID: claims.ClientID, Method: identity.MethodToken, Permissions: map[string]bool{}}
+	for _, sc := range claims.Scopes() {
+		p.Permissions[sc] = true
+	}
+	return p, nil
+}
+
+// require wraps a handler with authentication and the route's permission.
+// Failures answer 401 or 403 problem documents; a refused permission is
+// recorded in the audit trail.
+func (s *Server) require(perm string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, prob := s.authenticate(w, r)
+		if prob != nil {
+			problem.Write(w, r, *prob)
+			return
+		}
+		if p == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="relais"`)
+			problem.Write(w, r, problem.Problem{Status: http.StatusUnauthorized, Code: problem.CodeUnauthorized, Title: "Authentication required",
+				Detail: "Sign in (POST /api/v1/auth/login) or send an access token (Authorization: Bearer)."})
+			return
+		}
+		actor := audit.Actor{Type: audit.ActorUser, ID: p.UserID}
+		if p.ClientID != "" {
+			actor = audit.Actor{Type: audit.ActorAPI, ID: p.ClientID}
+		}
+		SetPrincipal(r.Context(), p.TenantID, actor)
+		meta := audit.MetaFrom(r.Context())
+		meta.Actor = actor
+		ctx := audit.WithMeta(context.WithValue(r.Context(), principalKey{}, p), meta)
+		r = r.WithContext(ctx)
+		if perm != PermSetup && p.Restricted() {
+			code, detail := "password_change_required", "Change your password first (POST /api/v1/me/password)."
+			if !p.PasswordChangeRequired {
+				code, detail = "mfa_enrolment_required", "Set up a second factor first (POST /api/v1/me/totp)."
+			}
+			problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: code, Title: "Set-up required", Detail: detail})
+			return
+		}
+		if perm != PermSetup && perm != PermAuthenticated && !p.Has(perm) {
+			s.recordDenied(ctx, p, perm, r)
+			problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: problem.CodeForbidden, Title: "Forbidden",
+				Detail: "This needs the " + perm + " permission."})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) recordDenied(ctx context.Context, p *identity.Principal, perm string, r *http.Request) {
+	err := s.opts.DB.Tenant(p.TenantID).Tx(ctx, func(tx *store.Tx) error {
+		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAccess, Action: "access.denied",
+			ObjectType: "route", ObjectID: r.Pattern, Details: map[string]any{"permission": perm, "method": r.Method}})
+		return err
+	})
+	if err != nil {
+		s.log.WarnContext(ctx, "could not record a denied access", "error", err)
+	}
+}
+
+func setSessionCookie(w http.ResponseWriter, ns identity.NewSession) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: ns.Secret, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Expires: ns.ExpiresAt})
+}
+
+func clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+}
