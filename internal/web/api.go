@@ -76,6 +76,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 		case PermOperator:
 			h = s.operator(h)
 		default:
+			if isPage(rt.Pattern) {
+				h = s.requirePage(rt.Permission, h)
+				break
+			}
 			h = s.require(rt.Permission, h)
 		}
 		mux.HandleFunc(rt.Pattern, h)

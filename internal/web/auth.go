@@ -218,10 +218,7 @@ func (s *Server) require(perm string, next http.HandlerFunc) http.HandlerFunc {
 				Detail: "Sign in (POST /api/v1/auth/login) or send an access token (Authorization: Bearer)."})
 			return
 		}
-		actor := audit.Actor{Type: audit.ActorUser, ID: p.UserID}
-		if p.ClientID != "" {
-			actor = audit.Actor{Type: audit.ActorAPI, ID: p.ClientID}
-		}
+		actor := actorOf(p)
 		SetPrincipal(r.Context(), p.TenantID, actor)
 		meta := audit.MetaFrom(r.Context())
 		meta.Actor = actor
@@ -264,4 +261,12 @@ func setSessionCookie(w http.ResponseWriter, ns identity.NewSession) {
 func clearSessionCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+}
+
+// actorOf is the audit actor of a principal.
+func actorOf(p *identity.Principal) audit.Actor {
+	if p.ClientID != "" {
+		return audit.Actor{Type: audit.ActorAPI, ID: p.ClientID}
+	}
+	return audit.Actor{Type: audit.ActorUser, ID: p.UserID}
 }

@@ -65,6 +65,7 @@ type Server struct {
 	now     func() time.Time
 	handler http.Handler
 	caches  *authCaches
+	pages   pages
 }
 
 // New builds a server and its routes.
@@ -82,6 +83,11 @@ func New(opts Options) *Server {
 		opts.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now, caches: newAuthCaches()}
+	pg, err := loadPages()
+	if err != nil { // embedded templates: a build defect, caught by the tests
+		panic(fmt.Sprintf("web: templates: %v", err))
+	}
+	s.pages = pg
 	mux := http.NewServeMux()
 	s.routes(mux)
 	// AUTH-2: cross-origin state-changing browser requests are refused

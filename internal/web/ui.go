@@ -1,4 +1,395 @@
 package web
 
-// uiRoutes are the server-rendered browser pages.
-func (s *Server) uiRoutes() []Route { return nil }
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"strings"
+
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/web/problem"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// pages are the parsed templates, one set per page (layout + content).
+type pages map[string]*template.Template
+
+func loadPages() (pages, error) {
+	p := pages{}
+	for _, name := range []string{"login", "mfa", "password", "totp", "home"} {
+		t, err := template.New(name).ParseFS(assets, "assets/templates/layout.html", "assets/templates/"+name+".html")
+		if err != nil {
+			return nil, err
+		}
+		p[name] = t
+	}
+	return p, nil
+}
+
+// pageData is what every page template receives.
+type pageData struct {
+	Title, Error, Notice, CSRF string
+	Signed, Wide               bool
+	Form                       map[string]string
+	// Page-specific fields.
+	MFAToken       string
+	EmailAvailable bool
+	Enrol          bool
+	Required       bool
+	Token          string
+	MinLength      int
+	Classes        int
+	QR             template.URL
+	Secret         string
+	Enabled        bool
+	RecoveryCodes  []string
+	User           identity.User
+	TenantName     string
+	Permissions    []string
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {
+	t, ok := s.pages[page]
+	if !ok {
+		s.serverError(w, r, errors.New("no page "+page))
+		return
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", d); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
+}
+
+// uiRoutes are the server-rendered browser pages: sign-in, second factor,
+// enrolment, password change, TOTP set-up (AUTH-6, AUTH-7). They work
+// without JavaScript; state-changing forms carry the session's CSRF token.
+func (s *Server) uiRoutes() []Route {
+	return []Route{
+		{"GET /static/", PermPublic, s.static},
+		{"GET /{$}", PermAuthenticated, s.homePage},
+		{"GET /login", PermPublic, s.loginPage},
+		{"POST /login", PermPublic, s.loginSubmit},
+		{"POST /login/mfa", PermPublic, s.mfaSubmit},
+		{"POST /login/mfa/email", PermPublic, s.mfaEmailSubmit},
+		{"GET /enrol", PermPublic, s.enrolPage},
+		{"POST /enrol", PermPublic, s.enrolSubmit},
+		{"POST /logout", PermPublic, s.logoutSubmit},
+		{"GET /account/password", PermSetup, s.passwordPage},
+		{"POST /account/password", PermSetup, s.passwordSubmit},
+		{"GET /account/totp", PermSetup, s.totpPage},
+		{"POST /account/totp", PermSetup, s.totpBegin},
+		{"POST /account/totp/confirm", PermSetup, s.totpConfirm},
+	}
+}
+
+func isPage(pattern string) bool {
+	_, path, _ := strings.Cut(pattern, " ")
+	return !strings.HasPrefix(path, "/api/") && !strings.HasPrefix(path, "/oauth2/") && !strings.HasPrefix(path, "/.well-known/")
+}
+
+// requirePage is require for browser pages: it redirects to the sign-in
+// page instead of answering a problem document, and sends a user who must
+// finish their set-up to the right page.
+func (s *Server) requirePage(perm string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, prob := s.authenticate(w, r)
+		if prob != nil && prob.Code == "csrf_failed" {
+			s.render(w, r, http.StatusForbidden, "login", pageData{Title: "Sign in", Error: "The form expired; sign in again."})
+			return
+		}
+		if p == nil {
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		meta := audit.MetaFrom(r.Context())
+		meta.Actor = actorOf(p)
+		ctx := audit.WithMeta(context.WithValue(r.Context(), principalKey{}, p), meta)
+		SetPrincipal(ctx, p.TenantID, meta.Actor)
+		r = r.WithContext(ctx)
+		if perm != PermSetup && p.Restricted() {
+			to := "/account/password"
+			if !p.PasswordChangeRequired {
+				to = "/account/totp"
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
+			return
+		}
+		if perm != PermSetup && perm != PermAuthenticated && !p.Has(perm) {
+			s.recordDenied(ctx, p, perm, r)
+			problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: problem.CodeForbidden, Title: "Forbidden", Detail: "This needs the " + perm + " permission."})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) static(w http.ResponseWriter, r *http.Request) {
+	sub, err := fs.Sub(assets, "assets/static")
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	http.StripPrefix("/static/", http.FileServerFS(sub)).ServeHTTP(w, r)
+}
+
+func sessionSecret(r *http.Request) string {
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func (s *Server) signedData(r *http.Request, title string) pageData {
+	return pageData{Title: title, Signed: true, CSRF: identity.CSRFToken(sessionSecret(r))}
+}
+
+func (s *Server) homePage(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	d := s.signedData(r, "Home")
+	if p.UserID == "" {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	u, err := s.opts.Identity.GetUser(r.Context(), p.TenantID, p.UserID)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	d.User, d.Permissions = u, p.PermissionList()
+	if t, err := s.opts.Tenants.Get(r.Context(), p.TenantID); err == nil {
+		d.TenantName = t.Name
+	}
+	s.render(w, r, http.StatusOK, "home", d)
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Form: map[string]string{"tenant": r.URL.Query().Get("tenant")}})
+}
+
+// uiError turns an identity error into a message for a page.
+func uiMessage(err error) (int, string) {
+	switch {
+	case errors.Is(err, identity.ErrInvalidCredentials):
+		return http.StatusUnauthorized, "The organisation, email or password is wrong."
+	case errors.Is(err, identity.ErrLocked):
+		return http.StatusLocked, "Too many failed attempts: this account is locked for a while, or until an administrator unlocks it."
+	case errors.Is(err, identity.ErrThrottled):
+		return http.StatusTooManyRequests, "Too many attempts; wait a minute before trying again."
+	case errors.Is(err, identity.ErrInvalidCode):
+		return http.StatusUnauthorized, "That code is wrong, expired or already used."
+	case errors.Is(err, identity.ErrIPNotAllowed):
+		return http.StatusForbidden, "Your network address is not allowed for this organisation."
+	case errors.Is(err, identity.ErrReauthRequired):
+		return http.StatusForbidden, "Sign in again before making this change."
+	case errors.Is(err, identity.ErrUnavailable):
+		return http.StatusNotImplemented, "Email codes are not available; use your authenticator app or a recovery code."
+	}
+	var pe *identity.PolicyError
+	if errors.As(err, &pe) {
+		return http.StatusUnprocessableEntity, pe.Error()
+	}
+	var ve *identity.ValidationError
+	if errors.As(err, &ve) {
+		return http.StatusUnprocessableEntity, ve.Error()
+	}
+	return 0, ""
+}
+
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, page string, d pageData, err error) {
+	status, msg := uiMessage(err)
+	if status == 0 {
+		s.serverError(w, r, err)
+		return
+	}
+	d.Error = msg
+	s.render(w, r, status, page, d)
+}
+
+func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.render(w, r, http.StatusBadRequest, "login", pageData{Title: "Sign in", Error: "The form could not be read."})
+		return
+	}
+	form := map[string]string{"tenant": r.PostForm.Get("tenant"), "email": r.PostForm.Get("email")}
+	res, err := s.opts.Identity.Login(r.Context(), identity.LoginRequest{Tenant: form["tenant"], Email: form["email"],
+		Password: r.PostForm.Get("password"), Client: s.clientOf(r)})
+	if err != nil {
+		s.pageError(w, r, "login", pageData{Title: "Sign in", Form: form}, err)
+		return
+	}
+	if res.MFAToken != "" {
+		s.render(w, r, http.StatusOK, "mfa", pageData{Title: "Second factor", MFAToken: res.MFAToken, EmailAvailable: contains(res.MFAMethods, identity.MethodEmail)})
+		return
+	}
+	setSessionCookie(w, *res.Session)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	tok := r.PostForm.Get("mfa_token")
+	ns, err := s.opts.Identity.VerifyMFA(r.Context(), tok, strings.ReplaceAll(r.PostForm.Get("code"), " ", ""), s.clientOf(r))
+	if err != nil {
+		s.pageError(w, r, "mfa", pageData{Title: "Second factor", MFAToken: tok, EmailAvailable: s.opts.Identity.Mailer != nil}, err)
+		return
+	}
+	setSessionCookie(w, ns)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) mfaEmailSubmit(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	tok := r.PostForm.Get("mfa_token")
+	d := pageData{Title: "Second factor", MFAToken: tok, EmailAvailable: true}
+	if err := s.opts.Identity.SendEmailCode(r.Context(), tok); err != nil {
+		s.pageError(w, r, "mfa", d, err)
+		return
+	}
+	d.Notice = "A code is on its way to your email address."
+	s.render(w, r, http.StatusOK, "mfa", d)
+}
+
+func (s *Server) passwordData(r *http.Request, d pageData) pageData {
+	d.MinLength, d.Classes = 12, 3
+	if p := PrincipalFrom(r.Context()); p != nil {
+		if pol, err := s.opts.Tenants.Policy(r.Context(), p.TenantID); err == nil {
+			d.MinLength, d.Classes = pol.Password.MinLength, pol.Password.MinClasses
+			if pol.Password.Preset == "nist" {
+				d.Classes = 0
+			}
+		}
+	}
+	return d
+}
+
+func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "password", s.passwordData(r, pageData{Title: "Choose your password", Enrol: true, Token: r.URL.Query().Get("token")}))
+}
+
+func (s *Server) enrolSubmit(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	d := s.passwordData(r, pageData{Title: "Choose your password", Enrol: true, Token: r.PostForm.Get("token")})
+	if _, err := s.opts.Identity.Enrol(r.Context(), d.Token, r.PostForm.Get("new_password")); err != nil {
+		if errors.Is(err, identity.ErrInvalidCredentials) {
+			d.Error = "This link is invalid, expired or already used; ask your administrator for a new one."
+			s.render(w, r, http.StatusBadRequest, "password", d)
+			return
+		}
+		s.pageError(w, r, "password", d, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Notice: "Your password is set: sign in."})
+}
+
+func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
+	if sec := sessionSecret(r); sec != "" {
+		_ = r.ParseForm()
+		// A cross-site form cannot sign the user out: the token is checked.
+		if !identity.CheckCSRF(sec, r.PostForm.Get("csrf_token")) {
+			s.render(w, r, http.StatusForbidden, "login", pageData{Title: "Sign in", Error: "The form expired."})
+			return
+		}
+		if err := s.opts.Identity.Logout(r.Context(), sec); err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+	}
+	clearSessionCookie(w)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (s *Server) passwordPage(w http.ResponseWriter, r *http.Request) {
+	d := s.passwordData(r, s.signedData(r, "Password"))
+	d.Required = PrincipalFrom(r.Context()).PasswordChangeRequired
+	s.render(w, r, http.StatusOK, "password", d)
+}
+
+func (s *Server) passwordSubmit(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	d := s.passwordData(r, s.signedData(r, "Password"))
+	if p.UserID == "" {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	err := s.opts.Identity.ChangePassword(r.Context(), p.TenantID, p.UserID, r.PostForm.Get("current_password"), r.PostForm.Get("new_password"), p.SessionHash)
+	if err != nil {
+		if errors.Is(err, identity.ErrInvalidCredentials) {
+			d.Error = "Your current password is wrong."
+			s.render(w, r, http.StatusUnauthorized, "password", d)
+			return
+		}
+		s.pageError(w, r, "password", d, err)
+		return
+	}
+	d.Notice = "Your password is changed; your other sessions were signed out."
+	s.render(w, r, http.StatusOK, "password", d)
+}
+
+func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	d := s.signedData(r, "Second factor")
+	if u, err := s.opts.Identity.GetUser(r.Context(), p.TenantID, p.UserID); err == nil {
+		d.Enabled = u.TOTPEnabled
+	}
+	d.Required = p.MFAEnrolmentRequired
+	s.render(w, r, http.StatusOK, "totp", d)
+}
+
+func (s *Server) totpBegin(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	d := s.signedData(r, "Second factor")
+	e, err := s.opts.Identity.BeginTOTP(r.Context(), p)
+	if err != nil {
+		s.pageError(w, r, "totp", d, err)
+		return
+	}
+	png, err := e.PNG(200)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	// A data: URL (allowed by the CSP's img-src) keeps the secret out of
+	// any other request or cache.
+	d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)) // #nosec G203 -- our own base64 PNG
+	d.Secret = e.Secret
+	s.render(w, r, http.StatusOK, "totp", d)
+}
+
+func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	d := s.signedData(r, "Second factor")
+	codes, err := s.opts.Identity.ConfirmTOTP(r.Context(), p, strings.ReplaceAll(r.PostForm.Get("code"), " ", ""))
+	if err != nil {
+		d.Error = "That code is wrong or expired; start the set-up again."
+		if status, msg := uiMessage(err); status != 0 {
+			d.Error = msg
+		}
+		s.render(w, r, http.StatusUnprocessableEntity, "totp", d)
+		return
+	}
+	d.RecoveryCodes = codes
+	s.render(w, r, http.StatusOK, "totp", d)
+}
