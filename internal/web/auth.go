@@ -96,8 +96,17 @@ type authCaches struct {
 	policies *ttlCache[config.Policy]
 }
 
+// ClientCacheTTL bounds how long a revoked or changed API client's tokens
+// can still be accepted by a node that did not make the change (a change
+// made through this node's API is seen at once).
+const ClientCacheTTL = time.Second
+
+// PolicyCacheTTL bounds how long a node uses a tenant policy for bearer
+// requests (allow-lists) after a change made elsewhere.
+const PolicyCacheTTL = 5 * time.Second
+
 func newAuthCaches() *authCaches {
-	return &authCaches{clients: newTTLCache[clientState](5 * time.Second), policies: newTTLCache[config.Policy](5 * time.Second)}
+	return &authCaches{clients: newTTLCache[clientState](ClientCacheTTL), policies: newTTLCache[config.Policy](PolicyCacheTTL)}
 }
 
 func (s *Server) tenantPolicy(ctx context.Context, tenantID string) (config.Policy, error) {
