@@ -179,10 +179,15 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 	}
 	claims, err := s.opts.Verifier.Verify(ctx, tok)
 	if err != nil {
-		if errors.Is(err, jwtauth.ErrExpired) {
+		switch {
+		case errors.Is(err, jwtauth.ErrExpired):
 			return nil, unauth("token_expired", "The access token has expired; request a new one from POST /oauth2/token.")
+		case errors.Is(err, jwtauth.ErrInvalid), errors.Is(err, jwtauth.ErrMalformed):
+			return nil, unauth("invalid_token", "The access token is not valid.")
 		}
-		return nil, unauth("invalid_token", "The access token is not valid.")
+		// The signing keys could not be read: not the caller's fault.
+		s.log.ErrorContext(ctx, "token verification unavailable", "error", err)
+		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
 	}
 	now := s.now()
 	st, err := s.caches.clients.get(claims.Tenant+"|"+claims.ClientID, now, func() (clientState, error) {

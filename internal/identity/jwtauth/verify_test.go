@@ -270,8 +270,9 @@ func TestVerifyRefusesOversizedAndMalformed(t *testing.T) {
 			"header not JSON":   base64.RawURLEncoding.EncodeToString([]byte("{")) + "." + parts[1] + "." + parts[2],
 			"payload not JSON":  parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte("[")) + "." + parts[2],
 		} {
-			refused(t, e.node, bad, ErrMalformed)
-			_ = name
+			if c, err := e.ver.Verify(context.Background(), bad); !errors.Is(err, ErrMalformed) || c != nil {
+				t.Errorf("%s: %v, want %v", name, err, ErrMalformed)
+			}
 		}
 	})
 }
@@ -288,7 +289,9 @@ func TestVerifyLeeway(t *testing.T) {
 			return signToken(t, jwt.SigningMethodEdDSA, k.priv, map[string]any{"kid": k.kid, "typ": "at+jwt"}, c)
 		}
 		mustVerify(t, e.node, sign(func(c jwt.MapClaims) { c["exp"] = now.Add(-20 * time.Second).Unix() }))
-		mustVerify(t, e.node, sign(func(c jwt.MapClaims) { c["nbf"], c["iat"] = now.Add(20*time.Second).Unix(), now.Add(20*time.Second).Unix() }))
+		mustVerify(t, e.node, sign(func(c jwt.MapClaims) {
+			c["nbf"], c["iat"] = now.Add(20*time.Second).Unix(), now.Add(20*time.Second).Unix()
+		}))
 		refused(t, e.node, sign(func(c jwt.MapClaims) { c["exp"] = now.Add(-31 * time.Second).Unix() }), ErrExpired)
 		refused(t, e.node, sign(func(c jwt.MapClaims) { c["nbf"] = now.Add(31 * time.Second).Unix() }), ErrInvalid)
 	})
