@@ -2,6 +2,10 @@ module github.com/relais-dev/relais
 
 go 1.26.8
 
+// go1.26.10 fixes standard-library vulnerabilities reachable from Relais
+// (govulncheck: crypto/x509, crypto/tls, net/http, net/textproto).
+toolchain go1.26.10
+
 require (
 	github.com/BurntSushi/toml v1.6.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -77,3 +77,37 @@ func BenchmarkRawPBKDF2(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoginUnknownUser signs in as an account that does not exist.
+// It must cost about what BenchmarkLoginWrongPassword costs (the ratio is
+// in bench/README.md): an attacker must not tell accounts apart by timing.
+func BenchmarkLoginUnknownUser(b *testing.B) {
+	id, _ := loginEnv(b)
+	ctx := context.Background()
+	c := identity.Client{IP: "127.0.0.1", Port: "40000", UserAgent: "bench"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Alternate addresses so the per-address limit never throttles.
+		c.IP = fmt.Sprintf("10.0.%d.%d", i/250%250, i%250)
+		if _, err := id.Login(ctx, identity.LoginRequest{Tenant: "bench", Email: "ghost@bench.test", Password: "Not-The-Password-1", Client: c}); err == nil {
+			b.Fatal("unknown user signed in")
+		}
+	}
+}
+
+// BenchmarkLoginWrongPassword signs in to an existing account with a wrong
+// password (the counter is reset every 4 attempts so it never locks).
+func BenchmarkLoginWrongPassword(b *testing.B) {
+	id, _ := loginEnv(b)
+	ctx := context.Background()
+	c := identity.Client{IP: "127.0.0.1", Port: "40000", UserAgent: "bench"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.IP = fmt.Sprintf("10.1.%d.%d", i/250%250, i%250)
+		pw := "Not-The-Password-1"
+		if i%4 == 3 {
+			pw = "Quiet-Harbour-Lantern-71" // a success resets the failure counter
+		}
+		_, _ = id.Login(ctx, identity.LoginRequest{Tenant: "bench", Email: "bench@bench.test", Password: pw, Client: c})
+	}
+}

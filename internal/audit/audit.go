@@ -179,13 +179,17 @@ func Append(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
 	// Take the head row first: on PostgreSQL the UPDATE locks it, so
 	// appends to one tenant's log serialise; SQLite serialises writers.
 	var prev []byte
-	err = tx.QueryRow(ctx, `UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash`).Scan(&rec.Seq, &prev)
+	const take = `UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash`
+	err = tx.QueryRow(ctx, take).Scan(&rec.Seq, &prev)
 	if errors.Is(err, store.ErrNotFound) {
-		rec.Seq, prev = 1, genesis
-		if _, err = tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 1, $2)`, genesis); err != nil {
+		// First event of this log. Two first appends may race: the
+		// insert that loses does nothing and waits on the winner's row.
+		if _, err = tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING`, genesis); err != nil {
 			return Record{}, fmt.Errorf("audit: start the log: %w", err)
 		}
-	} else if err != nil {
+		err = tx.QueryRow(ctx, take).Scan(&rec.Seq, &prev)
+	}
+	if err != nil {
 		return Record{}, fmt.Errorf("audit: read the log head: %w", err)
 	}
 	rec.LeafHash, rec.Hash = hashes(rec, prev)

@@ -230,7 +230,7 @@ func NeedsRehash(encoded string, p Params) bool {
 
 // dummyPassword is what DummyVerify, and Verify for an over-long password,
 // derive from.
-const dummyPassword = "relais dummy password, never matches"
+const dummyPassword = "relais dummy password, never matches" // #nosec G101 -- a decoy that equalises timing, not a credential
 
 // DummyVerify spends the time of a [Verify] against a hash with parameters p,
 // through the same code path, and throws the result away. Call it when a
@@ -269,6 +269,7 @@ func derive(pw string, p Params, salt []byte, keyLen int) ([]byte, error) {
 		}
 		return key, nil
 	case AlgArgon2id:
+		// #nosec G115 -- callers pass Params that passed Validate (passes <= MaxArgon2Time) and keyLen is KeySize or a parsed 16..64
 		return argon2.IDKey([]byte(pw), salt, uint32(p.Iterations), p.Memory, p.Threads, uint32(keyLen)), nil
 	default:
 		return nil, fmt.Errorf("%w: unknown algorithm %q", ErrInvalidParams, p.Algorithm)
@@ -322,7 +323,7 @@ func parse(encoded string) (decoded, error) {
 		if err != nil {
 			return h, fmt.Errorf("%w: pbkdf2-sha256 iterations: %w", ErrMalformed, err)
 		}
-		h.params = Params{Algorithm: AlgPBKDF2SHA256, Iterations: int(n)}
+		h.params = Params{Algorithm: AlgPBKDF2SHA256, Iterations: int(n)} // #nosec G115 -- parseUint bounds n to MaxPBKDF2Iterations
 		f = f[2:]
 	case AlgArgon2id:
 		if len(f) != 5 {
@@ -370,7 +371,7 @@ func parseArgon2Params(s string) (Params, error) {
 	if vals[1] > MaxArgon2Time || vals[2] > MaxArgon2Threads {
 		return p, errors.New("passes or threads out of range")
 	}
-	p.Memory, p.Iterations, p.Threads = uint32(vals[0]), int(vals[1]), uint8(vals[2])
+	p.Memory, p.Iterations, p.Threads = uint32(vals[0]), int(vals[1]), uint8(vals[2]) // #nosec G115 -- bounded above (memory <= 1<<20, passes and threads <= 16)
 	if err := p.Validate(); err != nil {
 		return p, errors.New("memory out of range")
 	}

