@@ -67,7 +67,7 @@ process listings).`,
 	pf.StringVar(&c.configPath, "config", "", "configuration file (TOML); also RELAIS_CONFIG")
 	pf.StringVar(&c.dataDir, "data-dir", "", "data directory (SQLite store, master key, certificates); default ./relais-data, also RELAIS_DATA_DIR")
 
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd())
 	return root
 }
 
@@ -189,9 +189,16 @@ func (c *cli) tenantCmd() *cobra.Command {
 	var asJSON bool
 
 	create := &cobra.Command{
-		Use:   "create --name NAME --slug SLUG",
-		Short: "Create a tenant with its own data key",
-		Example: `  relais tenant create --name "Acme" --slug acme
+		Use:   "create --name NAME --slug SLUG [--admin-email E [--admin-name N] [--admin-password-stdin]]",
+		Short: "Create a tenant with its own data key, and its first administrator",
+		Long: `Create a tenant with its own data key and built-in roles. With
+--admin-email, also create its first administrator (role admin): a one-time
+enrolment secret is printed (POST /api/v1/auth/enrol, or the /enrol page),
+or, with --admin-password-stdin, the initial password is read from standard
+input (at least 20 characters: an administrator is a privileged account; it
+must be changed at first sign-in). The administrator's email, name and
+password are checked before the tenant is created.`,
+		Example: `  relais tenant create --name "Acme" --slug acme --admin-email it@acme.example
   relais tenant create --name "Acme" --slug acme --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -200,24 +207,49 @@ func (c *cli) tenantCmd() *cobra.Command {
 			if name == "" || slug == "" {
 				return usageError{fmt.Errorf("--name and --slug are required; see `relais tenant create --help`")}
 			}
+			admin, err := c.prepareAdmin(cmd)
+			if err != nil {
+				return err
+			}
 			a, err := c.open(cmd)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			if err := admin.check(cmd.Context(), a); err != nil {
+				return err
+			}
 			t, err := a.Tenants.Create(cmd.Context(), name, slug)
 			if err != nil {
 				return tenantErr(err)
 			}
+			var created *createdUser
+			if admin != nil {
+				u, err := c.createAdmin(cmd.Context(), a, t, admin)
+				if err != nil {
+					return err
+				}
+				created = &u
+			}
 			if asJSON {
-				return printJSON(c.stdout, t)
+				return printJSON(c.stdout, struct {
+					tenants.Tenant
+					Admin *createdUser `json:"admin,omitempty"`
+				}{t, created})
 			}
 			fmt.Fprintf(c.stdout, "created tenant %s (%s)\nid:     %s\nstatus: %s\n", t.Slug, t.Name, t.ID, t.Status)
+			if created != nil {
+				fmt.Fprintln(c.stdout)
+				printCreatedUser(c.stdout, t.Slug, *created)
+			}
 			return nil
 		},
 	}
 	create.Flags().String("name", "", "display name (1 to 200 characters)")
 	create.Flags().String("slug", "", "short identifier: 2 to 63 lower-case letters, digits or hyphens")
+	create.Flags().String("admin-email", "", "create the tenant's first administrator (role admin) with this email")
+	create.Flags().String("admin-name", "", "the administrator's display name")
+	create.Flags().Bool("admin-password-stdin", false, "read the administrator's initial password from standard input instead of printing an enrolment secret")
 
 	list := &cobra.Command{
 		Use:   "list",

@@ -370,13 +370,17 @@ func (s *Service) DisableTOTP(ctx context.Context, p *Principal) error {
 // ResetTOTP removes a user's TOTP secret and recovery codes.
 func (s *Service) ResetTOTP(ctx context.Context, tenantID, userID string) error {
 	return s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE users SET totp_secret_enc = NULL, totp_enabled = FALSE, totp_last_step = 0 WHERE tenant_id = $1 AND id = $2`, userID); err != nil {
+		res, err := tx.Exec(ctx, `UPDATE users SET totp_secret_enc = NULL, totp_enabled = FALSE, totp_last_step = 0 WHERE tenant_id = $1 AND id = $2`, userID)
+		if err != nil {
 			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: user %q", ErrNotFound, userID)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2`, userID); err != nil {
 			return err
 		}
-		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAuth, Action: "user.totp.disable", ObjectType: "user", ObjectID: userID,
+		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAuth, Action: "user.totp.disable", ObjectType: "user", ObjectID: userID,
 			Changes: []audit.Change{{Field: "totp_enabled", After: false}}})
 		return err
 	})

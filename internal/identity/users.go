@@ -478,7 +478,9 @@ func (s *Service) Enrol(ctx context.Context, secret, newPassword string) (User, 
 	var userID string
 	now := s.now()
 	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		return tx.QueryRow(ctx, `SELECT user_id FROM user_tokens WHERE tenant_id = $1 AND token_hash = $2 AND used_at IS NULL AND expires_at > $3`,
+		// A disabled user's enrolment link is dead too.
+		return tx.QueryRow(ctx, `SELECT t.user_id FROM user_tokens t JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
+			WHERE t.tenant_id = $1 AND t.token_hash = $2 AND t.used_at IS NULL AND t.expires_at > $3 AND u.status = 'active'`,
 			hashSecret(secret), micros(now)).Scan(&userID)
 	})
 	if err != nil {

@@ -190,10 +190,17 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
 	}
 	now := s.now()
-	st, err := s.caches.clients.get(claims.Tenant+"|"+claims.ClientID, now, func() (clientState, error) {
+	key := claims.Tenant + "|" + claims.ClientID
+	load := func() (clientState, error) {
 		active, v, err := s.opts.Identity.ClientVersion(ctx, claims.Tenant, claims.ClientID)
 		return clientState{active, v}, err
-	})
+	}
+	st, err := s.caches.clients.get(key, now, load)
+	if err == nil && st.version < claims.Version {
+		// A token newer than the cached state: the cache is stale.
+		s.caches.clients.forget(key)
+		st, err = s.caches.clients.get(key, now, load)
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "client lookup failed", "error", err)
 		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}

@@ -1,0 +1,751 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/relais-dev/relais/internal/connectors"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+)
+
+// OpenFunc opens a connector from its kind and decrypted configuration
+// (connectors.Open in production).
+type OpenFunc func(kind string, config json.RawMessage) (connectors.Connector, error)
+
+// EngineOptions tune an Engine. Zero values take the defaults.
+type EngineOptions struct {
+	// Node names this process; a fresh random id by default.
+	Node string
+	// LeaseTTL is how long a shard lease lasts without renewal (15 s).
+	LeaseTTL time.Duration
+	// Batch is how many messages one claim takes (500).
+	Batch int
+	// Poll is the idle wait between claims (250 ms); Service.Wake cuts it.
+	Poll time.Duration
+	// MaxAttempts before a message is dead-lettered as failed (8).
+	MaxAttempts int
+	// BaseBackoff is the first retry delay (30 s), doubled each attempt
+	// with +-20% jitter, capped by MaxBackoff (1 h).
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	// Workers is how many connector batches run at once (8).
+	Workers int
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Registerer receives the router's metrics (nil: not exported).
+	Registerer prometheus.Registerer
+}
+
+// Engine works the queue: it holds shard leases, claims due messages,
+// hands them to connectors and records the outcomes.
+type Engine struct {
+	db      *store.DB
+	keyring *tenants.Keyring
+	open    OpenFunc
+	o       EngineOptions
+	log     *slog.Logger
+	wake    chan struct{}
+	m       *engineMetrics
+
+	mu     sync.Mutex
+	owned  map[int]int64 // shard -> fence
+	conns  map[string]*connEntry
+	routes map[string]routeEntry
+}
+
+type connEntry struct {
+	c       connectors.Connector
+	kind    string
+	updated int64
+	limiter *rate.Limiter
+}
+
+type routeEntry struct {
+	primary, secondary string
+	at                 time.Time
+}
+
+type engineMetrics struct {
+	outcomes *prometheus.CounterVec
+	handoff  prometheus.Histogram
+	depth    prometheus.Gauge
+	oldest   prometheus.Gauge
+	leases   prometheus.Gauge
+	errors   *prometheus.CounterVec
+}
+
+func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
+	m := &engineMetrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_router_messages_total",
+			Help: "Messages that reached a state, by state and channel."}, []string{"state", "channel"}),
+		handoff: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "relais_router_handoff_seconds",
+			Help: "Time from acceptance to the connector's answer.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
+		depth:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "relais_router_queue_depth", Help: "Messages queued (all shards)."}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relais_router_oldest_due_seconds", Help: "Age of the oldest due message."}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relais_router_leases_held", Help: "Shard leases this node holds."}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_router_connector_errors_total",
+			Help: "Connector errors, by kind and class."}, []string{"kind", "class"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.outcomes, m.handoff, m.depth, m.oldest, m.leases, m.errors)
+	}
+	return m
+}
+
+// NewEngine returns an engine; call Run.
+func NewEngine(db *store.DB, keyring *tenants.Keyring, open OpenFunc, o EngineOptions) *Engine {
+	if o.Node == "" {
+		o.Node = uuid.NewString()
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 15 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.Poll <= 0 {
+		o.Poll = 250 * time.Millisecond
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 8
+	}
+	if o.BaseBackoff <= 0 {
+		o.BaseBackoff = 30 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Hour
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = db.Now
+	}
+	return &Engine{db: db, keyring: keyring, open: open, o: o, log: o.Logger, wake: make(chan struct{}, 1),
+		m: newEngineMetrics(o.Registerer), owned: map[int]int64{}, conns: map[string]*connEntry{}, routes: map[string]routeEntry{}}
+}
+
+// Node is this engine's node id.
+func (e *Engine) Node() string { return e.o.Node }
+
+// Wake makes the engine claim at once (new messages are due).
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run works until ctx ends, then releases its leases so that other nodes
+// take over at once.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.ensureShards(ctx); err != nil {
+		return err
+	}
+	defer e.shutdown()
+	var lastLease time.Time
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(lastLease) >= e.o.LeaseTTL/3 {
+			if err := e.maintainLeases(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("shard leases", "error", err)
+			}
+			lastLease = time.Now()
+		}
+		n, err := e.Step(ctx)
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("router step", "error", err)
+		}
+		if n > 0 {
+			continue // there may be more due right now
+		}
+		timer := time.NewTimer(e.o.Poll)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-e.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+func (e *Engine) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.mu.Lock()
+	shards := make([]int, 0, len(e.owned))
+	for s := range e.owned {
+		shards = append(shards, s)
+	}
+	e.owned = map[int]int64{}
+	conns := e.conns
+	e.conns = map[string]*connEntry{}
+	e.mu.Unlock()
+	_ = e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		for _, s := range shards {
+			if _, err := p.Exec(ctx, `UPDATE shard_leases SET expires_at = 0 WHERE shard = $1 AND owner = $2`, s, e.o.Node); err != nil {
+				return err
+			}
+		}
+		_, err := p.Exec(ctx, `DELETE FROM router_nodes WHERE id = $1`, e.o.Node)
+		return err
+	})
+	for _, c := range conns {
+		_ = c.c.Close()
+	}
+	e.m.leases.Set(0)
+}
+
+func (e *Engine) ensureShards(ctx context.Context) error {
+	return e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		for s := 0; s < Shards; s++ {
+			if _, err := p.Exec(ctx, `INSERT INTO shard_leases (shard, owner, fence, expires_at) VALUES ($1, '', 0, 0) ON CONFLICT (shard) DO NOTHING`, s); err != nil {
+				return fmt.Errorf("router: create shard %d: %w", s, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Owned returns the shards this node holds (for tests and metrics).
+func (e *Engine) Owned() map[int]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[int]int64, len(e.owned))
+	for k, v := range e.owned {
+		out[k] = v
+	}
+	return out
+}
+
+// maintainLeases heartbeats, renews the shards held, takes free ones up to
+// this node's share and gives back extras when other nodes joined.
+func (e *Engine) maintainLeases(ctx context.Context) error {
+	now := e.o.Now()
+	exp := store.Micros(now.Add(e.o.LeaseTTL))
+	var acquired map[int]int64
+	err := e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		if _, err := p.Exec(ctx, `INSERT INTO router_nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2`, e.o.Node, store.Micros(now)); err != nil {
+			return err
+		}
+		if _, err := p.Exec(ctx, `DELETE FROM router_nodes WHERE heartbeat_at < $1`, store.Micros(now.Add(-3*e.o.LeaseTTL))); err != nil {
+			return err
+		}
+		var alive int
+		if err := p.QueryRow(ctx, `SELECT count(*) FROM router_nodes WHERE heartbeat_at >= $1`, store.Micros(now.Add(-2*e.o.LeaseTTL))).Scan(&alive); err != nil {
+			return err
+		}
+		target := (Shards + max(alive, 1) - 1) / max(alive, 1)
+		// Renew what we hold; forget what we lost.
+		rows, err := p.Query(ctx, `UPDATE shard_leases SET expires_at = $1 WHERE owner = $2 AND expires_at > $3 RETURNING shard, fence`, exp, e.o.Node, store.Micros(now))
+		if err != nil {
+			return err
+		}
+		held := map[int]int64{}
+		for rows.Next() {
+			var s int
+			var f int64
+			if err := rows.Scan(&s, &f); err != nil {
+				_ = rows.Close()
+				return err
+			}
+			held[s] = f
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		// Give back extras (another node joined), highest shards first.
+		for len(held) > target {
+			hi := -1
+			for s := range held {
+				hi = max(hi, s)
+			}
+			if _, err := p.Exec(ctx, `UPDATE shard_leases SET expires_at = 0 WHERE shard = $1 AND owner = $2`, hi, e.o.Node); err != nil {
+				return err
+			}
+			delete(held, hi)
+		}
+		// Take free or expired shards up to the target, from a random start
+		// so that nodes do not all race for the same ones.
+		acquired = map[int]int64{}
+		start := rand.IntN(Shards) // #nosec G404 -- spreading load, not security
+		for i := 0; i < Shards && len(held) < target; i++ {
+			s := (start + i) % Shards
+			if _, ok := held[s]; ok {
+				continue
+			}
+			var f int64
+			err := p.QueryRow(ctx, `UPDATE shard_leases SET owner = $1, fence = fence + 1, expires_at = $2 WHERE shard = $3 AND expires_at <= $4 RETURNING fence`,
+				e.o.Node, exp, s, store.Micros(now)).Scan(&f)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			held[s], acquired[s] = f, f
+		}
+		e.mu.Lock()
+		e.owned = held
+		e.mu.Unlock()
+		e.m.leases.Set(float64(len(held)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("router: leases: %w", err)
+	}
+	for s, f := range acquired {
+		if err := e.recover(ctx, s, f); err != nil {
+			e.log.Error("router: recovering in-doubt messages", "shard", s, "error", err)
+		}
+	}
+	return nil
+}
+
+// recover settles the hand-offs a previous owner of the shard left in
+// doubt: retried with the same reference where the connector deduplicates,
+// marked unknown otherwise.
+func (e *Engine) recover(ctx context.Context, shard int, fence int64) error {
+	type doubt struct {
+		tenant, id, connector, channel string
+		useSecondary                   bool
+	}
+	var list []doubt
+	err := e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		rows, err := p.Query(ctx, `SELECT tenant_id, id, connector_id, channel, use_secondary FROM messages WHERE shard = $1 AND state = 'sending' AND fence < $2`, shard, fence)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			var d doubt
+			if err := rows.Scan(&d.tenant, &d.id, &d.connector, &d.channel, &d.useSecondary); err != nil {
+				return err
+			}
+			list = append(list, d)
+		}
+		return rows.Err()
+	})
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	// The claim was routed as dispatch routes it: the same rule finds the
+	// connector a hand-off may have reached.
+	for i, d := range list {
+		if d.connector == "" {
+			if c, err := e.route(ctx, claimed{tenant: d.tenant, channel: d.channel, useSecondary: d.useSecondary}); err == nil {
+				list[i].connector = c
+			}
+		}
+	}
+	now := store.Micros(e.o.Now())
+	return e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		for _, d := range list {
+			idempotent := false
+			if ce, err := e.connector(ctx, d.tenant, d.connector); err == nil {
+				idempotent = ce.c.Capabilities().Idempotent
+			}
+			state, kind := StateUnknown, "in_doubt"
+			if idempotent {
+				state, kind = StateQueued, "recovered"
+			}
+			res, err := p.Exec(ctx, `UPDATE messages SET state = $1, due_at = $2, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND state = 'sending' AND fence < $5`,
+				state, now, d.tenant, d.id, fence)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			detail, _ := json.Marshal(map[string]any{"reason": "the node handing it off stopped before recording the outcome", "retry_same_reference": idempotent})
+			if _, err := p.Exec(ctx, `INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)`,
+				d.tenant, d.id, now, kind, string(detail)); err != nil {
+				return err
+			}
+			if state == StateUnknown {
+				e.m.outcomes.WithLabelValues(StateUnknown, "").Inc()
+			}
+		}
+		return nil
+	})
+}
+
+// claimed is a message taken for hand-off.
+type claimed struct {
+	tenant, id, channel string
+	shard               int
+	fence               int64
+	attempts            int
+	useSecondary        bool
+	to, content         []byte
+	accepted            int64
+}
+
+// Step claims one batch of due messages from the shards held, hands them
+// off and records the outcomes. It returns how many it claimed.
+func (e *Engine) Step(ctx context.Context) (int, error) {
+	e.mu.Lock()
+	n := len(e.owned)
+	e.mu.Unlock()
+	if n == 0 {
+		return 0, nil
+	}
+	batch, err := e.claim(ctx)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	e.dispatch(ctx, batch)
+	return len(batch), nil
+}
+
+func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
+	now := store.Micros(e.o.Now())
+	var out []claimed
+	err := e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		rows, err := p.Query(ctx, `UPDATE messages SET state = 'sending', attempts = attempts + 1, node = $1, updated_at = $2,
+				fence = (SELECT l.fence FROM shard_leases l WHERE l.shard = messages.shard)
+			WHERE (tenant_id, id) IN (
+				SELECT m.tenant_id, m.id FROM messages m JOIN shard_leases l ON l.shard = m.shard
+				WHERE l.owner = $1 AND l.expires_at > $2 AND m.state = 'queued' AND m.due_at <= $2
+				ORDER BY m.due_at LIMIT $3)
+			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at`,
+			e.o.Node, now, e.o.Batch)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			var c claimed
+			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return insertEvents(ctx, p, out, now, "attempt", func(c claimed) string { return fmt.Sprintf(`{"attempt":%d}`, c.attempts) })
+	})
+	return out, err
+}
+
+// insertEvents writes one event per message in one statement.
+func insertEvents(ctx context.Context, p *store.PlatformTx, list []claimed, at int64, kind string, detail func(claimed) string) error {
+	const per = 5
+	for start := 0; start < len(list); start += 400 {
+		chunk := list[start:min(start+400, len(list))]
+		var sb strings.Builder
+		args := make([]any, 0, len(chunk)*per)
+		sb.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
+		for i, c := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			n := i * per
+			fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
+			args = append(args, c.tenant, c.id, at, kind, detail(c))
+		}
+		if _, err := p.Exec(ctx, sb.String(), args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+	}
+	return nil
+}
+
+// outcome is the result of one hand-off.
+type outcome struct {
+	claimed
+	connector   string
+	kind        string
+	providerRef string
+	err         error
+	noRoute     bool
+}
+
+func (e *Engine) dispatch(ctx context.Context, batch []claimed) {
+	type key struct{ tenant, connector string }
+	groups := map[key][]claimed{}
+	var results []outcome
+	for _, c := range batch {
+		conn, err := e.route(ctx, c)
+		if err != nil {
+			results = append(results, outcome{claimed: c, err: err, noRoute: true})
+			continue
+		}
+		k := key{c.tenant, conn}
+		groups[k] = append(groups[k], c)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, e.o.Workers)
+	for k, list := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := e.handOff(ctx, k.tenant, k.connector, list)
+			mu.Lock()
+			results = append(results, res...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := e.record(ctx, results); err != nil {
+		// The claims stay in 'sending': the next owner of each shard
+		// settles them (retry with the same reference, or unknown).
+		e.log.Error("router: recording outcomes failed; the messages are left in doubt", "error", err, "count", len(results))
+	}
+}
+
+func (e *Engine) route(ctx context.Context, c claimed) (string, error) {
+	k := c.tenant + "|" + c.channel
+	e.mu.Lock()
+	r, ok := e.routes[k]
+	e.mu.Unlock()
+	if !ok || time.Since(r.at) > 5*time.Second {
+		var secondary *string
+		err := e.db.Tenant(c.tenant).Tx(ctx, func(tx *store.Tx) error {
+			return tx.QueryRow(ctx, `SELECT primary_id, secondary_id FROM routes WHERE tenant_id = $1 AND channel = $2`, c.channel).Scan(&r.primary, &secondary)
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("%w %q", ErrNoRoute, c.channel)
+		}
+		if err != nil {
+			return "", err
+		}
+		r.secondary = ""
+		if secondary != nil {
+			r.secondary = *secondary
+		}
+		r.at = time.Now()
+		e.mu.Lock()
+		e.routes[k] = r
+		e.mu.Unlock()
+	}
+	if c.useSecondary && r.secondary != "" {
+		return r.secondary, nil
+	}
+	return r.primary, nil
+}
+
+// connector returns the opened connector of a tenant, reopening it when its
+// configuration changed.
+func (e *Engine) connector(ctx context.Context, tenant, id string) (*connEntry, error) {
+	var kind string
+	var cfg []byte
+	var updated int64
+	var status string
+	err := e.db.Tenant(tenant).Tx(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow(ctx, `SELECT kind, updated_at, status, config_enc FROM connectors WHERE tenant_id = $1 AND id = $2`, id).Scan(&kind, &updated, &status, &cfg)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: %w", id, err)
+	}
+	if status != "active" {
+		return nil, connectors.Temporary(fmt.Errorf("connector %q is disabled", id))
+	}
+	k := tenant + "|" + id
+	e.mu.Lock()
+	ce, ok := e.conns[k]
+	e.mu.Unlock()
+	if ok && ce.updated == updated {
+		return ce, nil
+	}
+	c, err := e.keyring.Crypto(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := c.Open("connector.config", cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: decrypt configuration: %w", id, err)
+	}
+	conn, err := e.open(kind, plain)
+	if err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("connector %q: %w", id, err))
+	}
+	lim := rate.NewLimiter(rate.Inf, 0)
+	if r := conn.Capabilities().RatePerSecond; r > 0 {
+		lim = rate.NewLimiter(rate.Limit(r), max(1, int(r)))
+	}
+	ce = &connEntry{c: conn, kind: kind, updated: updated, limiter: lim}
+	e.mu.Lock()
+	if old, ok := e.conns[k]; ok {
+		_ = old.c.Close()
+	}
+	e.conns[k] = ce
+	e.mu.Unlock()
+	return ce, nil
+}
+
+func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []claimed) []outcome {
+	out := make([]outcome, 0, len(list))
+	fail := func(err error) []outcome {
+		for _, c := range list {
+			out = append(out, outcome{claimed: c, connector: connID, err: err})
+		}
+		return out
+	}
+	ce, err := e.connector(ctx, tenant, connID)
+	if err != nil {
+		return fail(err)
+	}
+	crypto, err := e.keyring.Crypto(ctx, tenant)
+	if err != nil {
+		return fail(err)
+	}
+	msgs := make([]connectors.Message, 0, len(list))
+	byRef := make(map[string]claimed, len(list))
+	for _, c := range list {
+		to, err := crypto.OpenString("message.to", c.to)
+		if err != nil {
+			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("decrypt recipient: %w", err))})
+			continue
+		}
+		raw, err := crypto.Open("message.content", c.content)
+		if err != nil {
+			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("decrypt content: %w", err))})
+			continue
+		}
+		var ct Content
+		if err := json.Unmarshal(raw, &ct); err != nil {
+			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("content: %w", err))})
+			continue
+		}
+		msgs = append(msgs, connectors.Message{Ref: c.id, TenantID: tenant, Channel: c.channel, To: to, From: ct.From, ReplyTo: ct.ReplyTo,
+			Subject: ct.Subject, Text: ct.Text, HTML: ct.HTML, Headers: ct.Headers, Attempt: c.attempts})
+		byRef[c.id] = c
+	}
+	maxBatch := max(ce.c.Capabilities().MaxBatch, 1)
+	for start := 0; start < len(msgs); start += maxBatch {
+		chunk := msgs[start:min(start+maxBatch, len(msgs))]
+		if err := ce.limiter.WaitN(ctx, min(len(chunk), max(ce.limiter.Burst(), 1))); err != nil && !errors.Is(err, context.Canceled) && ce.limiter.Limit() != rate.Inf {
+			e.log.Warn("router: rate limiter", "error", err)
+		}
+		res := ce.c.Send(ctx, chunk)
+		for i, m := range chunk {
+			o := outcome{claimed: byRef[m.Ref], connector: connID, kind: ce.kind}
+			if i < len(res) {
+				o.providerRef, o.err = res[i].ProviderRef, res[i].Err
+			} else {
+				o.err = connectors.Temporary(errors.New("the connector gave no answer for this message"))
+			}
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// backoff is the delay before retry number n (n >= 1).
+func (e *Engine) backoff(n int) time.Duration {
+	d := float64(e.o.BaseBackoff) * math.Pow(2, float64(n-1))
+	if d > float64(e.o.MaxBackoff) {
+		d = float64(e.o.MaxBackoff)
+	}
+	j := 0.8 + 0.4*rand.Float64() // #nosec G404 -- jitter, not security
+	return time.Duration(d * j)
+}
+
+func errText(err error) string {
+	s := err.Error()
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}
+
+// record writes the outcomes, each only while this node still holds the
+// message's shard with the fence of the claim.
+func (e *Engine) record(ctx context.Context, results []outcome) error {
+	now := e.o.Now()
+	nowUS := store.Micros(now)
+	return e.db.Platform(ctx, func(p *store.PlatformTx) error {
+		for _, o := range results {
+			var state, kind, detail string
+			var due int64
+			useSecondary := o.useSecondary
+			switch {
+			case o.err == nil:
+				state, kind = StateSent, "sent"
+				b, _ := json.Marshal(map[string]string{"connector": o.connector, "provider_ref": o.providerRef})
+				detail = string(b)
+			case connectors.IsTemporary(o.err) && o.attempts < e.o.MaxAttempts:
+				state, kind = StateQueued, "retry"
+				delay := e.backoff(o.attempts)
+				due = store.Micros(now.Add(delay))
+				useSecondary = !o.useSecondary // fail over to the other connector, if any
+				b, _ := json.Marshal(map[string]any{"connector": o.connector, "error": errText(o.err), "retry_in_s": int(delay.Seconds())})
+				detail = string(b)
+				e.m.errors.WithLabelValues(o.kind, "temporary").Inc()
+			default:
+				state, kind = StateFailed, "failed"
+				reason := errText(o.err)
+				if connectors.IsTemporary(o.err) {
+					reason = fmt.Sprintf("dead-lettered after %d attempts: %s", o.attempts, reason)
+				}
+				b, _ := json.Marshal(map[string]any{"connector": o.connector, "error": reason})
+				detail = string(b)
+				if !o.noRoute {
+					e.m.errors.WithLabelValues(o.kind, "permanent").Inc()
+				}
+			}
+			lastErr := ""
+			if o.err != nil {
+				lastErr = errText(o.err)
+			}
+			var res interface{ RowsAffected() (int64, error) }
+			var err error
+			if state == StateSent {
+				res, err = p.Exec(ctx, `UPDATE messages SET state = 'sent', sent_at = $1, updated_at = $1, connector_id = $2, provider_ref = $3, last_error = ''
+					WHERE tenant_id = $4 AND id = $5 AND state = 'sending' AND fence = $6
+					AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = $7 AND l.owner = $8 AND l.fence = $6)`,
+					nowUS, o.connector, o.providerRef, o.tenant, o.id, o.fence, o.shard, e.o.Node)
+			} else {
+				if due == 0 {
+					due = nowUS
+				}
+				res, err = p.Exec(ctx, `UPDATE messages SET state = $1, due_at = $2, updated_at = $3, connector_id = $4, last_error = $5, use_secondary = $6
+					WHERE tenant_id = $7 AND id = $8 AND state = 'sending' AND fence = $9
+					AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = $10 AND l.owner = $11 AND l.fence = $9)`,
+					state, due, nowUS, o.connector, lastErr, useSecondary, o.tenant, o.id, o.fence, o.shard, e.o.Node)
+			}
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				// The lease moved on: the new owner settles this message.
+				continue
+			}
+			if _, err := p.Exec(ctx, `INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)`,
+				o.tenant, o.id, nowUS, kind, detail); err != nil {
+				return err
+			}
+			e.m.outcomes.WithLabelValues(state, o.channel).Inc()
+			if state == StateSent {
+				e.m.handoff.Observe(now.Sub(store.FromMicros(o.accepted)).Seconds())
+			}
+		}
+		return nil
+	})
+}
