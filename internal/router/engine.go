@@ -359,13 +359,18 @@ func (e *Engine) recover(ctx context.Context, shard int, fence int64) error {
 			}
 		}
 	}
+	// Ask the connectors first: on SQLite a second transaction cannot run
+	// inside the one that records the result.
+	idem := make([]bool, len(list))
+	for i, d := range list {
+		if ce, err := e.connector(ctx, d.tenant, d.connector); err == nil {
+			idem[i] = ce.c.Capabilities().Idempotent
+		}
+	}
 	now := store.Micros(e.o.Now())
 	return e.db.Platform(ctx, func(p *store.PlatformTx) error {
-		for _, d := range list {
-			idempotent := false
-			if ce, err := e.connector(ctx, d.tenant, d.connector); err == nil {
-				idempotent = ce.c.Capabilities().Idempotent
-			}
+		for i, d := range list {
+			idempotent := idem[i]
 			state, kind := StateUnknown, "in_doubt"
 			if idempotent {
 				state, kind = StateQueued, "recovered"

@@ -1,0 +1,510 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/connectors"
+	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
+// scripted is a connector whose behaviour each test sets. It stands in for
+// a remote end the router must cope with (the real SMTP, SMS and webhook
+// connectors are tested against real servers in internal/connectors); here
+// it lets a test decide each answer, and counts what reached it.
+type scripted struct {
+	mu         sync.Mutex
+	idempotent bool
+	channel    string
+	answer     func(m connectors.Message) error
+	delivered  map[string]int // Ref -> hand-offs received
+	block      chan struct{}  // when set, Send waits on it (a node "dies" mid-hand-off)
+	entered    chan struct{}
+}
+
+func newScripted(channel string, idempotent bool) *scripted {
+	return &scripted{channel: channel, idempotent: idempotent, delivered: map[string]int{}}
+}
+
+func (s *scripted) Send(ctx context.Context, batch []connectors.Message) []connectors.Outcome {
+	s.mu.Lock()
+	block, entered := s.block, s.entered
+	s.mu.Unlock()
+	if block != nil {
+		// The remote end has the messages (it will deliver them) before
+		// the answer comes back.
+		s.mu.Lock()
+		for _, m := range batch {
+			s.delivered[m.Ref]++
+		}
+		s.mu.Unlock()
+		if entered != nil {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		out := make([]connectors.Outcome, len(batch))
+		for i, m := range batch {
+			out[i] = connectors.Outcome{Ref: m.Ref, ProviderRef: "p-" + m.Ref}
+		}
+		return out
+	}
+	out := make([]connectors.Outcome, len(batch))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, m := range batch {
+		var err error
+		if s.answer != nil {
+			err = s.answer(m)
+		}
+		if err == nil {
+			s.delivered[m.Ref]++
+		}
+		out[i] = connectors.Outcome{Ref: m.Ref, ProviderRef: "p-" + m.Ref, Err: err}
+	}
+	return out
+}
+
+func (s *scripted) Capabilities() connectors.Capabilities {
+	return connectors.Capabilities{Channels: []string{s.channel}, Idempotent: s.idempotent, MaxBatch: 100}
+}
+func (s *scripted) Close() error { return nil }
+
+func (s *scripted) count(ref string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered[ref]
+}
+
+type env struct {
+	db      *store.DB
+	svc     *router.Service
+	admin   *router.Connectors
+	tenant  string
+	conns   map[string]*scripted // by connector name in config
+	keyring *tenants.Keyring
+	clock   *clock
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func (e *env) open(kind string, cfg json.RawMessage) (connectors.Connector, error) {
+	var c struct{ Name string }
+	if err := json.Unmarshal(cfg, &c); err != nil || e.conns[c.Name] == nil {
+		return nil, connectors.ConfigError("name", "unknown test connector")
+	}
+	return e.conns[c.Name], nil
+}
+
+func setup(t *testing.T, db *store.DB, clk *clock) *env {
+	t.Helper()
+	ctx := context.Background()
+	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+	tn, err := ts.Create(ctx, "Acme", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := tenants.NewKeyring(db, mk, 0)
+	e := &env{db: db, tenant: tn.ID, keyring: kr, clock: clk, conns: map[string]*scripted{
+		"primary": newScripted(connectors.ChannelEmail, false), "secondary": newScripted(connectors.ChannelEmail, false),
+		"sms": newScripted(connectors.ChannelSMS, true)}}
+	e.svc = &router.Service{DB: db, Keyring: kr}
+	e.admin = &router.Connectors{Service: e.svc, Open: e.open, Redact: func(_ string, raw json.RawMessage) (json.RawMessage, error) { return raw, nil }}
+	for _, name := range []string{"primary", "secondary", "sms"} {
+		if _, err := e.admin.AddConnector(ctx, tn.ID, name, "test", json.RawMessage(`{"Name":"`+name+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func (e *env) engine(node string) *router.Engine {
+	return router.NewEngine(e.db, e.keyring, e.open, router.EngineOptions{Node: node, Now: e.clock.Now, LeaseTTL: 2 * time.Second,
+		Poll: 10 * time.Millisecond, BaseBackoff: time.Minute, MaxAttempts: 3})
+}
+
+func run(t *testing.T, fn func(t *testing.T, e *env)) {
+	clk := &clock{t: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)}
+	storetest.RunWith(t, storetest.Options{Now: clk.Now}, func(t *testing.T, db *store.DB) {
+		fn(t, setup(t, db, clk))
+	})
+}
+
+func email(to, key string) router.NewMessage {
+	return router.NewMessage{Channel: "email", To: to, IdempotencyKey: key, Content: router.Content{From: "news@acme.test", Subject: "Hello", Text: "Hi"}}
+}
+
+// drain runs engine steps until nothing is claimed.
+func drain(t *testing.T, ctx context.Context, en *router.Engine) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		n, err := en.Step(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatal("the queue never drained")
+}
+
+func leases(t *testing.T, ctx context.Context, en *router.Engine) {
+	t.Helper()
+	if err := router.MaintainLeasesForTest(ctx, en); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAcceptSendAndTrace(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", ""), email("b@x.test", ""),
+			{Channel: "sms", To: "+33612345678", Content: router.Content{Text: "code 1234"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		en := e.engine("n1")
+		leases(t, ctx, en)
+		if len(en.Owned()) != router.Shards {
+			t.Fatalf("a single node holds %d shards", len(en.Owned()))
+		}
+		drain(t, ctx, en)
+		for _, a := range acc {
+			m, err := e.svc.Get(ctx, e.tenant, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.State != router.StateSent || m.ProviderRef != "p-"+a.ID || m.SentAt == nil {
+				t.Fatalf("message %s: %+v", a.ID, m)
+			}
+			kinds := ""
+			for _, ev := range m.Events {
+				kinds += ev.Kind + ","
+			}
+			if kinds != "accepted,attempt,sent," {
+				t.Fatalf("events %s", kinds)
+			}
+		}
+		if e.conns["primary"].count(acc[0].ID) != 1 || e.conns["sms"].count(acc[2].ID) != 1 || e.conns["secondary"].count(acc[0].ID) != 0 {
+			t.Fatal("routing: each message goes to its channel's primary connector exactly once")
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateSent] != 3 || counts[router.StateQueued] != 0 {
+			t.Fatalf("counts %v", counts)
+		}
+		// The recipient is sealed in the store.
+		err = e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			var to []byte
+			if err := tx.QueryRow(ctx, `SELECT recipient_enc FROM messages WHERE tenant_id = $1 AND id = $2`, acc[0].ID).Scan(&to); err != nil {
+				return err
+			}
+			if string(to) == "a@x.test" || len(to) < 20 {
+				return errors.New("recipient stored in clear")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		ids := make([]string, 100)
+		errs := make([]error, 100)
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("same@x.test", "order-42")})
+				if err == nil {
+					ids[i] = acc[0].ID
+				}
+				errs[i] = err
+			}(i)
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			if ids[i] != ids[0] {
+				t.Fatalf("request %d got another message: %s vs %s", i, ids[i], ids[0])
+			}
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateQueued] != 1 {
+			t.Fatalf("100 requests with one key made %d messages", counts[router.StateQueued])
+		}
+		en := e.engine("n1")
+		leases(t, ctx, en)
+		drain(t, ctx, en)
+		if e.conns["primary"].count(ids[0]) != 1 {
+			t.Fatal("not sent exactly once")
+		}
+	})
+}
+
+func TestRetriesFailoverAndDeadLetter(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		if err := e.admin.SetRoute(ctx, e.tenant, "email", "primary", "secondary"); err != nil {
+			t.Fatal(err)
+		}
+		var primaryCalls atomic.Int32
+		e.conns["primary"].answer = func(m connectors.Message) error {
+			primaryCalls.Add(1)
+			return connectors.Temporary(errors.New("421 try later"))
+		}
+		e.conns["secondary"].answer = func(m connectors.Message) error {
+			if m.To == "dead@x.test" {
+				return connectors.Temporary(errors.New("451 still no"))
+			}
+			if m.To == "nobody@x.test" {
+				return connectors.Permanent(errors.New("550 no such mailbox"))
+			}
+			return nil
+		}
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("ok@x.test", ""), email("nobody@x.test", ""), email("dead@x.test", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		en := e.engine("n1")
+		leases(t, ctx, en)
+		drain(t, ctx, en) // attempt 1: primary, temporary for all
+		m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID)
+		if m.State != router.StateQueued || m.Attempts != 1 || m.LastError == "" {
+			t.Fatalf("after a temporary failure: %+v", m)
+		}
+		drain(t, ctx, en)
+		if primaryCalls.Load() != 3 {
+			t.Fatalf("a retry ran before its back-off: %d calls", primaryCalls.Load())
+		}
+		e.clock.Add(2 * time.Minute) // past the first back-off (1 min +-20%)
+		leases(t, ctx, en)           // the clock jumped past the leases: renew them
+		drain(t, ctx, en)            // attempt 2: secondary
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID); m.State != router.StateSent || e.conns["secondary"].count(acc[0].ID) != 1 {
+			t.Fatalf("fail-over to the secondary: %+v", m)
+		}
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[1].ID); m.State != router.StateFailed || m.LastError == "" {
+			t.Fatalf("permanent failure: %+v", m)
+		}
+		e.clock.Add(5 * time.Minute)
+		leases(t, ctx, en)
+		drain(t, ctx, en) // attempt 3 (the last): primary again, temporary -> dead letter
+		m, _ = e.svc.Get(ctx, e.tenant, acc[2].ID)
+		if m.State != router.StateFailed || m.Attempts != 3 {
+			t.Fatalf("dead letter after MaxAttempts: %+v", m)
+		}
+		last := m.Events[len(m.Events)-1]
+		if last.Kind != "failed" || !json.Valid(last.Detail) {
+			t.Fatalf("dead-letter event %+v", last)
+		}
+	})
+}
+
+// TestInDoubtHandOff: a node dies between handing a batch to the connector
+// and recording the outcome. The next owner of the shard retries the
+// messages of an idempotent connector with the same reference, and marks
+// the others unknown: nothing is sent twice by the router.
+func TestInDoubtHandOff(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", ""),
+			{Channel: "sms", To: "+33612345678", Content: router.Content{Text: "hi"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := make(chan struct{})
+		for _, c := range e.conns {
+			c.block, c.entered = block, make(chan struct{}, 4)
+		}
+		dying := e.engine("dying")
+		leases(t, ctx, dying)
+		dctx, kill := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = dying.Step(dctx)
+		}()
+		<-e.conns["primary"].entered
+		<-e.conns["sms"].entered
+		// The hand-off reached the remote ends (they will deliver), then
+		// the node "dies": its outcome is never recorded.
+		for _, c := range e.conns {
+			c.mu.Lock()
+			c.block = nil
+			c.mu.Unlock()
+		}
+		kill()
+		close(block)
+		<-done
+		for _, a := range acc {
+			if m, _ := e.svc.Get(ctx, e.tenant, a.ID); m.State != router.StateSending {
+				t.Fatalf("a killed hand-off left %s, want sending", m.State)
+			}
+		}
+		// Its leases expire and it stops counting as alive (2 x TTL);
+		// another node takes every shard.
+		e.clock.Add(5 * time.Second)
+		other := e.engine("other")
+		leases(t, ctx, other)
+		drain(t, ctx, other)
+		mail, _ := e.svc.Get(ctx, e.tenant, acc[0].ID)
+		sms, _ := e.svc.Get(ctx, e.tenant, acc[1].ID)
+		if mail.State != router.StateUnknown {
+			t.Fatalf("SMTP-like hand-off in doubt: %s, want unknown", mail.State)
+		}
+		if sms.State != router.StateSent || e.conns["sms"].count(acc[1].ID) != 2 {
+			t.Fatalf("idempotent hand-off in doubt: %s after %d hand-offs (same reference twice, deduplicated remotely)", sms.State, e.conns["sms"].count(acc[1].ID))
+		}
+		if e.conns["primary"].count(acc[0].ID) != 1 {
+			t.Fatal("the SMTP-like message was handed off again")
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateUnknown] != 1 {
+			t.Fatalf("unknown not counted: %v", counts)
+		}
+	})
+}
+
+// TestFencedOutcome: a node that lost its lease while handing off cannot
+// record the outcome over the new owner's work.
+func TestFencedOutcome(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		acc, _ := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "")})
+		block := make(chan struct{})
+		e.conns["primary"].block, e.conns["primary"].entered = block, make(chan struct{}, 1)
+		slow := e.engine("slow")
+		leases(t, ctx, slow)
+		done := make(chan struct{})
+		go func() { defer close(done); _, _ = slow.Step(ctx) }()
+		<-e.conns["primary"].entered
+		// The slow node pauses past its lease (and its liveness); another
+		// node takes over and settles the in-doubt message as unknown.
+		e.clock.Add(5 * time.Second)
+		other := e.engine("other")
+		leases(t, ctx, other)
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID); m.State != router.StateUnknown {
+			t.Fatalf("new owner: %s", m.State)
+		}
+		// The slow node wakes and tries to record "sent": refused by the fence.
+		e.conns["primary"].mu.Lock()
+		e.conns["primary"].block = nil
+		e.conns["primary"].mu.Unlock()
+		close(block)
+		<-done
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID); m.State != router.StateUnknown {
+			t.Fatalf("a fenced-out node overwrote the outcome: %s", m.State)
+		}
+	})
+}
+
+func TestTwoNodesShareTheShards(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		a, b := e.engine("a"), e.engine("b")
+		leases(t, ctx, a)
+		leases(t, ctx, b)
+		leases(t, ctx, a) // a sees b and gives back its extra shards
+		leases(t, ctx, b)
+		oa, ob := a.Owned(), b.Owned()
+		if len(oa)+len(ob) != router.Shards || len(oa) != router.Shards/2 || len(ob) != router.Shards/2 {
+			t.Fatalf("shards: a %d, b %d", len(oa), len(ob))
+		}
+		for s := range oa {
+			if _, dup := ob[s]; dup {
+				t.Fatalf("shard %d held twice", s)
+			}
+		}
+		var batch []router.NewMessage
+		for i := 0; i < 200; i++ {
+			batch = append(batch, email(fmt.Sprintf("u%d@x.test", i), ""))
+		}
+		acc, err := e.svc.Accept(ctx, e.tenant, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for _, en := range []*router.Engine{a, b} {
+			wg.Add(1)
+			go func() { defer wg.Done(); drain(t, ctx, en) }()
+		}
+		wg.Wait()
+		for _, m := range acc {
+			if n := e.conns["primary"].count(m.ID); n != 1 {
+				t.Fatalf("message %s handed off %d times", m.ID, n)
+			}
+		}
+	})
+}
+
+func TestBadMessagesAreRefused(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		bad := []router.NewMessage{
+			{Channel: "fax", To: "x"},
+			{Channel: "email", To: "not-an-address", Content: router.Content{Text: "x"}},
+			{Channel: "email", To: "a@x.test, b@x.test", Content: router.Content{Text: "x"}},
+			{Channel: "email", To: "a@x.test"},
+			{Channel: "email", To: "a@x.test", Content: router.Content{Text: "x", Subject: "a\r\nBcc: victim@x.test"}},
+			{Channel: "email", To: "a@x.test", Content: router.Content{Text: "x", Headers: map[string]string{"X-A": "b\r\nBcc: v@x.test"}}},
+			{Channel: "sms", To: "0612345678", Content: router.Content{Text: "x"}},
+			{Channel: "sms", To: "+33612345678"},
+		}
+		for i, m := range bad {
+			var ve *router.ValidationError
+			if _, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{m}); !errors.As(err, &ve) {
+				t.Errorf("message %d: %v", i, err)
+			}
+		}
+		// One bad message refuses the whole batch, naming its index.
+		_, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("ok@x.test", ""), bad[1]})
+		var ve *router.ValidationError
+		if !errors.As(err, &ve) || ve.Field != "[1].to" {
+			t.Fatalf("batch with a bad message: %v", err)
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateQueued] != 0 {
+			t.Fatal("refused messages were stored")
+		}
+		if _, err := e.svc.Get(ctx, e.tenant, "no-such-id"); !errors.Is(err, router.ErrNotFound) {
+			t.Fatalf("unknown message: %v", err)
+		}
+	})
+}
