@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -973,5 +974,12 @@ func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) permissionCatalogue(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"permissions": access.Catalogue()})
+	// The catalogue is fixed at build time: encode it once.
+	s.catalogueOnce.Do(func() {
+		s.catalogueJSON, _ = json.Marshal(map[string]any{"permissions": access.Catalogue()})
+		s.catalogueJSON = append(s.catalogueJSON, '\n')
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(s.catalogueJSON)
 }

@@ -33,6 +33,7 @@ const (
 func (s *Server) Routes() []Route {
 	routes := s.coreRoutes()
 	routes = append(routes, s.adminRoutes()...)
+	routes = append(routes, s.messageRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 
@@ -90,9 +91,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client may be gone; nothing to do
+	// Compact JSON: clients pretty-print; indenting costs more than the
+	// rest of a small request.
+	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,7 @@ import (
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web/problem"
@@ -40,9 +41,12 @@ type Options struct {
 	// access tokens, Issuer issues them, Keys publishes the JWKS.
 	Identity *identity.Service
 	Access   *access.Service
-	Verifier *jwtauth.Verifier
-	Issuer   *jwtauth.Issuer
-	Keys     *jwtauth.KeyStore
+	// Router accepts messages; Connectors manages connectors and routes.
+	Router     *router.Service
+	Connectors *router.Connectors
+	Verifier   *jwtauth.Verifier
+	Issuer     *jwtauth.Issuer
+	Keys       *jwtauth.KeyStore
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body.
@@ -66,6 +70,9 @@ type Server struct {
 	handler http.Handler
 	caches  *authCaches
 	pages   pages
+
+	catalogueOnce sync.Once
+	catalogueJSON []byte
 }
 
 // New builds a server and its routes.

@@ -62,10 +62,15 @@ func Headers() []Header {
 // looser Content-Security-Policy on one page): that is a deliberate,
 // reviewable choice in that handler.
 func Middleware(next http.Handler) http.Handler {
+	// The names are already canonical: assign them directly (Set would
+	// canonicalise each name on every response). Each response gets its
+	// own one-element slices, so a handler that adds to a header cannot
+	// touch another response's.
+	hs := Headers()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		for _, kv := range Headers() {
-			h.Set(kv.Name, kv.Value)
+		for _, kv := range hs {
+			h[kv.Name] = []string{kv.Value}
 		}
 		next.ServeHTTP(w, r)
 	})
