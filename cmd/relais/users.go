@@ -639,7 +639,7 @@ the user must change it at first sign-in.`,
 					Permissions []access.PermissionGrant `json:"permissions"`
 				}{v, orNoGrants(perms)})
 			}
-			pw := "not set (enrolment pending)"
+			pw := "not set (enrolment pending)" // #nosec G101 -- a status label, not a credential
 			if u.HasPassword {
 				pw = "set, changed " + whenOr(u.PasswordChangedAt, "?")
 				if u.MustChangePassword {
@@ -873,7 +873,7 @@ func readImport(path string, stdin io.Reader) ([]byte, string, error) {
 		}
 		return data, "standard input", nil
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(path) // #nosec G304 -- the operator names the file to import
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -1423,6 +1423,7 @@ it may be used from (CIDR, repeatable), on top of the tenant's allow-list.`,
 				names[i] = r.Name
 			}
 			if asJSON {
+				// #nosec G101 -- the freshly created secret is shown to the operator once, by design
 				return printJSON(c.stdout, map[string]any{"client_id": cl.ID, "client_secret": secret, "name": cl.Name,
 					"tenant_id": cl.TenantID, "roles": names, "allow_cidrs": cl.AllowCIDRs, "token_endpoint": "/oauth2/token"})
 			}
