@@ -13,7 +13,7 @@ import (
 )
 
 var editorPerms = []string{"contacts:read", "contacts:write", "contacts:import", "contacts:export", "lists:read", "lists:write",
-	"templates:read", "templates:write", "campaigns:read", "campaigns:write", "campaigns:send", "messages:send", "reports:read"}
+	"templates:read", "templates:write", "campaigns:read", "campaigns:write", "campaigns:send", "messages:send", "messages:read", "reports:read"}
 
 // TestBuiltinRoles: the five built-in roles hold exactly their specified
 // permissions, EnsureBuiltinRoles is idempotent and repairs a drifted role,
@@ -612,8 +612,8 @@ func TestReview(t *testing.T) {
 		if want := []string{"group writers -> role editor"}; !slices.Equal(paths[access.ContactsWrite], want) {
 			t.Errorf("contacts:write paths %v, want %v", paths[access.ContactsWrite], want)
 		}
-		if want := []string{"role viewer"}; !slices.Equal(paths[access.MessagesRead], want) {
-			t.Errorf("messages:read paths %v, want %v", paths[access.MessagesRead], want)
+		if want := []string{"role viewer"}; !slices.Equal(paths[access.SettingsRead], want) {
+			t.Errorf("settings:read paths %v, want %v", paths[access.SettingsRead], want)
 		}
 		if b := rev[1]; b.Status != "disabled" || b.TOTPEnabled || b.LastLoginAt != nil || len(b.Permissions) != 0 {
 			t.Errorf("u-b: %+v", b)

@@ -59,7 +59,7 @@ func BuiltinRoles() []Role {
 		}
 	}
 	editor := []Permission{ContactsRead, ContactsWrite, ContactsImport, ContactsExport, ListsRead, ListsWrite,
-		TemplatesRead, TemplatesWrite, CampaignsRead, CampaignsWrite, CampaignsSend, MessagesSend, ReportsRead}
+		TemplatesRead, TemplatesWrite, CampaignsRead, CampaignsWrite, CampaignsSend, MessagesSend, MessagesRead, ReportsRead}
 	auditor := []Permission{AuditRead, AuditExport, UsersRead, SettingsRead, ReportsRead}
 	mk := func(name, desc string, ps []Permission) Role {
 		return Role{Name: name, Description: desc, Permissions: NewSet(ps...).List(), Builtin: true}

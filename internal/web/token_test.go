@@ -28,13 +28,15 @@ import (
 )
 
 type tokenFixture struct {
-	h       http.Handler
-	id      *identity.Service
-	acc     *access.Service
-	ks      *jwtauth.KeyStore
-	a, b    tenants.Tenant
-	clientA identity.APIClient
-	secretA string
+	issuer   *jwtauth.Issuer
+	verifier *jwtauth.Verifier
+	h        http.Handler
+	id       *identity.Service
+	acc      *access.Service
+	ks       *jwtauth.KeyStore
+	a, b     tenants.Tenant
+	clientA  identity.APIClient
+	secretA  string
 }
 
 func newTokenFixture(t *testing.T, db *store.DB) *tokenFixture {
@@ -56,8 +58,8 @@ func newTokenFixture(t *testing.T, db *store.DB) *tokenFixture {
 	if err := ks.EnsureCurrent(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Options{DB: db, Tenants: ts, Identity: id, Access: acc, Keys: ks,
-		Issuer: jwtauth.NewIssuer(ks, jwtauth.Config{}), Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{})})
+	iss, ver := jwtauth.NewIssuer(ks, jwtauth.Config{}), jwtauth.NewVerifier(ks, jwtauth.Config{})
+	s := New(Options{DB: db, Tenants: ts, Identity: id, Access: acc, Keys: ks, Issuer: iss, Verifier: ver})
 	cl, secret, err := id.CreateClient(ctx, a.ID, "ci", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +67,7 @@ func newTokenFixture(t *testing.T, db *store.DB) *tokenFixture {
 	if err := acc.GrantClientRole(ctx, a.ID, access.Actor{Operator: true}, cl.ID, "viewer"); err != nil {
 		t.Fatal(err)
 	}
-	return &tokenFixture{h: s.Handler(), id: id, acc: acc, ks: ks, a: a, b: b, clientA: cl, secretA: secret}
+	return &tokenFixture{h: s.Handler(), issuer: iss, verifier: ver, id: id, acc: acc, ks: ks, a: a, b: b, clientA: cl, secretA: secret}
 }
 
 func (f *tokenFixture) token(t *testing.T, form url.Values, basic bool) (int, map[string]any) {
@@ -207,3 +209,6 @@ func TestClientCredentialsAndBearerTokens(t *testing.T) {
 		}
 	})
 }
+
+func newIssuer(f *tokenFixture) *jwtauth.Issuer     { return f.issuer }
+func newVerifier(f *tokenFixture) *jwtauth.Verifier { return f.verifier }
