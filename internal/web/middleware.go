@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -76,6 +77,33 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	// series caches the children of the vectors: label hashing costs more
+	// than the observation on a small request.
+	series sync.Map // seriesKey -> *seriesPair
+}
+
+type seriesKey struct {
+	route, method string
+	code          int
+}
+
+type seriesPair struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+func (m *metrics) observe(route, method string, code int, seconds float64) {
+	k := seriesKey{route, method, code}
+	v, ok := m.series.Load(k)
+	if !ok {
+		v, _ = m.series.LoadOrStore(k, &seriesPair{
+			count:   m.requests.WithLabelValues(route, method, strconv.Itoa(code)),
+			latency: m.duration.WithLabelValues(route, method),
+		})
+	}
+	p := v.(*seriesPair)
+	p.count.Inc()
+	p.latency.Observe(seconds)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -152,8 +180,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			}
 			elapsed := s.now().Sub(start)
 			route := routeLabel(r)
-			s.metrics.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(sw.status)).Inc()
-			s.metrics.duration.WithLabelValues(route, methodLabel(r.Method)).Observe(elapsed.Seconds())
+			s.metrics.observe(route, methodLabel(r.Method), sw.status, elapsed.Seconds())
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelError
@@ -165,7 +192,8 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				slog.String("path", r.URL.Path),
 				slog.Int("status", sw.status),
 				slog.Int64("bytes", sw.bytes),
-				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+				// An integer: slog's JSON handler encodes floats through json.Marshal.
+				slog.Int64("duration_us", elapsed.Microseconds()),
 				slog.String("remote_ip", ip),
 				slog.String("tenant", info.tenant),
 				slog.String("actor", info.actor),
