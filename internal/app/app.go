@@ -20,10 +20,12 @@ import (
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/connectors/registry"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web"
@@ -43,7 +45,10 @@ type App struct {
 	JWTKeys  *jwtauth.KeyStore
 	Issuer   *jwtauth.Issuer
 	Verifier *jwtauth.Verifier
-	Now      func() time.Time
+	// Router accepts messages; Connectors manages connectors and routes.
+	Router     *router.Service
+	Connectors *router.Connectors
+	Now        func() time.Time
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -101,6 +106,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	}
 	jc := jwtauth.Config{Issuer: cfg.Auth.TokenIssuer}
 	a.Issuer, a.Verifier = jwtauth.NewIssuer(a.JWTKeys, jc), jwtauth.NewVerifier(a.JWTKeys, jc)
+	a.Router = &router.Service{DB: db, Keyring: a.Keyring}
+	a.Connectors = &router.Connectors{Service: a.Router, Open: registry.Open, Redact: registry.Redact}
 	ok = true
 	return a, nil
 }
@@ -191,9 +198,12 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
 		return fmt.Errorf("token signing keys: %w", err)
 	}
+	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg})
+	a.Router.Wake = engine.Wake
 	srv := web.New(web.Options{
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
+		Router: a.Router, Connectors: a.Connectors,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -224,8 +234,13 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	rotErr := make(chan error, 1)
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
 	go a.maintainSigningKeys(runCtx)
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(runCtx) }()
 	err := srv.Run(ctx, ls)
 	cancel()
+	if eerr := <-engineDone; eerr != nil && err == nil {
+		err = eerr
+	}
 	if rerr := <-rotErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
 		err = rerr
 	}

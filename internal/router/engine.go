@@ -483,6 +483,7 @@ type outcome struct {
 	claimed
 	connector   string
 	kind        string
+	idempotent  bool
 	providerRef string
 	err         error
 	noRoute     bool
@@ -650,7 +651,7 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 		}
 		res := ce.c.Send(ctx, chunk)
 		for i, m := range chunk {
-			o := outcome{claimed: byRef[m.Ref], connector: connID, kind: ce.kind}
+			o := outcome{claimed: byRef[m.Ref], connector: connID, kind: ce.kind, idempotent: ce.c.Capabilities().Idempotent}
 			if i < len(res) {
 				o.providerRef, o.err = res[i].ProviderRef, res[i].Err
 			} else {
@@ -695,6 +696,13 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 				state, kind = StateSent, "sent"
 				b, _ := json.Marshal(map[string]string{"connector": o.connector, "provider_ref": o.providerRef})
 				detail = string(b)
+			case errors.Is(o.err, connectors.ErrInDoubt) && !o.idempotent:
+				// The remote end may have taken it (the connection broke
+				// after the data left): never risk a second send.
+				state, kind = StateUnknown, "in_doubt"
+				b, _ := json.Marshal(map[string]any{"connector": o.connector, "error": errText(o.err)})
+				detail = string(b)
+				e.m.errors.WithLabelValues(o.kind, "in_doubt").Inc()
 			case connectors.IsTemporary(o.err) && o.attempts < e.o.MaxAttempts:
 				state, kind = StateQueued, "retry"
 				delay := e.backoff(o.attempts)

@@ -508,3 +508,28 @@ func TestBadMessagesAreRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestInDoubtAnswerIsNotRetried: a connector that cannot deduplicate
+// reports that the connection broke after the data left; the router marks
+// the message unknown instead of retrying it.
+func TestInDoubtAnswerIsNotRetried(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.conns["primary"].answer = func(connectors.Message) error {
+			return connectors.Temporary(fmt.Errorf("connection lost after DATA: %w", connectors.ErrInDoubt))
+		}
+		e.conns["sms"].answer = func(connectors.Message) error {
+			return connectors.Temporary(fmt.Errorf("timeout: %w", connectors.ErrInDoubt))
+		}
+		acc, _ := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", ""), {Channel: "sms", To: "+33612345678", Content: router.Content{Text: "x"}}})
+		en := e.engine("n1")
+		leases(t, ctx, en)
+		drain(t, ctx, en)
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID); m.State != router.StateUnknown {
+			t.Fatalf("in-doubt SMTP answer: %s, want unknown", m.State)
+		}
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[1].ID); m.State != router.StateQueued {
+			t.Fatalf("in-doubt answer of an idempotent connector: %s, want queued for a retry with the same reference", m.State)
+		}
+	})
+}
