@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,6 +36,9 @@ type Connectors struct {
 	// Redact returns the configuration with its secrets masked
 	// (connectors.Redact).
 	Redact func(kind string, raw json.RawMessage) (json.RawMessage, error)
+
+	mu   sync.Mutex
+	open map[string]connectors.Connector
 }
 
 // AddConnector validates and stores a connector. The configuration is
@@ -162,4 +166,53 @@ func (c *Connectors) SetRoute(ctx context.Context, tenantID, channel, primaryRef
 			Changes: []audit.Change{{Field: "primary", After: p}, {Field: "secondary", After: sec}}})
 		return err
 	})
+}
+
+// Opened returns the tenant's connector, opened from its sealed
+// configuration and kept open while the configuration does not change
+// (callback parsers keep their replay memory in the instance).
+func (c *Connectors) Opened(ctx context.Context, tenantID, connectorID string) (connectors.Connector, error) {
+	var kind string
+	var sealed []byte
+	var updated int64
+	err := c.Service.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow(ctx, `SELECT kind, config_enc, updated_at FROM connectors WHERE tenant_id = $1 AND id = $2 AND status = 'active'`,
+			connectorID).Scan(&kind, &sealed, &updated)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: connector %q", ErrNotFound, connectorID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("%s|%s|%d", tenantID, connectorID, updated)
+	c.mu.Lock()
+	if conn, ok := c.open[key]; ok {
+		c.mu.Unlock()
+		return conn, nil
+	}
+	c.mu.Unlock()
+	crypto, err := c.Service.Keyring.Crypto(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := crypto.Open("connector.config", sealed)
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: decrypt configuration: %w", connectorID, err)
+	}
+	conn, err := c.Open(kind, raw)
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: %w", connectorID, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open == nil {
+		c.open = map[string]connectors.Connector{}
+	}
+	if old, ok := c.open[key]; ok {
+		_ = conn.Close()
+		return old, nil
+	}
+	c.open[key] = conn
+	return conn, nil
 }

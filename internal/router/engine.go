@@ -762,3 +762,13 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 		return nil
 	})
 }
+
+// MaintainLeases runs one lease cycle at once (heartbeat, renew, take,
+// give back, recover in-doubt messages). Run does it on its own; this is
+// for tools and tests that drive an engine step by step.
+func MaintainLeases(ctx context.Context, e *Engine) error {
+	if err := e.ensureShards(ctx); err != nil {
+		return err
+	}
+	return e.maintainLeases(ctx)
+}

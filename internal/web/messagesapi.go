@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relais-dev/relais/internal/connectors/registry"
+	"github.com/relais-dev/relais/internal/connectors/smshttp"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
@@ -24,6 +26,8 @@ func (s *Server) messageRoutes() []Route {
 		{"GET /api/v1/connectors", "settings:read", s.listConnectors},
 		{"POST /api/v1/connectors", "settings:admin", s.addConnector},
 		{"PUT /api/v1/routes/{channel}", "settings:admin", s.setRoute},
+		// Receipts are authenticated by the connector's own signature.
+		{"POST /api/v1/callbacks/{tenant}/{connector}", PermPublic, s.callback},
 	}
 }
 
@@ -177,4 +181,45 @@ func (s *Server) setRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// callback takes in delivery receipts and bounces posted by an operator
+// (MSG-5). The request must carry the connector's signature; a replayed
+// request is acknowledged and changes nothing.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	tenantID, connID := r.PathValue("tenant"), r.PathValue("connector")
+	notFound := func() {
+		problem.Write(w, r, problem.Problem{Status: http.StatusNotFound, Code: problem.CodeNotFound, Title: "Not found", Detail: "No such callback."})
+	}
+	if len(tenantID) > 64 || len(connID) > 64 {
+		notFound()
+		return
+	}
+	conn, err := s.opts.Connectors.Opened(r.Context(), tenantID, connID)
+	if err != nil {
+		notFound()
+		return
+	}
+	parser, ok := conn.(registry.CallbackParser)
+	if !ok {
+		notFound()
+		return
+	}
+	receipts, err := parser.ParseCallback(r, s.now())
+	if errors.Is(err, smshttp.ErrReplay) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "already taken in"})
+		return
+	}
+	if err != nil {
+		problem.Write(w, r, problem.Problem{Status: http.StatusUnauthorized, Code: "bad_callback", Title: "Callback refused",
+			Detail: "The callback's signature, timestamp or body is not acceptable."})
+		return
+	}
+	res, err := s.opts.Router.ApplyReceipts(r.Context(), tenantID, connID, receipts)
+	if err != nil {
+		parser.ForgetCallback(r) // let the operator's retry through
+		s.serverError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
