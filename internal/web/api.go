@@ -34,6 +34,7 @@ func (s *Server) Routes() []Route {
 	routes := s.coreRoutes()
 	routes = append(routes, s.adminRoutes()...)
 	routes = append(routes, s.messageRoutes()...)
+	routes = append(routes, s.auditRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 
