@@ -1,0 +1,857 @@
+package contacts
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+)
+
+// The batched write path shared by Import and Seed: rows are validated and
+// sealed by a pool of workers, then written in file order, one transaction
+// per batch, with multi-row statements. A batch commits whole or not at all,
+// with its per-line errors, the job's counts and last committed line, and
+// audit events naming the contacts created and updated (one per 1000).
+
+// outcome of one row.
+const (
+	outPending = iota
+	outCreated
+	outUpdated
+	outSkipped
+	outFailed
+)
+
+// prepRow is one row on its way to the store.
+type prepRow struct {
+	line     int64
+	raw      []string // CSV fields, mapped by the worker
+	err      *lineError
+	v        validated
+	consents []ConsentInput // per-row consents (columns, or seed)
+	lists    []string       // per-row list memberships (seed)
+	id       string         // the id a new contact gets
+	sealed   sealedContact
+	outcome  int
+	contact  string // the contact id written
+	now      time.Time
+}
+
+func (r *prepRow) fail(column, reason string) {
+	r.err, r.outcome = &lineError{column: column, reason: reason}, outFailed
+}
+
+// batchStats are the counts of one batch.
+type batchStats struct {
+	processed, created, updated, skipped, failed int64
+}
+
+// lit is a constant SQL fragment in a values list (a named placeholder
+// such as $1, or NULL); any other cell becomes a new placeholder.
+type lit string
+
+// cast is a placeholder wrapped in a CAST to a constant type.
+type cast struct {
+	v   any
+	typ string
+}
+
+// values builds "(...), (...)" for a multi-row statement.
+//
+// Placeholders: on PostgreSQL $2, $3...; on SQLite plain "?". SQLite, and
+// the driver's binding, look named parameters ("$N") up by linear search,
+// so a statement with thousands of them costs O(n²) (measured: most of an
+// import's time). A "?" takes the next number in textual order, after the
+// named parameters seen before it, so a statement built here must name
+// every "$k" it uses (the tenant $1, and any shared value) before its first
+// "?"; values go as new placeholders, in order.
+type values struct {
+	b      strings.Builder
+	args   []any
+	sqlite bool
+	rows   int
+}
+
+// newValues starts a values list for a statement whose named parameters
+// are $1 (the tenant) and then shared, as $2, $3...
+func newValues(d store.Dialect, shared ...any) *values {
+	return &values{args: append([]any(nil), shared...), sqlite: d == store.SQLite}
+}
+
+// param records a value and returns its placeholder.
+func (v *values) param(x any) string {
+	v.args = append(v.args, x)
+	if v.sqlite {
+		return "?"
+	}
+	return "$" + strconv.Itoa(len(v.args)+1) // $1 is the tenant
+}
+
+// in returns the placeholders of an IN list of xs.
+func (v *values) in(xs []any) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(v.param(x))
+	}
+	return b.String()
+}
+
+func (v *values) row(cells ...any) {
+	if v.rows > 0 {
+		v.b.WriteString(", ")
+	}
+	v.rows++
+	v.b.WriteByte('(')
+	for i, c := range cells {
+		if i > 0 {
+			v.b.WriteString(", ")
+		}
+		switch c := c.(type) {
+		case lit:
+			v.b.WriteString(string(c))
+		case cast:
+			v.b.WriteString("CAST(" + v.param(c.v) + " AS " + c.typ + ")")
+		default:
+			v.b.WriteString(v.param(c))
+		}
+	}
+	v.b.WriteByte(')')
+}
+
+// maxRowsPerStatement keeps statements well under both drivers' limits on
+// placeholders (SQLite 32766, PostgreSQL 65535).
+const maxRowsPerStatement = 500
+
+// writer writes batches of prepared rows for one tenant.
+type writer struct {
+	s        *Service
+	cr       *tenants.Crypto
+	dialect  store.Dialect
+	mode     ImportMode
+	source   string // contacts.source of new contacts: import or seed
+	jobID    string
+	consents []ConsentInput // applied to every row
+	lists    []string       // every row joins these lists
+	action   string         // audit action of a batch
+	fields   []audit.Change // personal and plain fields the rows may set
+
+	written, nextAnalyze int64 // rows written; when to ANALYZE next (PostgreSQL)
+}
+
+// writeBatch runs write in one transaction of the tenant, then extra in
+// the same transaction (the job's counts, the error report).
+func (w *writer) writeBatch(ctx context.Context, tenantID string, rows []*prepRow, now time.Time, extra func(*store.Tx, batchStats) error) (batchStats, error) {
+	defer w.analyze(ctx, len(rows))
+	var st batchStats
+	err := w.s.tx(ctx, tenantID, func(tx *store.Tx) error {
+		var err error
+		if st, err = w.write(ctx, tx, rows, now); err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra(tx, st)
+		}
+		return nil
+	})
+	return st, err
+}
+
+// analyze keeps PostgreSQL's statistics up with a bulk load: its planner
+// otherwise plans the batches' IN lists on the statistics of a table that
+// was empty (a few rows per tenant), and scans a whole tenant for each
+// batch. It runs ANALYZE after the first 1000 rows, then each time the rows
+// written have grown tenfold (5 times for a million rows, at most about
+// 0.3 s each, on a 30,000-row sample). ANALYZE is
+// maintenance, not data access: it goes through the platform scope, and a
+// role that does not own the tables only gets a warning.
+func (w *writer) analyze(ctx context.Context, n int) {
+	if w.dialect != store.Postgres {
+		return
+	}
+	w.written += int64(n)
+	if w.written < w.nextAnalyze {
+		return
+	}
+	w.nextAnalyze = max(1000, w.written*10)
+	_ = w.s.DB.Platform(ctx, func(p *store.PlatformTx) error {
+		_, err := p.Exec(ctx, `ANALYZE contacts, consents, list_members, blocklist`)
+		return err // best effort: the import goes on without fresh statistics
+	})
+}
+
+// write stores rows in tx and sets each row's outcome.
+func (w *writer) write(ctx context.Context, tx *store.Tx, rows []*prepRow, now time.Time) (batchStats, error) {
+	var st batchStats
+	var live []*prepRow
+	for _, r := range rows {
+		st.processed++
+		r.outcome, r.contact = outPending, ""
+		if r.err != nil {
+			r.outcome = outFailed
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) > 0 {
+		var err error
+		if w.mode == ModeBlocklist {
+			err = w.blocklist(ctx, tx, live, now)
+		} else {
+			err = w.contacts(ctx, tx, live, now)
+		}
+		if err != nil {
+			return st, err
+		}
+	}
+	var created, updated []string
+	for _, r := range rows {
+		switch r.outcome {
+		case outCreated:
+			st.created++
+			created = append(created, r.contact)
+		case outUpdated:
+			st.updated++
+			updated = append(updated, r.contact)
+		case outSkipped:
+			st.skipped++
+		case outFailed:
+			st.failed++
+		}
+	}
+	if w.mode != ModeBlocklist && (len(created) > 0 || len(updated) > 0) {
+		if err := w.related(ctx, tx, rows, now); err != nil {
+			return st, err
+		}
+	}
+	// One event per 1000 contacts named, so an event stays well under the
+	// audit log's 64 KiB of details whatever the batch size.
+	const idsPerEvent = 1000
+	first := true
+	for len(created) > 0 || len(updated) > 0 || (first && st.skipped > 0) {
+		details := map[string]any{}
+		if first {
+			details["created"], details["updated"], details["skipped"], details["failed"] = st.created, st.updated, st.skipped, st.failed
+		}
+		if w.jobID != "" {
+			details["job_id"] = w.jobID
+		}
+		room := idsPerEvent
+		if n := min(room, len(created)); n > 0 {
+			details["created_ids"], created, room = created[:n], created[n:], room-n
+		}
+		if n := min(room, len(updated)); n > 0 {
+			details["updated_ids"], updated = updated[:n], updated[n:]
+		}
+		if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: w.action, ObjectType: "contact",
+			Changes: w.fields, Details: details}); err != nil {
+			return st, err
+		}
+		first = false
+	}
+	return st, nil
+}
+
+func key(b []byte) string { return string(b) }
+
+// blockedSet returns the blind indexes of the rows' addresses that are on
+// the blocklist, keyed "e"+bidx or "p"+bidx.
+func (w *writer) blockedSet(ctx context.Context, tx *store.Tx, rows []*prepRow) (map[string]bool, error) {
+	out := map[string]bool{}
+	var emails, phones []any
+	for _, r := range rows {
+		if r.sealed.emailBidx != nil {
+			emails = append(emails, r.sealed.emailBidx)
+		}
+		if r.sealed.phoneBidx != nil {
+			phones = append(phones, r.sealed.phoneBidx)
+		}
+	}
+	for _, set := range []struct {
+		kind string
+		vals []any
+	}{{"email", emails}, {"phone", phones}} {
+		for start := 0; start < len(set.vals); start += maxRowsPerStatement {
+			chunk := set.vals[start:min(start+maxRowsPerStatement, len(set.vals))]
+			v := newValues(w.dialect, set.kind)
+			rs, err := tx.Query(ctx, `SELECT value_bidx FROM blocklist WHERE tenant_id = $1 AND kind = $2 AND value_bidx IN (`+v.in(chunk)+`)`, v.args...)
+			if err != nil {
+				return nil, fmt.Errorf("contacts: check the blocklist: %w", err)
+			}
+			for rs.Next() {
+				var b []byte
+				if err := rs.Scan(&b); err != nil {
+					_ = rs.Close()
+					return nil, fmt.Errorf("contacts: check the blocklist: %w", err)
+				}
+				out[set.kind[:1]+key(b)] = true
+			}
+			err = rs.Err()
+			_ = rs.Close()
+			if err != nil {
+				return nil, fmt.Errorf("contacts: check the blocklist: %w", err)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (w *writer) statusOf(r *prepRow, blocked map[string]bool) string {
+	if (r.sealed.emailBidx != nil && blocked["e"+key(r.sealed.emailBidx)]) || (r.sealed.phoneBidx != nil && blocked["p"+key(r.sealed.phoneBidx)]) {
+		return string(StatusBlocklisted)
+	}
+	return string(StatusActive)
+}
+
+// existingPersonal reads and opens the personal attributes of existing
+// contacts, by email blind index ("e"+bidx) or id ("i"+id).
+func (w *writer) existingPersonal(ctx context.Context, tx *store.Tx, col string, vals []any) (map[string]map[string]any, error) {
+	out := map[string]map[string]any{}
+	for start := 0; start < len(vals); start += maxRowsPerStatement {
+		chunk := vals[start:min(start+maxRowsPerStatement, len(vals))]
+		v := newValues(w.dialect)
+		q := `SELECT email_bidx, id, attributes_enc FROM contacts WHERE tenant_id = $1 AND email_bidx IN (` + v.in(chunk) + `)`
+		if col == "id" {
+			q = `SELECT email_bidx, id, attributes_enc FROM contacts WHERE tenant_id = $1 AND id IN (` + v.in(chunk) + `)`
+		}
+		rs, err := tx.Query(ctx, q, v.args...)
+		if err != nil {
+			return nil, fmt.Errorf("contacts: read personal attributes: %w", err)
+		}
+		for rs.Next() {
+			var bidx, enc []byte
+			var id string
+			if err := rs.Scan(&bidx, &id, &enc); err != nil {
+				_ = rs.Close()
+				return nil, fmt.Errorf("contacts: read personal attributes: %w", err)
+			}
+			m, err := openAttrs(w.cr, enc)
+			if err != nil {
+				_ = rs.Close()
+				return nil, err
+			}
+			if col == "id" {
+				out["i"+id] = m
+			} else {
+				out["e"+key(bidx)] = m
+			}
+		}
+		err = rs.Err()
+		_ = rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("contacts: read personal attributes: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// mergePersonal seals, for each row with personal attributes, the stored
+// ones merged with the row's (rows in file order, so a later duplicate sees
+// the earlier one's values).
+func (w *writer) mergePersonal(rows []*prepRow, existing map[string]map[string]any, keyOf func(*prepRow) string) error {
+	for _, r := range rows {
+		if len(r.v.personal) == 0 {
+			continue
+		}
+		k := keyOf(r)
+		merged := mergeAttrs(existing[k], r.v.personal)
+		existing[k] = merged
+		enc, err := sealAttrs(w.cr, merged)
+		if err != nil {
+			return err
+		}
+		r.sealed.attrsEnc = enc
+	}
+	return nil
+}
+
+func (w *writer) insertSQL(vals *values, conflict string) string {
+	return `INSERT INTO contacts (tenant_id, id, email_enc, email_bidx, phone_enc, phone_bidx, first_name_enc, last_name_enc,
+		locale, timezone, attributes_enc, attributes, status, source, created_at, updated_at) VALUES ` + vals.b.String() + conflict
+}
+
+func (w *writer) contactRow(vals *values, r *prepRow, status string) {
+	var attrs any = encodeAttrs(r.v.plain)
+	if w.dialect == store.Postgres {
+		attrs = cast{v: attrs, typ: "JSONB"}
+	}
+	vals.row(lit("$1"), r.id, blob(r.sealed.emailEnc), blob(r.sealed.emailBidx), blob(r.sealed.phoneEnc), blob(r.sealed.phoneBidx),
+		blob(r.sealed.firstEnc), blob(r.sealed.lastEnc), r.v.locale, r.v.tz, blob(r.sealed.attrsEnc), attrs, status, w.source, micros(r.now), micros(r.now))
+}
+
+// contacts writes rows in upsert or add mode.
+func (w *writer) contacts(ctx context.Context, tx *store.Tx, rows []*prepRow, now time.Time) error {
+	blocked, err := w.blockedSet(ctx, tx, rows)
+	if err != nil {
+		return err
+	}
+	var byEmail, byPhone []*prepRow
+	for _, r := range rows {
+		if r.sealed.emailBidx != nil {
+			byEmail = append(byEmail, r)
+		} else {
+			byPhone = append(byPhone, r)
+		}
+	}
+	if err := w.emailRows(ctx, tx, byEmail, blocked, now); err != nil {
+		return err
+	}
+	return w.phoneRows(ctx, tx, byPhone, blocked, now)
+}
+
+// emailRows upserts (or adds) rows that have an email, matched on the
+// email blind index, with multi-row INSERT ... ON CONFLICT statements that
+// use the unique index directly (no look-up first: it measured no faster on
+// SQLite, and on PostgreSQL an IN list over the fresh rows of a bulk load is
+// planned on stale statistics). Rows with the same email go in successive
+// statements, in file order.
+func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, blocked map[string]bool, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if w.mode == ModeUpsert {
+		// Personal attributes are sealed as one value: merge each row's into
+		// what is stored (or what an earlier line of the batch set).
+		var need []any
+		for _, r := range rows {
+			if len(r.v.personal) > 0 {
+				need = append(need, r.sealed.emailBidx)
+			}
+		}
+		if len(need) > 0 {
+			existing, err := w.existingPersonal(ctx, tx, "email", need)
+			if err != nil {
+				return err
+			}
+			if err := w.mergePersonal(rows, existing, func(r *prepRow) string { return "e" + key(r.sealed.emailBidx) }); err != nil {
+				return err
+			}
+		}
+	}
+	// Rounds: the n-th occurrence of an email in the batch goes in round n.
+	var rounds [][]*prepRow
+	seen := map[string]int{}
+	for _, r := range rows {
+		k := key(r.sealed.emailBidx)
+		n := seen[k]
+		seen[k] = n + 1
+		if n == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[n] = append(rounds[n], r)
+	}
+	conflict := ` ON CONFLICT (tenant_id, email_bidx) DO NOTHING RETURNING id, email_bidx`
+	if w.mode == ModeUpsert {
+		merge := `json_patch(contacts.attributes, excluded.attributes)`
+		if w.dialect == store.Postgres {
+			merge = `contacts.attributes || excluded.attributes`
+		}
+		conflict = ` ON CONFLICT (tenant_id, email_bidx) DO UPDATE SET email_enc = excluded.email_enc,
+			phone_enc = COALESCE(excluded.phone_enc, contacts.phone_enc), phone_bidx = COALESCE(excluded.phone_bidx, contacts.phone_bidx),
+			first_name_enc = COALESCE(excluded.first_name_enc, contacts.first_name_enc),
+			last_name_enc = COALESCE(excluded.last_name_enc, contacts.last_name_enc),
+			locale = CASE WHEN excluded.locale = '' THEN contacts.locale ELSE excluded.locale END,
+			timezone = CASE WHEN excluded.timezone = '' THEN contacts.timezone ELSE excluded.timezone END,
+			attributes_enc = COALESCE(excluded.attributes_enc, contacts.attributes_enc),
+			attributes = ` + merge + `,
+			status = CASE WHEN excluded.status = 'blocklisted' THEN 'blocklisted' ELSE contacts.status END,
+			updated_at = excluded.updated_at
+			WHERE contacts.erased_at IS NULL RETURNING id, email_bidx`
+	}
+	for _, round := range rounds {
+		// In index order: concurrent imports then lock rows in the same order
+		// (no deadlock on PostgreSQL), and the B-tree is walked forwards.
+		sort.Slice(round, func(i, j int) bool { return bytes.Compare(round[i].sealed.emailBidx, round[j].sealed.emailBidx) < 0 })
+		for start := 0; start < len(round); start += maxRowsPerStatement {
+			chunk := round[start:min(start+maxRowsPerStatement, len(round))]
+			vals := newValues(w.dialect)
+			for _, r := range chunk {
+				r.now = now
+				w.contactRow(vals, r, w.statusOf(r, blocked))
+			}
+			got, err := w.returning(ctx, tx, w.insertSQL(vals, conflict), vals.args)
+			if err != nil {
+				return err
+			}
+			for _, r := range chunk {
+				id, ok := got[key(r.sealed.emailBidx)]
+				switch {
+				case !ok:
+					r.outcome = outSkipped // add mode: it exists; upsert: an erased contact (tombstone)
+				case id == r.id:
+					r.outcome, r.contact = outCreated, id
+				default:
+					r.outcome, r.contact = outUpdated, id
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// returning runs an INSERT ... RETURNING id, email_bidx and maps the
+// returned blind indexes to ids.
+func (w *writer) returning(ctx context.Context, tx *store.Tx, q string, args []any) (map[string]string, error) {
+	rs, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("contacts: write contacts: %w", err)
+	}
+	defer func() { _ = rs.Close() }()
+	out := map[string]string{}
+	for rs.Next() {
+		var id string
+		var bidx []byte
+		if err := rs.Scan(&id, &bidx); err != nil {
+			return nil, fmt.Errorf("contacts: write contacts: %w", err)
+		}
+		out[key(bidx)] = id
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("contacts: write contacts: %w", err)
+	}
+	return out, nil
+}
+
+// phoneRows writes rows without an email, matched on the phone blind
+// index: no match creates a contact, one match updates it, several are a
+// per-line error (the email is needed to choose).
+func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, blocked map[string]bool, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	matches := map[string][]string{}
+	var phones []any
+	for _, r := range rows {
+		phones = append(phones, r.sealed.phoneBidx)
+	}
+	for start := 0; start < len(phones); start += maxRowsPerStatement {
+		chunk := phones[start:min(start+maxRowsPerStatement, len(phones))]
+		v := newValues(w.dialect)
+		rs, err := tx.Query(ctx, `SELECT id, phone_bidx FROM contacts WHERE tenant_id = $1 AND erased_at IS NULL AND phone_bidx IN (`+
+			v.in(chunk)+`) ORDER BY id`, v.args...)
+		if err != nil {
+			return fmt.Errorf("contacts: match phone numbers: %w", err)
+		}
+		for rs.Next() {
+			var id string
+			var b []byte
+			if err := rs.Scan(&id, &b); err != nil {
+				_ = rs.Close()
+				return fmt.Errorf("contacts: match phone numbers: %w", err)
+			}
+			matches[key(b)] = append(matches[key(b)], id)
+		}
+		err = rs.Err()
+		_ = rs.Close()
+		if err != nil {
+			return fmt.Errorf("contacts: match phone numbers: %w", err)
+		}
+	}
+	var inserts, updates []*prepRow
+	for _, r := range rows {
+		m := matches[key(r.sealed.phoneBidx)]
+		switch {
+		case len(m) == 0:
+			inserts = append(inserts, r)
+			matches[key(r.sealed.phoneBidx)] = []string{r.id}
+			r.outcome, r.contact = outCreated, r.id
+		case len(m) > 1:
+			r.fail("", fmt.Sprintf("the phone number matches %d contacts and the line has no email to choose one", len(m)))
+		case w.mode == ModeAdd:
+			r.outcome = outSkipped
+		default:
+			updates = append(updates, r)
+			r.outcome, r.contact = outUpdated, m[0]
+		}
+	}
+	for start := 0; start < len(inserts); start += maxRowsPerStatement {
+		chunk := inserts[start:min(start+maxRowsPerStatement, len(inserts))]
+		vals := newValues(w.dialect)
+		for _, r := range chunk {
+			r.now = now
+			w.contactRow(vals, r, w.statusOf(r, blocked))
+		}
+		if _, err := tx.Exec(ctx, w.insertSQL(vals, ""), vals.args...); err != nil {
+			return fmt.Errorf("contacts: write contacts: %w", err)
+		}
+	}
+	if len(updates) == 0 {
+		return nil
+	}
+	var ids []any
+	for _, r := range updates {
+		if len(r.v.personal) > 0 {
+			ids = append(ids, r.contact)
+		}
+	}
+	if len(ids) > 0 {
+		existing, err := w.existingPersonal(ctx, tx, "id", ids)
+		if err != nil {
+			return err
+		}
+		if err := w.mergePersonal(updates, existing, func(r *prepRow) string { return "i" + r.contact }); err != nil {
+			return err
+		}
+	}
+	q := `UPDATE contacts SET phone_enc = $3, first_name_enc = COALESCE($4, first_name_enc), last_name_enc = COALESCE($5, last_name_enc),
+		locale = CASE WHEN $6 = '' THEN locale ELSE $6 END, timezone = CASE WHEN $7 = '' THEN timezone ELSE $7 END,
+		attributes_enc = COALESCE($8, attributes_enc), attributes = json_patch(attributes, $9),
+		status = CASE WHEN $10 = 'blocklisted' THEN 'blocklisted' ELSE status END, updated_at = $11
+		WHERE tenant_id = $1 AND id = $2`
+	if w.dialect == store.Postgres {
+		q = `UPDATE contacts SET phone_enc = $3, first_name_enc = COALESCE($4, first_name_enc), last_name_enc = COALESCE($5, last_name_enc),
+		locale = CASE WHEN CAST($6 AS TEXT) = '' THEN locale ELSE CAST($6 AS TEXT) END,
+		timezone = CASE WHEN CAST($7 AS TEXT) = '' THEN timezone ELSE CAST($7 AS TEXT) END,
+		attributes_enc = COALESCE($8, attributes_enc), attributes = attributes || CAST($9 AS JSONB),
+		status = CASE WHEN CAST($10 AS TEXT) = 'blocklisted' THEN 'blocklisted' ELSE status END, updated_at = $11
+		WHERE tenant_id = $1 AND id = $2`
+	}
+	for _, r := range updates {
+		if _, err := tx.Exec(ctx, q, r.contact, blob(r.sealed.phoneEnc), blob(r.sealed.firstEnc), blob(r.sealed.lastEnc), r.v.locale, r.v.tz,
+			blob(r.sealed.attrsEnc), encodeAttrs(r.v.plain), w.statusOf(r, blocked), micros(now)); err != nil {
+			return fmt.Errorf("contacts: update contact: %w", err)
+		}
+	}
+	return nil
+}
+
+// related writes the consents and list memberships of the rows written.
+// An import never turns a withdrawn consent back to granted or pending
+// (only the person can, through a form or a link), and records nothing when
+// the status is unchanged, so that a re-run adds no events.
+func (w *writer) related(ctx context.Context, tx *store.Tx, rows []*prepRow, now time.Time) error {
+	type ckey struct{ contact, channel, purpose string }
+	type citem struct {
+		ci   ConsentInput
+		subj []byte
+	}
+	items := map[ckey]citem{}
+	var order []ckey
+	members := map[[2]string]bool{}
+	var memberOrder [][2]string
+	var written []any // updated contacts, whose current consents are read
+	for _, r := range rows {
+		if r.outcome != outCreated && r.outcome != outUpdated {
+			continue
+		}
+		if r.outcome == outUpdated {
+			written = append(written, r.contact) // a contact created now has no consent yet
+		}
+		all := append(append([]ConsentInput(nil), w.consents...), r.consents...)
+		for _, ci := range all {
+			if (ci.Channel == ChannelEmail && r.sealed.emailBidx == nil && r.outcome == outCreated) ||
+				(ci.Channel == ChannelSMS && r.sealed.phoneBidx == nil && r.outcome == outCreated) {
+				continue // no address for the channel
+			}
+			k := ckey{r.contact, string(ci.Channel), ci.Purpose}
+			if _, ok := items[k]; !ok {
+				order = append(order, k)
+			}
+			subj := r.sealed.emailBidx
+			if ci.Channel == ChannelSMS {
+				subj = r.sealed.phoneBidx
+			}
+			items[k] = citem{ci: ci, subj: subj}
+		}
+		for _, l := range append(append([]string(nil), w.lists...), r.lists...) {
+			m := [2]string{l, r.contact}
+			if !members[m] {
+				members[m] = true
+				memberOrder = append(memberOrder, m)
+			}
+		}
+	}
+	if len(order) > 0 {
+		current := map[ckey]string{}
+		for start := 0; start < len(written); start += maxRowsPerStatement {
+			chunk := written[start:min(start+maxRowsPerStatement, len(written))]
+			v := newValues(w.dialect)
+			rs, err := tx.Query(ctx, `SELECT contact_id, channel, purpose, status FROM consents WHERE tenant_id = $1 AND contact_id IN (`+
+				v.in(chunk)+`)`, v.args...)
+			if err != nil {
+				return fmt.Errorf("contacts: read consents: %w", err)
+			}
+			for rs.Next() {
+				var k ckey
+				var st string
+				if err := rs.Scan(&k.contact, &k.channel, &k.purpose, &st); err != nil {
+					_ = rs.Close()
+					return fmt.Errorf("contacts: read consents: %w", err)
+				}
+				current[k] = st
+			}
+			err = rs.Err()
+			_ = rs.Close()
+			if err != nil {
+				return fmt.Errorf("contacts: read consents: %w", err)
+			}
+		}
+		var todo []ckey
+		for _, k := range order {
+			cur, ok := current[k]
+			st := string(items[k].ci.Status)
+			if ok && (cur == st || (cur == string(ConsentWithdrawn) && w.source == string(SourceImport))) {
+				continue
+			}
+			todo = append(todo, k)
+		}
+		// In key order, so that concurrent writers lock rows in the same order.
+		sort.Slice(todo, func(i, j int) bool {
+			a, b := todo[i], todo[j]
+			return a.contact < b.contact || (a.contact == b.contact && (a.channel < b.channel || (a.channel == b.channel && a.purpose < b.purpose)))
+		})
+		for start := 0; start < len(todo); start += maxRowsPerStatement / 2 {
+			chunk := todo[start:min(start+maxRowsPerStatement/2, len(todo))]
+			cv := newValues(w.dialect)
+			ev := newValues(w.dialect)
+			for _, k := range chunk {
+				it := items[k]
+				id := newID()
+				cv.row(lit("$1"), k.contact, k.channel, k.purpose, string(it.ci.Status), string(it.ci.Source), lit("NULL"),
+					it.ci.WordingHash, it.ci.WordingVersion, w.jobID, lit("NULL"), id, micros(now), micros(now))
+				ev.row(lit("$1"), id, k.contact, blob(it.subj), k.channel, k.purpose, string(it.ci.Status), string(it.ci.Source), lit("NULL"),
+					it.ci.WordingHash, it.ci.WordingVersion, w.jobID, lit("NULL"), micros(now))
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, source, source_ip_enc,
+				wording_hash, wording_version, job_id, confirmed_at, last_event_id, created_at, updated_at) VALUES `+cv.b.String()+`
+				ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET status = excluded.status, source = excluded.source,
+				source_ip_enc = excluded.source_ip_enc, wording_hash = excluded.wording_hash, wording_version = excluded.wording_version,
+				job_id = excluded.job_id, confirmed_at = excluded.confirmed_at, last_event_id = excluded.last_event_id,
+				updated_at = excluded.updated_at`, cv.args...); err != nil {
+				return fmt.Errorf("contacts: write consents: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO consent_events (tenant_id, id, contact_id, subject_bidx, channel, purpose, status, source,
+				source_ip_enc, wording_hash, wording_version, job_id, confirmed_at, at) VALUES `+ev.b.String(), ev.args...); err != nil {
+				return fmt.Errorf("contacts: write consent proofs: %w", err)
+			}
+		}
+	}
+	sort.Slice(memberOrder, func(i, j int) bool {
+		return memberOrder[i][0] < memberOrder[j][0] || (memberOrder[i][0] == memberOrder[j][0] && memberOrder[i][1] < memberOrder[j][1])
+	})
+	for start := 0; start < len(memberOrder); start += maxRowsPerStatement {
+		chunk := memberOrder[start:min(start+maxRowsPerStatement, len(memberOrder))]
+		mv := newValues(w.dialect)
+		for _, m := range chunk {
+			mv.row(lit("$1"), m[0], m[1], micros(now))
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO list_members (tenant_id, list_id, contact_id, added_at) VALUES `+mv.b.String()+
+			` ON CONFLICT (tenant_id, list_id, contact_id) DO NOTHING`, mv.args...); err != nil {
+			return fmt.Errorf("contacts: add to lists: %w", err)
+		}
+	}
+	return nil
+}
+
+// blocklist adds each row's email and phone to the blocklist and marks
+// the matching contacts blocklisted. A row whose addresses were all on the
+// list already is skipped.
+func (w *writer) blocklist(ctx context.Context, tx *store.Tx, rows []*prepRow, now time.Time) error {
+	type entry struct {
+		kind string
+		bidx []byte
+	}
+	var entries []entry
+	seen := map[string]bool{}
+	for _, r := range rows {
+		for _, e := range []entry{{"email", r.sealed.emailBidx}, {"phone", r.sealed.phoneBidx}} {
+			if e.bidx != nil && !seen[e.kind+key(e.bidx)] {
+				seen[e.kind+key(e.bidx)] = true
+				entries = append(entries, e)
+			}
+		}
+	}
+	added := map[string]bool{}
+	for start := 0; start < len(entries); start += maxRowsPerStatement {
+		chunk := entries[start:min(start+maxRowsPerStatement, len(entries))]
+		vals := newValues(w.dialect)
+		for _, e := range chunk {
+			vals.row(lit("$1"), e.kind, e.bidx, lit("''"), "import "+w.jobID, micros(now))
+		}
+		rs, err := tx.Query(ctx, `INSERT INTO blocklist (tenant_id, kind, value_bidx, reason, source, created_at) VALUES `+vals.b.String()+
+			` ON CONFLICT (tenant_id, kind, value_bidx) DO NOTHING RETURNING kind, value_bidx`, vals.args...)
+		if err != nil {
+			return fmt.Errorf("contacts: add to the blocklist: %w", err)
+		}
+		for rs.Next() {
+			var k string
+			var b []byte
+			if err := rs.Scan(&k, &b); err != nil {
+				_ = rs.Close()
+				return fmt.Errorf("contacts: add to the blocklist: %w", err)
+			}
+			added[k+key(b)] = true
+		}
+		err = rs.Err()
+		_ = rs.Close()
+		if err != nil {
+			return fmt.Errorf("contacts: add to the blocklist: %w", err)
+		}
+		var emails, phones []any
+		for _, e := range chunk {
+			if e.kind == "email" {
+				emails = append(emails, e.bidx)
+			} else {
+				phones = append(phones, e.bidx)
+			}
+		}
+		for _, set := range []struct {
+			q    string
+			vals []any
+		}{
+			{`UPDATE contacts SET status = 'blocklisted', updated_at = $2 WHERE tenant_id = $1 AND status <> 'blocklisted' AND email_bidx IN (`, emails},
+			{`UPDATE contacts SET status = 'blocklisted', updated_at = $2 WHERE tenant_id = $1 AND status <> 'blocklisted' AND phone_bidx IN (`, phones},
+		} {
+			if len(set.vals) == 0 {
+				continue
+			}
+			v := newValues(w.dialect, micros(now))
+			if _, err := tx.Exec(ctx, set.q+v.in(set.vals)+`)`, v.args...); err != nil {
+				return fmt.Errorf("contacts: blocklist contacts: %w", err)
+			}
+		}
+	}
+	for _, r := range rows {
+		r.outcome = outSkipped
+		if (r.sealed.emailBidx != nil && added["email"+key(r.sealed.emailBidx)]) || (r.sealed.phoneBidx != nil && added["phone"+key(r.sealed.phoneBidx)]) {
+			r.outcome = outCreated
+		}
+	}
+	return nil
+}
+
+// fieldChanges lists, for the audit event of a batch, the fields the rows
+// may set: names only (values of many contacts do not belong in one event).
+func fieldChanges(cols []column) []audit.Change {
+	var ch []audit.Change
+	seen := map[string]bool{}
+	for _, c := range cols {
+		var f string
+		personal := false
+		switch c.target {
+		case ColEmail, ColPhone, ColFirstName, ColLastName:
+			f, personal = c.target, true
+		case ColLocale, ColTimeZone, ColConsentEmail, ColConsentSMS:
+			f = c.target
+		case "attr":
+			f, personal = "attributes."+c.attr.Key, c.attr.Personal
+		default:
+			continue
+		}
+		if !seen[f] {
+			seen[f] = true
+			ch = append(ch, audit.Change{Field: f, Personal: personal})
+		}
+	}
+	sort.Slice(ch, func(i, j int) bool { return ch[i].Field < ch[j].Field })
+	return ch
+}
