@@ -47,6 +47,11 @@ type EngineOptions struct {
 	Now     func() time.Time
 	// Registerer receives the router's metrics (nil: not exported).
 	Registerer prometheus.Registerer
+	// Suppress, when set, is asked just before hand-off about every
+	// message that has a contact: a true answer (consent withdrawn,
+	// unsubscribed, blocklisted since the message was accepted) marks the
+	// message suppressed with the reason instead of sending it.
+	Suppress func(ctx context.Context, tenantID, contactID, channel string) (bool, string, error)
 }
 
 // Engine works the queue: it holds shard leases, claims due messages,
@@ -405,6 +410,7 @@ type claimed struct {
 	useSecondary        bool
 	to, content         []byte
 	accepted            int64
+	contact             string
 }
 
 // Step claims one batch of due messages from the shards held, hands them
@@ -434,7 +440,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 				SELECT m.tenant_id, m.id FROM messages m JOIN shard_leases l ON l.shard = m.shard
 				WHERE l.owner = $1 AND l.expires_at > $2 AND m.state = 'queued' AND m.due_at <= $2
 				ORDER BY m.due_at LIMIT $3)
-			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at`,
+			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at, COALESCE(contact_id, '')`,
 			e.o.Node, now, e.o.Batch)
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
@@ -442,7 +448,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 		defer func() { _ = rows.Close() }()
 		for rows.Next() {
 			var c claimed
-			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted); err != nil {
+			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted, &c.contact); err != nil {
 				return err
 			}
 			out = append(out, c)
@@ -487,6 +493,7 @@ type outcome struct {
 	providerRef string
 	err         error
 	noRoute     bool
+	suppressed  string
 }
 
 func (e *Engine) dispatch(ctx context.Context, batch []claimed) {
@@ -494,6 +501,17 @@ func (e *Engine) dispatch(ctx context.Context, batch []claimed) {
 	groups := map[key][]claimed{}
 	var results []outcome
 	for _, c := range batch {
+		if c.contact != "" && e.o.Suppress != nil {
+			stop, reason, err := e.o.Suppress(ctx, c.tenant, c.contact, c.channel)
+			if err != nil {
+				results = append(results, outcome{claimed: c, err: connectors.Temporary(fmt.Errorf("consent check: %w", err))})
+				continue
+			}
+			if stop {
+				results = append(results, outcome{claimed: c, suppressed: reason})
+				continue
+			}
+		}
 		conn, err := e.route(ctx, c)
 		if err != nil {
 			results = append(results, outcome{claimed: c, err: err, noRoute: true})
@@ -692,6 +710,10 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 			var due int64
 			useSecondary := o.useSecondary
 			switch {
+			case o.suppressed != "":
+				state, kind = StateSuppressed, "suppressed"
+				b, _ := json.Marshal(map[string]string{"reason": o.suppressed})
+				detail = string(b)
 			case o.err == nil:
 				state, kind = StateSent, "sent"
 				b, _ := json.Marshal(map[string]string{"connector": o.connector, "provider_ref": o.providerRef})
@@ -726,6 +748,8 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 			lastErr := ""
 			if o.err != nil {
 				lastErr = errText(o.err)
+			} else if o.suppressed != "" {
+				lastErr = "suppressed: " + o.suppressed
 			}
 			var res interface{ RowsAffected() (int64, error) }
 			var err error

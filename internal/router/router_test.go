@@ -533,3 +533,26 @@ func TestInDoubtAnswerIsNotRetried(t *testing.T) {
 		}
 	})
 }
+
+// TestSuppressedBeforeHandOff: a contact who unsubscribed (or was
+// blocklisted) after the message was accepted gets nothing.
+func TestSuppressedBeforeHandOff(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		m1, m2 := email("a@x.test", ""), email("b@x.test", "")
+		m1.ContactID, m2.ContactID = "c-ok", "c-gone"
+		acc, _ := e.svc.Accept(ctx, e.tenant, []router.NewMessage{m1, m2})
+		en := router.NewEngine(e.db, e.keyring, e.open, router.EngineOptions{Node: "n", Now: e.clock.Now, LeaseTTL: 2 * time.Second,
+			Suppress: func(_ context.Context, _, contact, channel string) (bool, string, error) {
+				return contact == "c-gone", "unsubscribed from " + channel, nil
+			}})
+		leases(t, ctx, en)
+		drain(t, ctx, en)
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[1].ID); m.State != router.StateSuppressed || e.conns["primary"].count(acc[1].ID) != 0 {
+			t.Fatalf("suppressed contact: %+v", m)
+		}
+		if m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID); m.State != router.StateSent {
+			t.Fatalf("consenting contact: %s", m.State)
+		}
+	})
+}

@@ -35,6 +35,8 @@ func (s *Server) Routes() []Route {
 	routes = append(routes, s.adminRoutes()...)
 	routes = append(routes, s.messageRoutes()...)
 	routes = append(routes, s.auditRoutes()...)
+	routes = append(routes, s.contactRoutes()...)
+	routes = append(routes, s.campaignRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 
