@@ -15,18 +15,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/relais-dev/relais/internal/access"
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors/registry"
+	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
@@ -49,6 +54,13 @@ type App struct {
 	Router     *router.Service
 	Connectors *router.Connectors
 	Now        func() time.Time
+	// Contacts keeps contacts, consents, lists and segments, and imports
+	// and exports them.
+	Contacts *contacts.Service
+	// Templates keeps message templates; Campaigns sends them to
+	// audiences (its expansion job runs in Serve).
+	Templates *templates.Service
+	Campaigns *campaigns.Service
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -108,6 +120,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Issuer, a.Verifier = jwtauth.NewIssuer(a.JWTKeys, jc), jwtauth.NewVerifier(a.JWTKeys, jc)
 	a.Router = &router.Service{DB: db, Keyring: a.Keyring}
 	a.Connectors = &router.Connectors{Service: a.Router, Open: registry.Open, Redact: registry.Redact}
+	a.Contacts = &contacts.Service{DB: db, Keyring: a.Keyring}
+	a.Templates = &templates.Service{DB: db}
+	a.Campaigns = &campaigns.Service{DB: db, Contacts: a.Contacts, Templates: a.Templates, Router: a.Router,
+		PublicBaseURL: publicBaseURL(cfg), Logger: log}
 	ok = true
 	return a, nil
 }
@@ -198,12 +214,18 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
 		return fmt.Errorf("token signing keys: %w", err)
 	}
-	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg})
+	// The consent check before hand-off reads the messages this node
+	// claimed: it needs the engine's node id.
+	node := uuid.NewString()
+	suppress := &campaigns.Suppressor{Contacts: a.Contacts, Router: a.Router, Node: node}
+	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg,
+		Node: node, Suppress: suppress.Check})
 	a.Router.Wake = engine.Wake
 	srv := web.New(web.Options{
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
-		Router: a.Router, Connectors: a.Connectors,
+		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
+		Campaigns: a.Campaigns, Templates: a.Templates,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -234,12 +256,32 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	rotErr := make(chan error, 1)
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
 	go a.maintainSigningKeys(runCtx)
+	// The audit trail's checkpoints (every minute for logs that grew) and
+	// retention (daily), on every node: the store serialises them.
+	auditJob := &audit.Service{DB: a.DB, Master: a.Master, Logger: a.Log}
+	go func() {
+		_ = auditJob.Run(runCtx, audit.RunOptions{Retention: func(ctx context.Context, tenantID string) (audit.Retention, error) {
+			if tenantID == "" {
+				return audit.RetentionFrom(a.Config.Policy.Audit), nil
+			}
+			pol, err := a.Tenants.Policy(ctx, tenantID)
+			if err != nil {
+				return audit.Retention{}, err
+			}
+			return audit.RetentionFrom(pol.Audit), nil
+		}})
+	}()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(runCtx) }()
+	campaignsDone := make(chan error, 1)
+	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
 	err := srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {
 		err = eerr
+	}
+	if cerr := <-campaignsDone; cerr != nil && err == nil {
+		err = cerr
 	}
 	if rerr := <-rotErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
 		err = rerr
@@ -266,6 +308,25 @@ func (a *App) maintainSigningKeys(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// publicBaseURL is the address put in the links sent to contacts
+// (unsubscribe). STOPGAP until the configuration has a public URL: the
+// first name of the certificate, with the port of the HTTPS listener unless
+// it is 443.
+func publicBaseURL(cfg config.Config) string {
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		port = "443"
+	}
+	host := "localhost"
+	if len(cfg.TLS.Hosts) > 0 && cfg.TLS.Hosts[0] != "" {
+		host = cfg.TLS.Hosts[0]
+	}
+	if port == "443" {
+		return "https://" + host
+	}
+	return "https://" + net.JoinHostPort(host, port)
 }
 
 // LoadConfig reads the configuration file (or RELAIS_CONFIG) and the

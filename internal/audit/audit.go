@@ -3,24 +3,63 @@
 // and every read of personal data is appended here in the same transaction
 // as the change itself, so that a change without its trace cannot commit.
 //
-// Each tenant has its own log, and the operator has one (tenant id ""). An
-// event's leaf hash is the RFC 6962 record hash of its canonical encoding
-// (the golang.org/x/mod/sumdb/tlog form, so a Merkle tree can be built over
-// the same leaves), and each event's chain hash links it to the one before:
+// # Which functions to use
 //
-//	leaf  = SHA-256(0x00 || canonical(event))
+// Domain code needs only [Append], in the transaction of the change it
+// records (with [WithMeta] setting who acts, from where). Everything else
+// goes through a [Service] (the store and the master key): [Service.Checkpoint]
+// and [Service.Run] sign checkpoints, [Service.Verify] checks a whole log,
+// [Service.Export] writes a verifiable export that [VerifyExport] checks
+// offline with only the log's public key ([Service.PublicKey]),
+// [Service.Search] reads the trail (and records that read), [Service.Purge]
+// applies retention.
+//
+// # Logs, leaves and the chain
+//
+// Each tenant has its own log, and the operator has one (tenant id ""). Events
+// are numbered 1, 2, 3... (seq) in their log. An event's leaf hash is the
+// RFC 6962 record hash (golang.org/x/mod/sumdb/tlog.RecordHash) of its
+// canonical encoding, and each event's chain hash links it to the one before:
+//
+//	body  = SHA-256(canonical JSON of action, actor, object, ip, user agent, request id, details)
+//	leaf  = SHA-256(0x00 || canonical JSON of {v:2, tenant, seq, at, category, body})
 //	chain = SHA-256("relais-audit-chain-v1" || previous chain || leaf)
 //
-// Verify recomputes both and reports the first event that does not match:
-// an altered field, a removed or reordered event, or a head that does not
-// match the last event.
+// The body is hashed apart from the header so that retention can remove an
+// expired body while the header (when, which category) stays verifiable:
+// see [Service.Purge]. Events written before format 2 (body_hash NULL) hash
+// their whole canonical encoding (format 1) and are never purged.
+//
+// # The Merkle tree and checkpoints
+//
+// The leaves of a log form a Merkle tree in the tlog layout; its stored
+// hashes (tlog.StoredHashes) are kept in the store so that proofs read
+// O(log n) hashes. They are computed by the checkpoint job, not by Append:
+// the chain already makes every append tamper-evident, and Append stays at
+// two statements. Before it extends the tree, the job recomputes each new
+// event's leaf and chain, so it never signs an altered event. Proofs and
+// exports cover checkpointed events.
+//
+// A checkpoint is a note (golang.org/x/mod/sumdb/note) in the C2SP
+// tlog-checkpoint form, signed with the log's own Ed25519 key:
+//
+//	relais-audit/<tenant id>     (origin; relais-audit/operator for the operator's log)
+//	<tree size>
+//	<base64 root hash>
+//
+//	— relais-audit/<tenant id> <base64 key hash and signature>
+//
+// The key is created on first use; its private half is stored only wrapped
+// by the master key, bound to the tenant and the public key. Checkpoints are
+// written by [Service.Run] (every minute when the log grew) and at every
+// export and purge. They close the gap the chain leaves open: someone able
+// to write the database could rewrite the chain consistently, but not sign.
 //
 // Personal values never go in an event: record field names for personal
 // fields, before and after values only for non-personal ones.
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -28,8 +67,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/relais-dev/relais/internal/store"
 )
@@ -101,6 +138,11 @@ type Record struct {
 	Details    json.RawMessage `json:"details"`
 	LeafHash   []byte          `json:"leaf_hash"`
 	Hash       []byte          `json:"hash"`
+	// BodyHash is the digest of the body (format 2); nil for format 1.
+	BodyHash []byte `json:"body_hash,omitempty"`
+	// PurgedAt is when retention removed the body (nil while it is kept).
+	// A purged record keeps TenantID, Seq, At, Category and the hashes.
+	PurgedAt *time.Time `json:"purged_at,omitempty"`
 }
 
 // Meta is request metadata carried in a context.
@@ -133,7 +175,8 @@ const (
 // ErrInvalid reports an event that cannot be recorded as given.
 var ErrInvalid = errors.New("audit: invalid event")
 
-var genesis = make([]byte, sha256.Size)
+// genesis is the chain hash before the first event.
+func genesis() []byte { return make([]byte, sha256.Size) }
 
 // Append records ev in tx's tenant log, hash-linked to the previous event.
 // It must run in the transaction that makes the change it records.
@@ -178,13 +221,27 @@ func Append(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
 
 	// Take the head row first: on PostgreSQL the UPDATE locks it, so
 	// appends to one tenant's log serialise; SQLite serialises writers.
+	//
+	// On SQLite the same statement also moves the head's hash to the chain
+	// hash of the event before the new one (the last event's, read by its
+	// primary key): the hash the new event links to, so an append is two
+	// statements. PostgreSQL cannot do that safely (a statement that waited
+	// for a concurrent append would read the last event from a snapshot
+	// without it), so there the head keeps the last event's own hash, set
+	// by the statement that inserts the event. Verify accepts both.
 	var prev []byte
-	const take = `UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash`
+	take := `UPDATE audit_heads SET seq = seq + 1,
+		hash = COALESCE((SELECT e.hash FROM audit_events e WHERE e.tenant_id = $1 AND e.seq = audit_heads.seq), audit_heads.hash)
+		WHERE tenant_id = $1 RETURNING seq, hash`
+	pg := tx.Dialect() == store.Postgres
+	if pg {
+		take = `UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash`
+	}
 	err = tx.QueryRow(ctx, take).Scan(&rec.Seq, &prev)
 	if errors.Is(err, store.ErrNotFound) {
 		// First event of this log. Two first appends may race: the
 		// insert that loses does nothing and waits on the winner's row.
-		if _, err = tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING`, genesis); err != nil {
+		if _, err = tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING`, genesis()); err != nil {
 			return Record{}, fmt.Errorf("audit: start the log: %w", err)
 		}
 		err = tx.QueryRow(ctx, take).Scan(&rec.Seq, &prev)
@@ -192,17 +249,22 @@ func Append(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("audit: read the log head: %w", err)
 	}
-	rec.LeafHash, rec.Hash = hashes(rec, prev)
-	_, err = tx.Exec(ctx, `INSERT INTO audit_events (tenant_id, seq, at, category, action, actor_type, actor_id,
-		object_type, object_id, ip, user_agent, request_id, details, leaf_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+	rec.BodyHash = bodyDigest(rec)
+	leaf := leafV2(rec, rec.BodyHash)
+	rec.LeafHash, rec.Hash = leaf[:], chainHash(prev, leaf)
+	insert := `INSERT INTO audit_events (tenant_id, seq, at, category, action, actor_type, actor_id,
+		object_type, object_id, ip, user_agent, request_id, details, leaf_hash, hash, body_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+	if pg {
+		// One round trip: the insert and the head's hash together.
+		insert = `WITH ins AS (` + insert + ` RETURNING hash)
+		UPDATE audit_heads SET hash = ins.hash FROM ins WHERE audit_heads.tenant_id = $1`
+	}
+	_, err = tx.Exec(ctx, insert,
 		rec.Seq, store.Micros(rec.At), rec.Category, rec.Action, rec.ActorType, rec.ActorID,
-		rec.ObjectType, rec.ObjectID, rec.IP, rec.UserAgent, rec.RequestID, string(rec.Details), rec.LeafHash, rec.Hash)
+		rec.ObjectType, rec.ObjectID, rec.IP, rec.UserAgent, rec.RequestID, string(rec.Details), rec.LeafHash, rec.Hash, rec.BodyHash)
 	if err != nil {
 		return Record{}, fmt.Errorf("audit: append: %w", err)
-	}
-	if _, err = tx.Exec(ctx, `UPDATE audit_heads SET hash = $2 WHERE tenant_id = $1`, rec.Hash); err != nil {
-		return Record{}, fmt.Errorf("audit: move the log head: %w", err)
 	}
 	return rec, nil
 }
@@ -237,109 +299,6 @@ func encodeDetails(ev Event) (json.RawMessage, error) {
 	return b, nil
 }
 
-// canonical is the hashed encoding of a record: a fixed field order, the
-// details as their stored text.
-func canonical(r Record) []byte {
-	v := struct {
-		V          int    `json:"v"`
-		TenantID   string `json:"tenant_id"`
-		Seq        int64  `json:"seq"`
-		At         int64  `json:"at"`
-		Category   string `json:"category"`
-		Action     string `json:"action"`
-		ActorType  string `json:"actor_type"`
-		ActorID    string `json:"actor_id"`
-		ObjectType string `json:"object_type"`
-		ObjectID   string `json:"object_id"`
-		IP         string `json:"ip"`
-		UserAgent  string `json:"user_agent"`
-		RequestID  string `json:"request_id"`
-		Details    string `json:"details"`
-	}{1, r.TenantID, r.Seq, store.Micros(r.At), r.Category, r.Action, r.ActorType, r.ActorID,
-		r.ObjectType, r.ObjectID, r.IP, r.UserAgent, r.RequestID, string(r.Details)}
-	b, err := json.Marshal(v)
-	if err != nil { // strings and ints only: cannot fail
-		panic(fmt.Sprintf("audit: canonical encoding: %v", err))
-	}
-	return b
-}
-
-func hashes(r Record, prev []byte) (leaf, chain []byte) {
-	lh := tlog.RecordHash(canonical(r))
-	h := sha256.New()
-	h.Write([]byte("relais-audit-chain-v1"))
-	h.Write(prev)
-	h.Write(lh[:])
-	return lh[:], h.Sum(nil)
-}
-
-// Problem is the first inconsistency Verify found.
-type Problem struct {
-	Seq    int64  `json:"seq"`
-	Reason string `json:"reason"`
-}
-
-// Report is the result of Verify.
-type Report struct {
-	TenantID string   `json:"tenant_id"`
-	Events   int64    `json:"events"`
-	OK       bool     `json:"ok"`
-	Problem  *Problem `json:"problem,omitempty"`
-}
-
-// Verify recomputes the tenant's chain and reports the first inconsistency.
-func Verify(ctx context.Context, tx *store.Tx) (Report, error) {
-	rep := Report{TenantID: tx.TenantID()}
-	var headSeq int64
-	var headHash []byte
-	err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_heads WHERE tenant_id = $1`).Scan(&headSeq, &headHash)
-	if errors.Is(err, store.ErrNotFound) {
-		headSeq, headHash = 0, genesis
-	} else if err != nil {
-		return rep, fmt.Errorf("audit: read the log head: %w", err)
-	}
-	rows, err := tx.Query(ctx, `SELECT `+recordColumns+` FROM audit_events WHERE tenant_id = $1 ORDER BY seq`)
-	if err != nil {
-		return rep, fmt.Errorf("audit: read the log: %w", err)
-	}
-	defer func() { _ = rows.Close() }()
-	prev := genesis
-	var want int64 = 1
-	fail := func(seq int64, format string, args ...any) (Report, error) {
-		rep.Problem = &Problem{Seq: seq, Reason: fmt.Sprintf(format, args...)}
-		return rep, nil
-	}
-	for rows.Next() {
-		r, err := scanRecord(rows, tx.TenantID())
-		if err != nil {
-			return rep, err
-		}
-		rep.Events++
-		if r.Seq != want {
-			return fail(want, "event %d is missing (next stored event is %d)", want, r.Seq)
-		}
-		leaf, chain := hashes(r, prev)
-		if !bytes.Equal(leaf, r.LeafHash) {
-			return fail(r.Seq, "event %d was altered: its content does not match its leaf hash", r.Seq)
-		}
-		if !bytes.Equal(chain, r.Hash) {
-			return fail(r.Seq, "event %d does not link to event %d: an event before it was altered, removed or reordered", r.Seq, r.Seq-1)
-		}
-		prev, want = r.Hash, want+1
-	}
-	if err := rows.Err(); err != nil {
-		return rep, fmt.Errorf("audit: read the log: %w", err)
-	}
-	if want-1 != headSeq {
-		return fail(min(want, headSeq+1), "the log head says %d events, %d are stored: events at the end were removed or added", headSeq, want-1)
-	}
-	if !bytes.Equal(prev, headHash) {
-		return fail(headSeq, "the log head hash does not match the last event")
-	}
-	rep.OK = true
-	return rep, nil
-}
-
 // List returns a tenant's events with seq > after, oldest first, at most limit.
 func List(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, error) {
 	if limit <= 0 || limit > 1000 {
@@ -366,16 +325,21 @@ func List(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, 
 }
 
 const recordColumns = `seq, at, category, action, actor_type, actor_id, object_type, object_id,
-	ip, user_agent, request_id, details, leaf_hash, hash`
+	ip, user_agent, request_id, details, leaf_hash, hash, body_hash, purged_at`
 
 func scanRecord(rows *sql.Rows, tenant string) (Record, error) {
 	r := Record{TenantID: tenant}
 	var at int64
 	var details string
+	var purged sql.NullInt64
 	if err := rows.Scan(&r.Seq, &at, &r.Category, &r.Action, &r.ActorType, &r.ActorID, &r.ObjectType,
-		&r.ObjectID, &r.IP, &r.UserAgent, &r.RequestID, &details, &r.LeafHash, &r.Hash); err != nil {
+		&r.ObjectID, &r.IP, &r.UserAgent, &r.RequestID, &details, &r.LeafHash, &r.Hash, &r.BodyHash, &purged); err != nil {
 		return Record{}, fmt.Errorf("audit: read the log: %w", err)
 	}
 	r.At, r.Details = store.FromMicros(at), json.RawMessage(details)
+	if purged.Valid {
+		p := store.FromMicros(purged.Int64)
+		r.PurgedAt, r.Details = &p, nil
+	}
 	return r, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,7 +160,11 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, requestInfoKey{}, info)
 		r = r.WithContext(ctx)
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+			limit := s.maxBody
+			if r.Method == http.MethodPost && r.URL.Path == "/api/v1/contacts/imports" {
+				limit = s.opts.MaxImportBytes // contact files are large; the handler streams them to disk
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		s.metrics.inflight.Inc()
@@ -189,7 +194,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				slog.String("request_id", id),
 				slog.String("method", r.Method),
 				slog.String("route", route),
-				slog.String("path", r.URL.Path),
+				slog.String("path", logPath(r.URL.Path)),
 				slog.Int("status", sw.status),
 				slog.Int64("bytes", sw.bytes),
 				// An integer: slog's JSON handler encodes floats through json.Marshal.
@@ -228,4 +233,15 @@ func SourcePort(ctx context.Context) string {
 		return info.sourcePort
 	}
 	return ""
+}
+
+// logPath keeps secrets out of the access log: the tokens of unsubscribe
+// and confirmation links are capabilities.
+func logPath(p string) string {
+	for _, prefix := range []string{"/u/", "/confirm/"} {
+		if strings.HasPrefix(p, prefix) && len(p) > len(prefix) {
+			return prefix + "<token>"
+		}
+	}
+	return p
 }

@@ -21,10 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relais-dev/relais/internal/access"
+	"github.com/relais-dev/relais/internal/campaigns"
+	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web/problem"
 	"github.com/relais-dev/relais/internal/web/secheaders"
@@ -47,10 +50,19 @@ type Options struct {
 	Verifier   *jwtauth.Verifier
 	Issuer     *jwtauth.Issuer
 	Keys       *jwtauth.KeyStore
+	// Contacts serves the contacts, consent, lists, segments, import and
+	// export API and the public unsubscribe and confirmation links.
+	Contacts *contacts.Service
+	// Campaigns serves the campaigns API; Templates the templates API
+	// (mounted with Campaigns, which knows the attribute schema).
+	Campaigns *campaigns.Service
+	Templates *templates.Service
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
-	// MaxBodyBytes bounds every request body.
+	// MaxBodyBytes bounds every request body, except contact imports,
+	// bounded by MaxImportBytes (default 1 GiB).
 	MaxBodyBytes      int64
+	MaxImportBytes    int64
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
@@ -73,6 +85,9 @@ type Server struct {
 
 	catalogueOnce sync.Once
 	catalogueJSON []byte
+	// importSlots holds one token per running API import: a few at once,
+	// so that uploads cannot take the machine.
+	importSlots chan struct{}
 }
 
 // New builds a server and its routes.
@@ -89,7 +104,11 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now, caches: newAuthCaches()}
+	if opts.MaxImportBytes <= 0 {
+		opts.MaxImportBytes = ImportMaxBytes
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now, caches: newAuthCaches(),
+		importSlots: make(chan struct{}, maxConcurrentImports)}
 	pg, err := loadPages()
 	if err != nil { // embedded templates: a build defect, caught by the tests
 		panic(fmt.Sprintf("web: templates: %v", err))

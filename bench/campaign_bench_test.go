@@ -1,0 +1,608 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relais-dev/relais/internal/campaigns"
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/connectors"
+	"github.com/relais-dev/relais/internal/connectors/registry"
+	"github.com/relais-dev/relais/internal/contacts"
+	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/templates"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/pgtest"
+	"github.com/relais-dev/relais/internal/testkit/smtpsink"
+)
+
+// Campaign throughput (issue 5, benchmark b): N contacts with email
+// consent in one list, a 4.5 kB email template with merge fields and an
+// unsubscribe link, an SMTP connector (pool of 4, STARTTLS with a private
+// certificate) to the in-process SMTP sink on loopback, the router engine
+// (with the consent check before each hand-off) and the campaigns job
+// running in this process. Timed: from the Schedule call to the last
+// message at the sink; every message is durable (a queue row with its
+// events) and traced (accepted, attempt, sent) before or as it leaves.
+// N is 100,000, or RELAIS_BENCH_CAMPAIGN.
+//
+//	go test -run '^$' -bench Campaign -benchtime 1x -timeout 60m ./bench/
+//	RELAIS_BENCH_CAMPAIGN=1000000 go test -run '^$' -bench CampaignSQLite -benchtime 1x -timeout 120m ./bench/
+//
+// Metrics: msgs/s (end to end), ref-msgs/s (the reference: the same number
+// of pre-rendered messages of the same size pushed by the same SMTP
+// connector into the same sink, nothing else), ratio, peak-RSS-MB (VmHWM
+// during the campaign alone), cpu-s (user + system CPU seconds of the
+// process during the campaign).
+//
+// Ingestion (benchmark a): messages accepted durably per second, through
+// router.Service.Accept one per call (one transaction each, as POST
+// /api/v1/messages does) and router.Service.Enqueue in batches of 1000,
+// against the store's raw insert rate of the same rows (same columns and
+// indexes, in clear, no events, no audit) into a plain table, one per
+// transaction and 1000 per transaction.
+//
+//	go test -run '^$' -bench Ingest -benchtime 1x ./bench/
+
+func benchCampaignSize() int {
+	if n, err := strconv.Atoi(os.Getenv("RELAIS_BENCH_CAMPAIGN")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}
+
+type campaignEnv struct {
+	db       *store.DB
+	tenant   string
+	keyring  *tenants.Keyring
+	contacts *contacts.Service
+	tmpl     *templates.Service
+	router   *router.Service
+	camp     *campaigns.Service
+	sink     *sinkProcess
+	smtpCfg  json.RawMessage
+}
+
+func openCampaignEnv(b *testing.B, url string) *campaignEnv {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	db, err := store.Open(ctx, store.Options{URL: url, DataDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+	t, err := ts.Create(ctx, "Bench", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	kr := tenants.NewKeyring(db, mk, 0)
+	e := &campaignEnv{db: db, tenant: t.ID, keyring: kr}
+	e.contacts = &contacts.Service{DB: db, Keyring: kr}
+	e.tmpl = &templates.Service{DB: db}
+	e.router = &router.Service{DB: db, Keyring: kr}
+	e.camp = &campaigns.Service{DB: db, Contacts: e.contacts, Templates: e.tmpl, Router: e.router, PublicBaseURL: "https://relais.example"}
+	e.sink = startSinkProcess(b)
+	e.smtpCfg, _ = json.Marshal(map[string]any{"host": "127.0.0.1", "port": e.sink.Port(), "tls": "starttls", "from": "news@acme.example",
+		"root_cas_pem": string(e.sink.CertPEM()), "pool_size": 4})
+	conns := &router.Connectors{Service: e.router, Open: registry.Open, Redact: registry.Redact}
+	if _, err := conns.AddConnector(ctx, t.ID, "mail", registry.TypeSMTP, e.smtpCfg); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// loadAudience imports n contacts with email consent into one list.
+func (e *campaignEnv) loadAudience(b *testing.B, n int) string {
+	b.Helper()
+	ctx := context.Background()
+	l, err := e.contacts.CreateList(ctx, e.tenant, "Newsletter", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(b.TempDir(), "audience.csv"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	buf.WriteString("email,first_name,last_name,locale,timezone\n")
+	zones := []string{"Europe/Paris", "Europe/Berlin", "Europe/London", "America/New_York"}
+	for i := 0; i < n; i++ {
+		local := uint32(uint64(i) * 2654435761 % (1 << 32))
+		fmt.Fprintf(&buf, "reader.%08x@example.com,Reader%d,Number%d,en,%s\n", local, i, i, zones[i%len(zones)])
+		if buf.Len() > 1<<20 {
+			_, _ = f.Write(buf.Bytes())
+			buf.Reset()
+		}
+	}
+	_, _ = f.Write(buf.Bytes())
+	if _, err := f.Seek(0, 0); err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	job, err := e.contacts.Import(ctx, e.tenant, f, contacts.ImportOptions{Lists: []string{l.ID}, BatchSize: 5000,
+		Consents: []contacts.ImportConsent{{Channel: contacts.ChannelEmail, Status: contacts.ConsentGranted, Wording: "Send me the newsletter."}}})
+	if err != nil || job.Created != int64(n) {
+		b.Fatalf("import: %+v %v", job, err)
+	}
+	return l.ID
+}
+
+// benchHTML is a 4.5 kB newsletter (with the derived text part, the
+// message at the sink is about 4.5 kB of body plus headers).
+func benchHTML() string {
+	var sb strings.Builder
+	sb.WriteString(`<html><body><h1>Hello {{.contact.first_name}} {{.contact.last_name}}</h1>`)
+	for i := 0; i < 9; i++ {
+		sb.WriteString(`<p>This month at Acme: new arrivals in every department, a spring sale on garden furniture, ` +
+			`and our loyalty programme gets better. Read on for the details and the best offers of the season.</p>`)
+	}
+	sb.WriteString(`<p>Your locale: {{.contact.locale}}; your time zone: {{.contact.timezone}}.</p>`)
+	sb.WriteString(`<p><a href="{{.links.unsubscribe}}">Unsubscribe</a></p></body></html>`)
+	return sb.String()
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func benchCampaign(b *testing.B, url func(b *testing.B) string) {
+	n := benchCampaignSize()
+	ctx := context.Background()
+	var secs, refSecs, peak, cpu float64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e := openCampaignEnv(b, url(b))
+		list := e.loadAudience(b, n)
+		fs, err := e.camp.FieldSet(ctx, e.tenant)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tmpl, err := e.tmpl.Create(ctx, e.tenant, templates.Input{Name: "Newsletter", Channel: templates.ChannelEmail,
+			Variants: map[string]templates.Variant{"en": {Subject: "Acme news for {{.contact.first_name}}", HTML: benchHTML()}}}, fs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := e.camp.Create(ctx, e.tenant, campaigns.Input{Name: "Bench", Channel: "email", TemplateID: tmpl.ID,
+			Audience: campaigns.Audience{ListIDs: []string{list}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		node := fmt.Sprintf("bench-%d", i)
+		sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: node}
+		eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Suppress: sup.Check})
+		e.router.Wake = eng.Wake
+		runCtx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = eng.Run(runCtx) }()
+		go func() { defer wg.Done(); _ = e.camp.Run(runCtx) }()
+		// Give back what the set-up (import) used, then measure anew.
+		debug.FreeOSMemory()
+		resetHWM()
+		cpu0 := cpuSeconds()
+		b.StartTimer()
+		start := time.Now()
+		if _, err := e.camp.Schedule(ctx, e.tenant, c.ID, campaigns.ScheduleInput{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.sink.WaitFor(n, 2*time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		secs += time.Since(start).Seconds()
+		b.StopTimer()
+		cpu += cpuSeconds() - cpu0
+		peak = max(peak, vmHWM())
+		// The last outcomes are recorded just after the sink has the
+		// messages.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			r, err := e.camp.Report(ctx, e.tenant, c.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.HandedOff == int64(n) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		wg.Wait()
+		if d := e.sink.Distinct(); d != n || e.sink.Count() != n {
+			b.Fatalf("sink: %d messages, %d distinct", e.sink.Count(), d)
+		}
+		r, err := e.camp.Report(ctx, e.tenant, c.ID)
+		if err != nil || r.HandedOff != int64(n) {
+			b.Fatalf("report: %+v %v", r.Counts, err)
+		}
+		refSecs += referencePush(b, e, tmpl.ID, n)
+		b.StartTimer()
+	}
+	rate := float64(n*b.N) / secs
+	ref := float64(n*b.N) / refSecs
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(ref, "ref-msgs/s")
+	b.ReportMetric(rate/ref, "ratio")
+	b.ReportMetric(peak/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(cpu/float64(b.N), "cpu-s")
+}
+
+// referencePush pushes n pre-rendered messages of the campaign's size
+// through the SMTP connector alone into the same sink, in batches of 1000
+// with the engine's concurrency (8 batches at once), and returns the
+// seconds it took.
+func referencePush(b *testing.B, e *campaignEnv, templateID string, n int) float64 {
+	ctx := context.Background()
+	content, err := e.tmpl.Render(ctx, e.tenant, templateID, 0, "en", templates.Vars{Contact: templates.ContactFields{FirstName: "Reader1", LastName: "Number1",
+		Locale: "en", TimeZone: "Europe/Paris"}, Links: templates.Links{Unsubscribe: "https://relais.example/u/ru1.eyJrIjoidW5zdWJzY3JpYmUifQ.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}.Map())
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := registry.Open(registry.TypeSMTP, e.smtpCfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	e.sink.Reset()
+	start := time.Now()
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += 1000 {
+		batch := make([]connectors.Message, 0, 1000)
+		for i := lo; i < min(lo+1000, n); i++ {
+			batch = append(batch, connectors.Message{Ref: fmt.Sprintf("ref-%d", i), TenantID: e.tenant, Channel: "email",
+				To: fmt.Sprintf("reader.%08d@example.com", i), Subject: content.Subject, Text: content.Text, HTML: content.HTML, Headers: content.Headers})
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for _, o := range conn.Send(ctx, batch) {
+				if o.Err != nil {
+					b.Errorf("reference send: %v", o.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := e.sink.WaitFor(n, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start).Seconds()
+}
+
+// sinkProcess is the SMTP sink (smtpsink, STARTTLS, keeping no message
+// data) run in a child process (TestCampaignSinkProcess), so that the
+// benchmark's peak RSS is Relais's alone: the sink keeps the headers of
+// every message it receives. It reports its counts on its standard output.
+type sinkProcess struct {
+	port            int
+	cert            []byte
+	count, distinct atomic.Int64
+	stdin           io.WriteCloser
+	mu              sync.Mutex
+	changed         chan struct{}
+}
+
+func startSinkProcess(b *testing.B) *sinkProcess {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCampaignSinkProcess$", "-test.count=1") // #nosec G204 -- this test binary
+	cmd.Env = append(os.Environ(), "RELAIS_BENCH_SINK_CHILD=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	s := &sinkProcess{stdin: in, changed: make(chan struct{})}
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 3 && f[0] == "SINK":
+				s.port, _ = strconv.Atoi(f[1])
+				s.cert, err = base64.StdEncoding.DecodeString(f[2])
+				ready <- err
+			case len(f) == 3 && f[0] == "COUNT":
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				d, _ := strconv.ParseInt(f[2], 10, 64)
+				s.count.Store(n)
+				s.distinct.Store(d)
+				s.mu.Lock()
+				close(s.changed)
+				s.changed = make(chan struct{})
+				s.mu.Unlock()
+			}
+		}
+		ready <- fmt.Errorf("the sink process ended")
+	}()
+	b.Cleanup(func() {
+		_ = in.Close()
+		_ = cmd.Wait()
+	})
+	if err := <-ready; err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func (s *sinkProcess) Port() int       { return s.port }
+func (s *sinkProcess) CertPEM() []byte { return s.cert }
+func (s *sinkProcess) Count() int      { return int(s.count.Load()) }
+func (s *sinkProcess) Distinct() int   { return int(s.distinct.Load()) }
+
+// Reset makes the sink forget what it received.
+func (s *sinkProcess) Reset() {
+	_, _ = io.WriteString(s.stdin, "reset\n")
+	for s.Count() != 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitFor waits until the sink has received n messages.
+func (s *sinkProcess) WaitFor(n int, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if s.Count() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return fmt.Errorf("sink: %d messages after %s, want %d", s.Count(), timeout, n)
+		}
+	}
+}
+
+// TestCampaignSinkProcess is the sink process of the campaign benchmark
+// (it runs only as that child): it prints its port and certificate, then
+// its counts every 20 ms, and forgets its messages on "reset".
+func TestCampaignSinkProcess(t *testing.T) {
+	if os.Getenv("RELAIS_BENCH_SINK_CHILD") != "1" {
+		t.Skip("the SMTP sink process of BenchmarkCampaign*")
+	}
+	sink := smtpsink.Start(t, smtpsink.Options{TLS: smtpsink.TLSStartTLS, Discard: true})
+	fmt.Printf("SINK %d %s\n", sink.Port(), base64.StdEncoding.EncodeToString(sink.CertPEM()))
+	done := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == "reset" {
+				sink.Reset()
+			}
+		}
+		close(done)
+	}()
+	last := -1
+	for {
+		select {
+		case <-done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if n := sink.Count(); n != last {
+			last = n
+			fmt.Printf("COUNT %d %d\n", n, sink.DistinctMessageIDs())
+		}
+	}
+}
+
+// BenchmarkCampaignSQLite: a campaign end to end on the embedded store.
+func BenchmarkCampaignSQLite(b *testing.B) {
+	benchCampaign(b, func(*testing.B) string { return "" })
+}
+
+// BenchmarkCampaignPostgres: the same on a throwaway PostgreSQL server
+// sharing the two cores.
+func BenchmarkCampaignPostgres(b *testing.B) {
+	srv := pgtest.Start(b, pgtest.Options{})
+	benchCampaign(b, func(b *testing.B) string { return srv.NewDatabase(b) })
+}
+
+// ingestRows is how many messages each ingestion run writes.
+const ingestRows = 20_000
+
+// ingestMessage is a transactional message of 1 kB.
+func ingestMessage(i int) router.NewMessage {
+	return router.NewMessage{Channel: "email", To: fmt.Sprintf("customer%06d@example.com", i), IdempotencyKey: fmt.Sprintf("order-%06d", i),
+		Content: router.Content{Subject: "Your order " + strconv.Itoa(i), Text: strings.Repeat("Thank you for your order. ", 40)}}
+}
+
+// createRawMessages makes the reference table: the columns and indexes of
+// the messages table, without row-level security, events or audit.
+func createRawMessages(b *testing.B, db *store.DB) {
+	err := db.Platform(context.Background(), func(p *store.PlatformTx) error {
+		for _, q := range []string{`CREATE TABLE bench_raw_messages (tenant_id TEXT NOT NULL, id TEXT NOT NULL, shard INTEGER NOT NULL,
+			idem_key TEXT, campaign_id TEXT, contact_id TEXT, channel TEXT NOT NULL, recipient TEXT NOT NULL, content TEXT NOT NULL, state TEXT NOT NULL,
+			attempts INTEGER NOT NULL DEFAULT 0, use_secondary BOOLEAN NOT NULL DEFAULT FALSE, due_at BIGINT NOT NULL, fence BIGINT NOT NULL DEFAULT 0,
+			node TEXT NOT NULL DEFAULT '', connector_id TEXT NOT NULL DEFAULT '', provider_ref TEXT NOT NULL DEFAULT '', last_error TEXT NOT NULL DEFAULT '',
+			accepted_at BIGINT NOT NULL, sent_at BIGINT, delivered_at BIGINT, updated_at BIGINT NOT NULL,
+			PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, idem_key))`,
+			`CREATE INDEX bench_raw_due ON bench_raw_messages (shard, state, due_at)`,
+			`CREATE INDEX bench_raw_campaign ON bench_raw_messages (tenant_id, campaign_id, state)`,
+			`CREATE INDEX bench_raw_provider ON bench_raw_messages (tenant_id, connector_id, provider_ref)`} {
+			if _, err := p.Exec(context.Background(), q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// rawIngest inserts the same rows in clear into the plain table, per
+// transactions of perTx rows (multi-row statements of up to 500 rows).
+func rawIngest(b *testing.B, e *campaignEnv, offset, perTx, rows int) float64 {
+	ctx := context.Background()
+	sqlite := e.db.Dialect() == store.SQLite
+	start := time.Now()
+	for lo := 0; lo < rows; lo += perTx {
+		err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			now := time.Now().UnixMicro()
+			for s := lo; s < min(lo+perTx, rows); s += 500 {
+				var q strings.Builder
+				var args []any
+				ph := func(v any) string {
+					args = append(args, v)
+					if sqlite {
+						return "?"
+					}
+					return "$" + strconv.Itoa(len(args)+1)
+				}
+				q.WriteString(`INSERT INTO bench_raw_messages (tenant_id, id, shard, idem_key, channel, recipient, content, state, due_at, accepted_at, updated_at) VALUES `)
+				for i := s; i < min(s+500, lo+perTx, rows); i++ {
+					m := ingestMessage(offset + i)
+					body, _ := json.Marshal(m.Content)
+					if i > s {
+						q.WriteString(", ")
+					}
+					id := fmt.Sprintf("raw-%d-%d", offset, i)
+					q.WriteString("($1, " + ph(id) + ", " + ph(router.ShardOf(e.tenant, id)) + ", " + ph(m.IdempotencyKey) + ", " + ph(m.Channel) + ", " +
+						ph(m.To) + ", " + ph(string(body)) + ", 'queued', " + ph(now) + ", " + ph(now) + ", " + ph(now) + ")")
+				}
+				if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start).Seconds()
+}
+
+// ingestRounds alternates the reference and the measured path this many
+// times; the ratios reported are the medians of the rounds' ratios (the
+// machine's other work changes between rounds, not within a pair).
+const ingestRounds = 5
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+func benchIngest(b *testing.B, url func(b *testing.B) string) {
+	ctx := context.Background()
+	var raw1, accept1, rawBatch, enqueue, acceptBatch []float64
+	rows := ingestRows / 4 // one by one is slow: a quarter of the rows
+	for it := 0; it < b.N; it++ {
+		b.StopTimer()
+		e := openCampaignEnv(b, url(b))
+		createRawMessages(b, e.db)
+		b.StartTimer()
+		for r := 0; r < ingestRounds; r++ {
+			base := r * 10 * ingestRows
+			raw1 = append(raw1, rawIngest(b, e, base, 1, rows))
+			start := time.Now()
+			for i := 0; i < rows; i++ {
+				if _, err := e.router.Accept(ctx, e.tenant, []router.NewMessage{ingestMessage(base + i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			accept1 = append(accept1, time.Since(start).Seconds())
+			rawBatch = append(rawBatch, rawIngest(b, e, base+ingestRows, 1000, ingestRows))
+			batch := make([]router.NewMessage, 0, ingestRows)
+			for i := 0; i < ingestRows; i++ {
+				batch = append(batch, ingestMessage(base+ingestRows+i))
+			}
+			start = time.Now()
+			if n, err := e.router.Enqueue(ctx, e.tenant, batch); err != nil || n != len(batch) {
+				b.Fatalf("enqueue: %d %v", n, err)
+			}
+			enqueue = append(enqueue, time.Since(start).Seconds())
+			start = time.Now()
+			for lo := 0; lo < ingestRows; lo += 1000 {
+				part := make([]router.NewMessage, 0, 1000)
+				for i := lo; i < lo+1000; i++ {
+					part = append(part, ingestMessage(base+2*ingestRows+i))
+				}
+				if _, err := e.router.Accept(ctx, e.tenant, part); err != nil {
+					b.Fatal(err)
+				}
+			}
+			acceptBatch = append(acceptBatch, time.Since(start).Seconds())
+		}
+	}
+	ratios := func(ref, got []float64) float64 {
+		r := make([]float64, len(ref))
+		for i := range ref {
+			r[i] = ref[i] / got[i]
+		}
+		return median(r)
+	}
+	rate := func(n int, secs []float64) float64 { return float64(n) / median(secs) }
+	b.ReportMetric(rate(rows, raw1), "raw1-rows/s")
+	b.ReportMetric(rate(rows, accept1), "accept1-msgs/s")
+	b.ReportMetric(ratios(raw1, accept1), "ratio1")
+	b.ReportMetric(rate(ingestRows, rawBatch), "rawbatch-rows/s")
+	b.ReportMetric(rate(ingestRows, enqueue), "enqueue-msgs/s")
+	b.ReportMetric(ratios(rawBatch, enqueue), "ratio-enqueue")
+	b.ReportMetric(rate(ingestRows, acceptBatch), "acceptbatch-msgs/s")
+	b.ReportMetric(ratios(rawBatch, acceptBatch), "ratio-acceptbatch")
+}
+
+// BenchmarkIngestSQLite: ingestion on the embedded store.
+func BenchmarkIngestSQLite(b *testing.B) {
+	benchIngest(b, func(*testing.B) string { return "" })
+}
+
+// BenchmarkIngestPostgres: ingestion on PostgreSQL.
+func BenchmarkIngestPostgres(b *testing.B) {
+	srv := pgtest.Start(b, pgtest.Options{})
+	benchIngest(b, func(b *testing.B) string { return srv.NewDatabase(b) })
+}

@@ -1,0 +1,558 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/store"
+)
+
+// StateHeld is the state of a campaign message held while its campaign is
+// paused: the engine does not claim it; resuming the campaign queues it
+// again. It is a campaign state of the queue, beside those of States.
+const StateHeld = "held"
+
+// Bulk enqueue (campaigns). Where Accept answers each message (its id, or
+// the first one's for a repeated key) and takes the whole batch or nothing,
+// Enqueue is the expansion's path: messages carry idempotency keys
+// ("campaign:<id>:<contact id>"), rows are written with multi-row INSERTs
+// that skip a key already present (ON CONFLICT DO NOTHING), so running an
+// expansion again after a crash creates nothing twice, and only the count
+// of messages created is returned. Each batch is one transaction with one
+// multi-row insert of its 'accepted' events and one audit event.
+//
+// On SQLite, the big statements use $1 for the tenant and plain "?" for
+// the rest: SQLite resolves "$N" names by a linear search, so thousands of
+// them cost quadratic time; PostgreSQL (pgx) needs $N.
+
+// enqueueRowsPerStatement bounds the rows of one INSERT (11 parameters
+// each: 11,000 per statement, below the 32,766 of SQLite and the 65,535 of
+// PostgreSQL).
+const enqueueRowsPerStatement = 1000
+
+// Prepared is a batch of messages validated and sealed for one tenant,
+// ready to be written by EnqueueTx. Preparing is CPU work (JSON, AES-GCM)
+// that needs no transaction: do it before opening one, possibly in
+// several goroutines, and join the parts with Append.
+type Prepared struct {
+	tenant   string
+	channels map[string]int
+	campaign string
+	rows     []preparedRow
+}
+
+type preparedRow struct {
+	id, channel, idem, campaign, contact string
+	shard                                int
+	to, content                          []byte
+	due                                  int64 // 0: now
+}
+
+// Len is the number of messages prepared.
+func (p *Prepared) Len() int { return len(p.rows) }
+
+// Append adds q's messages to p (both for the same tenant).
+func (p *Prepared) Append(q *Prepared) error {
+	if q == nil {
+		return nil
+	}
+	if p.tenant != q.tenant {
+		return errors.New("router: prepared batches of different tenants")
+	}
+	p.rows = append(p.rows, q.rows...)
+	for ch, n := range q.channels {
+		p.channels[ch] += n
+	}
+	if p.campaign != q.campaign {
+		p.campaign = ""
+	}
+	return nil
+}
+
+// Prepare validates and seals messages for EnqueueTx. A bad message is
+// reported by its index in batch; nothing is prepared then.
+func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessage) (*Prepared, error) {
+	p := &Prepared{tenant: tenantID, channels: map[string]int{}, rows: make([]preparedRow, 0, len(batch))}
+	if len(batch) == 0 {
+		return p, nil
+	}
+	for i, m := range batch {
+		if err := validate(m); err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				return nil, &ValidationError{Field: fmt.Sprintf("[%d].%s", i, ve.Field), Message: ve.Message}
+			}
+			return nil, err
+		}
+	}
+	c, err := s.Keyring.Crypto(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	p.campaign = batch[0].CampaignID
+	for _, m := range batch {
+		body, err := json.Marshal(m.Content)
+		if err != nil {
+			return nil, fmt.Errorf("router: encode content: %w", err)
+		}
+		r := preparedRow{channel: m.Channel, idem: m.IdempotencyKey, campaign: m.CampaignID, contact: m.ContactID}
+		if r.to, err = c.SealString("message.to", m.To); err != nil {
+			return nil, err
+		}
+		if r.content, err = c.Seal("message.content", body); err != nil {
+			return nil, err
+		}
+		uid, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("router: new id: %w", err)
+		}
+		r.id = uid.String()
+		r.shard = ShardOf(tenantID, r.id)
+		if !m.SendAt.IsZero() {
+			r.due = store.Micros(m.SendAt)
+		}
+		if m.CampaignID != p.campaign {
+			p.campaign = ""
+		}
+		p.channels[m.Channel]++
+		p.rows = append(p.rows, r)
+	}
+	return p, nil
+}
+
+// Enqueue validates, seals and stores messages, in transactions of up to
+// MaxBatch messages: multi-row INSERTs that skip any message whose
+// idempotency key the tenant already used, the 'accepted' events of the
+// messages created, and one audit event per transaction. It returns how
+// many messages it created; a message with a key seen before is silently
+// skipped (re-running a campaign expansion creates no duplicates). A
+// message's SendAt, even in the past, is its due time (zero: now).
+func (s *Service) Enqueue(ctx context.Context, tenantID string, batch []NewMessage) (int, error) {
+	type prepared struct {
+		p   *Prepared
+		err error
+	}
+	// Sealing the next transaction's messages (CPU) overlaps writing the
+	// current one (the store).
+	prepare := func(start int) chan prepared {
+		ch := make(chan prepared, 1)
+		go func() {
+			p, err := s.Prepare(ctx, tenantID, batch[start:min(start+MaxBatch, len(batch))])
+			var ve *ValidationError
+			if errors.As(err, &ve) && start > 0 {
+				// Report the index in the caller's batch.
+				err = &ValidationError{Field: shiftIndex(ve.Field, start), Message: ve.Message}
+			}
+			ch <- prepared{p, err}
+		}()
+		return ch
+	}
+	created := 0
+	var next chan prepared
+	if len(batch) > 0 {
+		next = prepare(0)
+	}
+	for start := 0; start < len(batch); start += MaxBatch {
+		cur := <-next
+		if start+MaxBatch < len(batch) {
+			next = prepare(start + MaxBatch)
+		}
+		if cur.err != nil {
+			return created, cur.err
+		}
+		var n int
+		err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+			var err error
+			n, err = s.EnqueueTx(ctx, tx, cur.p)
+			return err
+		})
+		if err != nil {
+			return created, err
+		}
+		created += n
+	}
+	return created, nil
+}
+
+func shiftIndex(field string, by int) string {
+	if !strings.HasPrefix(field, "[") {
+		return field
+	}
+	end := strings.IndexByte(field, ']')
+	i, err := strconv.Atoi(field[1:max(end, 1)])
+	if end < 0 || err != nil {
+		return field
+	}
+	return "[" + strconv.Itoa(i+by) + "]" + field[end+1:]
+}
+
+// EnqueueTx writes prepared messages in the caller's transaction (which
+// must be the prepared batch's tenant's), so that a caller can record its
+// own progress atomically with them. It returns how many were created
+// (messages whose idempotency key was already used are skipped), and asks
+// the engine to claim once the transaction commits.
+func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int, error) {
+	if p == nil || len(p.rows) == 0 {
+		return 0, nil
+	}
+	if tx.TenantID() != p.tenant {
+		return 0, errors.New("router: prepared batch of another tenant")
+	}
+	now := store.Micros(tx.Now().UTC())
+	sqlite := tx.Dialect() == store.SQLite
+	created := make([]string, 0, len(p.rows))
+	for start := 0; start < len(p.rows); start += enqueueRowsPerStatement {
+		chunk := p.rows[start:min(start+enqueueRowsPerStatement, len(p.rows))]
+		args := make([]any, 0, len(chunk)*11)
+		ph := placeholders(sqlite, &args)
+		var q strings.Builder
+		q.Grow(len(chunk) * 80)
+		q.WriteString(`INSERT INTO messages (tenant_id, id, shard, idem_key, campaign_id, contact_id, channel, recipient_enc, content_enc,
+			state, due_at, accepted_at, updated_at) VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			due := r.due
+			if due == 0 {
+				due = now
+			}
+			q.WriteString("($1, ")
+			for j, v := range []any{r.id, r.shard, nullable(r.idem), nullable(r.campaign), nullable(r.contact), r.channel, r.to, r.content} {
+				if j > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString(ph(v))
+			}
+			q.WriteString(", 'queued', " + ph(due) + ", " + ph(now) + ", " + ph(now) + ")")
+		}
+		q.WriteString(` ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING id`)
+		rows, err := tx.Query(ctx, q.String(), args...)
+		if err != nil {
+			return 0, fmt.Errorf("router: enqueue: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				_ = rows.Close()
+				return 0, fmt.Errorf("router: enqueue: %w", err)
+			}
+			created = append(created, id)
+		}
+		if err := rows.Close(); err != nil {
+			return 0, fmt.Errorf("router: enqueue: %w", err)
+		}
+	}
+	if len(created) == 0 {
+		return 0, nil
+	}
+	if err := insertAcceptedEvents(ctx, tx, created, now, sqlite); err != nil {
+		return 0, err
+	}
+	details := map[string]any{"count": len(created), "skipped_duplicates": len(p.rows) - len(created), "channels": p.channels}
+	ev := audit.Event{Category: audit.CategoryChange, Action: "message.enqueue", ObjectType: "message", ObjectID: created[0], Details: details}
+	if p.campaign != "" {
+		ev.ObjectType, ev.ObjectID = "campaign", p.campaign
+	}
+	if _, err := audit.Append(ctx, tx, ev); err != nil {
+		return 0, fmt.Errorf("router: enqueue audit: %w", err)
+	}
+	if s.Wake != nil {
+		tx.AfterCommit(s.Wake)
+	}
+	return len(created), nil
+}
+
+// insertAcceptedEvents writes one 'accepted' event per message, in
+// multi-row statements.
+func insertAcceptedEvents(ctx context.Context, tx *store.Tx, ids []string, at int64, sqlite bool) error {
+	const per = 1000
+	for start := 0; start < len(ids); start += per {
+		chunk := ids[start:min(start+per, len(ids))]
+		args := make([]any, 0, 2*len(chunk))
+		ph := placeholders(sqlite, &args)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
+		for i, id := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("($1, " + ph(id) + ", " + ph(at) + ", 'accepted', '')")
+		}
+		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("router: enqueue events: %w", err)
+		}
+	}
+	return nil
+}
+
+// placeholders returns a function that appends a value to args and
+// returns its placeholder: "?" on SQLite (after the tenant's $1), $N on
+// PostgreSQL (from $2).
+func placeholders(sqlite bool, args *[]any) func(v any) string {
+	return func(v any) string {
+		*args = append(*args, v)
+		if sqlite {
+			return "?"
+		}
+		return "$" + strconv.Itoa(len(*args)+1)
+	}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// MoveCampaignMessages moves up to limit of a campaign's messages from one state to
+// another (queued -> held when the campaign pauses, held -> queued when it
+// resumes, queued or held -> suppressed when it is cancelled), with one
+// event per message of the given kind and reason. A message already
+// claimed for hand-off ('sending') is not touched. shift, when not zero, is
+// added to the due time of each message moved (a resumed campaign keeps
+// its spacing after the pause). It returns how many messages moved; call it
+// again until it returns 0 (each call is one short transaction).
+func (s *Service) MoveCampaignMessages(ctx context.Context, tenantID, campaignID string, from []string, to, kind, reason string, shift time.Duration, limit int) (int, error) {
+	if len(from) == 0 || limit <= 0 {
+		return 0, nil
+	}
+	var moved []string
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		now := store.Micros(tx.Now().UTC())
+		args := []any{to, now, shift.Microseconds(), campaignID, limit}
+		var in []string
+		for _, st := range from {
+			args = append(args, st)
+			in = append(in, "$"+strconv.Itoa(len(args)+1))
+		}
+		states := strings.Join(in, ", ")
+		lastErr := ""
+		if to != StateQueued {
+			lastErr = reason
+		}
+		args = append(args, lastErr)
+		rows, err := tx.Query(ctx, `UPDATE messages SET state = $2, updated_at = $3, due_at = due_at + $4, last_error = $`+strconv.Itoa(len(args)+1)+`
+			WHERE tenant_id = $1 AND campaign_id = $5 AND state IN (`+states+`) AND (tenant_id, id) IN (
+				SELECT tenant_id, id FROM messages WHERE tenant_id = $1 AND campaign_id = $5 AND state IN (`+states+`) LIMIT $6)
+			RETURNING id`, args...)
+		if err != nil {
+			return fmt.Errorf("router: move campaign messages: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				_ = rows.Close()
+				return err
+			}
+			moved = append(moved, id)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if len(moved) == 0 {
+			return nil
+		}
+		detail, _ := json.Marshal(map[string]string{"reason": reason})
+		sqlite := tx.Dialect() == store.SQLite
+		for start := 0; start < len(moved); start += 1000 {
+			chunk := moved[start:min(start+1000, len(moved))]
+			args := make([]any, 0, 3*len(chunk))
+			ph := placeholders(sqlite, &args)
+			var q strings.Builder
+			q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
+			for i, id := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("($1, " + ph(id) + ", " + ph(now) + ", " + ph(kind) + ", " + ph(string(detail)) + ")")
+			}
+			if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+				return fmt.Errorf("router: campaign message events: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if to == StateQueued && len(moved) > 0 && s.Wake != nil {
+		s.Wake()
+	}
+	return len(moved), nil
+}
+
+// HeldMessage is a held campaign message: its id, contact and due time.
+type HeldMessage struct {
+	ID        string
+	ContactID string
+	Due       time.Time
+}
+
+// HeldMessages returns up to limit held messages of a campaign, earliest
+// due first.
+func (s *Service) HeldMessages(ctx context.Context, tenantID, campaignID string, limit int) ([]HeldMessage, error) {
+	var out []HeldMessage
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, COALESCE(contact_id, ''), due_at FROM messages WHERE tenant_id = $1 AND campaign_id = $2 AND state = 'held'
+			ORDER BY due_at, id LIMIT $3`, campaignID, limit)
+		if err != nil {
+			return fmt.Errorf("router: held messages: %w", err)
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			var h HeldMessage
+			var due int64
+			if err := rows.Scan(&h.ID, &h.ContactID, &due); err != nil {
+				return err
+			}
+			h.Due = store.FromMicros(due)
+			out = append(out, h)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// ReleaseHeld queues held messages of a campaign again, each due at its
+// Due, with a 'released' event each, in one transaction. A message no
+// longer held is left alone. It returns how many were released.
+func (s *Service) ReleaseHeld(ctx context.Context, tenantID, campaignID string, list []HeldMessage) (int, error) {
+	var released []string
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		now := store.Micros(tx.Now().UTC())
+		for _, h := range list {
+			res, err := tx.Exec(ctx, `UPDATE messages SET state = 'queued', due_at = $2, updated_at = $3, last_error = ''
+				WHERE tenant_id = $1 AND id = $4 AND campaign_id = $5 AND state = 'held'`, store.Micros(h.Due), now, h.ID, campaignID)
+			if err != nil {
+				return fmt.Errorf("router: release held message: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				released = append(released, h.ID)
+			}
+		}
+		if len(released) == 0 {
+			return nil
+		}
+		sqlite := tx.Dialect() == store.SQLite
+		for start := 0; start < len(released); start += 1000 {
+			chunk := released[start:min(start+1000, len(released))]
+			args := make([]any, 0, 2*len(chunk))
+			ph := placeholders(sqlite, &args)
+			var q strings.Builder
+			q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
+			for i, id := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("($1, " + ph(id) + ", " + ph(now) + `, 'released', '{"reason":"campaign resumed"}')`)
+			}
+			if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+				return fmt.Errorf("router: release events: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(released) > 0 && s.Wake != nil {
+		s.Wake()
+	}
+	return len(released), nil
+}
+
+// CampaignDueSeconds counts a campaign's queued messages by due second
+// (Unix seconds), so that a resumed expansion or a resume keeps the
+// campaign's throttle.
+func (s *Service) CampaignDueSeconds(ctx context.Context, tenantID, campaignID string) (map[int64]int, error) {
+	out := map[int64]int{}
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT due_at / 1000000, count(*) FROM messages WHERE tenant_id = $1 AND campaign_id = $2 AND state = 'queued'
+			GROUP BY due_at / 1000000`, campaignID)
+		if err != nil {
+			return fmt.Errorf("router: campaign due times: %w", err)
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			var sec int64
+			var n int
+			if err := rows.Scan(&sec, &n); err != nil {
+				return err
+			}
+			out[sec] = n
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// shardList is "0, 1, ..., Shards-1": naming every shard lets a query on
+// the state of messages use the queue's (shard, state, due_at) index.
+func shardList() string {
+	var b strings.Builder
+	for i := 0; i < Shards; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(i))
+	}
+	return b.String()
+}
+
+// DueBacklog counts, up to limit, the queued messages (of every tenant)
+// that are due now: the engine's work in hand. A campaign's expansion
+// waits while it is large, so that the queue it feeds stays short (the
+// engine's claim orders the due messages). The count reads the queue's
+// (shard, state, due_at) index only, in platform scope like the engine.
+func (s *Service) DueBacklog(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := s.DB.Platform(ctx, func(p *store.PlatformTx) error {
+		now := store.Micros(p.Now().UTC())
+		return p.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM messages WHERE shard IN (`+shardList()+`) AND state = 'queued'
+			AND due_at <= $1 LIMIT $2) AS due`, now, limit).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("router: due backlog: %w", err)
+	}
+	return n, nil
+}
+
+// ContactChannel is a contact and a channel a message goes to.
+type ContactChannel struct {
+	ContactID, Channel string
+}
+
+// Sending returns the contact and channel of each of the tenant's messages
+// that the given engine node has claimed and not yet settled (state
+// sending): the messages it is about to hand off. The pre-hand-off check
+// uses it to look up all their contacts at once.
+func (s *Service) Sending(ctx context.Context, tenantID, node string) ([]ContactChannel, error) {
+	var out []ContactChannel
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT contact_id, channel FROM messages WHERE shard IN (`+shardList()+`) AND state = 'sending'
+			AND tenant_id = $1 AND node = $2 AND contact_id IS NOT NULL`, node)
+		if err != nil {
+			return fmt.Errorf("router: messages being sent: %w", err)
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			var c ContactChannel
+			if err := rows.Scan(&c.ContactID, &c.Channel); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
