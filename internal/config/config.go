@@ -87,7 +87,9 @@ type Log struct {
 
 // HTTP holds server limits.
 type HTTP struct {
-	MaxBodyBytes      int64    `toml:"max_body_bytes" json:"max_body_bytes"`
+	MaxBodyBytes int64 `toml:"max_body_bytes" json:"max_body_bytes"`
+	// MaxImportBytes bounds contact files uploaded to the API.
+	MaxImportBytes    int64    `toml:"max_import_bytes" json:"max_import_bytes"`
 	ReadHeaderTimeout Duration `toml:"read_header_timeout" json:"read_header_timeout"`
 	ReadTimeout       Duration `toml:"read_timeout" json:"read_timeout"`
 	WriteTimeout      Duration `toml:"write_timeout" json:"write_timeout"`
@@ -187,6 +189,7 @@ func Default() Config {
 		Auth: Auth{TokenIssuer: "relais"},
 		HTTP: HTTP{
 			MaxBodyBytes:      1 << 20,
+			MaxImportBytes:    1 << 30,
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			ReadTimeout:       Duration(60 * time.Second),
 			WriteTimeout:      Duration(120 * time.Second),
@@ -427,6 +430,9 @@ func (c *Config) Validate() error {
 	case "json", "text":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: use json or text", c.Log.Format))
+	}
+	if c.HTTP.MaxImportBytes < c.HTTP.MaxBodyBytes || c.HTTP.MaxImportBytes > 64<<30 {
+		errs = append(errs, errors.New("http.max_import_bytes must be at least max_body_bytes and at most 64 GiB"))
 	}
 	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 1<<30 {
 		errs = append(errs, errors.New("http.max_body_bytes must be between 1024 and 1073741824"))
