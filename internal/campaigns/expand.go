@@ -229,6 +229,9 @@ func (s *Service) Expand(ctx context.Context, tenantID, id string) (bool, error)
 	var he *hookError
 	switch {
 	case errors.Is(err, errStopped):
+		// Paused, cancelled or taken over: give the lease back if it is
+		// still this node's, so that a resume continues at once.
+		s.release(tenantID, id)
 		return true, nil
 	case errors.As(err, &he):
 		// AfterBatch stopped it: the lease stays, as after a crash.
@@ -279,7 +282,8 @@ func (s *Service) waitBacklog(ctx context.Context, tenantID, id, after string) e
 			return ctx.Err()
 		case <-t.C:
 		}
-		if time.Since(renewed) < lease/4 {
+		// Once a second: renew the lease, and learn of a pause or cancel.
+		if time.Since(renewed) < min(lease/4, time.Second) {
 			continue
 		}
 		now := s.now()

@@ -275,14 +275,14 @@ func (s *Service) transition(ctx context.Context, tenantID, id, action string, f
 // It returns the campaign and how many messages were held.
 func (s *Service) Pause(ctx context.Context, tenantID, id string) (Campaign, int, error) {
 	c, err := s.transition(ctx, tenantID, id, "pause", []string{StateScheduled, StateRunning}, func(Campaign) (string, []any) {
-		return `state = 'paused', paused_at = $4`, nil
+		return `state = 'paused', paused_at = $4, lease_owner = '', lease_until = 0`, nil
 	})
 	if err != nil {
 		return Campaign{}, 0, err
 	}
 	held := 0
 	for {
-		n, err := s.Router.MoveCampaignMessages(ctx, tenantID, id, []string{router.StateQueued}, router.StateHeld, "held", "campaign paused", 0, holdChunk)
+		n, err := s.Router.MoveCampaignMessages(ctx, tenantID, id, []string{router.StateQueued}, router.StateHeld, "held", "campaign paused", holdChunk)
 		if err != nil {
 			return c, held, err
 		}
@@ -368,7 +368,7 @@ func (s *Service) Cancel(ctx context.Context, tenantID, id string) (Campaign, in
 	cancelled := 0
 	for {
 		n, err := s.Router.MoveCampaignMessages(ctx, tenantID, id, []string{router.StateQueued, router.StateHeld}, router.StateSuppressed,
-			"suppressed", "campaign cancelled", 0, holdChunk)
+			"suppressed", "campaign cancelled", holdChunk)
 		if err != nil {
 			return c, cancelled, err
 		}

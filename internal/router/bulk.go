@@ -314,22 +314,21 @@ func nullable(s string) any {
 	return s
 }
 
-// MoveCampaignMessages moves up to limit of a campaign's messages from one state to
-// another (queued -> held when the campaign pauses, held -> queued when it
-// resumes, queued or held -> suppressed when it is cancelled), with one
-// event per message of the given kind and reason. A message already
-// claimed for hand-off ('sending') is not touched. shift, when not zero, is
-// added to the due time of each message moved (a resumed campaign keeps
-// its spacing after the pause). It returns how many messages moved; call it
+// MoveCampaignMessages moves up to limit of a campaign's messages from the
+// states in from to the state to (queued -> held when the campaign pauses,
+// queued or held -> suppressed when it is cancelled), with one event per
+// message of the given kind and reason (kept as last_error unless the
+// message is queued again). A message already claimed for hand-off
+// ('sending') is not touched. It returns how many messages moved; call it
 // again until it returns 0 (each call is one short transaction).
-func (s *Service) MoveCampaignMessages(ctx context.Context, tenantID, campaignID string, from []string, to, kind, reason string, shift time.Duration, limit int) (int, error) {
+func (s *Service) MoveCampaignMessages(ctx context.Context, tenantID, campaignID string, from []string, to, kind, reason string, limit int) (int, error) {
 	if len(from) == 0 || limit <= 0 {
 		return 0, nil
 	}
 	var moved []string
 	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		now := store.Micros(tx.Now().UTC())
-		args := []any{to, now, shift.Microseconds(), campaignID, limit}
+		args := []any{to, now, campaignID, limit}
 		var in []string
 		for _, st := range from {
 			args = append(args, st)
@@ -341,9 +340,9 @@ func (s *Service) MoveCampaignMessages(ctx context.Context, tenantID, campaignID
 			lastErr = reason
 		}
 		args = append(args, lastErr)
-		rows, err := tx.Query(ctx, `UPDATE messages SET state = $2, updated_at = $3, due_at = due_at + $4, last_error = $`+strconv.Itoa(len(args)+1)+`
-			WHERE tenant_id = $1 AND campaign_id = $5 AND state IN (`+states+`) AND (tenant_id, id) IN (
-				SELECT tenant_id, id FROM messages WHERE tenant_id = $1 AND campaign_id = $5 AND state IN (`+states+`) LIMIT $6)
+		rows, err := tx.Query(ctx, `UPDATE messages SET state = $2, updated_at = $3, last_error = $`+strconv.Itoa(len(args)+1)+`
+			WHERE tenant_id = $1 AND campaign_id = $4 AND state IN (`+states+`) AND (tenant_id, id) IN (
+				SELECT tenant_id, id FROM messages WHERE tenant_id = $1 AND campaign_id = $4 AND state IN (`+states+`) LIMIT $5)
 			RETURNING id`, args...)
 		if err != nil {
 			return fmt.Errorf("router: move campaign messages: %w", err)
