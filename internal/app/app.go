@@ -106,7 +106,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Tenants = &tenants.Service{DB: db, Master: master, Defaults: cfg.Policy}
 	a.Keyring = tenants.NewKeyring(db, master, 0)
 	a.Access = &access.Service{DB: db}
-	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: permSource{a.Access}, Issuer: "Relais"}
+	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: access.Source{S: a.Access}, Issuer: "Relais"}
 	switch {
 	case cfg.Auth.BreachCorpusDir != "":
 		a.Identity.Breach = password.DirRangeChecker{Dir: cfg.Auth.BreachCorpusDir}

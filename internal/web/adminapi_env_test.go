@@ -20,32 +20,6 @@ import (
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
-// adminPerms adapts the real RBAC service to identity.PermissionSource (the
-// app's adapter lives in internal/app, which imports this package).
-type adminPerms struct{ a *access.Service }
-
-func (p adminPerms) UserPermissionList(ctx context.Context, tenantID, userID string) ([]string, error) {
-	s, err := p.a.UserPermissions(ctx, tenantID, userID)
-	return adminPermNames(s), err
-}
-
-func (p adminPerms) ClientPermissionList(ctx context.Context, tenantID, clientID string) ([]string, error) {
-	s, err := p.a.ClientPermissions(ctx, tenantID, clientID)
-	return adminPermNames(s), err
-}
-
-func (p adminPerms) IsAdministrative(perm string) bool {
-	return access.IsAdministrative(access.Permission(perm))
-}
-
-func adminPermNames(s access.Set) []string {
-	out := []string{}
-	for _, p := range s.List() {
-		out = append(out, string(p))
-	}
-	return out
-}
-
 // adminPassword meets the privileged policy (20+ characters, 3 classes) and
 // contains no part of the test users' names or addresses.
 const adminPassword = "Quartz-Lantern-Orbit-77!"
@@ -84,7 +58,7 @@ func newAdminEnv(t *testing.T, db *store.DB) *adminEnv {
 		t.Fatal(err)
 	}
 	acc := &access.Service{DB: db}
-	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: adminPerms{acc}, Issuer: "Relais test"}
+	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: access.Source{S: acc}, Issuer: "Relais test"}
 	srv := New(Options{DB: db, Tenants: ts, Identity: id, Access: acc, MaxBodyBytes: 64 << 10, ShutdownTimeout: time.Second, Version: "test"})
 	return &adminEnv{srv: srv, db: db, ts: ts, id: id, acc: acc, a: a, b: b}
 }

@@ -50,7 +50,7 @@ func newTokenFixture(t *testing.T, db *store.DB) *tokenFixture {
 	a, _ := ts.Create(ctx, "A", "ta")
 	b, _ := ts.Create(ctx, "B", "tb")
 	acc := &access.Service{DB: db}
-	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: uiPerms{acc}}
+	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: access.Source{S: acc}}
 	ks, err := jwtauth.NewKeyStore(db, mk, jwtauth.KeyStoreOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -23,28 +23,6 @@ import (
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
 
-// uiPerms adapts access for the identity service in web tests.
-type uiPerms struct{ a *access.Service }
-
-func (p uiPerms) UserPermissionList(ctx context.Context, t, u string) ([]string, error) {
-	s, err := p.a.UserPermissions(ctx, t, u)
-	return setNames(s), err
-}
-func (p uiPerms) ClientPermissionList(ctx context.Context, t, c string) ([]string, error) {
-	s, err := p.a.ClientPermissions(ctx, t, c)
-	return setNames(s), err
-}
-func (p uiPerms) IsAdministrative(perm string) bool {
-	return access.IsAdministrative(access.Permission(perm))
-}
-func setNames(s access.Set) []string {
-	var out []string
-	for _, p := range s.List() {
-		out = append(out, string(p))
-	}
-	return out
-}
-
 type uiFixture struct {
 	srv    *httptest.Server
 	client *http.Client
@@ -65,7 +43,7 @@ func newUIFixture(t *testing.T, db *store.DB) *uiFixture {
 		t.Fatal(err)
 	}
 	acc := &access.Service{DB: db}
-	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: uiPerms{acc}}
+	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: access.Source{S: acc}}
 	s := New(Options{DB: db, Tenants: ts, Identity: id, Access: acc, ShutdownTimeout: time.Second})
 	srv := httptest.NewTLSServer(s.Handler())
 	t.Cleanup(srv.Close)
