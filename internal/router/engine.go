@@ -436,7 +436,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 	err := e.db.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `UPDATE messages SET state = 'sending', attempts = attempts + 1, node = $1, updated_at = $2,
 				fence = (SELECT l.fence FROM shard_leases l WHERE l.shard = messages.shard)
-			WHERE (tenant_id, id) IN (
+			WHERE state = 'queued' AND (tenant_id, id) IN (
 				SELECT m.tenant_id, m.id FROM messages m JOIN shard_leases l ON l.shard = m.shard
 				WHERE l.owner = $1 AND l.expires_at > $2 AND m.state = 'queued' AND m.due_at <= $2
 				ORDER BY m.due_at LIMIT $3)
