@@ -53,16 +53,12 @@ Any type: --config-file F gives the whole JSON configuration instead of flags.`,
 			if err != nil {
 				return err
 			}
-			a, err := c.open(cmd)
+			tc, err := c.openTenant(cmd)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			t, err := a.Tenants.Get(cmd.Context(), tenant)
-			if err != nil {
-				return tenantErr(err)
-			}
-			info, err := a.Connectors.AddConnector(cmd.Context(), t.ID, name, kind, raw)
+			defer tc.close()
+			info, err := tc.a.Connectors.AddConnector(tc.ctx, tc.t.ID, name, kind, raw)
 			if err != nil {
 				var ve *router.ValidationError
 				if errors.As(err, &ve) {
@@ -97,16 +93,12 @@ Any type: --config-file F gives the whole JSON configuration instead of flags.`,
 			if tenant == "" {
 				return usageError{errors.New("--tenant is required")}
 			}
-			a, err := c.open(cmd)
+			tc, err := c.openTenant(cmd)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			t, err := a.Tenants.Get(cmd.Context(), tenant)
-			if err != nil {
-				return tenantErr(err)
-			}
-			list, err := a.Connectors.ListConnectors(cmd.Context(), t.ID)
+			defer tc.close()
+			list, err := tc.a.Connectors.ListConnectors(tc.ctx, tc.t.ID)
 			if err != nil {
 				return err
 			}
@@ -213,19 +205,15 @@ func (c *cli) routeCmd() *cobra.Command {
 			if tenant == "" || channel == "" || primary == "" {
 				return usageError{errors.New("--tenant, --channel and --primary are required")}
 			}
-			a, err := c.open(cmd)
+			tc, err := c.openTenant(cmd)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			t, err := a.Tenants.Get(cmd.Context(), tenant)
-			if err != nil {
-				return tenantErr(err)
+			defer tc.close()
+			if err := tc.a.Connectors.SetRoute(tc.ctx, tc.t.ID, channel, primary, secondary); err != nil {
+				return fmt.Errorf("route not set: %w (%s)", err, tc.see("connector list"))
 			}
-			if err := a.Connectors.SetRoute(cmd.Context(), t.ID, channel, primary, secondary); err != nil {
-				return fmt.Errorf("route not set: %w (see `relais connector list --tenant %s`)", err, tenant)
-			}
-			fmt.Fprintf(c.stdout, "%s of %s goes to %s", channel, t.Slug, primary)
+			fmt.Fprintf(c.stdout, "%s of %s goes to %s", channel, tc.t.Slug, primary)
 			if secondary != "" {
 				fmt.Fprintf(c.stdout, ", then %s", secondary)
 			}
