@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relais-dev/relais/internal/store"
 )
@@ -128,4 +134,73 @@ func TestAuditCommands(t *testing.T) {
 	fails(run("audit", "export", "--tenant", "acme"), 2, "no --out", "--out FILE is required")
 	fails(run("audit", "export", "--tenant", "acme", "--from", "yesterday", "--out", exp), 2, "bad time", "--from \"yesterday\"")
 	fails(run("audit", "verify", "--tenant", "nope"), 1, "unknown tenant", "tenant not found")
+}
+
+// TestServeForwardsTheAuditTrailToSyslog runs `relais serve` with a syslog
+// receiver on loopback (a real TCP socket; octet-counted RFC 5424 frames):
+// events written by the CLI while the server runs reach the receiver, and
+// the forwarding metrics show them.
+func TestServeForwardsTheAuditTrailToSyslog(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					n, err := br.ReadString(' ')
+					if err != nil {
+						return
+					}
+					size, err := strconv.Atoi(strings.TrimSpace(n))
+					if err != nil {
+						return
+					}
+					buf := make([]byte, size)
+					if _, err := io.ReadFull(br, buf); err != nil {
+						return
+					}
+					got <- string(buf)
+				}
+			}()
+		}
+	}()
+	dir := t.TempDir()
+	metrics := freePort(t)
+	env := cleanEnv("HOME="+dir, "RELAIS_AUDIT_FORWARD_SYSLOG=tcp://"+ln.Addr().String(), "RELAIS_AUDIT_FORWARD_EVERY=100ms")
+	base := "https://" + freePort(t)
+	srv := startServe(t, dir, env, "--listen", strings.TrimPrefix(base, "https://"), "--metrics-listen", metrics)
+	waitHealthy(t, srv, base)
+	if r := relais(t, dir, env, "", "tenant", "create", "--name", "Acme", "--slug", "acme"); r.code != 0 {
+		t.Fatalf("tenant create: %s", r.stderr)
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-got:
+			if strings.Contains(m, " tenant.create ") && strings.HasPrefix(m, "<109>1 ") {
+				res, err := http.Get("http://" + metrics + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if !strings.Contains(string(body), `relais_audit_forward_events_total{sink="tcp://`) {
+					t.Fatalf("no forwarding metric:\n%s", body)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the tenant.create event never reached syslog; stderr: %s", srv.stderr)
+		}
+	}
 }

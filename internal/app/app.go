@@ -21,6 +21,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/audit/forward"
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors/registry"
@@ -214,6 +215,10 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
 		return fmt.Errorf("token signing keys: %w", err)
 	}
+	sinks, err := auditSinks(cfg.AuditForward)
+	if err != nil {
+		return err
+	}
 	// The consent check before hand-off reads the messages this node
 	// claimed: it needs the engine's node id.
 	node := uuid.NewString()
@@ -271,11 +276,18 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 			return audit.RetentionFrom(pol.Audit), nil
 		}})
 	}()
+	if len(sinks) > 0 {
+		observe := forwardMetrics(reg)
+		go func() {
+			_ = auditJob.Forward(runCtx, audit.ForwardOptions{Sinks: sinks, Every: cfg.AuditForward.Every.D(),
+				Batch: cfg.AuditForward.Batch, Observe: observe})
+		}()
+	}
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(runCtx) }()
 	campaignsDone := make(chan error, 1)
 	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
-	err := srv.Run(ctx, ls)
+	err = srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {
 		err = eerr
@@ -288,6 +300,41 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	}
 	a.Log.Info("stopped")
 	return err
+}
+
+// auditSinks opens the configured audit forwarding sinks (LOG-6).
+func auditSinks(f config.AuditForward) ([]audit.Sink, error) {
+	var sinks []audit.Sink
+	for _, u := range []string{f.Syslog, f.GELF} {
+		if u == "" {
+			continue
+		}
+		s, err := forward.Open(u, forward.Options{CAFile: f.CAFile})
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
+}
+
+// forwardMetrics registers the forwarding metrics and returns the hook
+// that updates them after each round.
+func forwardMetrics(reg prometheus.Registerer) func(string, time.Duration, int, error) {
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_audit_forward_lag_seconds",
+		Help: "Age of the oldest audit event not yet delivered to the sink (0: caught up)."}, []string{"sink"})
+	sent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_audit_forward_events_total",
+		Help: "Audit events delivered to the sink."}, []string{"sink"})
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_audit_forward_failures_total",
+		Help: "Forwarding rounds that failed for the sink (retried with backoff)."}, []string{"sink"})
+	reg.MustRegister(lag, sent, failed)
+	return func(sink string, l time.Duration, n int, err error) {
+		lag.WithLabelValues(sink).Set(l.Seconds())
+		sent.WithLabelValues(sink).Add(float64(n))
+		if err != nil {
+			failed.WithLabelValues(sink).Inc()
+		}
+	}
 }
 
 // maintainSigningKeys rotates and prunes the token signing keys every few

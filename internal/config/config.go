@@ -54,6 +54,25 @@ type Config struct {
 	Log    Log    `toml:"log" json:"log"`
 	HTTP   HTTP   `toml:"http" json:"http"`
 	Policy Policy `toml:"policy" json:"policy"`
+	// AuditForward copies the audit trail to a central log system.
+	AuditForward AuditForward `toml:"audit_forward" json:"audit_forward"`
+}
+
+// AuditForward is LOG-6: live copies of every audit event to the
+// operator's central log system. Both URLs empty: no forwarding.
+type AuditForward struct {
+	// Syslog is tls://host:port (RFC 5424 over TLS, RFC 5425) or
+	// tcp://host:port (octet-counted, RFC 6587).
+	Syslog string `toml:"syslog" json:"syslog"`
+	// GELF is gelf+tls://host:port or gelf+tcp://host:port (Graylog TCP
+	// input) or gelf+https://host:port/path (HTTP input, acknowledged).
+	GELF string `toml:"gelf" json:"gelf"`
+	// CAFile verifies the receivers' certificates (system roots when empty).
+	CAFile string `toml:"ca_file" json:"ca_file"`
+	// Every is how often new events are looked for.
+	Every Duration `toml:"every" json:"every"`
+	// Batch is the most events sent at once per log.
+	Batch int `toml:"batch" json:"batch"`
 }
 
 // TLS configures the HTTPS listener.
@@ -196,7 +215,8 @@ func Default() Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
 		},
-		Policy: DefaultPolicy(),
+		Policy:       DefaultPolicy(),
+		AuditForward: AuditForward{Every: Duration(time.Second), Batch: 500},
 	}
 }
 
@@ -439,6 +459,36 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.AuditForward.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (f AuditForward) validate() error {
+	var errs []error
+	check := func(key, raw string, schemes ...string) {
+		if raw == "" {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err == nil {
+			for _, s := range schemes {
+				if u.Scheme == s && u.Host != "" && u.User == nil {
+					return
+				}
+			}
+		}
+		errs = append(errs, fmt.Errorf("audit_forward.%s: use a %s://host:port URL without credentials", key, strings.Join(schemes, ":// or ")))
+	}
+	check("syslog", f.Syslog, "tls", "tcp")
+	check("gelf", f.GELF, "gelf+tls", "gelf+tcp", "gelf+https", "gelf+http")
+	if d := f.Every.D(); d < 100*time.Millisecond || d > time.Hour {
+		errs = append(errs, errors.New("audit_forward.every must be between 100ms and 1h"))
+	}
+	if f.Batch < 1 || f.Batch > 1000 {
+		errs = append(errs, errors.New("audit_forward.batch must be between 1 and 1000"))
 	}
 	return errors.Join(errs...)
 }
