@@ -199,3 +199,14 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal("the example configuration drifted from the defaults")
 	}
 }
+
+// The several-node example's settings must load.
+func TestSeveralNodesConfigLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "deploy", "several-nodes", "relais.toml"), nil)
+	if err != nil {
+		t.Fatalf("deploy/several-nodes/relais.toml: %v", err)
+	}
+	if cfg.Listen != "0.0.0.0:8443" || cfg.TLS.Cert == "" {
+		t.Fatalf("unexpected settings: %+v", cfg)
+	}
+}
