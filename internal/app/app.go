@@ -358,10 +358,12 @@ func (a *App) maintainSigningKeys(ctx context.Context) {
 }
 
 // publicBaseURL is the address put in the links sent to contacts
-// (unsubscribe). STOPGAP until the configuration has a public URL: the
-// first name of the certificate, with the port of the HTTPS listener unless
-// it is 443.
+// (unsubscribe): the public_url setting, or else the first name of the
+// certificate with the port of the HTTPS listener unless it is 443.
 func publicBaseURL(cfg config.Config) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimRight(cfg.PublicURL, "/")
+	}
 	_, port, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		port = "443"

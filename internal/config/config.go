@@ -45,6 +45,11 @@ type Config struct {
 	// RedirectListen, when set, is a plain-HTTP address that only
 	// redirects to HTTPS.
 	RedirectListen string `toml:"redirect_listen" json:"redirect_listen"`
+	// PublicURL is the address contacts and browsers reach Relais at
+	// (https://relais.example.com, behind a load balancer or not), used
+	// in the links put in messages (unsubscribe, confirmation). Empty:
+	// https:// the first TLS host and the listen port.
+	PublicURL string `toml:"public_url" json:"public_url"`
 	// MetricsListen is the Prometheus metrics address (plain HTTP; keep it
 	// on a loopback or management network). Empty disables it.
 	MetricsListen string `toml:"metrics_listen" json:"metrics_listen"`
@@ -433,6 +438,12 @@ func (c *Config) Validate() error {
 		u, err := url.Parse(c.DatabaseURL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			errs = append(errs, errors.New("database_url must be a postgres:// URL (or empty for the embedded SQLite store)"))
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, errors.New("public_url must be an https:// URL with a host and no query, as in https://relais.example.com"))
 		}
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {

@@ -107,6 +107,11 @@ func TestBadInputIsNamed(t *testing.T) {
 		{"two factor enum", "[policy.two_factor]\nrequired = \"yes\"\n", nil, "none, admins or all"},
 		{"bad cidr", "[policy.network]\napi_allow = [\"10.0.0.300/8\"]\n", nil, "not a CIDR prefix"},
 		{"bad env cidr", "", []string{"RELAIS_POLICY_NETWORK_UI_ALLOW=192.0.2.0/24,nope"}, "not a CIDR prefix"},
+		{"plain http public url", "public_url = \"http://relais.example\"\n", nil, "public_url must be an https:// URL"},
+		{"public url with query", "public_url = \"https://relais.example/?a=b\"\n", nil, "public_url must be an https:// URL"},
+		{"syslog scheme", "[audit_forward]\nsyslog = \"udp://logs:514\"\n", nil, "audit_forward.syslog"},
+		{"gelf credentials", "[audit_forward]\ngelf = \"gelf+https://u:p@graylog/gelf\"\n", nil, "without credentials"},
+		{"forward batch", "[audit_forward]\nbatch = 0\n", nil, "audit_forward.batch"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
