@@ -272,3 +272,77 @@ type crashError string
 func (e crashError) Error() string { return string(e) }
 
 const errCrash = crashError("simulated crash")
+
+// TestCampaignOfAnotherPurpose: a campaign for the purpose "partners"
+// reaches only contacts who consented to that purpose; consent to the
+// default purpose is not enough; withdrawing the "partners" consent after
+// expansion stops the message at hand-off, withdrawing the "marketing" one
+// does not.
+func TestCampaignOfAnotherPurpose(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db, "acme")
+		sink := e.withSink(smtpsink.Options{})
+		ps := people(30) // consent to the default purpose for 70% of them
+		list := e.load(ps, "Everyone")
+		// Partners consent for every third person, whatever their marketing consent.
+		var partners []string
+		for i, p := range ps {
+			if i%3 != 0 || p.blocked {
+				continue
+			}
+			c, err := e.contacts.FindByEmail(ctx, e.tenant, p.email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.contacts.Grant(ctx, e.tenant, c.ID, contacts.ConsentInput{Channel: contacts.ChannelEmail, Purpose: "partners"}); err != nil {
+				t.Fatal(err)
+			}
+			partners = append(partners, p.email)
+		}
+		tid := e.template("Offers", newsHTML)
+		if _, err := e.camp.Create(ctx, e.tenant, campaigns.Input{Name: "Bad", Channel: "email", TemplateID: tid,
+			Audience: campaigns.Audience{ListIDs: []string{list}}, Purpose: "Partners!"}); err == nil {
+			t.Fatal("a malformed purpose was accepted")
+		}
+		c, err := e.camp.Create(ctx, e.tenant, campaigns.Input{Name: "Offers", Channel: "email", TemplateID: tid,
+			Audience: campaigns.Audience{ListIDs: []string{list}}, Purpose: "partners", Schedule: campaigns.Schedule{Kind: campaigns.KindNow}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.camp.Schedule(ctx, e.tenant, c.ID, campaigns.ScheduleInput{}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.camp.Work(ctx); err != nil || n != 1 {
+			t.Fatalf("work: %d %v", n, err)
+		}
+		if got := len(e.messagesOf(c.ID)); got != len(partners) {
+			t.Fatalf("%d messages queued, want %d (partners consent only)", got, len(partners))
+		}
+		// After expansion: one withdraws the partners consent, another the
+		// marketing one.
+		leaver, other := partners[0], partners[1]
+		for _, w := range []struct{ email, purpose string }{{leaver, "partners"}, {other, contacts.DefaultPurpose}} {
+			cc, err := e.contacts.FindByEmail(ctx, e.tenant, w.email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.contacts.Withdraw(ctx, e.tenant, cc.ID, contacts.ConsentInput{Channel: contacts.ChannelEmail, Purpose: w.purpose}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.run()
+		if err := sink.WaitFor(len(partners)-1, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		e.waitState(c.ID, campaigns.StateDone, 30*time.Second)
+		got := received(sink)
+		if got[leaver] != 0 || got[other] != 1 || sink.Count() != len(partners)-1 {
+			t.Fatalf("leaver %d, other %d, total %d (want 0, 1, %d)", got[leaver], got[other], sink.Count(), len(partners)-1)
+		}
+		r, _ := e.camp.Report(ctx, e.tenant, c.ID)
+		if r.Counts[router.StateSuppressed] != 1 {
+			t.Fatalf("report: %+v", r.Counts)
+		}
+	})
+}

@@ -270,12 +270,8 @@ func checkInput(in *Input) error {
 	if in.Purpose == "" {
 		in.Purpose = contacts.DefaultPurpose
 	}
-	if in.Purpose != contacts.DefaultPurpose {
-		// The router's check before hand-off (EngineOptions.Suppress)
-		// knows the contact and channel, not the purpose: it checks the
-		// default purpose, so a campaign of another purpose could be
-		// refused at hand-off for the wrong reason.
-		return invalid("purpose", "must be %q (the only purpose checked again before hand-off)", contacts.DefaultPurpose)
+	if !contacts.ValidPurpose(in.Purpose) {
+		return invalid("purpose", "must be 1 to 64 lower-case letters, digits or _, starting with a letter (a consent purpose)")
 	}
 	if in.TemplateID == "" || len(in.TemplateID) > 64 {
 		return invalid("template_id", "is required")

@@ -76,11 +76,12 @@
 // # Before hand-off
 //
 // Consent, unsubscribe and blocklist are checked again just before each
-// message is handed to a connector: the router calls [SuppressFunc]
-// (contacts.CanSend), and a contact who unsubscribed, withdrew consent or
-// was blocklisted since the expansion gets nothing: the message becomes
-// suppressed with the reason. The hook receives no purpose, so campaigns
-// accept only the default purpose ("marketing") for now.
+// message is handed to a connector: the router calls [Suppressor.Check]
+// with the message's campaign, whose consent purpose (Input.Purpose,
+// "marketing" by default, or any purpose the tenant collects consent for)
+// is the one checked, and a contact who unsubscribed, withdrew that consent
+// or was blocklisted since the expansion gets nothing: the message becomes
+// suppressed with the reason.
 //
 // # Pause, resume, cancel
 //

@@ -2,34 +2,38 @@ package campaigns
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/store"
 )
 
 // Suppressor is the router's check just before hand-off
 // (router.EngineOptions.Suppress, wired as Suppressor.Check): whether the
-// contact may still receive a message on the channel for the default
-// purpose, by contacts.CanSend's rules (consent granted, contact active, an
-// address for the channel, no address on the blocklist), read at that
+// contact may still receive a message on the channel for the purpose of
+// the message's campaign (contacts.DefaultPurpose for a transactional
+// message), by contacts.CanSend's rules (consent granted, contact active,
+// an address for the channel, no address on the blocklist), read at that
 // moment, so that an unsubscribe, a withdrawn consent or a blocklist entry
 // made after the campaign's expansion stops the message; the reason is
-// CanSend's. The hook receives no purpose: campaigns accept only the
-// default one (see Input.Purpose).
+// CanSend's.
 //
 // The engine asks about each message of a claimed batch in turn, after the
 // claim and before any hand-off of the batch. Asking the store once per
 // message would cost a transaction each (on SQLite a write lock, on
 // PostgreSQL four round trips), so the first question about a batch reads
 // the answers for every message the node has claimed (router state
-// sending, this node) in one query per 500 contacts
+// sending, this node) in one query per 500 contacts and purpose
 // (contacts.CanSendMany), and the following questions are answered from
 // that read, each answer used once. The read happens after the claim, as a
 // per-message check would: the guarantee is the same. Answers older than
 // MaxAge are never used; a contact the read did not cover is asked with
-// contacts.CanSend.
+// contacts.CanSend. A campaign's purpose never changes once created, so it
+// is read once per campaign and kept.
 type Suppressor struct {
 	Contacts *contacts.Service
 	Router   *router.Service
@@ -41,11 +45,17 @@ type Suppressor struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 
-	mu    sync.Mutex
-	cache map[suppressKey]*suppressVerdict
+	mu       sync.Mutex
+	cache    map[suppressKey]*suppressVerdict
+	purposes map[campaignKey]string
 }
 
-type suppressKey struct{ tenant, contact, channel string }
+type suppressKey struct{ tenant, contact, channel, purpose string }
+
+type campaignKey struct{ tenant, campaign string }
+
+// maxPurposes bounds the campaign -> purpose cache (it is emptied when full).
+const maxPurposes = 10000
 
 type suppressVerdict struct {
 	uses int // messages of the batch to this contact on this channel
@@ -60,10 +70,15 @@ func (s *Suppressor) now() time.Time {
 	return time.Now()
 }
 
-// Check answers whether to suppress a message to contactID on channel
-// (true: do not send; reason says why).
-func (s *Suppressor) Check(ctx context.Context, tenantID, contactID, channel string) (bool, string, error) {
-	k := suppressKey{tenantID, contactID, channel}
+// Check answers whether to suppress a message to contactID on channel,
+// sent by campaignID (empty: transactional) (true: do not send; reason
+// says why).
+func (s *Suppressor) Check(ctx context.Context, tenantID, contactID, channel, campaignID string) (bool, string, error) {
+	purpose, err := s.purpose(ctx, tenantID, campaignID)
+	if err != nil {
+		return false, "", err
+	}
+	k := suppressKey{tenantID, contactID, channel, purpose}
 	if v, ok := s.take(k); ok {
 		return !v.OK, string(v.Reason), nil
 	}
@@ -73,11 +88,43 @@ func (s *Suppressor) Check(ctx context.Context, tenantID, contactID, channel str
 	if v, ok := s.take(k); ok {
 		return !v.OK, string(v.Reason), nil
 	}
-	ok, reason, err := s.Contacts.CanSend(ctx, tenantID, contactID, contacts.Channel(channel), contacts.DefaultPurpose)
+	ok, reason, err := s.Contacts.CanSend(ctx, tenantID, contactID, contacts.Channel(channel), purpose)
 	if err != nil {
 		return false, "", err
 	}
 	return !ok, string(reason), nil
+}
+
+// purpose returns a campaign's consent purpose (DefaultPurpose for a
+// transactional message or a campaign that no longer exists).
+func (s *Suppressor) purpose(ctx context.Context, tenantID, campaignID string) (string, error) {
+	if campaignID == "" {
+		return contacts.DefaultPurpose, nil
+	}
+	k := campaignKey{tenantID, campaignID}
+	s.mu.Lock()
+	p, ok := s.purposes[k]
+	s.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	var purpose string
+	err := s.Contacts.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow(ctx, `SELECT purpose FROM campaigns WHERE tenant_id = $1 AND id = $2`, campaignID).Scan(&purpose)
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		purpose = contacts.DefaultPurpose
+	case err != nil:
+		return "", fmt.Errorf("campaigns: purpose of %s: %w", campaignID, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.purposes == nil || len(s.purposes) >= maxPurposes {
+		s.purposes = map[campaignKey]string{}
+	}
+	s.purposes[k] = purpose
+	return purpose, nil
 }
 
 // take uses one fresh answer for k.
@@ -107,23 +154,29 @@ func (s *Suppressor) load(ctx context.Context, tenantID string) error {
 		return err
 	}
 	uses := map[suppressKey]int{}
-	byChannel := map[string][]string{}
+	type group struct{ channel, purpose string }
+	byGroup := map[group][]string{}
 	for _, m := range sending {
-		k := suppressKey{tenantID, m.ContactID, m.Channel}
+		purpose, err := s.purpose(ctx, tenantID, m.CampaignID)
+		if err != nil {
+			return err
+		}
+		k := suppressKey{tenantID, m.ContactID, m.Channel, purpose}
 		if uses[k] == 0 {
-			byChannel[m.Channel] = append(byChannel[m.Channel], m.ContactID)
+			g := group{m.Channel, purpose}
+			byGroup[g] = append(byGroup[g], m.ContactID)
 		}
 		uses[k]++
 	}
 	at := s.now()
 	fresh := make(map[suppressKey]*suppressVerdict, len(uses))
-	for ch, ids := range byChannel {
-		vs, err := s.Contacts.CanSendMany(ctx, tenantID, contacts.Channel(ch), contacts.DefaultPurpose, ids)
+	for g, ids := range byGroup {
+		vs, err := s.Contacts.CanSendMany(ctx, tenantID, contacts.Channel(g.channel), g.purpose, ids)
 		if err != nil {
 			return err
 		}
 		for id, v := range vs {
-			k := suppressKey{tenantID, id, ch}
+			k := suppressKey{tenantID, id, g.channel, g.purpose}
 			fresh[k] = &suppressVerdict{uses: uses[k], v: v, at: at}
 		}
 	}

@@ -19,6 +19,9 @@ import (
 
 var purposeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
+// ValidPurpose reports whether p is a well-formed consent purpose.
+func ValidPurpose(p string) bool { return purposeRE.MatchString(p) }
+
 // Limits of a consent's proof.
 const (
 	maxWordingBytes = 16 << 10

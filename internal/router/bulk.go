@@ -529,6 +529,8 @@ func (s *Service) DueBacklog(ctx context.Context, limit int) (int, error) {
 // ContactChannel is a contact and a channel a message goes to.
 type ContactChannel struct {
 	ContactID, Channel string
+	// CampaignID is empty for a transactional message.
+	CampaignID string
 }
 
 // Sending returns the contact and channel of each of the tenant's messages
@@ -538,7 +540,7 @@ type ContactChannel struct {
 func (s *Service) Sending(ctx context.Context, tenantID, node string) ([]ContactChannel, error) {
 	var out []ContactChannel
 	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT contact_id, channel FROM messages WHERE shard IN (`+shardList()+`) AND state = 'sending'
+		rows, err := tx.Query(ctx, `SELECT contact_id, channel, COALESCE(campaign_id, '') FROM messages WHERE shard IN (`+shardList()+`) AND state = 'sending'
 			AND tenant_id = $1 AND node = $2 AND contact_id IS NOT NULL`, node)
 		if err != nil {
 			return fmt.Errorf("router: messages being sent: %w", err)
@@ -546,7 +548,7 @@ func (s *Service) Sending(ctx context.Context, tenantID, node string) ([]Contact
 		defer func() { _ = rows.Close() }()
 		for rows.Next() {
 			var c ContactChannel
-			if err := rows.Scan(&c.ContactID, &c.Channel); err != nil {
+			if err := rows.Scan(&c.ContactID, &c.Channel, &c.CampaignID); err != nil {
 				return err
 			}
 			out = append(out, c)

@@ -50,8 +50,9 @@ type EngineOptions struct {
 	// Suppress, when set, is asked just before hand-off about every
 	// message that has a contact: a true answer (consent withdrawn,
 	// unsubscribed, blocklisted since the message was accepted) marks the
-	// message suppressed with the reason instead of sending it.
-	Suppress func(ctx context.Context, tenantID, contactID, channel string) (bool, string, error)
+	// message suppressed with the reason instead of sending it. campaignID
+	// is empty for a transactional message.
+	Suppress func(ctx context.Context, tenantID, contactID, channel, campaignID string) (bool, string, error)
 }
 
 // Engine works the queue: it holds shard leases, claims due messages,
@@ -411,6 +412,7 @@ type claimed struct {
 	to, content         []byte
 	accepted            int64
 	contact             string
+	campaign            string
 }
 
 // Step claims one batch of due messages from the shards held, hands them
@@ -440,7 +442,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 				SELECT m.tenant_id, m.id FROM messages m JOIN shard_leases l ON l.shard = m.shard
 				WHERE l.owner = $1 AND l.expires_at > $2 AND m.state = 'queued' AND m.due_at <= $2
 				ORDER BY m.due_at LIMIT $3)
-			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at, COALESCE(contact_id, '')`,
+			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at, COALESCE(contact_id, ''), COALESCE(campaign_id, '')`,
 			e.o.Node, now, e.o.Batch)
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
@@ -448,7 +450,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 		defer func() { _ = rows.Close() }()
 		for rows.Next() {
 			var c claimed
-			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted, &c.contact); err != nil {
+			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted, &c.contact, &c.campaign); err != nil {
 				return err
 			}
 			out = append(out, c)
@@ -502,7 +504,7 @@ func (e *Engine) dispatch(ctx context.Context, batch []claimed) {
 	var results []outcome
 	for _, c := range batch {
 		if c.contact != "" && e.o.Suppress != nil {
-			stop, reason, err := e.o.Suppress(ctx, c.tenant, c.contact, c.channel)
+			stop, reason, err := e.o.Suppress(ctx, c.tenant, c.contact, c.channel, c.campaign)
 			if err != nil {
 				results = append(results, outcome{claimed: c, err: connectors.Temporary(fmt.Errorf("consent check: %w", err))})
 				continue

@@ -543,7 +543,7 @@ func TestSuppressedBeforeHandOff(t *testing.T) {
 		m1.ContactID, m2.ContactID = "c-ok", "c-gone"
 		acc, _ := e.svc.Accept(ctx, e.tenant, []router.NewMessage{m1, m2})
 		en := router.NewEngine(e.db, e.keyring, e.open, router.EngineOptions{Node: "n", Now: e.clock.Now, LeaseTTL: 2 * time.Second,
-			Suppress: func(_ context.Context, _, contact, channel string) (bool, string, error) {
+			Suppress: func(_ context.Context, _, contact, channel, _ string) (bool, string, error) {
 				return contact == "c-gone", "unsubscribed from " + channel, nil
 			}})
 		leases(t, ctx, en)
