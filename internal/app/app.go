@@ -22,6 +22,7 @@ import (
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/audit/forward"
+	"github.com/relais-dev/relais/internal/bounces"
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors/registry"
@@ -285,6 +286,10 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	}
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(runCtx) }()
+	// Delivery status notifications in the SMTP connectors' bounce
+	// mailboxes, every minute.
+	bounceJob := &bounces.Service{Tenants: a.Tenants, Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts, Logger: a.Log}
+	go bounceJob.Run(runCtx, time.Minute)
 	campaignsDone := make(chan error, 1)
 	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
 	err = srv.Run(ctx, ls)

@@ -92,7 +92,7 @@ func TestStrictDecoding(t *testing.T) {
 	for _, tc := range []struct {
 		kind, raw, want string
 	}{
-		{"smtp", `{"host":"127.0.0.1","tls":"none","passwrd":"x"}`, "passwrd: unknown field (accepted here: dkim, envelope_from, from, helo_name, host, password,"},
+		{"smtp", `{"host":"127.0.0.1","tls":"none","passwrd":"x"}`, "passwrd: unknown field (accepted here: bounce_mailbox, dkim, envelope_from, from, helo_name, host, password,"},
 		{"smtp", `{"host":"127.0.0.1","tls":"none","dkim":{"domain":"a.test","selektor":"s"}}`, "dkim.selektor: unknown field (accepted here: domain, private_key_pem, selector)"},
 		{"smtp", `{"Host":"127.0.0.1","tls":"none"}`, "Host: unknown field"},
 		{"smtp", `{"host":"127.0.0.1","port":"25"}`, "port: wrong type: string given, int expected"},

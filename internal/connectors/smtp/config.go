@@ -16,6 +16,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/connectors"
 	"github.com/relais-dev/relais/internal/connectors/internal/netx"
+	"github.com/relais-dev/relais/internal/connectors/smtp/bouncebox"
 )
 
 // TLS modes of Config.TLS.
@@ -79,6 +80,10 @@ type Config struct {
 	// RatePerSecond is the relay's limit, reported in Capabilities for the
 	// router to enforce (0: none known).
 	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+	// BounceMailbox, when set, is the IMAP mailbox EnvelopeFrom delivers
+	// to: the server reads the delivery status notifications there and
+	// marks the messages they name bounced (its password is a secret).
+	BounceMailbox *bouncebox.Config `json:"bounce_mailbox,omitempty"`
 }
 
 // DKIMConfig is the DKIM signing key of a tenant domain (RFC 6376,
@@ -186,6 +191,14 @@ func (c Config) compile() (*compiled, error) {
 	}
 	if strings.ContainsAny(c.Password, "\x00\r\n") {
 		return nil, connectors.ConfigError("password", "contains a control character")
+	}
+	if c.BounceMailbox != nil {
+		if err := c.BounceMailbox.Validate(); err != nil {
+			return nil, connectors.ConfigError("bounce_mailbox", "%v", err)
+		}
+		if c.EnvelopeFrom == "" {
+			return nil, connectors.ConfigError("bounce_mailbox", "needs envelope_from: the address whose mail arrives in that mailbox")
+		}
 	}
 	if c.From != "" {
 		a, err := parseAddress(c.From)
@@ -335,6 +348,11 @@ func (c Config) Redacted() Config {
 			d.PrivateKeyPEM = netx.Mask
 		}
 		c.DKIM = &d
+	}
+	if c.BounceMailbox != nil {
+		b := *c.BounceMailbox
+		b.Password = netx.MaskSecret(b.Password)
+		c.BounceMailbox = &b
 	}
 	return c
 }

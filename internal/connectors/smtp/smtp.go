@@ -63,6 +63,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/connectors"
 	"github.com/relais-dev/relais/internal/connectors/internal/netx"
+	"github.com/relais-dev/relais/internal/connectors/smtp/bouncebox"
 )
 
 // ErrClosed is the (temporary) error of messages given to a closed
@@ -335,4 +336,14 @@ func (c *Connector) work(ctx context.Context, s *sendState) {
 			break
 		}
 	}
+}
+
+// BounceMailbox returns the connector's bounce mailbox and the options to
+// read it (the relay's trusted roots serve the mailbox's server too), and
+// false when none is configured.
+func (c *Connector) BounceMailbox() (bouncebox.Config, bouncebox.Options, bool) {
+	if c.cfg.BounceMailbox == nil {
+		return bouncebox.Config{}, bouncebox.Options{}, false
+	}
+	return *c.cfg.BounceMailbox, bouncebox.Options{RootCAs: c.tlsConf.RootCAs, Timeout: c.timeout}, true
 }
