@@ -230,7 +230,7 @@ func TestBouncesFromTheMailbox(t *testing.T) {
 		box.deliver(t, dsnFor(ids["joe@example.test"], "joe@example.test", "delayed", "4.4.7"))
 		box.deliver(t, dsnFor(ids["joe@example.test"], "someone-else@example.test", "failed", "5.1.1")) // forged: wrong recipient
 		box.deliver(t, dsnFor("nope@acme.test", "joe@example.test", "failed", "5.1.1"))                 // unknown message
-		box.deliver(t, "From: a@b\r\nSubject: I am on holiday\r\n\r\nback on Monday\r\n")              // not a report
+		box.deliver(t, "From: a@b\r\nSubject: I am on holiday\r\n\r\nback on Monday\r\n")               // not a report
 
 		svc := &bounces.Service{Tenants: ts, Router: rs, Connectors: conns, Contacts: cs}
 		st, err := svc.Poll(ctx)
