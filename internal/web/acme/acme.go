@@ -314,11 +314,12 @@ func (m *Manager) ensure(ctx context.Context, force bool) error {
 	return nil
 }
 
-// Run checks every CheckInterval (every 5 minutes after a failure) until
-// ctx ends, renewing the certificate when due and loading one renewed by
-// another node.
+// Run checks at once, then every CheckInterval (every 5 minutes after a
+// failure) until ctx ends, obtaining the first certificate, renewing it when
+// due and loading one renewed by another node. The HTTPS listener must be
+// serving meanwhile: the CA validates tls-alpn-01 challenges through it.
 func (m *Manager) Run(ctx context.Context) error {
-	wait := m.opts.CheckInterval
+	wait := time.Duration(0)
 	for {
 		t := time.NewTimer(wait)
 		select {
