@@ -29,6 +29,7 @@ import (
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/web/mtls"
 	"github.com/relais-dev/relais/internal/web/problem"
 	"github.com/relais-dev/relais/internal/web/ratelimit"
 	"github.com/relais-dev/relais/internal/web/secheaders"
@@ -74,8 +75,11 @@ type Options struct {
 	// RateLimit, when set, refuses requests over its per-IP and
 	// per-credential rates with 429 before any handler runs.
 	RateLimit *ratelimit.Limiter
-	Version   string
-	Now       func() time.Time
+	// ClientCerts, when set, identifies TLS client certificates (NET-4);
+	// the TLS config must then request them (mtls.TLSClientAuth).
+	ClientCerts *mtls.Verifier
+	Version     string
+	Now         func() time.Time
 }
 
 // Server serves the UI, the API, health and metrics.
@@ -133,6 +137,9 @@ func New(opts Options) *Server {
 			Detail: "State-changing requests must come from this site."})
 	}))
 	var h http.Handler = cop.Handler(problemFallback(mux))
+	if opts.ClientCerts != nil {
+		h = opts.ClientCerts.Middleware(h)
+	}
 	if opts.RateLimit != nil {
 		h = opts.RateLimit.Middleware(h)
 	}
