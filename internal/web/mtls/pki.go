@@ -160,6 +160,11 @@ func WritePair(dir, base string, c *x509.Certificate, k crypto.Signer) (certPath
 		return "", "", err
 	}
 	certPath, keyPath = filepath.Join(dir, base+".crt"), filepath.Join(dir, base+".key")
+	for _, p := range []string{certPath, keyPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return "", "", fmt.Errorf("%s exists already; choose another name or directory (nothing is overwritten)", p)
+		}
+	}
 	if err := writeNew(keyPath, keyPEM, 0o600); err != nil {
 		return "", "", err
 	}
