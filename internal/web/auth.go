@@ -208,6 +208,12 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 	if !st.active || st.version != claims.Version {
 		return nil, unauth("token_revoked", "The access token was revoked (its client was disabled or changed).")
 	}
+	// NET-4: certificate-bound API clients when the tenant requires mTLS.
+	if s.opts.ClientCerts != nil {
+		if prob := s.opts.ClientCerts.Check(ctx, claims.Tenant, claims.ClientID); prob != nil {
+			return nil, prob
+		}
+	}
 	pol, err := s.tenantPolicy(ctx, claims.Tenant)
 	if err != nil {
 		return nil, unauth("invalid_token", "The access token is not valid.")

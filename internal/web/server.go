@@ -29,7 +29,9 @@ import (
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/web/mtls"
 	"github.com/relais-dev/relais/internal/web/problem"
+	"github.com/relais-dev/relais/internal/web/ratelimit"
 	"github.com/relais-dev/relais/internal/web/secheaders"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
 )
@@ -68,8 +70,16 @@ type Options struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
-	Version           string
-	Now               func() time.Time
+	// MaxHeaderBytes bounds the request line and headers (default 64 KiB).
+	MaxHeaderBytes int
+	// RateLimit, when set, refuses requests over its per-IP and
+	// per-credential rates with 429 before any handler runs.
+	RateLimit *ratelimit.Limiter
+	// ClientCerts, when set, identifies TLS client certificates (NET-4);
+	// the TLS config must then request them (mtls.TLSClientAuth).
+	ClientCerts *mtls.Verifier
+	Version     string
+	Now         func() time.Time
 }
 
 // Server serves the UI, the API, health and metrics.
@@ -104,6 +114,9 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = 64 << 10
+	}
 	if opts.MaxImportBytes <= 0 {
 		opts.MaxImportBytes = ImportMaxBytes
 	}
@@ -123,7 +136,14 @@ func New(opts Options) *Server {
 		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "cross_origin_refused", Title: "Cross-origin request refused",
 			Detail: "State-changing requests must come from this site."})
 	}))
-	s.handler = s.instrument(secheaders.Middleware(cop.Handler(problemFallback(mux))))
+	var h http.Handler = cop.Handler(problemFallback(mux))
+	if opts.ClientCerts != nil {
+		h = opts.ClientCerts.Middleware(h)
+	}
+	if opts.RateLimit != nil {
+		h = opts.RateLimit.Middleware(h)
+	}
+	s.handler = s.instrument(secheaders.Middleware(h))
 	return s
 }
 
@@ -218,7 +238,7 @@ func (s *Server) Run(ctx context.Context, ls Listeners) error {
 			ReadTimeout:       s.opts.ReadTimeout,
 			WriteTimeout:      s.opts.WriteTimeout,
 			IdleTimeout:       s.opts.IdleTimeout,
-			MaxHeaderBytes:    64 << 10,
+			MaxHeaderBytes:    s.opts.MaxHeaderBytes,
 			ErrorLog:          errLog,
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		}
