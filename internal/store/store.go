@@ -78,6 +78,8 @@ type DB struct {
 	log     *slog.Logger
 	// rlsEffective is false on PostgreSQL when the role bypasses RLS.
 	rlsEffective bool
+	// stmts caches prepared statements (SQLite only).
+	stmts *stmtCache
 }
 
 // Open connects to the store. It does not migrate; call Migrate.
@@ -119,6 +121,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string) error {
 	}
 	s.SetMaxOpenConns(8)
 	s.SetMaxIdleConns(8)
+	db.stmts = &stmtCache{}
 	if err := s.PingContext(ctx); err != nil {
 		_ = s.Close()
 		return fmt.Errorf("store: open %s: %w; check that the data directory is writable", path, err)
@@ -186,7 +189,12 @@ func redactPgErr(err error) string {
 }
 
 // Close closes the pool.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	if db.stmts != nil {
+		db.stmts.close()
+	}
+	return db.sql.Close()
+}
 
 // Dialect reports the SQL engine.
 func (db *DB) Dialect() Dialect { return db.dialect }

@@ -117,7 +117,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	if err != nil {
 		return nil, err
 	}
-	return tx.tx.ExecContext(ctx, query, all...)
+	return tx.db.txExec(ctx, tx.tx, query, all)
 }
 
 // Query runs a query; the tenant is $1.
@@ -126,7 +126,7 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 	if err != nil {
 		return nil, err
 	}
-	return tx.tx.QueryContext(ctx, query, all...)
+	return tx.db.txQuery(ctx, tx.tx, query, all)
 }
 
 // QueryRow runs a query expected to return at most one row; the tenant is $1.
@@ -136,7 +136,7 @@ func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *Row {
 	if err != nil {
 		return &Row{err: err}
 	}
-	return &Row{row: tx.tx.QueryRowContext(ctx, query, all...)}
+	return &Row{row: tx.db.txQueryRow(ctx, tx.tx, query, all)}
 }
 
 // Row wraps sql.Row so that the store's own errors surface from Scan, and
@@ -188,17 +188,17 @@ type PlatformTx struct {
 
 // Exec runs a statement.
 func (p *PlatformTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return p.tx.ExecContext(ctx, query, args...)
+	return p.db.txExec(ctx, p.tx, query, args)
 }
 
 // Query runs a query.
 func (p *PlatformTx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return p.tx.QueryContext(ctx, query, args...)
+	return p.db.txQuery(ctx, p.tx, query, args)
 }
 
 // QueryRow runs a single-row query.
 func (p *PlatformTx) QueryRow(ctx context.Context, query string, args ...any) *Row {
-	return &Row{row: p.tx.QueryRowContext(ctx, query, args...)}
+	return &Row{row: p.db.txQueryRow(ctx, p.tx, query, args)}
 }
 
 // Tenant returns a tenant-scoped view of this same transaction, for

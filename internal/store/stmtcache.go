@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// stmtCache keeps prepared statements of the SQLite store by query text.
+// modernc.org/sqlite parses a statement at every Exec or Query that is not
+// prepared, and parsing is a large part of a short statement's cost;
+// database/sql keeps a prepared *sql.Stmt per connection and re-uses it
+// in every transaction on that connection (Tx.StmtContext). PostgreSQL needs
+// none of this: pgx caches prepared statements per connection itself.
+//
+// Queries longer than maxCachedQuery (multi-row INSERTs built for one
+// batch size) are not cached, and once maxCachedStmts texts are cached no
+// new one is: a statement in use is never closed under a running
+// transaction, and the set of query texts of the code is small.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+const (
+	maxCachedStmts = 1024
+	maxCachedQuery = 4096
+)
+
+// get returns the prepared statement for query, preparing it on first use;
+// nil when the query is not to be cached or cannot be prepared (the caller
+// then runs the text itself, which reports the error).
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	if len(query) > maxCachedQuery {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[query]
+	full := len(c.m) >= maxCachedStmts
+	c.mu.Unlock()
+	if ok || full {
+		return st
+	}
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[query]; ok { // prepared concurrently
+		_ = st.Close()
+		return prev
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[query] = st
+	return st
+}
+
+// close closes every cached statement (when the store closes).
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	c.m = nil
+}
+
+// txExec, txQuery and txQueryRow run a statement in a transaction through
+// the cache on SQLite, and as text otherwise.
+func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args []any) (sql.Result, error) {
+	if st := db.cached(ctx, query); st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args []any) (*sql.Rows, error) {
+	if st := db.cached(ctx, query); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, query, args...)
+}
+
+func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args []any) *sql.Row {
+	if st := db.cached(ctx, query); st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
+}
+
+func (db *DB) cached(ctx context.Context, query string) *sql.Stmt {
+	if db.dialect != SQLite || db.stmts == nil {
+		return nil
+	}
+	return db.stmts.get(ctx, db.sql, query)
+}
