@@ -321,3 +321,9 @@ func Flagged(ctx context.Context, db *store.DB, tenantID string, now time.Time) 
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	return seqs, nil
 }
+
+// LastOffset is Last in the form the indicators read.
+func (c *Checker) LastOffset() (time.Duration, time.Time, bool) {
+	m, ok := c.Last()
+	return m.Offset, m.At, ok
+}

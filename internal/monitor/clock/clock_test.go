@@ -67,7 +67,7 @@ func (f *fakeNTP) serve() {
 		resp[3] = 0xEC // precision
 		copy(resp[12:16], "LOCL")
 		binary.BigEndian.PutUint64(resp[16:24], ntpTime(now.Add(-time.Minute))) // reference
-		copy(resp[24:32], buf[40:48])                                          // originate = client's transmit
+		copy(resp[24:32], buf[40:48])                                           // originate = client's transmit
 		binary.BigEndian.PutUint64(resp[32:40], ntpTime(now))
 		binary.BigEndian.PutUint64(resp[40:48], ntpTime(now))
 		_, _ = f.conn.WriteTo(resp, from)
