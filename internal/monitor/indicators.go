@@ -405,9 +405,13 @@ func scanRows(ctx context.Context, p *store.PlatformTx, q string, args []any, ea
 	return rows.Err()
 }
 
-// Describe sends nothing: the collector is unchecked (its series follow
-// the tenants and connectors in the store).
-func (ix *Indicators) Describe(chan<- *prometheus.Desc) {}
+// Describe implements prometheus.Collector.
+func (ix *Indicators) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSent, descDelivered, descCampSent, descCampDeliv, descTransitAvg, descTransitP95, descQueue,
+		descFailed, descThreshold, descBackupLast, descVerifyLast, descVerifyOK, descRestLast, descRestOK, descCert, descKey, descUp} {
+		ch <- d
+	}
+}
 
 var (
 	descSent       = prometheus.NewDesc("relais_deliverability_sent", "Messages handed to a connector in the indicator window, per tenant, channel and connector.", []string{"tenant", "channel", "connector"}, nil)
