@@ -61,6 +61,9 @@ type Config struct {
 	Policy Policy `toml:"policy" json:"policy"`
 	// AuditForward copies the audit trail to a central log system.
 	AuditForward AuditForward `toml:"audit_forward" json:"audit_forward"`
+	// Monitor configures supervision: the clock check, the built-in
+	// alerts and where they are notified (issue 12).
+	Monitor Monitor `toml:"monitor" json:"monitor"`
 }
 
 // AuditForward is LOG-6: live copies of every audit event to the
@@ -78,6 +81,52 @@ type AuditForward struct {
 	Every Duration `toml:"every" json:"every"`
 	// Batch is the most events sent at once per log.
 	Batch int `toml:"batch" json:"batch"`
+}
+
+// Monitor configures the clock check (LOG-5), the built-in business-rule
+// alerts (AVL-5) and their notification, and incident deadlines (INC-2).
+type Monitor struct {
+	// NTPServers are the servers the clock is measured against ("host" or
+	// "host:port"). Empty: the clock is not checked (and the compliance
+	// report says so).
+	NTPServers     []string `toml:"ntp_servers" json:"ntp_servers"`
+	ClockMaxOffset Duration `toml:"clock_max_offset" json:"clock_max_offset"`
+	ClockInterval  Duration `toml:"clock_interval" json:"clock_interval"`
+	// AlertInterval is how often the built-in alerts are evaluated.
+	AlertInterval Duration `toml:"alert_interval" json:"alert_interval"`
+	// NotifyEmails receive the operator's alerts through SMTPAddr (a relay
+	// accepting mail from MailFrom); WebhookURL receives them as JSON
+	// signed with HMAC-SHA256 under the key in WebhookSecretFile.
+	NotifyEmails      []string `toml:"notify_emails" json:"notify_emails"`
+	SMTPAddr          string   `toml:"smtp_addr" json:"smtp_addr"`
+	MailFrom          string   `toml:"mail_from" json:"mail_from"`
+	WebhookURL        string   `toml:"webhook_url" json:"webhook_url"`
+	WebhookSecretFile string   `toml:"webhook_secret_file" json:"webhook_secret_file"`
+	// VolumeRatio: a tenant's hourly send requests above ratio times, or
+	// below 1/ratio of, the same hour one week earlier fire an alert, when
+	// either hour has at least VolumeMin requests.
+	VolumeRatio int `toml:"volume_ratio" json:"volume_ratio"`
+	VolumeMin   int `toml:"volume_min" json:"volume_min"`
+	// ScheduleTolerancePct: sends in ScheduleWindow further than this from
+	// what was scheduled for it fire an alert.
+	ScheduleTolerancePct int      `toml:"schedule_tolerance_pct" json:"schedule_tolerance_pct"`
+	ScheduleMin          int      `toml:"schedule_min" json:"schedule_min"`
+	ScheduleWindow       Duration `toml:"schedule_window" json:"schedule_window"`
+	// Failed logins in FailedLoginWindow: on one account, across many
+	// accounts of a tenant, or from one address.
+	FailedLoginWindow   Duration `toml:"failed_login_window" json:"failed_login_window"`
+	FailedLoginsAccount int      `toml:"failed_logins_account" json:"failed_logins_account"`
+	FailedLoginAccounts int      `toml:"failed_login_accounts" json:"failed_login_accounts"`
+	FailedLoginsIP      int      `toml:"failed_logins_ip" json:"failed_logins_ip"`
+	// AdminGrantActors are the actor types through which administrative
+	// rights are expected to be granted (a self-grant never is).
+	AdminGrantActors []string `toml:"admin_grant_actors" json:"admin_grant_actors"`
+	AdminGrantWindow Duration `toml:"admin_grant_window" json:"admin_grant_window"`
+	// CertWarn: a certificate expiring within this fires an alert.
+	CertWarn Duration `toml:"cert_warn" json:"cert_warn"`
+	// IncidentDeadline is how long after detection affected tenants must
+	// be notified (INC-2).
+	IncidentDeadline Duration `toml:"incident_deadline" json:"incident_deadline"`
 }
 
 // TLS configures the HTTPS listener.
@@ -131,6 +180,14 @@ type Policy struct {
 	Network   NetworkPolicy   `toml:"network" json:"network"`
 	Audit     AuditPolicy     `toml:"audit" json:"audit"`
 	Backup    BackupPolicy    `toml:"backup" json:"backup"`
+	Monitor   MonitorPolicy   `toml:"monitor" json:"monitor"`
+}
+
+// MonitorPolicy is AVL-2: the tenant's latency alert threshold (the 95th
+// percentile of its API requests over the last AlertWindow).
+type MonitorPolicy struct {
+	LatencyP95  Duration `toml:"latency_p95" json:"latency_p95"`
+	AlertWindow Duration `toml:"alert_window" json:"alert_window"`
 }
 
 // PasswordPolicy is AUTH-9, AUTH-10 and AUTH-11. Preset "seed" applies the
@@ -222,6 +279,32 @@ func Default() Config {
 		},
 		Policy:       DefaultPolicy(),
 		AuditForward: AuditForward{Every: Duration(time.Second), Batch: 500},
+		Monitor:      DefaultMonitor(),
+	}
+}
+
+// DefaultMonitor returns the supervision defaults.
+func DefaultMonitor() Monitor {
+	return Monitor{
+		NTPServers:           []string{},
+		ClockMaxOffset:       Duration(time.Second),
+		ClockInterval:        Duration(5 * time.Minute),
+		AlertInterval:        Duration(time.Minute),
+		NotifyEmails:         []string{},
+		MailFrom:             "relais@localhost",
+		VolumeRatio:          3,
+		VolumeMin:            100,
+		ScheduleTolerancePct: 50,
+		ScheduleMin:          50,
+		ScheduleWindow:       Duration(time.Hour),
+		FailedLoginWindow:    Duration(15 * time.Minute),
+		FailedLoginsAccount:  10,
+		FailedLoginAccounts:  5,
+		FailedLoginsIP:       20,
+		AdminGrantActors:     []string{"operator", "user"},
+		AdminGrantWindow:     Duration(day),
+		CertWarn:             Duration(21 * day),
+		IncidentDeadline:     Duration(48 * time.Hour),
 	}
 }
 
@@ -264,6 +347,7 @@ func DefaultPolicy() Policy {
 			VerifyEvery:         Duration(day),
 			RestoreTestEvery:    Duration(60 * day),
 		},
+		Monitor: MonitorPolicy{LatencyP95: Duration(time.Second), AlertWindow: Duration(15 * time.Minute)},
 	}
 }
 
@@ -474,6 +558,9 @@ func (c *Config) Validate() error {
 	if err := c.AuditForward.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Monitor.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -500,6 +587,30 @@ func (f AuditForward) validate() error {
 	}
 	if f.Batch < 1 || f.Batch > 1000 {
 		errs = append(errs, errors.New("audit_forward.batch must be between 1 and 1000"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the supervision settings.
+func (m *Monitor) Validate() error {
+	var errs []error
+	if m.ClockMaxOffset.D() <= 0 || m.ClockInterval.D() < time.Second || m.AlertInterval.D() < time.Second {
+		errs = append(errs, errors.New("monitor.clock_max_offset must be positive, monitor.clock_interval and monitor.alert_interval at least 1s"))
+	}
+	if m.VolumeRatio < 2 || m.VolumeMin < 1 || m.ScheduleTolerancePct < 1 || m.ScheduleMin < 1 || m.ScheduleWindow.D() < time.Minute {
+		errs = append(errs, errors.New("monitor: volume_ratio must be at least 2, volume_min, schedule_tolerance_pct and schedule_min at least 1, schedule_window at least 1m"))
+	}
+	if m.FailedLoginWindow.D() < time.Minute || m.FailedLoginsAccount < 1 || m.FailedLoginAccounts < 1 || m.FailedLoginsIP < 1 {
+		errs = append(errs, errors.New("monitor: failed_login_window must be at least 1m and the failed login thresholds at least 1"))
+	}
+	if m.AdminGrantWindow.D() < time.Minute || m.CertWarn.D() <= 0 || m.IncidentDeadline.D() <= 0 {
+		errs = append(errs, errors.New("monitor: admin_grant_window must be at least 1m, cert_warn and incident_deadline positive"))
+	}
+	if m.WebhookURL != "" && !strings.HasPrefix(m.WebhookURL, "https://") && !strings.HasPrefix(m.WebhookURL, "http://") {
+		errs = append(errs, errors.New("monitor.webhook_url must be an http(s) URL"))
+	}
+	if m.WebhookURL != "" && m.WebhookSecretFile == "" {
+		errs = append(errs, errors.New("monitor.webhook_url needs monitor.webhook_secret_file (the HMAC key that signs the notifications)"))
 	}
 	return errors.Join(errs...)
 }
@@ -569,6 +680,9 @@ func (p *Policy) Validate() error {
 	b := p.Backup
 	if b.FullEvery.D() <= 0 || b.IncrementalEvery.D() <= 0 || b.IncrementalMaxBytes <= 0 || b.VerifyEvery.D() <= 0 || b.RestoreTestEvery.D() <= 0 {
 		errs = append(errs, errors.New("policy.backup intervals and sizes must be positive"))
+	}
+	if mp := p.Monitor; mp.LatencyP95.D() < time.Millisecond || mp.AlertWindow.D() < time.Minute {
+		errs = append(errs, errors.New("policy.monitor.latency_p95 must be at least 1ms and alert_window at least 1m"))
 	}
 	return errors.Join(errs...)
 }

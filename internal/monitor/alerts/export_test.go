@@ -1,0 +1,4 @@
+package alerts
+
+// alertsAccountKey is accountKey for the external tests.
+var AlertsAccountKeyForTest = accountKey
