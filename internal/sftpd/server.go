@@ -50,6 +50,7 @@ type connState struct {
 	port     uint16
 	mu       sync.Mutex
 	attempts []attempt
+	user     string // the user name of a "none" request
 }
 
 type attempt struct {
@@ -240,7 +241,13 @@ func (s *Service) serverConfig(ctx context.Context, cs *connState, hostKeys []ss
 			return s.checkKey(ctx, cs, cm.User(), key)
 		},
 		AuthLogCallback: func(cm ssh.ConnMetadata, method string, err error) {
-			if err != nil && method != "publickey" && method != "none" {
+			switch {
+			case err == nil || method == "publickey":
+			case method == "none":
+				cs.mu.Lock()
+				cs.user = truncate(cm.User(), 128)
+				cs.mu.Unlock()
+			default:
 				cs.add(attempt{method: truncate(method, 32), user: truncate(cm.User(), 128), reason: "method_not_allowed"})
 			}
 		},
@@ -293,6 +300,19 @@ func (s *Service) checkKey(ctx context.Context, cs *connState, user string, key 
 	return &ssh.Permissions{Extensions: map[string]string{"tenant": t.ID, "account": acct.ID, "fingerprint": fp}}, nil
 }
 
+// tenantOf returns the id of the tenant a user name names, or "".
+func (s *Service) tenantOf(ctx context.Context, user string) string {
+	slug, _, ok := strings.Cut(user, ".")
+	if !ok || tenants.ValidateSlug(slug) != nil {
+		return ""
+	}
+	t, err := s.Tenants.Get(ctx, slug)
+	if err != nil {
+		return ""
+	}
+	return t.ID
+}
+
 func (s *Service) lockout(ctx context.Context, tenantID string) config.LockoutPolicy {
 	if tenantID != "" {
 		if p, err := s.Tenants.Policy(ctx, tenantID); err == nil {
@@ -323,8 +343,7 @@ func (s *Service) overFailureLimit(ctx context.Context, tenantID string, addr ne
 
 // countFailure adds a failed authentication of addr to the tenant's
 // per-address counter (tenant "" for unknown accounts).
-func (s *Service) countFailure(ctx context.Context, tx *store.Tx, addr netip.Addr) error {
-	lp := s.lockout(ctx, tx.TenantID())
+func (s *Service) countFailure(ctx context.Context, tx *store.Tx, addr netip.Addr, lp config.LockoutPolicy) error {
 	now := s.now()
 	_, err := tx.Exec(ctx, `INSERT INTO ip_failures (tenant_id, ip, window_start, count) VALUES ($1, $2, $3, 1)
 		ON CONFLICT (tenant_id, ip) DO UPDATE SET
@@ -341,7 +360,13 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 	ctx = context.WithoutCancel(ctx)
 	cs.mu.Lock()
 	atts := slices.Clone(cs.attempts)
+	user := cs.user
 	cs.mu.Unlock()
+	if len(atts) == 0 && user != "" {
+		// The client asked which methods are accepted and had none to
+		// offer (a password-only client).
+		atts = append(atts, attempt{method: "none", user: user, tenantID: s.tenantOf(ctx, user), reason: "no_acceptable_method"})
+	}
 	if len(atts) == 0 {
 		// No authentication attempt: a failed handshake (no common
 		// algorithm, timeout, scanner).
@@ -353,6 +378,7 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 		byTenant[a.tenantID] = append(byTenant[a.tenantID], a)
 	}
 	for tid, as := range byTenant {
+		lp := s.lockout(ctx, tid) // before the transaction: SQLite has one writer
 		write := func(tx *store.Tx) error {
 			for _, a := range as {
 				if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAuth, Action: "sftp.auth", ObjectType: "sftp_account",
@@ -362,7 +388,7 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 					return err
 				}
 			}
-			return s.countFailure(ctx, tx, cs.ip)
+			return s.countFailure(ctx, tx, cs.ip, lp)
 		}
 		var err error
 		if tid == "" {
