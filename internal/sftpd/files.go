@@ -353,7 +353,7 @@ func (u *upload) WriteAt(p []byte, off int64) (int, error) {
 			if !ok {
 				break
 			}
-			delete(u.ahead, u.off-0)
+			delete(u.ahead, u.off)
 			u.held -= int64(len(b))
 			if err := u.write(b); err != nil {
 				return 0, err
