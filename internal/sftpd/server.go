@@ -152,6 +152,11 @@ func (s *Service) handle(ctx context.Context, c net.Conn, hostKeys []ssh.Signer)
 		return
 	}
 	cs := &connState{ip: ap.Addr().Unmap(), port: ap.Port()}
+	if !s.conns.enter(cs.ip) {
+		s.refused(ctx, cs, "too_many_connections")
+		return
+	}
+	defer s.conns.leave(cs.ip)
 	ok, err := s.anyAllows(ctx, cs.ip)
 	if err != nil {
 		s.Logger.Error("sftp: cannot check the allowed networks", "error", err)
@@ -159,7 +164,13 @@ func (s *Service) handle(ctx context.Context, c net.Conn, hostKeys []ssh.Signer)
 	}
 	if !ok {
 		// XFER-2: refused before any SSH exchange, before authentication.
-		s.recordPlatform(ctx, cs, "sftp.connect", "refused", map[string]any{"reason": "address_not_allowed"})
+		s.refused(ctx, cs, "address_not_allowed")
+		return
+	}
+	// An address that failed too often with unknown user names (the
+	// operator's counter) is refused before the handshake too.
+	if over, err := s.overFailureLimit(ctx, "", cs.ip); err != nil || over {
+		s.refused(ctx, cs, "too_many_failures")
 		return
 	}
 	s.recordPlatform(ctx, cs, "sftp.connect", "accepted", nil)
@@ -328,7 +339,7 @@ func (s *Service) lockout(ctx context.Context, tenantID string) config.LockoutPo
 func (s *Service) overFailureLimit(ctx context.Context, tenantID string, addr netip.Addr) (bool, error) {
 	lp := s.lockout(ctx, tenantID)
 	var count int
-	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+	err := s.inLog(ctx, tenantID, func(tx *store.Tx) error {
 		return tx.QueryRow(ctx, `SELECT count FROM ip_failures WHERE tenant_id = $1 AND ip = $2 AND window_start >= $3`,
 			addr.String(), store.Micros(s.now().Add(-lp.Window.D()))).Scan(&count)
 	})
@@ -390,16 +401,94 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 			}
 			return s.countFailure(ctx, tx, cs.ip, lp)
 		}
-		var err error
-		if tid == "" {
-			err = s.DB.Platform(ctx, func(p *store.PlatformTx) error { return write(p.Tenant("")) })
-		} else {
-			err = s.DB.Tenant(tid).Tx(ctx, write)
-		}
-		if err != nil {
+		if err := s.inLog(ctx, tid, write); err != nil {
 			s.Logger.Error("sftp: cannot record a failed authentication", "error", err)
 		}
 	}
+}
+
+// Connection limits: in total and per address.
+const (
+	maxConns      = 512
+	maxConnsPerIP = 16
+)
+
+// connLimits counts open connections, and rate-limits the audit events of
+// refused connections (one per address per minute, with the count of the
+// ones not recorded), so a scan cannot flood the trail.
+type connLimits struct {
+	mu      sync.Mutex
+	total   int
+	perIP   map[netip.Addr]int
+	refused map[netip.Addr]*refusal
+}
+
+type refusal struct {
+	at         time.Time
+	suppressed int
+}
+
+func (l *connLimits) enter(ip netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perIP == nil {
+		l.perIP = map[netip.Addr]int{}
+	}
+	if l.total >= maxConns || l.perIP[ip] >= maxConnsPerIP {
+		return false
+	}
+	l.total++
+	l.perIP[ip]++
+	return true
+}
+
+func (l *connLimits) leave(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+// shouldRecord reports whether a refusal of ip is recorded now, and how
+// many were not recorded since the last one.
+func (l *connLimits) shouldRecord(ip netip.Addr, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refused == nil {
+		l.refused = map[netip.Addr]*refusal{}
+	}
+	r, ok := l.refused[ip]
+	if ok && now.Sub(r.at) < time.Minute && !now.Before(r.at) {
+		r.suppressed++
+		return false, 0
+	}
+	if len(l.refused) > 10000 {
+		clear(l.refused) // bounded memory under a wide scan
+	}
+	n := 0
+	if ok {
+		n = r.suppressed
+	}
+	l.refused[ip] = &refusal{at: now}
+	return true, n
+}
+
+// refused records a connection closed before the handshake.
+func (s *Service) refused(ctx context.Context, cs *connState, reason string) {
+	if ok, n := s.conns.shouldRecord(cs.ip, s.now()); ok {
+		s.recordPlatform(ctx, cs, "sftp.connect", "refused", map[string]any{"reason": reason, "refused_since_last_event": n})
+	}
+}
+
+// inLog runs fn in a transaction of a tenant, or of the operator's scope
+// for tenant "".
+func (s *Service) inLog(ctx context.Context, tenantID string, fn func(*store.Tx) error) error {
+	if tenantID == "" {
+		return s.DB.Platform(ctx, func(p *store.PlatformTx) error { return fn(p.Tenant("")) })
+	}
+	return s.DB.Tenant(tenantID).Tx(ctx, fn)
 }
 
 // recordPlatform writes a connection event in the operator's log.

@@ -57,6 +57,7 @@ type Service struct {
 
 	once  sync.Once
 	wake  chan struct{}
+	conns connLimits
 	allow struct {
 		sync.Mutex
 		at       time.Time

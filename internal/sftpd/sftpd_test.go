@@ -206,10 +206,50 @@ func TestAddressRefusedBeforeHandshake(t *testing.T) {
 	if len(b) != 0 {
 		t.Fatalf("the server said %q to a refused address", b)
 	}
-	e.eventually("refused connections audited", func() bool {
-		return len(find(e.events(""), "sftp.connect", `"outcome":"refused"`, `"reason":"address_not_allowed"`)) >= 2
+	// One event per address per minute, with the count of the others (a
+	// scan cannot flood the trail).
+	e.eventually("refused connection audited", func() bool {
+		return len(find(e.events(""), "sftp.connect", `"outcome":"refused"`, `"reason":"address_not_allowed"`)) == 1
+	})
+	clk.Add(61 * time.Second)
+	if c, err := net.Dial("tcp", "127.0.0.1:"+e.port); err == nil {
+		_, _ = io.ReadAll(c)
+		_ = c.Close()
+	}
+	e.eventually("next refusal audited with the count", func() bool {
+		return len(find(e.events(""), "sftp.connect", `"reason":"address_not_allowed"`, `"refused_since_last_event":1`)) == 1
 	})
 	if len(find(e.events(e.a.ID), "sftp.auth")) != 0 {
 		t.Fatal("an authentication was attempted from a refused address")
 	}
+}
+
+// TestUnknownUsersThrottled: failures with unknown user names count on
+// the operator's per-address counter; over its limit the address is
+// refused before the handshake.
+func TestUnknownUsersThrottled(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	e.ten.Defaults.Lockout.MaxFailuresPerIP = 2
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	for _, user := range []string{"ghost.x", "nobody"} {
+		if out, err := e.sftp(e.port, key, user, "ls /\n"); err == nil {
+			t.Fatalf("%s accepted: %s", user, out)
+		}
+	}
+	e.eventually("operator counter", func() bool { return e.failures("") == 2 })
+	c, err := net.Dial("tcp", "127.0.0.1:"+e.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if b, _ := io.ReadAll(c); len(b) != 0 {
+		t.Fatalf("the server answered %q", b)
+	}
+	_ = c.Close()
+	e.eventually("refusal audited", func() bool {
+		return len(find(e.events(""), "sftp.connect", `"reason":"too_many_failures"`)) == 1 &&
+			len(find(e.events(""), "sftp.auth", `"reason":"unknown_account"`, `"username":"ghost.x"`)) == 1
+	})
 }
