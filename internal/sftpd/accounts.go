@@ -190,15 +190,23 @@ func parseAllow(allow []string) ([]netip.Prefix, []string, error) {
 	return ps, norm, nil
 }
 
-func (s *Service) checkImport(ctx context.Context, tenantID string, is ImportSettings) error {
-	opts := importOptions(is, "")
-	switch opts.Mode {
+// checkImport checks the import settings that can be checked without a
+// file (the mapping is checked against each file's header, and a bad one
+// gives a "rejected" report).
+func checkImport(is ImportSettings) error {
+	switch contacts.ImportMode(is.Mode) {
 	case "", contacts.ModeUpsert, contacts.ModeAdd, contacts.ModeBlocklist:
 	default:
 		return invalid("import.mode", "must be upsert, add or blocklist")
 	}
-	_ = ctx
-	_ = tenantID
+	if len(is.Mapping) > 200 || len(is.Lists) > 100 || len(is.Consents) > 20 {
+		return invalid("import", "at most 200 mapped columns, 100 lists and 20 consents")
+	}
+	for col, target := range is.Mapping {
+		if col == "" || target == "" || len(col) > 200 || len(target) > 200 {
+			return invalid("import.mapping", "columns and targets are 1 to 200 characters")
+		}
+	}
 	return nil
 }
 
@@ -256,7 +264,7 @@ func (s *Service) AddAccount(ctx context.Context, tenantID string, na NewAccount
 	if na.ExpiresAt != nil && !na.ExpiresAt.After(now) {
 		return Account{}, invalid("expires_at", "must be in the future")
 	}
-	if err := s.checkImport(ctx, tenantID, na.Import); err != nil {
+	if err := checkImport(na.Import); err != nil {
 		return Account{}, err
 	}
 	a := Account{ID: newID(), Name: na.Name, Allow: allow, Permissions: perms, Import: na.Import, QuotaBytes: na.QuotaBytes,

@@ -311,19 +311,18 @@ func (s *Service) usedBytes(ctx context.Context, tenantID, accountID string) (in
 // behind the stream (a rewrite) is refused. The file is committed at
 // Close unless the transfer failed.
 type upload struct {
-	s       *Service
-	sess    *session
-	name    string
-	id      string
-	w       *encWriter
-	limit   int64 // max file size, and what the quota leaves
-	mu      sync.Mutex
-	off     int64
-	ahead   map[int64][]byte
-	held    int64
-	failed  error
-	closed  bool
-	started time.Time
+	s      *Service
+	sess   *session
+	name   string
+	id     string
+	w      *encWriter
+	limit  int64 // max file size, and what the quota leaves
+	mu     sync.Mutex
+	off    int64
+	ahead  map[int64][]byte
+	held   int64
+	failed error
+	closed bool
 }
 
 const maxAhead = 16 << 20
