@@ -19,6 +19,9 @@ import (
 // to the command is a usage error that creates nothing.
 func TestSFTPThroughServe(t *testing.T) {
 	if _, err := exec.LookPath("sftp"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("OpenSSH's sftp client is not installed: CI must install openssh-client")
+		}
 		t.Skip("OpenSSH's sftp client is not installed")
 	}
 	dir, env := t.TempDir(), cleanEnv()

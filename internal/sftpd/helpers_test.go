@@ -61,6 +61,9 @@ type env struct {
 func newEnv(t *testing.T, db *store.DB, clk *clock) *env {
 	t.Helper()
 	if _, err := exec.LookPath("sftp"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("OpenSSH's sftp client is not installed: CI must install openssh-client")
+		}
 		t.Skip("OpenSSH's sftp client is not installed (apt-get install openssh-client)")
 	}
 	dir := t.TempDir()
