@@ -3,6 +3,8 @@ package sftpd_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -367,4 +369,101 @@ func readKexInit(t *testing.T, port string) []string {
 		p = p[4+l:]
 	}
 	return lists
+}
+
+// TestOnlyTheSFTPSubsystem: shells, commands, other subsystems and port
+// forwarding are refused (and audited); an upload cut off by a broken
+// connection is discarded, never imported half-way; pipelined writes
+// arriving out of order are reassembled (the import sees every line).
+func TestOnlyTheSFTPSubsystem(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"},
+		Import: sftpd.ImportSettings{Mapping: map[string]string{"pad": "-"}}})
+	auth := []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}
+	c, err := e.goClient(e.port, "acme.crm", auth, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, try := range map[string]func(*ssh.Session) error{
+		"exec":      func(s *ssh.Session) error { return s.Run("id") },
+		"shell":     func(s *ssh.Session) error { return s.Shell() },
+		"subsystem": func(s *ssh.Session) error { return s.RequestSubsystem("netconf") },
+	} {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := try(s); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+		_ = s.Close()
+	}
+	if _, err := c.Dial("tcp", "127.0.0.1:"+e.port); err == nil {
+		t.Error("port forwarding accepted")
+	}
+
+	// An upload cut off: the connection closes with the file open.
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := sc.Create("/inbox/cut.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("email\na@example.com\nb@exa")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	e.eventually("interrupted upload audited", func() bool {
+		return len(find(e.events(e.a.ID), "sftp.file.upload", `"outcome":"failure"`, "transfer interrupted")) == 1
+	})
+	if files, _ := e.svc.Files(bg, e.a.ID, sftpd.DirInbox); len(files) != 0 {
+		t.Fatalf("the cut upload was kept: %+v", files)
+	}
+
+	// Pipelined writes (concurrent, out of order) of a 700 KB file.
+	c, err = e.goClient(e.port, "acme.crm", auth, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	sc, err = sftp.NewClient(c, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csv strings.Builder
+	csv.WriteString("email,pad\n")
+	pad := strings.Repeat("x", 200)
+	for i := range 3000 {
+		fmt.Fprintf(&csv, "user%d@example.com,%s\n", i, pad)
+	}
+	f, err = sc.Create("/inbox/big.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadFrom(strings.NewReader(csv.String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.svc.ProcessPending(bg); n != 1 || err != nil {
+		t.Fatalf("process: %d %v", n, err)
+	}
+	r, err := sc.Open("/outbox/big.csv.report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep sftpd.Report
+	if err := json.NewDecoder(r).Decode(&rep); err != nil || rep.Job == nil || rep.Job.Created != 3000 || rep.Job.Failed != 0 {
+		t.Fatalf("report: %+v %v", rep, err)
+	}
+	e.eventually("refused requests audited", func() bool {
+		evs := e.events(e.a.ID)
+		return len(find(evs, "sftp.request.refused", `"request":"exec"`)) == 1 && len(find(evs, "sftp.request.refused", `"request":"shell"`)) == 1 &&
+			len(find(evs, "sftp.request.refused", `"request":"channel:direct-tcpip"`)) == 1
+	})
 }
