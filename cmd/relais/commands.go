@@ -67,7 +67,7 @@ process listings).`,
 	pf.StringVar(&c.configPath, "config", "", "configuration file (TOML); also RELAIS_CONFIG")
 	pf.StringVar(&c.dataDir, "data-dir", "", "data directory (SQLite store, master key, certificates); default ./relais-data, also RELAIS_DATA_DIR")
 
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd())
 	return root
 }
 
@@ -125,7 +125,7 @@ gracefully: in-flight requests finish first.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.load(cmd, map[string]string{
 				"listen": "listen", "metrics-listen": "metrics_listen", "redirect-listen": "redirect_listen",
-				"tls-cert": "tls.cert", "tls-key": "tls.key",
+				"tls-cert": "tls.cert", "tls-key": "tls.key", "sftp-listen": "sftp.listen",
 			})
 			if err != nil {
 				return err
@@ -150,6 +150,7 @@ gracefully: in-flight requests finish first.`,
 	f.String("redirect-listen", "", "optional plain-HTTP address that only redirects to HTTPS (e.g. :80)")
 	f.String("tls-cert", "", "TLS certificate chain (PEM); omit with --tls-key for a self-signed certificate")
 	f.String("tls-key", "", "TLS private key (PEM)")
+	f.String("sftp-listen", "", "SFTP address (default 127.0.0.1:2222; empty string disables)")
 	return cmd
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,6 +102,11 @@ type server struct {
 
 func startServe(t *testing.T, dir string, env []string, args ...string) *server {
 	t.Helper()
+	// Tests that choose their ports get no SFTP listener unless they ask
+	// for one, so that they never compete for 127.0.0.1:2222.
+	if len(args) > 0 && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--sftp-listen") }) {
+		args = append(args, "--sftp-listen=")
+	}
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir, cmd.Env = dir, env
 	out, err := cmd.StdoutPipe()

@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
@@ -32,6 +34,7 @@ import (
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/sftpd"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -63,6 +66,9 @@ type App struct {
 	// audiences (its expansion job runs in Serve).
 	Templates *templates.Service
 	Campaigns *campaigns.Service
+	// SFTP is the SFTP file exchange: accounts, /inbox imports, /outbox
+	// deliveries (Deliver).
+	SFTP *sftpd.Service
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -126,6 +132,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Templates = &templates.Service{DB: db}
 	a.Campaigns = &campaigns.Service{DB: db, Contacts: a.Contacts, Templates: a.Templates, Router: a.Router,
 		PublicBaseURL: publicBaseURL(cfg), Logger: log}
+	sftpDir := cfg.SFTP.Dir
+	if sftpDir == "" {
+		sftpDir = filepath.Join(cfg.DataDir, "sftp")
+	}
+	a.SFTP = &sftpd.Service{DB: db, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts, Blobs: sftpd.DirBlobs{Root: sftpDir},
+		Config: cfg.SFTP, Logger: log}
 	ok = true
 	return a, nil
 }
@@ -141,11 +153,13 @@ type Front struct {
 	TLS         *tls.Config
 	Rotator     *tlsconf.TicketKeyRotator
 	Fingerprint string
+	// SFTP is the SFTP listener (nil when sftp.listen is empty).
+	SFTP net.Listener
 }
 
 // Close releases the listeners (after a failed start).
 func (f *Front) Close() {
-	for _, l := range []net.Listener{f.Listeners.HTTPS, f.Listeners.Redirect, f.Listeners.Metrics} {
+	for _, l := range []net.Listener{f.Listeners.HTTPS, f.Listeners.Redirect, f.Listeners.Metrics, f.SFTP} {
 		if l != nil {
 			_ = l.Close()
 		}
@@ -184,6 +198,12 @@ func PrepareFront(ctx context.Context, cfg config.Config, log *slog.Logger, now 
 	}
 	if cfg.MetricsListen != "" {
 		if f.Listeners.Metrics, err = web.Listen(ctx, cfg.MetricsListen, "--metrics-listen"); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if cfg.SFTP.Listen != "" {
+		if f.SFTP, err = web.Listen(ctx, cfg.SFTP.Listen, "--sftp-listen"); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -231,7 +251,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
-		Campaigns: a.Campaigns, Templates: a.Templates,
+		Campaigns: a.Campaigns, Templates: a.Templates, SFTP: a.SFTP,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxImportBytes: cfg.HTTP.MaxImportBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -284,6 +304,28 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 				Batch: cfg.AuditForward.Batch, Observe: observe})
 		}()
 	}
+	sftpDone := make(chan error, 1)
+	go func() { sftpDone <- a.SFTP.Run(runCtx) }()
+	if f.SFTP != nil {
+		hostKeys, created, err := sftpd.LoadOrCreateHostKeys(filepath.Join(cfg.DataDir, "ssh"))
+		if err != nil {
+			cancel()
+			<-sftpDone
+			return err
+		}
+		if created {
+			a.Log.Info("created SFTP host keys", "dir", filepath.Join(cfg.DataDir, "ssh"))
+		}
+		fmt.Fprintf(so.Out, "sftp: %s\n", f.SFTP.Addr())
+		for _, k := range hostKeys {
+			fmt.Fprintf(so.Out, "SFTP host key %s\n", ssh.FingerprintSHA256(k.PublicKey()))
+		}
+		go func() {
+			if err := a.SFTP.Serve(runCtx, f.SFTP, hostKeys); err != nil {
+				a.Log.Error("sftp server stopped", "error", err)
+			}
+		}()
+	}
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(runCtx) }()
 	// Delivery status notifications in the SMTP connectors' bounce
@@ -296,6 +338,9 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {
 		err = eerr
+	}
+	if serr := <-sftpDone; serr != nil && err == nil {
+		err = serr
 	}
 	if cerr := <-campaignsDone; cerr != nil && err == nil {
 		err = cerr

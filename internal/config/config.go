@@ -58,6 +58,7 @@ type Config struct {
 	Auth   Auth   `toml:"auth" json:"auth"`
 	Log    Log    `toml:"log" json:"log"`
 	HTTP   HTTP   `toml:"http" json:"http"`
+	SFTP   SFTP   `toml:"sftp" json:"sftp"`
 	Policy Policy `toml:"policy" json:"policy"`
 	// AuditForward copies the audit trail to a central log system.
 	AuditForward AuditForward `toml:"audit_forward" json:"audit_forward"`
@@ -127,6 +128,20 @@ type Monitor struct {
 	// IncidentDeadline is how long after detection affected tenants must
 	// be notified (INC-2).
 	IncidentDeadline Duration `toml:"incident_deadline" json:"incident_deadline"`
+}
+
+// SFTP configures the SFTP file exchange (XFER-1..3).
+type SFTP struct {
+	// Listen is the SFTP address (SSH). Empty disables the server.
+	Listen string `toml:"listen" json:"listen"`
+	// Dir holds the (encrypted) exchanged files; empty means DataDir/sftp.
+	// Several nodes share it (a shared directory) to run active-active.
+	Dir string `toml:"dir" json:"dir"`
+	// Retention is how long a file stays in /inbox or /outbox.
+	Retention Duration `toml:"retention" json:"retention"`
+	// QuotaBytes and MaxFileBytes are the defaults of new accounts.
+	QuotaBytes   int64 `toml:"quota_bytes" json:"quota_bytes"`
+	MaxFileBytes int64 `toml:"max_file_bytes" json:"max_file_bytes"`
 }
 
 // TLS configures the HTTPS listener.
@@ -276,6 +291,12 @@ func Default() Config {
 			WriteTimeout:      Duration(120 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
+		},
+		SFTP: SFTP{
+			Listen:       "127.0.0.1:2222",
+			Retention:    Duration(30 * day),
+			QuotaBytes:   10 << 30,
+			MaxFileBytes: 1 << 30,
 		},
 		Policy:       DefaultPolicy(),
 		AuditForward: AuditForward{Every: Duration(time.Second), Batch: 500},
@@ -551,6 +572,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 1<<30 {
 		errs = append(errs, errors.New("http.max_body_bytes must be between 1024 and 1073741824"))
+	}
+	if r := c.SFTP.Retention.D(); r < time.Hour || r > 3650*day {
+		errs = append(errs, errors.New("sftp.retention must be between 1h and 3650d"))
+	}
+	if c.SFTP.MaxFileBytes < 1 || c.SFTP.QuotaBytes < c.SFTP.MaxFileBytes {
+		errs = append(errs, errors.New("sftp.max_file_bytes must be at least 1 and sftp.quota_bytes at least max_file_bytes"))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/sftpd"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -59,6 +60,8 @@ type Options struct {
 	// (mounted with Campaigns, which knows the attribute schema).
 	Campaigns *campaigns.Service
 	Templates *templates.Service
+	// SFTP serves the SFTP accounts API (nil: not mounted).
+	SFTP *sftpd.Service
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body, except contact imports,
