@@ -18,7 +18,11 @@ func (db *DB) provider() (*goose.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations for %s: %w", db.dialect, err)
 	}
-	var opts []goose.ProviderOption
+	// Features add their migrations independently (their numbers are
+	// reserved when the work starts, not when it lands), so a store may
+	// have applied a later number before an earlier one arrives: apply the
+	// missing ones then. Migrations never depend on a higher-numbered one.
+	opts := []goose.ProviderOption{goose.WithAllowOutofOrder(true)}
 	dialect := goose.DialectSQLite3
 	if db.dialect == Postgres {
 		dialect = goose.DialectPostgres
@@ -80,8 +84,26 @@ func (db *DB) Ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if cur != latest {
-		return fmt.Errorf("store: schema at version %d, this binary needs %d; run `relais migrate`", cur, latest)
+	pending, err := db.pendingMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	if cur != latest || pending {
+		return fmt.Errorf("store: schema at version %d with migrations pending, this binary needs %d; run `relais migrate`", cur, latest)
 	}
 	return nil
+}
+
+// pendingMigrations reports whether any migration (of any number) is not
+// applied yet.
+func (db *DB) pendingMigrations(ctx context.Context) (bool, error) {
+	p, err := db.provider()
+	if err != nil {
+		return false, err
+	}
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return false, fmt.Errorf("store: pending migrations: %w", err)
+	}
+	return pending, nil
 }
