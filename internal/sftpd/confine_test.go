@@ -467,3 +467,35 @@ func TestOnlyTheSFTPSubsystem(t *testing.T) {
 			len(find(evs, "sftp.request.refused", `"request":"channel:direct-tcpip"`)) == 1
 	})
 }
+
+// TestSessionStopsAtExpiry: a session opened before the account's expiry
+// can do nothing after it.
+func TestSessionStopsAtExpiry(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	exp := clk.Now().Add(time.Hour)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}, ExpiresAt: &exp})
+	c, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ReadDir("/inbox"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := sc.ReadDir("/inbox"); err == nil {
+		t.Fatal("listed after expiry")
+	}
+	if _, err := sc.Create("/inbox/late.csv"); err == nil {
+		t.Fatal("uploaded after expiry")
+	}
+	if len(find(e.events(e.a.ID), "sftp.op.refused", `"reason":"account_expired"`)) < 2 {
+		t.Fatal("refusals after expiry not audited")
+	}
+}
