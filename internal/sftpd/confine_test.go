@@ -499,3 +499,42 @@ func TestSessionStopsAtExpiry(t *testing.T) {
 		t.Fatal("refusals after expiry not audited")
 	}
 }
+
+// TestHandshakeDeadlineIsAbsolute: a client that trickles bytes cannot
+// hold a connection open past the handshake timeout; the failed handshake
+// is audited.
+func TestHandshakeDeadlineIsAbsolute(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	_, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	slow := newService(e.db, e.svc.Keyring, e.ten, e.contacts, clk, filepath.Join(e.dir, "blobs"))
+	slow.HandshakeTimeout = 500 * time.Millisecond
+	port := e.serve(slow)
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, c) // returns when the server closes
+		close(closed)
+	}()
+	// One byte of a version line every 100 ms, for up to 30 s.
+	line := []byte("SSH-2.0-" + strings.Repeat("x", 300))
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			e.eventually("handshake failure audited", func() bool {
+				return len(find(e.events(""), "sftp.handshake", `"outcome":"failure"`)) == 1
+			})
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 300 {
+			t.Fatal("the trickling client held the connection for 30 s")
+		}
+		_, _ = c.Write(line[i%len(line) : i%len(line)+1])
+	}
+}
