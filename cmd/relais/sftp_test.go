@@ -109,6 +109,25 @@ func TestSFTPThroughServe(t *testing.T) {
 	if out, err := run("", "ls /\n", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"); err == nil {
 		t.Fatalf("password accepted: %s", out)
 	}
+	// An operator delivers a file (restitution, export) to /outbox.
+	if err := os.WriteFile(filepath.Join(dir, "export.csv"), []byte("exported\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := ok(t, dir, env, "", "sftp", "deliver", "--tenant", "acme", "--file", filepath.Join(dir, "export.csv")); !strings.Contains(r.stdout, "/outbox/export.csv") {
+		t.Fatalf("deliver: %s", r.stdout)
+	}
+	if r := relais(t, dir, env, "", "sftp", "deliver", "--tenant", "acme", "--file", filepath.Join(dir, "export.csv"), "--name", "../x"); r.code != 2 {
+		t.Fatalf("deliver under a bad name: %+v", r)
+	}
+	if r := ok(t, dir, env, "", "sftp", "files", "--tenant", "acme"); !strings.Contains(r.stdout, "export.csv") || !strings.Contains(r.stdout, "c.csv.report.json") {
+		t.Fatalf("files: %s", r.stdout)
+	}
+	if out, err := run(key, "get /outbox/export.csv got.csv\n"); err != nil {
+		t.Fatalf("download the delivered file: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "got.csv")); string(b) != "exported\n" {
+		t.Fatalf("delivered file read back as %q", b)
+	}
 	ok(t, dir, env, "", "sftp", "account", "remove", "--tenant", "acme", "--name", "crm")
 	if out, err := run(key, "ls /\n"); err == nil {
 		t.Fatalf("removed account accepted: %s", out)

@@ -467,3 +467,74 @@ func TestOnlyTheSFTPSubsystem(t *testing.T) {
 			len(find(evs, "sftp.request.refused", `"request":"channel:direct-tcpip"`)) == 1
 	})
 }
+
+// TestSessionStopsAtExpiry: a session opened before the account's expiry
+// can do nothing after it.
+func TestSessionStopsAtExpiry(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	exp := clk.Now().Add(time.Hour)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}, ExpiresAt: &exp})
+	c, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ReadDir("/inbox"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := sc.ReadDir("/inbox"); err == nil {
+		t.Fatal("listed after expiry")
+	}
+	if _, err := sc.Create("/inbox/late.csv"); err == nil {
+		t.Fatal("uploaded after expiry")
+	}
+	if len(find(e.events(e.a.ID), "sftp.op.refused", `"reason":"account_expired"`)) < 2 {
+		t.Fatal("refusals after expiry not audited")
+	}
+}
+
+// TestHandshakeDeadlineIsAbsolute: a client that trickles bytes cannot
+// hold a connection open past the handshake timeout; the failed handshake
+// is audited.
+func TestHandshakeDeadlineIsAbsolute(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	_, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	slow := newService(e.db, e.svc.Keyring, e.ten, e.contacts, clk, filepath.Join(e.dir, "blobs"))
+	slow.HandshakeTimeout = 500 * time.Millisecond
+	port := e.serve(slow)
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, c) // returns when the server closes
+		close(closed)
+	}()
+	// One byte of a version line every 100 ms, for up to 30 s.
+	line := []byte("SSH-2.0-" + strings.Repeat("x", 300))
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			e.eventually("handshake failure audited", func() bool {
+				return len(find(e.events(""), "sftp.handshake", `"outcome":"failure"`)) == 1
+			})
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i == 300 {
+			t.Fatal("the trickling client held the connection for 30 s")
+		}
+		_, _ = c.Write(line[i%len(line) : i%len(line)+1])
+	}
+}

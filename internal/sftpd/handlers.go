@@ -105,7 +105,20 @@ func resolve(p string) (target, bool) {
 	return target{dir: dir, name: name}, true
 }
 
+// expired reports (and audits) an operation after the account's expiry:
+// a session opened before it can do nothing more.
+func (sess *session) expired(op, p string) bool {
+	if sess.acct.ExpiresAt == nil || sess.s.now().Before(*sess.acct.ExpiresAt) {
+		return false
+	}
+	_ = sess.refuse(op, p, "account_expired", nil)
+	return true
+}
+
 func (sess *session) resolveFile(op, p string) (target, error) {
+	if sess.expired(op, p) {
+		return target{}, sftp.ErrSSHFxPermissionDenied
+	}
 	t, ok := resolve(p)
 	if !ok {
 		return target{}, sess.refuse(op, p, "outside_tree", sftp.ErrSSHFxPermissionDenied)
@@ -341,6 +354,9 @@ func dirInfo(name string) os.FileInfo {
 func (sess *session) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 	if r.Method == "Readlink" {
 		return nil, sess.refuse("readlink", r.Filepath, "links_not_allowed", sftp.ErrSSHFxPermissionDenied)
+	}
+	if sess.expired(strings.ToLower(r.Method), r.Filepath) {
+		return nil, sftp.ErrSSHFxPermissionDenied
 	}
 	t, ok := resolve(r.Filepath)
 	if !ok {

@@ -115,14 +115,23 @@ func (s *Service) Serve(ctx context.Context, l net.Listener, hostKeys []ssh.Sign
 	}
 }
 
-// idleConn extends its deadline at every read and write.
+// idleConn has an absolute deadline during the handshake (a client that
+// trickles bytes cannot hold it open), then an idle timeout extended at
+// every read and write.
 type idleConn struct {
 	net.Conn
 	mu      sync.Mutex
-	timeout time.Duration
+	timeout time.Duration // 0: the deadline is absolute
 }
 
-func (c *idleConn) set(d time.Duration) {
+func (c *idleConn) absolute(d time.Duration) {
+	c.mu.Lock()
+	c.timeout = 0
+	c.mu.Unlock()
+	_ = c.SetDeadline(time.Now().Add(d))
+}
+
+func (c *idleConn) idle(d time.Duration) {
 	c.mu.Lock()
 	c.timeout = d
 	c.mu.Unlock()
@@ -133,7 +142,9 @@ func (c *idleConn) extend() {
 	c.mu.Lock()
 	d := c.timeout
 	c.mu.Unlock()
-	_ = c.SetDeadline(time.Now().Add(d))
+	if d > 0 {
+		_ = c.SetDeadline(time.Now().Add(d))
+	}
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
@@ -175,14 +186,14 @@ func (s *Service) handle(ctx context.Context, c net.Conn, hostKeys []ssh.Signer)
 	}
 	s.recordPlatform(ctx, cs, "sftp.connect", "accepted", nil)
 	ic := &idleConn{Conn: c}
-	ic.set(durOr(s.HandshakeTimeout, 30*time.Second))
+	ic.absolute(durOr(s.HandshakeTimeout, 30*time.Second))
 	sc, chans, reqs, err := ssh.NewServerConn(ic, s.serverConfig(ctx, cs, hostKeys))
 	if err != nil {
 		s.authFailed(ctx, cs, err)
 		return
 	}
 	defer func() { _ = sc.Close() }()
-	ic.set(durOr(s.IdleTimeout, 10*time.Minute))
+	ic.idle(durOr(s.IdleTimeout, 10*time.Minute))
 	sess, err := s.newSession(ctx, cs, sc)
 	if err != nil {
 		s.Logger.Error("sftp: cannot open the session", "error", err)
