@@ -1,0 +1,173 @@
+package web
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/sso"
+	"github.com/relais-dev/relais/internal/web/problem"
+)
+
+// FlowCookie carries a single sign-on flow secret from the start of a
+// sign-in to its end, binding the IdP's answer to this browser (AUTH-5).
+const FlowCookie = "__Host-relais_sso"
+
+// ssoACSPattern is the SAML assertion consumer service: a cross-site POST
+// from the IdP by design, so it bypasses the cross-origin check (the
+// response's signature, audience, recipient, request id and the flow
+// cookie protect it instead).
+const ssoACSPattern = "POST /sso/{tenant}/{provider}/saml/acs"
+
+// ssoRoutes are the single sign-on endpoints (AUTH-5): public, since they
+// are how a browser gets a session.
+func (s *Server) ssoRoutes() []Route {
+	return []Route{
+		{"GET /sso/{tenant}/{provider}/login", PermPublic, s.ssoBegin},
+		{"GET /sso/{tenant}/{provider}/oidc/callback", PermPublic, s.ssoOIDCCallback},
+		{ssoACSPattern, PermPublic, s.ssoSAMLACS},
+		{"GET /sso/{tenant}/{provider}/saml/metadata", PermPublic, s.ssoSAMLMetadata},
+	}
+}
+
+func (s *Server) ssoUnavailable(w http.ResponseWriter, r *http.Request) bool {
+	if s.opts.SSO == nil {
+		problem.Write(w, r, problem.Problem{Status: http.StatusNotFound, Code: problem.CodeNotFound, Title: "Not found",
+			Detail: "Single sign-on is not configured on this server."})
+		return true
+	}
+	return false
+}
+
+func (s *Server) ssoError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, sso.ErrNotFound):
+		problem.Write(w, r, problem.Problem{Status: http.StatusNotFound, Code: problem.CodeNotFound, Title: "Not found",
+			Detail: "No such tenant or identity provider."})
+	case errors.Is(err, sso.ErrNotProvisioned):
+		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "sso_not_provisioned", Title: "No account",
+			Detail: "Your identity provider vouched for you, but you have no account in this tenant; ask its administrator."})
+	case errors.Is(err, identity.ErrIPNotAllowed):
+		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "ip_not_allowed", Title: "Address not allowed",
+			Detail: "Your network address is not in the tenant's allow-list."})
+	case errors.Is(err, identity.ErrMFAUnavailable):
+		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "mfa_unavailable", Title: "Second factor required",
+			Detail: "This tenant requires its own second factor and you have none set up; ask an administrator."})
+	case errors.Is(err, sso.ErrRefused):
+		problem.Write(w, r, problem.Problem{Status: http.StatusUnauthorized, Code: "sso_refused", Title: "Sign-in refused",
+			Detail: "The identity provider's answer could not be accepted; start the sign-in again."})
+	default:
+		var ve *sso.ValidationError
+		if errors.As(err, &ve) {
+			problem.Write(w, r, problem.Problem{Status: http.StatusUnprocessableEntity, Code: problem.CodeValidation, Title: "Invalid input",
+				Detail: ve.Error(), Errors: []problem.FieldError{{Field: ve.Field, Message: ve.Message}}})
+			return
+		}
+		s.serverError(w, r, err)
+	}
+}
+
+func setFlowCookie(w http.ResponseWriter, st sso.Start) {
+	ss := http.SameSiteLaxMode
+	if st.Kind == sso.KindSAML {
+		// The SAML response arrives as a cross-site POST.
+		ss = http.SameSiteNoneMode
+	}
+	http.SetCookie(w, &http.Cookie{Name: FlowCookie, Value: st.FlowSecret, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: ss, MaxAge: int(sso.FlowTTL / time.Second)})
+}
+
+func clearFlowCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: FlowCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+func flowCookie(r *http.Request) string {
+	if c, err := r.Cookie(FlowCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func (s *Server) ssoBegin(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	st, err := s.opts.SSO.Begin(r.Context(), r.PathValue("tenant"), r.PathValue("provider"), r.URL.Query().Get("return_to"), s.clientOf(r))
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	setFlowCookie(w, st)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, st.URL, http.StatusFound)
+}
+
+func (s *Server) ssoOIDCCallback(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	res, err := s.opts.SSO.OIDCCallback(r.Context(), r.PathValue("tenant"), r.PathValue("provider"), r.URL.Query(), flowCookie(r), s.clientOf(r))
+	clearFlowCookie(w)
+	s.ssoFinished(w, r, res, err)
+}
+
+func (s *Server) ssoSAMLACS(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	// The response is capped before it is read: a little over the
+	// SAMLResponse limit for the form's other fields and encoding.
+	r.Body = http.MaxBytesReader(w, r.Body, sso.MaxSAMLResponseBytes*2)
+	if err := r.ParseForm(); err != nil {
+		if rerr := s.opts.SSO.Refuse(r.Context(), r.PathValue("tenant"), r.PathValue("provider"), sso.KindSAML, "response_too_large", s.clientOf(r)); !errors.Is(rerr, sso.ErrRefused) {
+			s.ssoError(w, r, rerr)
+			return
+		}
+		problem.Write(w, r, problem.Problem{Status: http.StatusRequestEntityTooLarge, Code: problem.CodeBodyTooLarge, Title: "Response too large",
+			Detail: "The SAML response is larger than this server accepts."})
+		return
+	}
+	res, err := s.opts.SSO.SAMLResponse(r.Context(), r.PathValue("tenant"), r.PathValue("provider"), r.PostForm, flowCookie(r), s.clientOf(r))
+	clearFlowCookie(w)
+	s.ssoFinished(w, r, res, err)
+}
+
+// signedInPage sends the browser on to its destination from a page of
+// this site, so that the SameSite=Strict session cookie set by a
+// cross-site navigation is sent with the next request.
+var signedInPage = template.Must(template.New("signed-in").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={{.}}"><title>Signed in</title></head>
+<body><p>Signed in. <a href="{{.}}">Continue</a>.</p></body></html>
+`))
+
+func (s *Server) ssoFinished(w http.ResponseWriter, r *http.Request, res sso.Result, err error) {
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	if res.MFAToken != "" {
+		s.render(w, r, http.StatusOK, "mfa", pageData{Title: "Second factor", MFAToken: res.MFAToken,
+			EmailAvailable: contains(res.MFAMethods, identity.MethodEmail)})
+		return
+	}
+	setSessionCookie(w, *res.Session)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = signedInPage.Execute(w, sso.SafeReturnTo(res.ReturnTo))
+}
+
+func (s *Server) ssoSAMLMetadata(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	b, err := s.opts.SSO.SPMetadata(r.Context(), r.PathValue("tenant"), r.PathValue("provider"))
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/samlmetadata+xml")
+	_, _ = w.Write(b)
+}
