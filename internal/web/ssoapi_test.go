@@ -21,7 +21,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/relais-dev/relais/internal/access"
-	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
@@ -440,6 +440,134 @@ func TestOIDCRefusesBadTokens(t *testing.T) {
 				t.Fatal("a session was started")
 			}
 		})
-		_ = audit.CategoryAuth
+	})
+}
+
+// TestSSOPolicies: provisioning off refuses unknown people; the tenant's
+// own second factor versus the IdP's MFA (amr); local password sign-in
+// turned off; a disabled provider; no open redirect after sign-in.
+func TestSSOPolicies(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := newSSOEnv(t, db)
+		ctx := context.Background()
+		idp := startIdP(t)
+		e.addOIDC(t, e.a.ID, "corp", idp, sso.Config{JIT: false})
+
+		t.Run("not provisioned", func(t *testing.T) {
+			c := e.browser(t)
+			res, body := e.oidcLogin(t, c, "acme", "corp")
+			if res.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("sso_not_provisioned")) || hasSession(c, e.ts.URL) {
+				t.Fatalf("want 403 sso_not_provisioned, got %d %s", res.StatusCode, body)
+			}
+			if ev := lastSSOLogin(t, db, e.a.ID); ev["reason"] != "not_provisioned" || ev["outcome"] != "failure" {
+				t.Fatalf("audit: %v", ev)
+			}
+		})
+
+		// The person exists now (created by an administrator).
+		if _, _, err := e.id.CreateUser(ctx, e.a.ID, identity.NewUser{Email: "jane.doe@example.com", Name: "Jane"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.adminEnv.ts.SetPolicy(ctx, e.a.ID, json.RawMessage(`{"two_factor":{"required":"all"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		withAMR := func(claims map[string]any) string {
+			claims["amr"] = []string{"pwd", "mfa"}
+			return idp.sign(t, claims)
+		}
+		t.Run("own second factor required, none set up", func(t *testing.T) {
+			idp.set(withAMR) // asserted, but the tenant does not accept it
+			defer idp.set(nil)
+			res, body := e.oidcLogin(t, e.browser(t), "acme", "corp")
+			if res.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("mfa_unavailable")) {
+				t.Fatalf("want 403 mfa_unavailable, got %d %s", res.StatusCode, body)
+			}
+			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "failure" || !strings.HasPrefix(ev["reason"].(string), "mfa_unavailable") {
+				t.Fatalf("audit: %v", ev)
+			}
+		})
+		p, err := e.sso.GetProvider(ctx, e.a.ID, "corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := p.Config
+		cfg.AcceptIdPMFA = true
+		if _, err := e.sso.UpdateConfig(ctx, e.a.ID, "corp", cfg, true); err != nil {
+			t.Fatal(err)
+		}
+		t.Run("IdP MFA accepted but not asserted", func(t *testing.T) {
+			res, body := e.oidcLogin(t, e.browser(t), "acme", "corp")
+			if res.StatusCode != http.StatusForbidden {
+				t.Fatalf("want 403, got %d %s", res.StatusCode, body)
+			}
+		})
+		t.Run("IdP MFA accepted and asserted", func(t *testing.T) {
+			idp.set(withAMR)
+			defer idp.set(nil)
+			c := e.browser(t)
+			res, body := e.oidcLogin(t, c, "acme", "corp")
+			if res.StatusCode != 200 || !hasSession(c, e.ts.URL) {
+				t.Fatalf("want a session, got %d %s", res.StatusCode, body)
+			}
+			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "success" || !strings.Contains(ev["reason"].(string), "idp_mfa_accepted") {
+				t.Fatalf("audit: %v", ev)
+			}
+		})
+		if _, err := e.adminEnv.ts.SetPolicy(ctx, e.a.ID, json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+
+		t.Run("password sign-in off", func(t *testing.T) {
+			if err := e.sso.SetPasswordLogin(ctx, e.b.ID, false); err == nil {
+				t.Fatal("turned passwords off in a tenant without an identity provider")
+			}
+			_, tok := e.user(t, e.a.ID, "local@acme.example", "Local User")
+			e.signIn(t, "acme", "local@acme.example", tok) // works while passwords are on
+			if err := e.sso.SetPasswordLogin(ctx, e.a.ID, false); err != nil {
+				t.Fatal(err)
+			}
+			body, _ := json.Marshal(map[string]string{"tenant": "acme", "email": "local@acme.example", "password": adminPassword})
+			res, b := e.call(t, nil, "POST", "/api/v1/auth/login", string(body))
+			if res.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "password_login_disabled") {
+				t.Fatalf("password sign-in with passwords off: %d %s", res.StatusCode, b)
+			}
+			var seen bool
+			for _, r := range admAudit(t, db, e.a.ID) {
+				if r.Action == "auth.login" && strings.Contains(string(r.Details), "password_login_disabled") {
+					seen = true
+				}
+			}
+			if !seen {
+				t.Fatal("the refused password sign-in is not audited")
+			}
+			// Single sign-on still works.
+			if res, body := e.oidcLogin(t, e.browser(t), "acme", "corp"); res.StatusCode != 200 {
+				t.Fatalf("SSO with passwords off: %d %s", res.StatusCode, body)
+			}
+		})
+
+		t.Run("no open redirect", func(t *testing.T) {
+			c := e.browser(t)
+			res, err := c.Get(e.ts.URL + "/sso/acme/corp/login?return_to=//evil.example/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := readAll(t, res); res.StatusCode != 200 || bytes.Contains(b, []byte("evil.example")) {
+				t.Fatalf("return_to: %d %s", res.StatusCode, b)
+			}
+		})
+
+		t.Run("disabled provider", func(t *testing.T) {
+			if err := e.sso.SetProviderEnabled(ctx, e.a.ID, "corp", false); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.browser(t).Get(e.ts.URL + "/sso/acme/corp/login")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := readAll(t, res); res.StatusCode != 404 {
+				t.Fatalf("disabled provider: %d %s", res.StatusCode, b)
+			}
+		})
 	})
 }
