@@ -241,7 +241,53 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			fmt.Fprintf(c.stdout, "provider %s deleted\n", args[0])
 			return nil
 		}}
-	provider.AddCommand(add, list, show, setEnabled("enable", true), setEnabled("disable", false), del)
+	set := &cobra.Command{
+		Use:   "set --tenant T NAME [--jit=true|false] [--accept-idp-mfa=...] [--allow-idp-initiated=...] [--refresh-metadata]",
+		Short: "Change a provider's switches, or fetch its SAML IdP metadata again from its URL",
+		Args:  exactArgs(1, "the provider's name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needTenant(); err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			tc, err := c.openTenant(cmd)
+			if err != nil {
+				return err
+			}
+			defer tc.close()
+			p, err := tc.a.SSO.GetProvider(tc.ctx, tc.t.ID, args[0])
+			if err != nil {
+				return ssoErr(err)
+			}
+			cfg := p.Config
+			for flag, dst := range map[string]*bool{"jit": &cfg.JIT, "accept-idp-mfa": &cfg.AcceptIdPMFA, "allow-idp-initiated": &cfg.AllowIdPInitiated, "userinfo": &cfg.Userinfo} {
+				if f.Changed(flag) {
+					*dst, _ = f.GetBool(flag)
+				}
+			}
+			allowHTTP, _ := f.GetBool("allow-http")
+			if refresh, _ := f.GetBool("refresh-metadata"); refresh {
+				if p.Kind != sso.KindSAML || cfg.IdPMetadataURL == "" {
+					return usageError{errors.New("--refresh-metadata needs a SAML provider added with --idp-metadata-url")}
+				}
+				if cfg.IdPMetadata, err = tc.a.SSO.FetchMetadata(tc.ctx, cfg.IdPMetadataURL, allowHTTP); err != nil {
+					return ssoErr(fmt.Errorf("--refresh-metadata: %w", err))
+				}
+			}
+			if p, err = tc.a.SSO.UpdateConfig(tc.ctx, tc.t.ID, args[0], cfg, sso.AllowHTTP(allowHTTP)); err != nil {
+				return ssoErr(err)
+			}
+			return printProvider(c, tc.t.Slug, p, asJSON)
+		},
+	}
+	sf := set.Flags()
+	sf.Bool("jit", false, "create the account of an unknown person at first sign-in")
+	sf.Bool("accept-idp-mfa", false, "accept the IdP's multi-factor authentication instead of the tenant's own second factor")
+	sf.Bool("allow-idp-initiated", false, "saml: accept IdP-initiated sign-in")
+	sf.Bool("userinfo", false, "oidc: also read the userinfo endpoint")
+	sf.Bool("refresh-metadata", false, "saml: fetch the IdP metadata again from its URL")
+	sf.Bool("allow-http", false, "accept http:// URLs (development and tests only)")
+	provider.AddCommand(add, list, show, set, setEnabled("enable", true), setEnabled("disable", false), del)
 
 	rule := &cobra.Command{Use: "rule", Short: "Map identity provider claims or attributes to relais groups and roles"}
 	ruleAdd := &cobra.Command{

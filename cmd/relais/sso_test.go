@@ -80,6 +80,11 @@ func TestSSOCommands(t *testing.T) {
 	if len(ps) != 2 || ps[0]["has_client_secret"] != nil || ps[1]["has_client_secret"] != true {
 		t.Fatalf("providers: %v", ps)
 	}
+	set := decode[map[string]any](t, ok(t, dir, env, "", "sso", "provider", "set", "--tenant", "acme", "corp", "--accept-idp-mfa", "--jit=false", "--json"))
+	if cfg := set["provider"].(map[string]any)["config"].(map[string]any); cfg["accept_idp_mfa"] != true || cfg["jit"] != false {
+		t.Fatalf("provider set: %v", set)
+	}
+	fails(t, dir, env, "", 2, []string{"--refresh-metadata needs a SAML provider"}, "sso", "provider", "set", "--tenant", "acme", "adfs", "--refresh-metadata")
 	ok(t, dir, env, "", "sso", "password-login", "off", "--tenant", "acme")
 	ok(t, dir, env, "", "sso", "provider", "disable", "--tenant", "acme", "adfs")
 

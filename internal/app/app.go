@@ -111,7 +111,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Keyring = tenants.NewKeyring(db, master, 0)
 	a.Access = &access.Service{DB: db}
 	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: access.Source{S: a.Access}, Issuer: "Relais"}
-	a.SSO = &sso.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Identity: a.Identity}
+	a.SSO = &sso.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Identity: a.Identity, Access: a.Access}
 	a.Identity.PasswordLogin = a.SSO.PasswordLogin
 	switch {
 	case cfg.Auth.BreachCorpusDir != "":

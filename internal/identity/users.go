@@ -151,16 +151,17 @@ func (s *Service) CreateUser(ctx context.Context, tenantID string, nu NewUser) (
 				return fmt.Errorf("enrolment token: %w", err)
 			}
 		}
-		pw := "set"
+		// What the audit says about the first password (never the value).
+		pwState := "set"
 		switch {
 		case hash == "" && enrol != "":
-			pw = "enrolment link"
+			pwState = "enrolment link" // #nosec G101 -- a description, not a credential
 		case hash == "":
-			pw = "none (identity provider)"
+			pwState = "none (identity provider)"
 		}
 		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "user.create", ObjectType: "user", ObjectID: u.ID,
 			Changes: []audit.Change{{Field: "email", Personal: true}, {Field: "name", Personal: true}, {Field: "status", After: StatusActive},
-				{Field: "source", After: nu.Source}, {Field: "password", After: pw}}})
+				{Field: "source", After: nu.Source}, {Field: "password", After: pwState}}})
 		return err
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/store"
@@ -58,6 +59,10 @@ func recordLogin(ctx context.Context, tx *store.Tx, p Provider, subject string, 
 		"source_port": c.Port}
 	if m != nil {
 		details["groups"], details["roles"] = nonNil(m.groupNames), nonNil(m.roleNames)
+		if len(m.newAdmin) > 0 {
+			// ACC-4: an administrative right arrived through the mapping.
+			details["alert"], details["permissions"] = "admin_grant", m.newAdmin
+		}
 	}
 	_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAuth, Action: "sso.login", ObjectType: "user", ObjectID: userID,
 		Actor: audit.Actor{Type: audit.ActorUser, ID: userID}, IP: c.IP, UserAgent: c.UserAgent, Details: details})
@@ -153,6 +158,12 @@ func (a *attempt) finish(ctx context.Context, returnTo string) (Result, error) {
 		return Result{}, a.refuse(ctx, "user_disabled")
 	}
 	var m mapped
+	var before access.Set
+	if s.Access != nil {
+		if before, err = s.Access.UserPermissions(ctx, a.t.ID, userID); err != nil {
+			return Result{}, err
+		}
+	}
 	now := s.now()
 	err = s.DB.Tenant(a.t.ID).Tx(ctx, func(tx *store.Tx) error {
 		rules, err := listRules(ctx, tx, p.ID)
@@ -168,6 +179,15 @@ func (a *attempt) finish(ctx context.Context, returnTo string) (Result, error) {
 	})
 	if err != nil {
 		return Result{}, err
+	}
+	if s.Access != nil {
+		after, err := s.Access.UserPermissions(ctx, a.t.ID, userID)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, perm := range before.Missing(after.Administrative()) {
+			m.newAdmin = append(m.newAdmin, string(perm))
+		}
 	}
 	method := map[string]string{KindOIDC: identity.MethodOIDC, KindSAML: identity.MethodSAML}[p.Kind]
 	mfaOK := a.idpMFA && p.Config.AcceptIdPMFA

@@ -167,6 +167,9 @@ func (r Rule) matches(c Claims) bool {
 type mapped struct {
 	groups, roles         map[string]string // id -> name
 	groupNames, roleNames []string
+	// newAdmin: administrative permissions the user holds after this
+	// sign-in's mapping and did not hold before (ACC-4 alert).
+	newAdmin []string
 }
 
 func evaluate(rules []Rule, c Claims) mapped {

@@ -476,3 +476,36 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// PublicProvider is what the sign-in page may show of a provider.
+type PublicProvider struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	LoginURL string `json:"login_url"`
+}
+
+// SignInOptions lists a tenant's enabled providers for the sign-in page,
+// and whether passwords are accepted. An unknown or disabled tenant gets
+// an empty list and passwords on, like any other, so that the answer does
+// not tell which tenants exist.
+func (s *Service) SignInOptions(ctx context.Context, tenantRef string) ([]PublicProvider, bool, error) {
+	out := []PublicProvider{}
+	t, err := s.tenant(ctx, tenantRef)
+	if errors.Is(err, ErrNotFound) {
+		return out, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	ps, err := s.ListProviders(ctx, t.ID)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, p := range ps {
+		if p.Enabled {
+			out = append(out, PublicProvider{Name: p.Name, Kind: p.Kind, LoginURL: "/sso/" + url.PathEscape(t.Slug) + "/" + url.PathEscape(p.Name) + "/login"})
+		}
+	}
+	pw, err := s.PasswordLogin(ctx, t.ID)
+	return out, pw, err
+}

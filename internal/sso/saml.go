@@ -79,7 +79,7 @@ func (s *Service) serviceProvider(ctx context.Context, t tenants.Tenant, p Provi
 		RejectUnknownConditions:          true,
 		RequireSignedResponseForCBC:      true,
 		Clock:                            dsig.NewFakeClockAt(s.now()),
-		ReplayCache:                      &replayCache{ctx: ctx, db: s.DB, tenantID: t.ID, providerID: p.ID},
+		ReplayCache:                      &replayCache{ctx: ctx, db: s.DB, tenantID: t.ID, providerID: p.ID, now: s.now()},
 	}, nil
 }
 
@@ -132,6 +132,7 @@ type replayCache struct {
 	ctx                  context.Context
 	db                   *store.DB
 	tenantID, providerID string
+	now                  time.Time
 }
 
 func (r *replayCache) Consume(id string, expiresAt time.Time) error {
@@ -139,7 +140,7 @@ func (r *replayCache) Consume(id string, expiresAt time.Time) error {
 		return errors.New("assertion id missing or too long")
 	}
 	return r.db.Tenant(r.tenantID).Tx(r.ctx, func(tx *store.Tx) error {
-		if _, err := tx.Exec(r.ctx, `DELETE FROM sso_replay WHERE tenant_id = $1 AND expires_at < $2`, micros(time.Now().Add(-24*time.Hour))); err != nil {
+		if _, err := tx.Exec(r.ctx, `DELETE FROM sso_replay WHERE tenant_id = $1 AND expires_at < $2`, micros(r.now.Add(-24*time.Hour))); err != nil {
 			return err
 		}
 		res, err := tx.Exec(r.ctx, `INSERT INTO sso_replay (tenant_id, provider_id, assertion_id, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,

@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -78,6 +79,9 @@ type Service struct {
 	Tenants  *tenants.Service
 	Keyring  *tenants.Keyring
 	Identity *identity.Service
+	// Access, when set, lets a sign-in whose mapping gives an
+	// administrative permission carry the ACC-4 alert.
+	Access *access.Service
 	// HTTPClient reaches identity providers (discovery, token endpoint,
 	// metadata). Nil: a client with a 10-second timeout.
 	HTTPClient *http.Client

@@ -25,6 +25,7 @@ const ssoACSPattern = "POST /sso/{tenant}/{provider}/saml/acs"
 // are how a browser gets a session.
 func (s *Server) ssoRoutes() []Route {
 	return []Route{
+		{"GET /sso/{tenant}", PermPublic, s.ssoOptions},
 		{"GET /sso/{tenant}/{provider}/login", PermPublic, s.ssoBegin},
 		{"GET /sso/{tenant}/{provider}/oidc/callback", PermPublic, s.ssoOIDCCallback},
 		{ssoACSPattern, PermPublic, s.ssoSAMLACS},
@@ -75,6 +76,7 @@ func setFlowCookie(w http.ResponseWriter, st sso.Start) {
 		// The SAML response arrives as a cross-site POST.
 		ss = http.SameSiteNoneMode
 	}
+	// #nosec G124 -- Secure and HttpOnly; SameSite is Lax, or None for SAML's cross-site POST (the cookie only binds the flow to this browser)
 	http.SetCookie(w, &http.Cookie{Name: FlowCookie, Value: st.FlowSecret, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: ss, MaxAge: int(sso.FlowTTL / time.Second)})
 }
@@ -88,6 +90,20 @@ func flowCookie(r *http.Request) string {
 		return c.Value
 	}
 	return ""
+}
+
+// ssoOptions tells the sign-in page which providers a tenant offers and
+// whether passwords are accepted.
+func (s *Server) ssoOptions(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	ps, pw, err := s.opts.SSO.SignInOptions(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": ps, "password_login": pw})
 }
 
 func (s *Server) ssoBegin(w http.ResponseWriter, r *http.Request) {

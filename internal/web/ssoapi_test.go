@@ -38,7 +38,7 @@ type ssoEnv struct {
 func newSSOEnv(t *testing.T, db *store.DB) *ssoEnv {
 	t.Helper()
 	e := newAdminEnv(t, db)
-	svc := &sso.Service{DB: db, Tenants: e.ts, Keyring: e.id.Keyring, Identity: e.id}
+	svc := &sso.Service{DB: db, Tenants: e.ts, Keyring: e.id.Keyring, Identity: e.id, Access: e.acc}
 	e.id.PasswordLogin = svc.PasswordLogin
 	srv := New(Options{DB: db, Tenants: e.ts, Identity: e.id, Access: e.acc, SSO: svc, MaxBodyBytes: 64 << 10, Version: "test"})
 	e.srv = srv
@@ -539,6 +539,20 @@ func TestSSOPolicies(t *testing.T) {
 			}
 			if !seen {
 				t.Fatal("the refused password sign-in is not audited")
+			}
+			// The sign-in page learns what to offer; an unknown tenant
+			// looks like any other.
+			for slug, want := range map[string]string{
+				"acme":    `{"password_login":false,"providers":[{"name":"corp","kind":"oidc","login_url":"/sso/acme/corp/login"}]}`,
+				"nowhere": `{"password_login":true,"providers":[]}`,
+			} {
+				res, err := e.browser(t).Get(e.ts.URL + "/sso/" + slug)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b := readAll(t, res); res.StatusCode != 200 || strings.TrimSpace(string(b)) != want {
+					t.Fatalf("sign-in options of %s: %d %s", slug, res.StatusCode, b)
+				}
 			}
 			// Single sign-on still works.
 			if res, body := e.oidcLogin(t, e.browser(t), "acme", "corp"); res.StatusCode != 200 {

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"fmt"
 	"html"
 	"io"
 	"log"
@@ -209,7 +210,10 @@ func TestSAMLSignIn(t *testing.T) {
 		ctx := context.Background()
 		idp := startSAMLIdP(t)
 		e.addSAML(t, e.a.ID, "acme", "corp", idp, sso.Config{JIT: true})
-		if _, err := e.sso.AddRule(ctx, e.a.ID, sso.NewRule{Provider: "corp", Claim: "eduPersonAffiliation", Value: "admins", Role: "manager"}); err != nil {
+		if _, err := e.sso.AddRule(ctx, e.a.ID, sso.NewRule{Provider: "corp", Claim: "eduPersonAffiliation", Value: "staff", Role: "manager"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.sso.AddRule(ctx, e.a.ID, sso.NewRule{Provider: "corp", Claim: "urn:oid:1.3.6.1.4.1.5923.1.1.1.1", Value: "admins", Role: "admin"}); err != nil {
 			t.Fatal(err)
 		}
 		c := e.browser(t)
@@ -226,8 +230,20 @@ func TestSAMLSignIn(t *testing.T) {
 			t.Fatalf("me: %d %s", res.StatusCode, b)
 		}
 		ev := lastSSOLogin(t, db, e.a.ID)
-		if ev["outcome"] != "success" || ev["subject"] != "alice@acme.example" || !equalJSON(ev["roles"], []string{"manager"}) {
+		// Attributes match by Name or FriendlyName; an administrative
+		// right given by the mapping carries the ACC-4 alert.
+		if ev["outcome"] != "success" || ev["subject"] != "alice@acme.example" || !equalJSON(ev["roles"], []string{"admin", "manager"}) ||
+			ev["alert"] != "admin_grant" || !strings.Contains(fmt.Sprint(ev["permissions"]), "users:admin") {
 			t.Fatalf("audit: %v", ev)
+		}
+		// The next sign-in gives nothing new: no alert.
+		c2 := e.browser(t)
+		action, f = e.samlStart(t, c2, "acme", "corp")
+		if res, body := postACS(t, c2, action, f); res.StatusCode != 200 {
+			t.Fatalf("second sign-in: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); ev["alert"] != nil {
+			t.Fatalf("second sign-in alert: %v", ev)
 		}
 
 		// IdP-initiated: off by default.
