@@ -40,8 +40,9 @@ func TestSSOCommands(t *testing.T) {
 		"--issuer", "https://login.example.com", "--client-id", "relais", "--algorithms", "none")
 	fails(t, dir, env, "", 1, []string{"add and enable an identity provider"}, "sso", "password-login", "off", "--tenant", "acme")
 
+	// The issuer is a closed local port: discovery fails at once.
 	r := ok(t, dir, env, "client-secret-value\n", "sso", "provider", "add", "--tenant", "acme", "--name", "corp", "--kind", "oidc",
-		"--base-url", "https://relais.example", "--issuer", "https://login.example.com", "--client-id", "relais", "--client-secret-stdin", "--jit", "--json")
+		"--base-url", "https://relais.example", "--issuer", "https://127.0.0.1:9", "--client-id", "relais", "--client-secret-stdin", "--jit", "--json")
 	var added map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &added); err != nil || added["redirect_uri"] != "https://relais.example/sso/acme/corp/oidc/callback" {
 		t.Fatalf("provider add: %v %s", err, r.stdout)
@@ -146,6 +147,16 @@ func TestSSOCommands(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 404 {
 		t.Fatalf("sign-in with a disabled provider: %d", res.StatusCode)
+	}
+	// The OIDC provider's issuer does not exist here: a clear 502.
+	res, err = hc.Get(base + "/sso/acme/corp/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "sso_idp_unavailable") {
+		t.Fatalf("unreachable IdP: %d %s", res.StatusCode, body)
 	}
 	ok(t, dir, env, "", "sso", "scim-token", "revoke", "--tenant", "acme", tok["id"].(string))
 	if code, _ := scim("GET", "/scim/v2/Users", ""); code != 401 {

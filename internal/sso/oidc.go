@@ -40,7 +40,7 @@ func (s *Service) oidcProvider(ctx context.Context, issuer string) (*oidc.Provid
 	pctx := oidc.ClientContext(context.WithoutCancel(ctx), s.httpClient())
 	p, err := oidc.NewProvider(pctx, issuer)
 	if err != nil {
-		return nil, fmt.Errorf("OIDC discovery of %s: %w", issuer, err)
+		return nil, fmt.Errorf("%w: OIDC discovery of %s: %w", ErrUnavailable, issuer, err)
 	}
 	s.mu.Lock()
 	if s.discovery == nil {

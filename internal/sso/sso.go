@@ -57,6 +57,9 @@ var (
 	// signature, wrong audience, replay, wrong state...). The reason is in
 	// the audit trail, not in the error shown to the browser.
 	ErrRefused = errors.New("sso: sign-in refused")
+	// ErrUnavailable: the identity provider could not be reached (OIDC
+	// discovery), so a sign-in cannot start.
+	ErrUnavailable = errors.New("sso: identity provider unavailable")
 	// ErrNotProvisioned: the IdP vouched for a person who has no account
 	// here, and just-in-time provisioning is off.
 	ErrNotProvisioned = errors.New("sso: no account for this person and provisioning is off")

@@ -73,14 +73,14 @@ func scimFail(w http.ResponseWriter, status int, scimType, detail string) {
 // request's context; the audit actor is the token.
 func (s *Server) scimAuth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.SSO == nil {
-			scimFail(w, http.StatusNotFound, "", "SCIM is not configured on this server.")
-			return
-		}
 		tok, ok := bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="relais-scim"`)
 			scimFail(w, http.StatusUnauthorized, "", "Send the tenant's SCIM token: Authorization: Bearer rst_...")
+			return
+		}
+		if s.opts.SSO == nil {
+			scimFail(w, http.StatusNotFound, "", "SCIM is not configured on this server.")
 			return
 		}
 		tenantID, tokenID, err := s.opts.SSO.AuthenticateSCIM(r.Context(), tok)

@@ -56,6 +56,10 @@ func (s *Server) ssoError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, identity.ErrMFAUnavailable):
 		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "mfa_unavailable", Title: "Second factor required",
 			Detail: "This tenant requires its own second factor and you have none set up; ask an administrator."})
+	case errors.Is(err, sso.ErrUnavailable):
+		s.log.WarnContext(r.Context(), "identity provider unavailable", "error", err)
+		problem.Write(w, r, problem.Problem{Status: http.StatusBadGateway, Code: "sso_idp_unavailable", Title: "Identity provider unavailable",
+			Detail: "The identity provider could not be reached; try again later or tell the tenant's administrator."})
 	case errors.Is(err, sso.ErrRefused):
 		problem.Write(w, r, problem.Problem{Status: http.StatusUnauthorized, Code: "sso_refused", Title: "Sign-in refused",
 			Detail: "The identity provider's answer could not be accepted; start the sign-in again."})

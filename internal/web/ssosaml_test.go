@@ -414,6 +414,20 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			defer offset.Store(0)
 			refused(t, e.browser(t), action, f, "assertion_invalid")
 		})
+		t.Run("clock skew beyond the provider's bound", func(t *testing.T) {
+			// The IdP's clock runs two minutes ahead of ours: within the
+			// library's 180 s, outside the provider's 60 s.
+			ic := e.browser(t)
+			e.samlStart(t, ic, "acme", "corp")
+			res, err := ic.Get(idp.url + "/login/open")
+			if err != nil {
+				t.Fatal(err)
+			}
+			action, f := form(t, readAll(t, res))
+			offset.Store(int64(-2 * time.Minute))
+			defer offset.Store(0)
+			refused(t, e.browser(t), action, f, "clock_skew")
+		})
 		t.Run("oversized", func(t *testing.T) {
 			action, f := e.samlStart(t, c, "acme", "corp")
 			f.Set("SAMLResponse", strings.Repeat("A", sso.MaxSAMLResponseBytes+4))
