@@ -247,7 +247,12 @@ type SCIMGroup struct {
 	Members              []string
 }
 
-// SCIMListGroups returns the tenant's groups with their members.
+// SCIM manages only the groups it created (source "scim"): a SCIM token
+// cannot put anyone in a group an administrator made, such as one that
+// holds the admin role. Which roles a SCIM group holds is decided by an
+// administrator (roles:admin, anti-escalation applies).
+
+// SCIMListGroups returns the groups SCIM created, with their members.
 func (s *Service) SCIMListGroups(ctx context.Context, tenantID, displayName string) ([]SCIMGroup, error) {
 	ext, err := s.externalIDs(ctx, tenantID, "group")
 	if err != nil {
@@ -255,7 +260,7 @@ func (s *Service) SCIMListGroups(ctx context.Context, tenantID, displayName stri
 	}
 	var out []SCIMGroup
 	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, name FROM groups WHERE tenant_id = $1 AND (name = $2 OR $2 = '') ORDER BY name`, displayName)
+		rows, err := tx.Query(ctx, `SELECT id, name FROM groups WHERE tenant_id = $1 AND source = 'scim' AND (name = $2 OR $2 = '') ORDER BY name`, displayName)
 		if err != nil {
 			return err
 		}
@@ -355,11 +360,11 @@ func (s *Service) SCIMCreateGroup(ctx context.Context, tenantID, name, externalI
 func (s *Service) SCIMChangeMembers(ctx context.Context, tenantID, groupID string, add, remove []string) error {
 	return s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM groups WHERE tenant_id = $1 AND id = $2`, groupID).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM groups WHERE tenant_id = $1 AND id = $2 AND source = 'scim'`, groupID).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("%w: group", ErrNotFound)
+			return fmt.Errorf("%w: SCIM group", ErrNotFound)
 		}
 		if err := changeMembers(ctx, tx, groupID, add, true); err != nil {
 			return err

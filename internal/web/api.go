@@ -38,6 +38,7 @@ func (s *Server) Routes() []Route {
 	routes = append(routes, s.contactRoutes()...)
 	routes = append(routes, s.campaignRoutes()...)
 	routes = append(routes, s.ssoRoutes()...)
+	routes = append(routes, s.ssoAdminRoutes()...)
 	routes = append(routes, s.scimRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }

@@ -96,6 +96,25 @@ func TestSCIMProvisioningAndDeprovisioning(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// SCIM cannot touch a group an administrator made (one holding the
+		// admin role, say), nor see it.
+		adm, err := e.acc.CreateGroup(ctx, e.a.ID, admOperator, "Admins", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.acc.AddGroupRole(ctx, e.a.ID, admOperator, adm.ID, access.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := e.scim(t, tokA, "PATCH", "/scim/v2/Groups/"+adm.ID, `{"Operations":[{"op":"add","path":"members","value":[{"value":"`+id+`"}]}]}`); code != 404 {
+			t.Fatalf("SCIM added a member to an administrator's group: %d", code)
+		}
+		if code, l := e.scim(t, tokA, "GET", "/scim/v2/Groups", ""); code != 200 || l["totalResults"] != float64(1) {
+			t.Fatalf("SCIM group list: %d %v", code, l)
+		}
+		if m, _ := e.acc.GroupMembers(ctx, e.a.ID, adm.ID); len(m) != 0 {
+			t.Fatalf("admin group members: %v", m)
+		}
+
 		// The user signs in through the tenant's OIDC provider (linked by
 		// email; no JIT needed).
 		idp := startIdP(t)

@@ -191,3 +191,205 @@ func (s *Server) ssoSAMLMetadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")
 	_, _ = w.Write(b)
 }
+
+// ssoAdminRoutes let a tenant's administrator (sso:admin) see its
+// providers and manage mapping rules, the password switch and SCIM
+// tokens. Adding a provider (which makes the server fetch an issuer or a
+// metadata URL) stays with the operator (`relais sso provider add`).
+func (s *Server) ssoAdminRoutes() []Route {
+	const perm = "sso:admin"
+	return []Route{
+		{"GET /api/v1/sso/providers", perm, s.ssoListProviders},
+		{"GET /api/v1/sso/rules", perm, s.ssoListRules},
+		{"POST /api/v1/sso/rules", perm, s.ssoAddRule},
+		{"DELETE /api/v1/sso/rules/{id}", perm, s.ssoDeleteRule},
+		{"GET /api/v1/sso/settings", perm, s.ssoGetSettings},
+		{"PUT /api/v1/sso/settings", perm, s.ssoPutSettings},
+		{"GET /api/v1/sso/scim-tokens", perm, s.ssoListSCIMTokens},
+		{"POST /api/v1/sso/scim-tokens", perm, s.ssoCreateSCIMToken},
+		{"DELETE /api/v1/sso/scim-tokens/{id}", perm, s.ssoRevokeSCIMToken},
+	}
+}
+
+func (s *Server) ssoListProviders(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	ps, err := s.opts.SSO.ListProviders(r.Context(), PrincipalFrom(r.Context()).TenantID)
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	out := make([]sso.Provider, 0, len(ps))
+	for _, p := range ps {
+		p.Config.IdPMetadata = "" // large; the operator has it
+		out = append(out, p)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": out})
+}
+
+func (s *Server) ssoListRules(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	rules, err := s.opts.SSO.ListRules(r.Context(), PrincipalFrom(r.Context()).TenantID, r.URL.Query().Get("provider"))
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	if rules == nil {
+		rules = []sso.Rule{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rules": rules})
+}
+
+// ssoAddRule adds a mapping rule. Anti-escalation (ACC-1): the caller must
+// hold every permission the rule would hand out, through the role or the
+// group's roles.
+func (s *Server) ssoAddRule(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	var in struct {
+		Provider string `json:"provider"`
+		Claim    string `json:"claim"`
+		Value    string `json:"value"`
+		Group    string `json:"group"`
+		Role     string `json:"role"`
+	}
+	if p := problem.DecodeJSON(w, r, &in, 8<<10); p != nil {
+		problem.Write(w, r, *p)
+		return
+	}
+	p := PrincipalFrom(r.Context())
+	ctx := r.Context()
+	var roles []string
+	if in.Role != "" {
+		roles = append(roles, in.Role)
+	}
+	if in.Group != "" && s.opts.Access != nil {
+		g, err := s.opts.Access.GetGroup(ctx, p.TenantID, in.Group)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		for _, rr := range g.Roles {
+			roles = append(roles, rr.ID)
+		}
+	}
+	for _, ref := range roles {
+		if s.opts.Access == nil {
+			break
+		}
+		role, err := s.opts.Access.GetRole(ctx, p.TenantID, ref)
+		if err != nil {
+			s.adminError(w, r, err)
+			return
+		}
+		for _, perm := range role.Permissions {
+			if !p.Has(string(perm)) {
+				s.recordDenied(ctx, p, string(perm), r)
+				problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: problem.CodeForbidden, Title: "Forbidden",
+					Detail: "This rule would hand out " + string(perm) + ", which you do not hold."})
+				return
+			}
+		}
+	}
+	rule, err := s.opts.SSO.AddRule(ctx, p.TenantID, sso.NewRule{Provider: in.Provider, Claim: in.Claim, Value: in.Value, Group: in.Group, Role: in.Role})
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rule)
+}
+
+func (s *Server) ssoDeleteRule(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	if err := s.opts.SSO.DeleteRule(r.Context(), PrincipalFrom(r.Context()).TenantID, r.PathValue("id")); err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) ssoGetSettings(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	pw, err := s.opts.SSO.PasswordLogin(r.Context(), PrincipalFrom(r.Context()).TenantID)
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"password_login": pw})
+}
+
+func (s *Server) ssoPutSettings(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	var in struct {
+		PasswordLogin *bool `json:"password_login"`
+	}
+	if p := problem.DecodeJSON(w, r, &in, 1<<10); p != nil {
+		problem.Write(w, r, *p)
+		return
+	}
+	if in.PasswordLogin == nil {
+		problem.Write(w, r, problem.Problem{Status: http.StatusUnprocessableEntity, Code: problem.CodeValidation, Title: "Invalid input",
+			Detail: "password_login (true or false) is required.", Errors: []problem.FieldError{{Field: "password_login", Message: "is required"}}})
+		return
+	}
+	if err := s.opts.SSO.SetPasswordLogin(r.Context(), PrincipalFrom(r.Context()).TenantID, *in.PasswordLogin); err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"password_login": *in.PasswordLogin})
+}
+
+func (s *Server) ssoListSCIMTokens(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	toks, err := s.opts.SSO.ListSCIMTokens(r.Context(), PrincipalFrom(r.Context()).TenantID)
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	if toks == nil {
+		toks = []sso.SCIMToken{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": toks})
+}
+
+func (s *Server) ssoCreateSCIMToken(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if p := problem.DecodeJSON(w, r, &in, 1<<10); p != nil {
+		problem.Write(w, r, *p)
+		return
+	}
+	tok, secret, err := s.opts.SSO.CreateSCIMToken(r.Context(), PrincipalFrom(r.Context()).TenantID, in.Name)
+	if err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": tok.ID, "name": tok.Name, "token": secret, "endpoint": "/scim/v2"})
+}
+
+func (s *Server) ssoRevokeSCIMToken(w http.ResponseWriter, r *http.Request) {
+	if s.ssoUnavailable(w, r) {
+		return
+	}
+	if err := s.opts.SSO.RevokeSCIMToken(r.Context(), PrincipalFrom(r.Context()).TenantID, r.PathValue("id")); err != nil {
+		s.ssoError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -585,3 +585,72 @@ func TestSSOPolicies(t *testing.T) {
 		})
 	})
 }
+
+// TestSSOAdminAPI: a tenant administrator with sso:admin manages mapping
+// rules (never handing out a permission it lacks), the password switch
+// and SCIM tokens; each change is audited with the user as actor.
+func TestSSOAdminAPI(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := newSSOEnv(t, db)
+		ctx := context.Background()
+		idp := startIdP(t)
+		e.addOIDC(t, e.a.ID, "corp", idp, sso.Config{})
+		e.role(t, e.a.ID, "SSO admins", access.SSOAdmin, access.ContactsRead)
+		e.role(t, e.a.ID, "Readers", access.ContactsRead)
+		admins, err := e.acc.CreateGroup(ctx, e.a.ID, admOperator, "Admins", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.acc.AddGroupRole(ctx, e.a.ID, admOperator, admins.ID, access.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+		u, tok := e.user(t, e.a.ID, "sso-admin@acme.example", "SSO Admin", "SSO admins")
+		sess := e.signIn(t, "acme", u.Email, tok)
+
+		for _, tc := range []struct {
+			body string
+			want int
+		}{
+			{`{"provider":"corp","claim":"groups","value":"x","role":"admin"}`, 403},
+			{`{"provider":"corp","claim":"groups","value":"x","group":"Admins"}`, 403},
+			{`{"provider":"corp","claim":"groups","value":"readers","role":"Readers"}`, 201},
+			{`{"provider":"nope","claim":"groups","value":"x","role":"Readers"}`, 404},
+			{`{"provider":"corp","claim":"","value":"x","role":"Readers"}`, 422},
+		} {
+			if res, b := e.call(t, sess, "POST", "/api/v1/sso/rules", tc.body); res.StatusCode != tc.want {
+				t.Errorf("POST rule %s: %d %s, want %d", tc.body, res.StatusCode, b, tc.want)
+			}
+		}
+		res, b := e.call(t, sess, "GET", "/api/v1/sso/rules", "")
+		if res.StatusCode != 200 || strings.Count(string(b), `"claim"`) != 1 || !strings.Contains(string(b), `"role":"Readers"`) {
+			t.Fatalf("rules: %d %s", res.StatusCode, b)
+		}
+		if res, b := e.call(t, sess, "PUT", "/api/v1/sso/settings", `{"password_login":false}`); res.StatusCode != 200 {
+			t.Fatalf("settings: %d %s", res.StatusCode, b)
+		}
+		if ok, _ := e.sso.PasswordLogin(ctx, e.a.ID); ok {
+			t.Fatal("password sign-in still on")
+		}
+		res, b = e.call(t, sess, "POST", "/api/v1/sso/scim-tokens", `{"name":"okta"}`)
+		var created struct{ Token string }
+		if res.StatusCode != 201 || json.Unmarshal(b, &created) != nil || !strings.HasPrefix(created.Token, "rst_") {
+			t.Fatalf("SCIM token: %d %s", res.StatusCode, b)
+		}
+		if code, _ := e.scim(t, created.Token, "GET", "/scim/v2/Users", ""); code != 200 {
+			t.Fatalf("SCIM with the new token: %d", code)
+		}
+		var byUser int
+		for _, r := range admAudit(t, db, e.a.ID) {
+			if (r.Action == "sso.rule.create" || r.Action == "sso.settings.update" || r.Action == "scim.token.create") && r.ActorID == u.ID {
+				byUser++
+			}
+		}
+		if byUser != 3 {
+			t.Fatalf("%d changes audited with the user as actor, want 3", byUser)
+		}
+		// The provider list does not carry the IdP metadata or secrets.
+		if res, b := e.call(t, sess, "GET", "/api/v1/sso/providers", ""); res.StatusCode != 200 || strings.Contains(string(b), idp.ClientSecret) {
+			t.Fatalf("providers: %d %s", res.StatusCode, b)
+		}
+	})
+}
