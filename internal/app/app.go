@@ -35,6 +35,7 @@ import (
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
+	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -69,6 +70,9 @@ type App struct {
 	// SFTP is the SFTP file exchange: accounts, /inbox imports, /outbox
 	// deliveries (Deliver).
 	SFTP *sftpd.Service
+	// SSO signs users in through the tenants' identity providers (OIDC,
+	// SAML) and serves SCIM provisioning.
+	SSO *sso.Service
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -115,6 +119,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Keyring = tenants.NewKeyring(db, master, 0)
 	a.Access = &access.Service{DB: db}
 	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: access.Source{S: a.Access}, Issuer: "Relais"}
+	a.SSO = &sso.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Identity: a.Identity, Access: a.Access}
+	a.Identity.PasswordLogin = a.SSO.PasswordLogin
 	switch {
 	case cfg.Auth.BreachCorpusDir != "":
 		a.Identity.Breach = password.DirRangeChecker{Dir: cfg.Auth.BreachCorpusDir}
@@ -249,7 +255,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	a.Router.Wake = engine.Wake
 	srv := web.New(web.Options{
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
-		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
+		Identity: a.Identity, Access: a.Access, SSO: a.SSO, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
 		Campaigns: a.Campaigns, Templates: a.Templates, SFTP: a.SFTP,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxImportBytes: cfg.HTTP.MaxImportBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),

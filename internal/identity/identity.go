@@ -102,6 +102,9 @@ type Service struct {
 	Perms   PermissionSource
 	Breach  password.BreachChecker // nil: no breach check
 	Mailer  Mailer                 // nil: email codes unavailable
+	// PasswordLogin, when set, reports whether the tenant still accepts
+	// local passwords (single sign-on may turn them off: internal/sso).
+	PasswordLogin func(ctx context.Context, tenantID string) (bool, error)
 	// Issuer is the TOTP issuer shown in authenticator apps.
 	Issuer string
 	Now    func() time.Time

@@ -150,6 +150,17 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 		_ = s.recordIn(ctx, t.ID, action, outcomeFailure, "ip_not_allowed", MethodPassword, req.Email, "", req.Client)
 		return LoginResult{}, ErrIPNotAllowed
 	}
+	if s.PasswordLogin != nil {
+		ok, err := s.PasswordLogin(ctx, t.ID)
+		if err != nil {
+			return LoginResult{}, err
+		}
+		if !ok {
+			password.DummyVerify(dummy)
+			_ = s.recordIn(ctx, t.ID, action, outcomeFailure, "password_login_disabled", MethodPassword, req.Email, "", req.Client)
+			return LoginResult{}, ErrPasswordLoginDisabled
+		}
+	}
 	params := hashParams(pol.Password)
 	now := s.now()
 	c, err := s.Keyring.Crypto(ctx, t.ID)

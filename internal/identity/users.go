@@ -142,16 +142,26 @@ func (s *Service) CreateUser(ctx context.Context, tenantID string, nu NewUser) (
 				u.ID, hash, micros(now)); err != nil {
 				return fmt.Errorf("password history: %w", err)
 			}
-		} else {
+		} else if nu.Source == "local" {
+			// Users from an identity provider (oidc, saml, scim) sign in
+			// there: no enrolment link that would let them set a password.
 			enrol = newSecret(prefixEnrol, tenantID)
 			if _, err := tx.Exec(ctx, `INSERT INTO user_tokens (token_hash, tenant_id, user_id, purpose, expires_at) VALUES ($2, $1, $3, 'enrol', $4)`,
 				hashSecret(enrol), u.ID, micros(now.Add(EnrolmentTTL))); err != nil {
 				return fmt.Errorf("enrolment token: %w", err)
 			}
 		}
+		// What the audit says about the first password (never the value).
+		pwState := "set"
+		switch {
+		case hash == "" && enrol != "":
+			pwState = "enrolment link" // #nosec G101 -- a description, not a credential
+		case hash == "":
+			pwState = "none (identity provider)"
+		}
 		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "user.create", ObjectType: "user", ObjectID: u.ID,
 			Changes: []audit.Change{{Field: "email", Personal: true}, {Field: "name", Personal: true}, {Field: "status", After: StatusActive},
-				{Field: "source", After: nu.Source}, {Field: "password", After: map[bool]string{true: "set", false: "enrolment link"}[hash != ""]}}})
+				{Field: "source", After: nu.Source}, {Field: "password", After: pwState}}})
 		return err
 	})
 	if err != nil {

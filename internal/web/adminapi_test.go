@@ -253,6 +253,10 @@ func TestAdminRoutesDenyWithoutTheirPermission(t *testing.T) {
 			res, body := e.call(t, nil, method, path, `{}`)
 			if strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/oauth2/") {
 				admWant(t, rt.Pattern+" without credentials", res, body, 401, problem.CodeUnauthorized)
+			} else if strings.HasPrefix(path, "/scim/") {
+				if res.StatusCode != 401 || !strings.Contains(string(body), "urn:ietf:params:scim:api:messages:2.0:Error") {
+					t.Errorf("SCIM %s without credentials: %d %s", rt.Pattern, res.StatusCode, body)
+				}
 			} else if res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
 				t.Errorf("page %s without credentials: %d %q", rt.Pattern, res.StatusCode, res.Header.Get("Location"))
 			}

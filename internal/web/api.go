@@ -38,6 +38,9 @@ func (s *Server) Routes() []Route {
 	routes = append(routes, s.contactRoutes()...)
 	routes = append(routes, s.campaignRoutes()...)
 	routes = append(routes, s.sftpRoutes()...)
+	routes = append(routes, s.ssoRoutes()...)
+	routes = append(routes, s.ssoAdminRoutes()...)
+	routes = append(routes, s.scimRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 
@@ -80,6 +83,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 		case PermPublic:
 		case PermOperator:
 			h = s.operator(h)
+		case PermSCIM:
+			h = s.scimAuth(h)
 		default:
 			if isPage(rt.Pattern) {
 				h = s.requirePage(rt.Permission, h)

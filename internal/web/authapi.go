@@ -37,6 +37,9 @@ func (s *Server) identityError(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, identity.ErrInvalidCredentials):
 		problem.Write(w, r, problem.Problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Title: "Sign-in failed",
 			Detail: "The tenant, email or password is wrong."})
+	case errors.Is(err, identity.ErrPasswordLoginDisabled):
+		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "password_login_disabled", Title: "Use single sign-on",
+			Detail: "This tenant signs its users in through its identity provider; passwords are not accepted."})
 	case errors.Is(err, identity.ErrLocked):
 		problem.Write(w, r, problem.Problem{Status: http.StatusLocked, Code: "account_locked", Title: "Account locked",
 			Detail: "Too many failed attempts: the account is locked for a while, or until an administrator unlocks it."})

@@ -27,6 +27,7 @@ import (
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
+	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -62,6 +63,9 @@ type Options struct {
 	Templates *templates.Service
 	// SFTP serves the SFTP accounts API (nil: not mounted).
 	SFTP *sftpd.Service
+	// SSO serves single sign-on (OIDC, SAML) and SCIM provisioning; nil
+	// turns those endpoints off.
+	SSO *sso.Service
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body, except contact imports,
@@ -135,6 +139,9 @@ func New(opts Options) *Server {
 	// AUTH-2: cross-origin state-changing browser requests are refused
 	// (Sec-Fetch-Site / Origin), before any handler runs.
 	cop := http.NewCrossOriginProtection()
+	// The SAML ACS receives the IdP's cross-site POST by design; the
+	// signed response and the flow cookie protect it.
+	cop.AddInsecureBypassPattern(ssoACSPattern)
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "cross_origin_refused", Title: "Cross-origin request refused",
 			Detail: "State-changing requests must come from this site."})
