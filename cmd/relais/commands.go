@@ -126,6 +126,7 @@ gracefully: in-flight requests finish first.`,
 			cfg, err := c.load(cmd, map[string]string{
 				"listen": "listen", "metrics-listen": "metrics_listen", "redirect-listen": "redirect_listen",
 				"tls-cert": "tls.cert", "tls-key": "tls.key",
+				"acme-domain": "tls.acme_domains", "acme-email": "tls.acme_email", "acme-directory": "tls.acme_directory",
 			})
 			if err != nil {
 				return err
@@ -150,6 +151,9 @@ gracefully: in-flight requests finish first.`,
 	f.String("redirect-listen", "", "optional plain-HTTP address that only redirects to HTTPS (e.g. :80)")
 	f.String("tls-cert", "", "TLS certificate chain (PEM); omit with --tls-key for a self-signed certificate")
 	f.String("tls-key", "", "TLS private key (PEM)")
+	f.String("acme-domain", "", "obtain and renew the certificate from an ACME CA for these names (comma-separated; the CA must reach this server on port 443)")
+	f.String("acme-email", "", "contact address of the ACME account")
+	f.String("acme-directory", "", "ACME directory URL (default Let's Encrypt)")
 	return cmd
 }
 

@@ -10,64 +10,28 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/testkit/pebbletest"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 	"github.com/relais-dev/relais/internal/web/acme"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
 )
 
-// pebble is a real ACME CA (Let's Encrypt's test server) running in this
-// process on loopback. Its validation authority really connects to the
-// HTTPS listener given as tlsPort for the tls-alpn-01 challenge, resolving
-// "localhost" with the system resolver.
-type pebble struct {
-	dir    string
-	client *http.Client
-	roots  *x509.CertPool
-}
-
 const validity = 45 * 24 * time.Hour // a short-lived public certificate
+
+type pebble = pebbletest.Server
 
 func startPebble(t *testing.T, tlsPort int) *pebble {
 	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	logger := log.New(io.Discard, "", 0)
-	if testing.Verbose() {
-		logger = log.New(&testWriter{t}, "pebble ", 0)
-	}
-	mem := db.NewMemoryStore()
-	authority := ca.New(logger, mem, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: uint64(validity / time.Second)},
-	})
-	vaImpl := va.New(logger, 0, tlsPort, false, "", mem)
-	front := wfe.New(logger, mem, vaImpl, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	srv := httptest.NewUnstartedServer(front.Handler())
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(authority.GetRootCert(0).Cert)
-	return &pebble{dir: srv.URL + wfe.DirectoryPath, client: srv.Client(), roots: roots}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return pebbletest.Start(t, tlsPort, validity)
 }
 
 type node struct {
@@ -78,8 +42,8 @@ type node struct {
 func newNode(t *testing.T, st *store.DB, mk keys.MasterKey, p *pebble, name string, now func() time.Time) node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := acme.New(acme.Options{Domains: []string{"localhost"}, DirectoryURL: p.dir, DB: st, Master: mk,
-		HTTPClient: p.client, Node: name, Now: now, Registerer: reg, Email: "ops@example.com"})
+	m, err := acme.New(acme.Options{Domains: []string{"localhost"}, DirectoryURL: p.DirectoryURL, DB: st, Master: mk,
+		HTTPClient: p.Client, Node: name, Now: now, Registerer: reg, Email: "ops@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +130,7 @@ func TestObtainServeRenew(t *testing.T) {
 	if a.m.Issued() != 1 {
 		t.Fatalf("issued %d certificates, want 1", a.m.Issued())
 	}
-	first := served(t, addr, p.roots)
+	first := served(t, addr, p.Roots)
 	pub, ok := first.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {
 		t.Fatalf("served key %T, want ECDSA P-256", first.PublicKey)
@@ -193,7 +157,7 @@ func TestObtainServeRenew(t *testing.T) {
 
 	// A client that cannot do ECDSA (TLS 1.2, RSA suites only) is refused;
 	// no RSA certificate is ordered for it.
-	rsaOnly := &tls.Config{ServerName: "localhost", RootCAs: p.roots, MaxVersion: tls.VersionTLS12,
+	rsaOnly := &tls.Config{ServerName: "localhost", RootCAs: p.Roots, MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}}
 	if c, err := tls.Dial("tcp", addr, rsaOnly); err == nil {
 		t.Errorf("an RSA-only client got a connection with a %T certificate", c.ConnectionState().PeerCertificates[0].PublicKey)
@@ -207,7 +171,7 @@ func TestObtainServeRenew(t *testing.T) {
 	if err := a.m.Renew(ctx); err != nil {
 		t.Fatalf("forced renewal: %v", err)
 	}
-	second := served(t, addr, p.roots)
+	second := served(t, addr, p.Roots)
 	if a.m.Issued() != 2 || second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatalf("after Renew: issued %d, serial unchanged %v", a.m.Issued(), second.SerialNumber.Cmp(first.SerialNumber) == 0)
 	}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relais-dev/relais/internal/testkit/pebbletest"
+)
+
+// TestServeWithACME: `relais serve --acme-domain localhost` against a local
+// pebble obtains a certificate through a tls-alpn-01 validation of its own
+// HTTPS port, serves it (a client verifying against pebble's root accepts
+// it), and exposes its expiry as a metric.
+func TestServeWithACME(t *testing.T) {
+	dir := t.TempDir()
+	addr := freePort(t)
+	_, port, _ := net.SplitHostPort(addr)
+	tlsPort, _ := strconv.Atoi(port)
+	peb := pebbletest.Start(t, tlsPort, 0)
+	caFile := filepath.Join(dir, "acme-directory-ca.pem")
+	if err := os.WriteFile(caFile, peb.DirectoryCAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metrics := freePort(t)
+	srv := startServe(t, dir, cleanEnv("HOME="+dir, "RELAIS_TLS_ACME_CA_FILE="+caFile),
+		"--listen", addr, "--metrics-listen", metrics, "--acme-domain", "localhost", "--acme-directory", peb.DirectoryURL, "--acme-email", "ops@example.com")
+
+	var state tls.ConnectionState
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "localhost", RootCAs: peb.Roots, MinVersion: tls.VersionTLS12})
+		if err == nil {
+			state = c.ConnectionState()
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate from pebble served within 60s (last error %v); server stderr:\n%s", err, srv.stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	leaf := state.PeerCertificates[0]
+	if _, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || leaf.DNSNames[0] != "localhost" {
+		t.Fatalf("served certificate: %T %v", leaf.PublicKey, leaf.DNSNames)
+	}
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: peb.Roots, MinVersion: tls.VersionTLS12}}}
+	res, err := cl.Get("https://localhost:" + port + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	res, err = http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	found := false
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, `relais_tls_certificate_expiry_timestamp_seconds{source="acme"}`) {
+			found = true
+			v, err := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			if err != nil || int64(v) != leaf.NotAfter.Unix() {
+				t.Errorf("expiry metric %q, want %d", line, leaf.NotAfter.Unix())
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no ACME expiry metric in:\n%s", body)
+	}
+}

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/web"
+	"github.com/relais-dev/relais/internal/web/acme"
+	"github.com/relais-dev/relais/internal/web/mtls"
+	"github.com/relais-dev/relais/internal/web/ratelimit"
+	"github.com/relais-dev/relais/internal/web/tlsconf"
+)
+
+// lateSource is the certificate source of an ACME front: the ACME manager
+// needs the store, which is opened after the listeners, so it is plugged in
+// by Serve.
+type lateSource struct {
+	cur atomic.Pointer[acme.Manager]
+}
+
+func (l *lateSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	m := l.cur.Load()
+	if m == nil {
+		return nil, errors.New("the ACME certificate manager is not started yet")
+	}
+	return m.GetCertificate(hello)
+}
+
+// edgeFront holds the front's NET-3/NET-4 parts.
+type edgeFront struct {
+	acme        *lateSource // nil without ACME
+	certs       *tlsconf.CertStore
+	certSource  string // "file", "self-signed" or "acme"
+	clientCerts *mtls.Verifier
+}
+
+// prepareEdge loads the client-certificate authorities and adapts the TLS
+// configuration for ACME (tls-alpn-01) and mTLS.
+func prepareEdge(cfg config.Config, tlsCfg *tls.Config, e *edgeFront, now func() time.Time) error {
+	if e.acme != nil {
+		tlsCfg.NextProtos = append(tlsCfg.NextProtos, acme.ALPNProto)
+	}
+	if cfg.TLS.ClientAuthFile != "" {
+		v, err := mtls.Load(cfg.TLS.ClientAuthFile, now)
+		if err != nil {
+			return err
+		}
+		e.clientCerts = v
+		tlsCfg.ClientAuth = mtls.TLSClientAuth
+	}
+	return nil
+}
+
+// startEdge starts the ACME manager and the authorities reload, registers
+// the certificate expiry metric, and returns the edge options of the web
+// server.
+func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer, node string) (web.Options, error) {
+	cfg := a.Config
+	var o web.Options
+	e := &f.edge
+	if e.acme != nil {
+		var hc *http.Client
+		if cfg.TLS.ACMECAFile != "" {
+			pemData, err := os.ReadFile(cfg.TLS.ACMECAFile)
+			if err != nil {
+				return o, fmt.Errorf("tls.acme_ca_file: %w", err)
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pemData) {
+				return o, fmt.Errorf("tls.acme_ca_file %s holds no PEM certificate", cfg.TLS.ACMECAFile)
+			}
+			hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}}
+		}
+		m, err := acme.New(acme.Options{Domains: cfg.TLS.ACMEDomains, DirectoryURL: cfg.TLS.ACMEDirectory, Email: cfg.TLS.ACMEEmail,
+			DB: a.DB, Master: a.Master, Node: node, Logger: a.Log, Registerer: reg, HTTPClient: hc})
+		if err != nil {
+			return o, err
+		}
+		e.acme.cur.Store(m)
+		go func() { _ = m.Run(ctx) }()
+	} else if e.certs != nil {
+		certs := e.certs
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "relais_tls_certificate_expiry_timestamp_seconds",
+			Help:        "Unix time at which the served TLS certificate expires (0: none loaded).",
+			ConstLabels: prometheus.Labels{"source": e.certSource},
+		}, func() float64 {
+			if l := certs.Leaf(); l != nil {
+				return float64(l.NotAfter.Unix())
+			}
+			return 0
+		}))
+	}
+	if e.clientCerts != nil {
+		o.ClientCerts = e.clientCerts
+		go e.clientCerts.Run(ctx, time.Minute)
+	}
+	rl := cfg.HTTP.RateLimit
+	if rl.IPPerMinute > 0 || rl.CredentialPerMinute > 0 {
+		o.RateLimit = ratelimit.New(ratelimit.Options{
+			PerIP:         ratelimit.Rate{PerSecond: float64(rl.IPPerMinute) / 60, Burst: rl.IPBurst},
+			PerCredential: ratelimit.Rate{PerSecond: float64(rl.CredentialPerMinute) / 60, Burst: rl.CredentialBurst},
+			SessionCookie: web.SessionCookie, Registerer: reg,
+		})
+	}
+	o.MaxHeaderBytes = cfg.HTTP.MaxHeaderBytes
+	return o, nil
+}
