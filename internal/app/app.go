@@ -241,7 +241,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		return err
 	}
 	srv := web.New(web.Options{
-		MaxHeaderBytes: edgeOpts.MaxHeaderBytes, RateLimit: edgeOpts.RateLimit, ClientCerts: edgeOpts.ClientCerts,
+		MaxHeaderBytes: edgeOpts.MaxHeaderBytes, RateLimit: edgeOpts.RateLimit, ClientCerts: edgeOpts.ClientCerts, HTTPChallenge: edgeOpts.HTTPChallenge,
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,

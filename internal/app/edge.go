@@ -88,6 +88,7 @@ func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer
 			return o, err
 		}
 		e.acme.cur.Store(m)
+		o.HTTPChallenge = m.HTTPHandler
 		go func() { _ = m.Run(ctx) }()
 	} else if e.certs != nil {
 		certs := e.certs

@@ -43,17 +43,32 @@ type Server struct {
 // It stops when the test ends.
 func Start(t testing.TB, tlsPort int, validity time.Duration) *Server {
 	t.Helper()
+	return start(t, 0, tlsPort, validity)
+}
+
+// StartHTTP01 is Start with http-01 validations sent to httpPort (as the
+// CA's "port 80").
+func StartHTTP01(t testing.TB, httpPort int, validity time.Duration) *Server {
+	t.Helper()
+	return start(t, httpPort, 0, validity)
+}
+
+func start(t testing.TB, httpPort, tlsPort int, validity time.Duration) *Server {
+	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	logger := log.New(io.Discard, "", 0)
 	if testing.Verbose() {
 		logger = log.New(testWriter{t}, "pebble ", 0)
 	}
+	if validity < 0 {
+		validity = 0
+	}
 	mem := db.NewMemoryStore()
 	authority := ca.New(logger, mem, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: uint64(validity / time.Second)},
+		"default": {Description: "test", ValidityPeriod: uint64(validity / time.Second)}, // #nosec G115 -- not negative (checked above)
 	})
-	vaImpl := va.New(logger, 0, tlsPort, false, "", mem)
+	vaImpl := va.New(logger, httpPort, tlsPort, false, "", mem)
 	front := wfe.New(logger, mem, vaImpl, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 	srv := httptest.NewUnstartedServer(front.Handler())
 	srv.StartTLS()

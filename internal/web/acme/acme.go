@@ -91,6 +91,10 @@ type Options struct {
 	// Lease bounds how long one node may hold the renewal lease; zero
 	// means DefaultLease.
 	Lease time.Duration
+	// Challenge restricts validation to one type: "tls-alpn-01" (on the
+	// HTTPS port) or "http-01" (on port 80, through HTTPHandler). Empty
+	// means tls-alpn-01 when the CA offers it, else http-01.
+	Challenge string
 	// Logger and Registerer are optional.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -129,6 +133,11 @@ func New(opts Options) (*Manager, error) {
 	}
 	slices.Sort(ds)
 	opts.Domains = slices.Compact(ds)
+	switch opts.Challenge {
+	case "", "tls-alpn-01", "http-01":
+	default:
+		return nil, fmt.Errorf("acme: challenge %q: use tls-alpn-01 or http-01", opts.Challenge)
+	}
 	if opts.DB == nil || opts.Master == nil {
 		return nil, errors.New("acme: the store and the master key are required")
 	}
@@ -466,7 +475,11 @@ func (m *Manager) authorize(ctx context.Context, client *xacme.Client, url strin
 	}
 	domain := z.Identifier.Value
 	var chal *xacme.Challenge
-	for _, typ := range []string{"tls-alpn-01", "http-01"} {
+	types := []string{"tls-alpn-01", "http-01"}
+	if m.opts.Challenge != "" {
+		types = []string{m.opts.Challenge}
+	}
+	for _, typ := range types {
 		for _, c := range z.Challenges {
 			if c.Type == typ {
 				chal = c
@@ -478,7 +491,7 @@ func (m *Manager) authorize(ctx context.Context, client *xacme.Client, url strin
 		}
 	}
 	if chal == nil {
-		return fmt.Errorf("acme: the CA offers no tls-alpn-01 or http-01 challenge for %s", domain)
+		return fmt.Errorf("acme: the CA offers no %s challenge for %s", strings.Join(types, " or "), domain)
 	}
 	expires := m.now().Add(time.Hour)
 	var cleanup func()

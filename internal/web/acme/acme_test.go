@@ -241,3 +241,46 @@ func TestNewRejectsBadDomains(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP01: with Challenge "http-01", pebble validates through the
+// plain-HTTP handler (served here on the port pebble's validation
+// authority uses as port 80).
+func TestHTTP01(t *testing.T) {
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pebbletest.StartHTTP01(t, httpLn.Addr().(*net.TCPAddr).Port, validity)
+	st := storetest.OpenSQLite(t, storetest.Options{})
+	m, err := acme.New(acme.Options{Domains: []string{"localhost"}, DirectoryURL: p.DirectoryURL, DB: st, Master: masterKey(t),
+		HTTPClient: p.Client, Challenge: "http-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fallbackHit := false
+	srv := &http.Server{Handler: m.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fallbackHit = true
+		http.Redirect(w, r, "https://localhost/", http.StatusPermanentRedirect)
+	})), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(httpLn) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	if err := m.Ensure(context.Background()); err != nil {
+		t.Fatalf("http-01 order: %v", err)
+	}
+	if m.Issued() != 1 || m.Leaf() == nil {
+		t.Fatal("no certificate")
+	}
+	// Other paths still reach the fallback (the HTTPS redirect); unknown
+	// tokens are 404.
+	res, err := http.Get("http://" + httpLn.Addr().String() + "/.well-known/acme-challenge/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 404 || fallbackHit {
+		t.Errorf("unknown token: %d (fallback %v)", res.StatusCode, fallbackHit)
+	}
+	if _, err := acme.New(acme.Options{Domains: []string{"localhost"}, DB: st, Master: masterKey(t), Challenge: "dns-01"}); err == nil {
+		t.Error("dns-01 accepted")
+	}
+}
