@@ -81,8 +81,8 @@ type Options struct {
 	// HTTPChallenge, when set, wraps the plain-HTTP redirect handler to
 	// answer ACME http-01 challenges (acme.Manager.HTTPHandler).
 	HTTPChallenge func(http.Handler) http.Handler
-	Version     string
-	Now         func() time.Time
+	Version       string
+	Now           func() time.Time
 }
 
 // Server serves the UI, the API, health and metrics.
