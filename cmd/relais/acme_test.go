@@ -78,3 +78,34 @@ func TestServeWithACME(t *testing.T) {
 		t.Errorf("no ACME expiry metric in:\n%s", body)
 	}
 }
+
+// TestCertificateExpiryMetric: without ACME, the expiry of the served
+// (self-signed) certificate is a metric too.
+func TestCertificateExpiryMetric(t *testing.T) {
+	dir := t.TempDir()
+	addr, metrics := freePort(t), freePort(t)
+	srv := startServe(t, dir, cleanEnv("HOME="+dir), "--listen", addr, "--metrics-listen", metrics)
+	waitHealthy(t, srv, "https://"+addr)
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // #nosec G402 -- reads the self-signed certificate's date
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := c.ConnectionState().PeerCertificates[0].NotAfter.Unix()
+	c.Close()
+	res, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, `relais_tls_certificate_expiry_timestamp_seconds{source="self-signed"}`) {
+			v, err := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			if err != nil || int64(v) != notAfter {
+				t.Fatalf("metric %q, want %d", line, notAfter)
+			}
+			return
+		}
+	}
+	t.Fatalf("no self-signed expiry metric in:\n%s", body)
+}
