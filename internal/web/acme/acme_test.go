@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +29,8 @@ import (
 const validity = 45 * 24 * time.Hour // a short-lived public certificate
 
 type pebble = pebbletest.Server
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
 func startPebble(t *testing.T, tlsPort int) *pebble {
 	t.Helper()
@@ -105,13 +108,40 @@ func expiryMetric(t *testing.T, reg *prometheus.Registry) float64 {
 // client that verifies it against pebble's root, shared with a second node
 // through the store, renewed when forced and when two thirds of its life
 // have passed, and never replaced by an RSA certificate.
+//
+// It runs on both dialects, each node with its own connection pool to the
+// same database, as two processes would.
 func TestObtainServeRenew(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		obtainServeRenew(t, openShared(t, store.Options{DataDir: dir}), openShared(t, store.Options{DataDir: dir}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresURL(t)
+		obtainServeRenew(t, openShared(t, store.Options{URL: url}), openShared(t, store.Options{URL: url}))
+	})
+}
+
+func openShared(t *testing.T, o store.Options) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func obtainServeRenew(t *testing.T, st, st2 *store.DB) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := startPebble(t, ln.Addr().(*net.TCPAddr).Port)
-	st := storetest.OpenSQLite(t, storetest.Options{})
 	mk := masterKey(t)
 	ctx := context.Background()
 	a := newNode(t, st, mk, p, "node-a", nil)
@@ -147,7 +177,7 @@ func TestObtainServeRenew(t *testing.T) {
 	}
 
 	// A second node on the same store loads the certificate, orders nothing.
-	b := newNode(t, st, mk, p, "node-b", nil)
+	b := newNode(t, st2, mk, p, "node-b", nil)
 	if err := b.m.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +215,7 @@ func TestObtainServeRenew(t *testing.T) {
 	if left := second.NotAfter.Sub(due); left < 14*24*time.Hour || left > 16*24*time.Hour {
 		t.Errorf("renewal %v before expiry, want about 15 days for a 45-day certificate", left)
 	}
-	later := newNode(t, st, mk, p, "node-c", func() time.Time { return due.Add(time.Minute) })
+	later := newNode(t, st2, mk, p, "node-c", func() time.Time { return due.Add(time.Minute) })
 	if err := later.m.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
