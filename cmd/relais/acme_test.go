@@ -31,7 +31,8 @@ func TestServeWithACME(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := freePort(t)
-	srv := startServe(t, dir, cleanEnv("HOME="+dir, "RELAIS_TLS_ACME_CA_FILE="+caFile),
+	env := cleanEnv("HOME="+dir, "RELAIS_TLS_ACME_CA_FILE="+caFile, "RELAIS_TLS_ACME_CHECK_INTERVAL=1s")
+	srv := startServe(t, dir, env,
 		"--listen", addr, "--metrics-listen", metrics, "--acme-domain", "localhost", "--acme-directory", peb.DirectoryURL, "--acme-email", "ops@example.com")
 
 	var state tls.ConnectionState
@@ -76,6 +77,38 @@ func TestServeWithACME(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no ACME expiry metric in:\n%s", body)
+	}
+
+	// The operator sees it and forces a renewal from another process: the
+	// running server answers the CA's validation (the challenge is in the
+	// store) and serves the new certificate at its next check.
+	cliEnv := append(env, "RELAIS_TLS_ACME_DOMAINS=localhost", "RELAIS_TLS_ACME_DIRECTORY="+peb.DirectoryURL)
+	r := relais(t, dir, cliEnv, "", "tls", "acme-status")
+	if r.code != 0 || !strings.Contains(r.stdout, leaf.SerialNumber.Text(16)) || !strings.Contains(r.stdout, "renewal from:") {
+		t.Fatalf("acme-status: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = relais(t, dir, cliEnv, "", "tls", "acme-renew")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "renewed: serial ") {
+		t.Fatalf("acme-renew: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	newSerial := strings.TrimSuffix(strings.Fields(r.stdout)[2], ",")
+	if newSerial == leaf.SerialNumber.Text(16) {
+		t.Fatal("acme-renew kept the serial")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "localhost", RootCAs: peb.Roots, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+		c.Close()
+		if got == newSerial {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server still serves %s, not the renewed %s", got, newSerial)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

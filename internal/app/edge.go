@@ -61,6 +61,31 @@ func prepareEdge(cfg config.Config, tlsCfg *tls.Config, e *edgeFront, now func()
 	return nil
 }
 
+// NewACME builds the ACME manager of the configuration (tls.acme_*); reg
+// may be nil.
+func (a *App) NewACME(reg prometheus.Registerer, node string) (*acme.Manager, error) {
+	cfg := a.Config
+	if len(cfg.TLS.ACMEDomains) == 0 {
+		return nil, errors.New("ACME is not configured: set tls.acme_domains (or --acme-domain)")
+	}
+	var hc *http.Client
+	if cfg.TLS.ACMECAFile != "" {
+		pemData, err := os.ReadFile(cfg.TLS.ACMECAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.acme_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("tls.acme_ca_file %s holds no PEM certificate", cfg.TLS.ACMECAFile)
+		}
+		hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}}
+	}
+	return acme.New(acme.Options{Domains: cfg.TLS.ACMEDomains, DirectoryURL: cfg.TLS.ACMEDirectory, Email: cfg.TLS.ACMEEmail,
+		DB: a.DB, Master: a.Master, Node: node, Logger: a.Log, Registerer: reg, HTTPClient: hc,
+		CheckInterval: cfg.TLS.ACMECheckInterval.D()})
+}
+
 // startEdge starts the ACME manager and the authorities reload, registers
 // the certificate expiry metric, and returns the edge options of the web
 // server.
@@ -69,21 +94,7 @@ func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer
 	var o web.Options
 	e := &f.edge
 	if e.acme != nil {
-		var hc *http.Client
-		if cfg.TLS.ACMECAFile != "" {
-			pemData, err := os.ReadFile(cfg.TLS.ACMECAFile)
-			if err != nil {
-				return o, fmt.Errorf("tls.acme_ca_file: %w", err)
-			}
-			roots := x509.NewCertPool()
-			if !roots.AppendCertsFromPEM(pemData) {
-				return o, fmt.Errorf("tls.acme_ca_file %s holds no PEM certificate", cfg.TLS.ACMECAFile)
-			}
-			hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment}}
-		}
-		m, err := acme.New(acme.Options{Domains: cfg.TLS.ACMEDomains, DirectoryURL: cfg.TLS.ACMEDirectory, Email: cfg.TLS.ACMEEmail,
-			DB: a.DB, Master: a.Master, Node: node, Logger: a.Log, Registerer: reg, HTTPClient: hc})
+		m, err := a.NewACME(reg, node)
 		if err != nil {
 			return o, err
 		}

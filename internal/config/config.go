@@ -76,6 +76,9 @@ type TLS struct {
 	// ACMECAFile is a PEM bundle trusted for the ACME directory's own
 	// HTTPS certificate (a private ACME CA); empty: the system's roots.
 	ACMECAFile string `toml:"acme_ca_file" json:"acme_ca_file"`
+	// ACMECheckInterval is how often each node checks whether the
+	// certificate is due, or was renewed by another node.
+	ACMECheckInterval Duration `toml:"acme_check_interval" json:"acme_check_interval"`
 	// ClientAuthFile names the client-certificate authorities file (mTLS,
 	// NET-4); empty: no client certificates are requested.
 	ClientAuthFile string `toml:"client_auth_file" json:"client_auth_file"`
@@ -211,6 +214,7 @@ func Default() Config {
 			Hosts:             []string{"localhost", "127.0.0.1", "::1"},
 			TicketKeyRotation: Duration(day),
 			ACMEDomains:       []string{},
+			ACMECheckInterval: Duration(10 * time.Minute),
 		},
 		Log:  Log{Level: "info", Format: "json"},
 		Auth: Auth{TokenIssuer: "relais"},
@@ -459,6 +463,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.TLS.ACMEDomains) > 0 && c.TLS.Cert != "" {
 		errs = append(errs, errors.New("tls.acme_domains and tls.cert exclude each other: use ACME or certificate files"))
+	}
+	if d := c.TLS.ACMECheckInterval.D(); d < time.Second || d > day {
+		errs = append(errs, errors.New("tls.acme_check_interval must be between 1s and 24h"))
 	}
 	if c.TLS.ACMEDirectory != "" && !strings.HasPrefix(c.TLS.ACMEDirectory, "https://") {
 		errs = append(errs, errors.New("tls.acme_directory must be an https:// URL"))

@@ -60,7 +60,7 @@ const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
 
 // Defaults of [Options].
 const (
-	DefaultCheckInterval = time.Hour
+	DefaultCheckInterval = 10 * time.Minute
 	DefaultLease         = 10 * time.Minute
 	// RenewFraction is the part of a certificate's lifetime after which it
 	// is renewed.
@@ -266,6 +266,14 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte(v))
 	})
+}
+
+// Load installs the certificate stored by any node, without contacting the
+// CA (for status reports, and for nodes that must not order).
+func (m *Manager) Load(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.loadCert(ctx)
 }
 
 // Ensure makes a valid certificate available: it loads the stored one,
