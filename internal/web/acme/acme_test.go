@@ -314,3 +314,66 @@ func TestHTTP01(t *testing.T) {
 		t.Error("dns-01 accepted")
 	}
 }
+
+// TestConcurrentNodesOrderOnce: two nodes starting together on an empty
+// store (each with its own connection pool) order one certificate between
+// them, thanks to the lease, and end up serving the same one.
+func TestConcurrentNodesOrderOnce(t *testing.T) {
+	run := func(t *testing.T, st, st2 *store.DB) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startPebble(t, ln.Addr().(*net.TCPAddr).Port)
+		mk := masterKey(t)
+		a := newNode(t, st, mk, p, "node-a", nil)
+		b := newNode(t, st2, mk, p, "node-b", nil)
+		// The CA may validate through either node: both serve the same port
+		// here through a source that asks each in turn.
+		serveHTTPS(t, ln, either{a.m, b.m})
+		ctx := context.Background()
+		errs := make(chan error, 2)
+		for _, n := range []node{a, b} {
+			go func() { errs <- n.m.Ensure(ctx) }()
+		}
+		for i := 0; i < 2; i++ {
+			if err := <-errs; err != nil && !strings.Contains(err.Error(), "another node") {
+				t.Fatalf("Ensure: %v", err)
+			}
+		}
+		if got := a.m.Issued() + b.m.Issued(); got != 1 {
+			t.Fatalf("%d certificates ordered by two nodes starting together, want 1", got)
+		}
+		for _, n := range []node{a, b} {
+			if err := n.m.Ensure(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a.m.Leaf().SerialNumber.Cmp(b.m.Leaf().SerialNumber) != 0 || a.m.Issued()+b.m.Issued() != 1 {
+			t.Fatal("the nodes serve different certificates")
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		run(t, openShared(t, store.Options{DataDir: dir}), openShared(t, store.Options{DataDir: dir}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresURL(t)
+		run(t, openShared(t, store.Options{URL: url}), openShared(t, store.Options{URL: url}))
+	})
+}
+
+// either serves the first source that has a certificate (a stand-in for a
+// load balancer in front of two nodes).
+type either []*acme.Manager
+
+func (e either) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	var err error
+	for _, m := range e {
+		var c *tls.Certificate
+		if c, err = m.GetCertificate(h); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
