@@ -116,7 +116,7 @@ func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer
 	}
 	if e.clientCerts != nil {
 		o.ClientCerts = e.clientCerts
-		go e.clientCerts.Run(ctx, time.Minute)
+		go e.clientCerts.Run(ctx, time.Minute, a.Log)
 	}
 	rl := cfg.HTTP.RateLimit
 	if rl.IPPerMinute > 0 || rl.CredentialPerMinute > 0 {
