@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/ecdsa"
 	"crypto/tls"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +17,9 @@ import (
 
 // TestServeWithACME: `relais serve --acme-domain localhost` against a local
 // pebble obtains a certificate through a tls-alpn-01 validation of its own
-// HTTPS port, serves it (a client verifying against pebble's root accepts
-// it), and exposes its expiry as a metric.
+// HTTPS port and serves it (a client verifying against pebble's root
+// accepts it); `relais tls acme-status` shows it and `relais tls acme-renew`
+// renews it from another process.
 func TestServeWithACME(t *testing.T) {
 	dir := t.TempDir()
 	addr := freePort(t)
@@ -59,26 +59,6 @@ func TestServeWithACME(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	res, err = http.Get("http://" + metrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	found := false
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, `relais_tls_certificate_expiry_timestamp_seconds{source="acme"}`) {
-			found = true
-			v, err := strconv.ParseFloat(strings.Fields(line)[1], 64)
-			if err != nil || int64(v) != leaf.NotAfter.Unix() {
-				t.Errorf("expiry metric %q, want %d", line, leaf.NotAfter.Unix())
-			}
-		}
-	}
-	if !found {
-		t.Errorf("no ACME expiry metric in:\n%s", body)
-	}
-
 	// The operator sees it and forces a renewal from another process: the
 	// running server answers the CA's validation (the challenge is in the
 	// store) and serves the new certificate at its next check.
@@ -110,35 +90,4 @@ func TestServeWithACME(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// TestCertificateExpiryMetric: without ACME, the expiry of the served
-// (self-signed) certificate is a metric too.
-func TestCertificateExpiryMetric(t *testing.T) {
-	dir := t.TempDir()
-	addr, metrics := freePort(t), freePort(t)
-	srv := startServe(t, dir, cleanEnv("HOME="+dir), "--listen", addr, "--metrics-listen", metrics)
-	waitHealthy(t, srv, "https://"+addr)
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // #nosec G402 -- reads the self-signed certificate's date
-	if err != nil {
-		t.Fatal(err)
-	}
-	notAfter := c.ConnectionState().PeerCertificates[0].NotAfter.Unix()
-	c.Close()
-	res, err := http.Get("http://" + metrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, `relais_tls_certificate_expiry_timestamp_seconds{source="self-signed"}`) {
-			v, err := strconv.ParseFloat(strings.Fields(line)[1], 64)
-			if err != nil || int64(v) != notAfter {
-				t.Fatalf("metric %q, want %d", line, notAfter)
-			}
-			return
-		}
-	}
-	t.Fatalf("no self-signed expiry metric in:\n%s", body)
 }

@@ -2,12 +2,15 @@ package app
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -86,33 +89,20 @@ func (a *App) NewACME(reg prometheus.Registerer, node string) (*acme.Manager, er
 		CheckInterval: cfg.TLS.ACMECheckInterval.D()})
 }
 
-// startEdge starts the ACME manager and the authorities reload, registers
-// the certificate expiry metric, and returns the edge options of the web
-// server.
+// startEdge starts the ACME manager and the authorities reload and returns
+// the edge options of the web server.
 func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer, node string) (web.Options, error) {
 	cfg := a.Config
 	var o web.Options
 	e := &f.edge
 	if e.acme != nil {
-		m, err := a.NewACME(reg, node)
+		m, err := a.NewACME(nil, node) // its expiry is reported through Front.Certificate
 		if err != nil {
 			return o, err
 		}
 		e.acme.cur.Store(m)
 		o.HTTPChallenge = m.HTTPHandler
 		go func() { _ = m.Run(ctx) }()
-	} else if e.certs != nil {
-		certs := e.certs
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "relais_tls_certificate_expiry_timestamp_seconds",
-			Help:        "Unix time at which the served TLS certificate expires (0: none loaded).",
-			ConstLabels: prometheus.Labels{"source": e.certSource},
-		}, func() float64 {
-			if l := certs.Leaf(); l != nil {
-				return float64(l.NotAfter.Unix())
-			}
-			return 0
-		}))
 	}
 	if e.clientCerts != nil {
 		o.ClientCerts = e.clientCerts
@@ -128,4 +118,45 @@ func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer
 	}
 	o.MaxHeaderBytes = cfg.HTTP.MaxHeaderBytes
 	return o, nil
+}
+
+// CertInfo describes the serving certificate. Its fields are those of
+// monitor.CertInfo, so one converts to the other.
+type CertInfo struct {
+	Subject  string    `json:"subject"`
+	DNSNames []string  `json:"dns_names,omitempty"`
+	KeyType  string    `json:"key_type"` // "ECDSA P-256", "RSA 2048"...
+	Issuer   string    `json:"issuer"`
+	NotAfter time.Time `json:"not_after"`
+	Source   string    `json:"source"` // "file", "self-signed", "acme"
+}
+
+// Certificate describes the certificate the front serves now (for the
+// expiry metric, the alert and the compliance report: NET-3). Before an
+// ACME certificate is obtained it returns an error.
+func (f *Front) Certificate(context.Context) (CertInfo, error) {
+	var leaf *x509.Certificate
+	switch {
+	case f.edge.acme != nil:
+		if m := f.edge.acme.cur.Load(); m != nil {
+			leaf = m.Leaf()
+		}
+	case f.edge.certs != nil:
+		leaf = f.edge.certs.Leaf()
+	}
+	if leaf == nil {
+		return CertInfo{}, errors.New("no certificate served yet (ACME order pending)")
+	}
+	return CertInfo{Subject: leaf.Subject.String(), DNSNames: slices.Clone(leaf.DNSNames), KeyType: keyType(leaf),
+		Issuer: leaf.Issuer.String(), NotAfter: leaf.NotAfter, Source: f.edge.certSource}, nil
+}
+
+func keyType(c *x509.Certificate) string {
+	switch k := c.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d", k.N.BitLen())
+	}
+	return c.PublicKeyAlgorithm.String()
 }

@@ -23,8 +23,9 @@
 //     up at their next check;
 //   - orders never start from a TLS handshake: a client cannot make the
 //     server talk to the CA;
-//   - the certificate's expiry is a metric
-//     (relais_tls_certificate_expiry_timestamp_seconds).
+//   - with Options.Registerer, the certificate's expiry is the metric
+//     relais_certificate_expiry_timestamp_seconds{source="acme"} (the name
+//     internal/monitor uses; relais serve reports it through monitor).
 package acme
 
 import (
@@ -163,8 +164,8 @@ func New(opts Options) (*Manager, error) {
 		alpn: map[string]*tls.Certificate{}, http01: map[string]string{}}
 	if opts.Registerer != nil {
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "relais_tls_certificate_expiry_timestamp_seconds",
-			Help:        "Unix time at which the served TLS certificate expires (0: none loaded).",
+			Name:        "relais_certificate_expiry_timestamp_seconds",
+			Help:        "When the serving certificate expires.",
 			ConstLabels: prometheus.Labels{"source": "acme"},
 		}, func() float64 {
 			if l := m.Leaf(); l != nil {

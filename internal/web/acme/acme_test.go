@@ -95,7 +95,7 @@ func expiryMetric(t *testing.T, reg *prometheus.Registry) float64 {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "relais_tls_certificate_expiry_timestamp_seconds" {
+		if mf.GetName() == "relais_certificate_expiry_timestamp_seconds" {
 			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
