@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/relais-dev/relais/internal/web"
 	"github.com/relais-dev/relais/internal/web/acme"
 	"github.com/relais-dev/relais/internal/web/mtls"
+	"github.com/relais-dev/relais/internal/web/proxyproto"
 	"github.com/relais-dev/relais/internal/web/ratelimit"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
 )
@@ -107,6 +109,17 @@ func (a *App) startEdge(ctx context.Context, f *Front, reg prometheus.Registerer
 	if e.clientCerts != nil {
 		o.ClientCerts = e.clientCerts
 		go e.clientCerts.Run(ctx, time.Minute, a.Log)
+	}
+	if len(cfg.HTTP.ProxyProtocolFrom) > 0 {
+		var trusted []netip.Prefix
+		for _, p := range cfg.HTTP.ProxyProtocolFrom {
+			pr, err := netip.ParsePrefix(p) // validated by config
+			if err != nil {
+				return o, fmt.Errorf("http.proxy_protocol_from: %w", err)
+			}
+			trusted = append(trusted, pr)
+		}
+		f.Listeners.HTTPS = proxyproto.Wrap(f.Listeners.HTTPS, trusted, cfg.HTTP.ReadHeaderTimeout.D())
 	}
 	rl := cfg.HTTP.RateLimit
 	if rl.IPPerMinute > 0 || rl.CredentialPerMinute > 0 {

@@ -115,6 +115,10 @@ type HTTP struct {
 	MaxHeaderBytes int `toml:"max_header_bytes" json:"max_header_bytes"`
 	// RateLimit is the edge's request rate limit (0 disables a limit).
 	RateLimit RateLimit `toml:"rate_limit" json:"rate_limit"`
+	// ProxyProtocolFrom lists the TCP load balancers (CIDR prefixes) whose
+	// connections start with a PROXY protocol header giving the client's
+	// address; empty: none.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from" json:"proxy_protocol_from"`
 }
 
 // RateLimit holds the edge's token buckets: per client IP address (IPv6
@@ -228,6 +232,7 @@ func Default() Config {
 			ShutdownTimeout:   Duration(30 * time.Second),
 			MaxHeaderBytes:    64 << 10,
 			RateLimit:         RateLimit{IPPerMinute: 1200, IPBurst: 200, CredentialPerMinute: 1200, CredentialBurst: 200},
+			ProxyProtocolFrom: []string{},
 		},
 		Policy: DefaultPolicy(),
 	}
@@ -461,6 +466,11 @@ func (c *Config) Validate() error {
 		(rl.IPPerMinute > 0) != (rl.IPBurst > 0) || (rl.CredentialPerMinute > 0) != (rl.CredentialBurst > 0) {
 		errs = append(errs, errors.New("http.rate_limit: rates and bursts must be >= 0, and a rate needs a burst (both 0 disables that limit)"))
 	}
+	for _, p := range c.HTTP.ProxyProtocolFrom {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("http.proxy_protocol_from: %q is not a CIDR prefix (e.g. 10.0.0.5/32)", p))
+		}
+	}
 	if len(c.TLS.ACMEDomains) > 0 && c.TLS.Cert != "" {
 		errs = append(errs, errors.New("tls.acme_domains and tls.cert exclude each other: use ACME or certificate files"))
 	}
@@ -575,6 +585,7 @@ func (c Config) Masked() Config {
 	m.DatabaseURL = MaskURL(c.DatabaseURL)
 	m.TLS.Hosts = append([]string(nil), c.TLS.Hosts...)
 	m.TLS.ACMEDomains = append([]string{}, c.TLS.ACMEDomains...)
+	m.HTTP.ProxyProtocolFrom = append([]string{}, c.HTTP.ProxyProtocolFrom...)
 	return m
 }
 

@@ -26,6 +26,7 @@ func TestEdgeSettings(t *testing.T) {
 		{[]string{"RELAIS_TLS_ACME_DOMAINS=a.example", "RELAIS_TLS_CERT=c.pem", "RELAIS_TLS_KEY=k.pem"}, "exclude each other"},
 		{[]string{"RELAIS_TLS_ACME_DIRECTORY=http://ca.example/dir"}, "https://"},
 		{[]string{"RELAIS_TLS_ACME_CHECK_INTERVAL=0s"}, "acme_check_interval"},
+		{[]string{"RELAIS_HTTP_PROXY_PROTOCOL_FROM=10.0.0.5"}, "proxy_protocol_from"},
 	} {
 		if _, err := Load("", c.env); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error about %s", c.env, err, c.want)
