@@ -154,6 +154,9 @@ func New(opts Options) (*Manager, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
 	}
+	if opts.Lease < 2*time.Minute {
+		return nil, errors.New("acme: the renewal lease must be at least 2 minutes (an order must fit in it)")
+	}
 	if opts.Node == "" {
 		opts.Node = randomToken()
 	}
@@ -319,7 +322,10 @@ func (m *Manager) ensure(ctx context.Context, force bool) error {
 		return nil
 	}
 	defer m.release(context.WithoutCancel(ctx))
-	if err := m.obtain(ctx); err != nil {
+	// The order must end while this node holds the lease.
+	octx, cancel := context.WithTimeout(ctx, m.opts.Lease-time.Minute/2)
+	defer cancel()
+	if err := m.obtain(octx); err != nil {
 		if leaf != nil && now.Before(leaf.NotAfter) {
 			m.log.Error("acme: renewal failed; still serving the current certificate", "error", err, "not_after", leaf.NotAfter)
 			if force {
