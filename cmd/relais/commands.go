@@ -67,7 +67,7 @@ process listings).`,
 	pf.StringVar(&c.configPath, "config", "", "configuration file (TOML); also RELAIS_CONFIG")
 	pf.StringVar(&c.dataDir, "data-dir", "", "data directory (SQLite store, master key, certificates); default ./relais-data, also RELAIS_DATA_DIR")
 
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd(), c.tlsCmd())
 	return root
 }
 
@@ -126,6 +126,7 @@ gracefully: in-flight requests finish first.`,
 			cfg, err := c.load(cmd, map[string]string{
 				"listen": "listen", "metrics-listen": "metrics_listen", "redirect-listen": "redirect_listen",
 				"tls-cert": "tls.cert", "tls-key": "tls.key", "sftp-listen": "sftp.listen",
+				"acme-domain": "tls.acme_domains", "acme-email": "tls.acme_email", "acme-directory": "tls.acme_directory",
 			})
 			if err != nil {
 				return err
@@ -151,6 +152,9 @@ gracefully: in-flight requests finish first.`,
 	f.String("tls-cert", "", "TLS certificate chain (PEM); omit with --tls-key for a self-signed certificate")
 	f.String("tls-key", "", "TLS private key (PEM)")
 	f.String("sftp-listen", "", "SFTP address (default 127.0.0.1:2222; empty string disables)")
+	f.String("acme-domain", "", "obtain and renew the certificate from an ACME CA for these names (comma-separated; the CA must reach this server on port 443)")
+	f.String("acme-email", "", "contact address of the ACME account")
+	f.String("acme-directory", "", "ACME directory URL (default Let's Encrypt)")
 	return cmd
 }
 

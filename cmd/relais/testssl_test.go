@@ -19,11 +19,11 @@ import (
 //
 // Only the checks needed run (-p protocols, -s cipher categories, -f
 // forward secrecy and groups, -E every cipher per protocol): about 15 s
-// here. Set RELAIS_SKIP_TESTSSL=1 to skip it locally; in CI (CI=true) a
+// here. Set TESTSSL_SKIP=1 to skip it locally; in CI (CI=true) a
 // missing testssl fails the test.
 func TestTestsslPolicy(t *testing.T) {
-	if os.Getenv("RELAIS_SKIP_TESTSSL") == "1" && os.Getenv("CI") != "true" {
-		t.Skip("RELAIS_SKIP_TESTSSL=1")
+	if os.Getenv("TESTSSL_SKIP") == "1" && os.Getenv("CI") != "true" {
+		t.Skip("TESTSSL_SKIP=1")
 	}
 	bin, err := exec.LookPath("testssl")
 	if err != nil {

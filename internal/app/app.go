@@ -161,6 +161,7 @@ type Front struct {
 	Fingerprint string
 	// SFTP is the SFTP listener (nil when sftp.listen is empty).
 	SFTP net.Listener
+	edge edgeFront
 }
 
 // Close releases the listeners (after a failed start).
@@ -177,11 +178,18 @@ func PrepareFront(ctx context.Context, cfg config.Config, log *slog.Logger, now 
 	var kp tls.Certificate
 	var fp string
 	var err error
-	if cfg.TLS.Cert != "" {
+	var edge edgeFront
+	var source tlsconf.CertSource
+	if len(cfg.TLS.ACMEDomains) > 0 {
+		edge.acme, edge.certSource, fp = &lateSource{}, "acme", "(ACME: obtained after start)"
+		source = edge.acme
+	} else if cfg.TLS.Cert != "" {
+		edge.certSource = "file"
 		if kp, fp, err = tlsconf.LoadKeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
 			return nil, err
 		}
 	} else {
+		edge.certSource = "self-signed"
 		var created bool
 		if kp, fp, created, err = tlsconf.LoadOrCreateSelfSigned(cfg.DataDir, cfg.TLS.Hosts, now); err != nil {
 			return nil, err
@@ -190,15 +198,20 @@ func PrepareFront(ctx context.Context, cfg config.Config, log *slog.Logger, now 
 			log.Info("created a self-signed TLS certificate", "sha256", fp)
 		}
 	}
-	cs, err := tlsconf.NewCertStore(kp)
+	if source == nil {
+		if edge.certs, err = tlsconf.NewCertStore(kp); err != nil {
+			return nil, err
+		}
+		source = edge.certs
+	}
+	tlsCfg, rotator, err := tlsconf.ServerConfigAndRotator(tlsconf.Options{Cert: source, Clock: now, TicketKeyRotation: cfg.TLS.TicketKeyRotation.D()})
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, rotator, err := tlsconf.ServerConfigAndRotator(tlsconf.Options{Cert: cs, Clock: now, TicketKeyRotation: cfg.TLS.TicketKeyRotation.D()})
-	if err != nil {
+	if err := prepareEdge(cfg, tlsCfg, &edge, now); err != nil {
 		return nil, err
 	}
-	f := &Front{TLS: tlsCfg, Rotator: rotator, Fingerprint: fp}
+	f := &Front{TLS: tlsCfg, Rotator: rotator, Fingerprint: fp, edge: edge}
 	if f.Listeners.HTTPS, err = web.Listen(ctx, cfg.Listen, "--listen"); err != nil {
 		return nil, err
 	}
@@ -253,7 +266,14 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg,
 		Node: node, Suppress: suppress.Check})
 	a.Router.Wake = engine.Wake
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	edgeOpts, err := a.startEdge(runCtx, f, reg, node)
+	if err != nil {
+		return err
+	}
 	srv := web.New(web.Options{
+		MaxHeaderBytes: edgeOpts.MaxHeaderBytes, RateLimit: edgeOpts.RateLimit, ClientCerts: edgeOpts.ClientCerts, HTTPChallenge: edgeOpts.HTTPChallenge,
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, SSO: a.SSO, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
@@ -283,8 +303,6 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	a.Log.Info("serving", "https", httpsAddr, "metrics", metricsAddr, "redirect", redirectAddr,
 		"store", a.DB.Dialect(), "rls", a.DB.RLSEffective(), "tls_sha256", f.Fingerprint)
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	rotErr := make(chan error, 1)
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
 	go a.maintainSigningKeys(runCtx)

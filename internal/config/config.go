@@ -154,6 +154,22 @@ type TLS struct {
 	Hosts []string `toml:"hosts" json:"hosts"`
 	// TicketKeyRotation is how often session-ticket keys change (at most 24h).
 	TicketKeyRotation Duration `toml:"ticket_key_rotation" json:"ticket_key_rotation"`
+	// ACMEDomains, when set, obtains and renews the certificate from an
+	// ACME CA (NET-3) instead of Cert/Key or the self-signed one.
+	ACMEDomains []string `toml:"acme_domains" json:"acme_domains"`
+	// ACMEDirectory is the CA's directory URL (Let's Encrypt by default).
+	ACMEDirectory string `toml:"acme_directory" json:"acme_directory"`
+	// ACMEEmail is the ACME account's contact address.
+	ACMEEmail string `toml:"acme_email" json:"acme_email"`
+	// ACMECAFile is a PEM bundle trusted for the ACME directory's own
+	// HTTPS certificate (a private ACME CA); empty: the system's roots.
+	ACMECAFile string `toml:"acme_ca_file" json:"acme_ca_file"`
+	// ACMECheckInterval is how often each node checks whether the
+	// certificate is due, or was renewed by another node.
+	ACMECheckInterval Duration `toml:"acme_check_interval" json:"acme_check_interval"`
+	// ClientAuthFile names the client-certificate authorities file (mTLS,
+	// NET-4); empty: no client certificates are requested.
+	ClientAuthFile string `toml:"client_auth_file" json:"client_auth_file"`
 }
 
 // Auth configures platform-wide authentication settings.
@@ -183,6 +199,23 @@ type HTTP struct {
 	WriteTimeout      Duration `toml:"write_timeout" json:"write_timeout"`
 	IdleTimeout       Duration `toml:"idle_timeout" json:"idle_timeout"`
 	ShutdownTimeout   Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int `toml:"max_header_bytes" json:"max_header_bytes"`
+	// RateLimit is the edge's request rate limit (0 disables a limit).
+	RateLimit RateLimit `toml:"rate_limit" json:"rate_limit"`
+	// ProxyProtocolFrom lists the TCP load balancers (CIDR prefixes) whose
+	// connections start with a PROXY protocol header giving the client's
+	// address; empty: none.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from" json:"proxy_protocol_from"`
+}
+
+// RateLimit holds the edge's token buckets: per client IP address (IPv6
+// by /64) and per credential (Authorization header or session cookie).
+type RateLimit struct {
+	IPPerMinute         int `toml:"ip_per_minute" json:"ip_per_minute"`
+	IPBurst             int `toml:"ip_burst" json:"ip_burst"`
+	CredentialPerMinute int `toml:"credential_per_minute" json:"credential_per_minute"`
+	CredentialBurst     int `toml:"credential_burst" json:"credential_burst"`
 }
 
 // Policy is the per-tenant security policy. Config.Policy holds the
@@ -280,6 +313,8 @@ func Default() Config {
 		TLS: TLS{
 			Hosts:             []string{"localhost", "127.0.0.1", "::1"},
 			TicketKeyRotation: Duration(day),
+			ACMEDomains:       []string{},
+			ACMECheckInterval: Duration(10 * time.Minute),
 		},
 		Log:  Log{Level: "info", Format: "json"},
 		Auth: Auth{TokenIssuer: "relais"},
@@ -291,6 +326,9 @@ func Default() Config {
 			WriteTimeout:      Duration(120 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
+			MaxHeaderBytes:    64 << 10,
+			RateLimit:         RateLimit{IPPerMinute: 1200, IPBurst: 200, CredentialPerMinute: 1200, CredentialBurst: 200},
+			ProxyProtocolFrom: []string{},
 		},
 		SFTP: SFTP{
 			Listen:       "127.0.0.1:2222",
@@ -557,6 +595,27 @@ func (c *Config) Validate() error {
 	if r := c.TLS.TicketKeyRotation.D(); r <= 0 || r > day {
 		errs = append(errs, errors.New("tls.ticket_key_rotation must be between 1s and 24h"))
 	}
+	if c.HTTP.MaxHeaderBytes < 4096 || c.HTTP.MaxHeaderBytes > 1<<20 {
+		errs = append(errs, errors.New("http.max_header_bytes must be between 4096 and 1048576"))
+	}
+	if rl := c.HTTP.RateLimit; rl.IPPerMinute < 0 || rl.IPBurst < 0 || rl.CredentialPerMinute < 0 || rl.CredentialBurst < 0 ||
+		(rl.IPPerMinute > 0) != (rl.IPBurst > 0) || (rl.CredentialPerMinute > 0) != (rl.CredentialBurst > 0) {
+		errs = append(errs, errors.New("http.rate_limit: rates and bursts must be >= 0, and a rate needs a burst (both 0 disables that limit)"))
+	}
+	for _, p := range c.HTTP.ProxyProtocolFrom {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("http.proxy_protocol_from: %q is not a CIDR prefix (e.g. 10.0.0.5/32)", p))
+		}
+	}
+	if len(c.TLS.ACMEDomains) > 0 && c.TLS.Cert != "" {
+		errs = append(errs, errors.New("tls.acme_domains and tls.cert exclude each other: use ACME or certificate files"))
+	}
+	if d := c.TLS.ACMECheckInterval.D(); d < time.Second || d > day {
+		errs = append(errs, errors.New("tls.acme_check_interval must be between 1s and 24h"))
+	}
+	if c.TLS.ACMEDirectory != "" && !strings.HasPrefix(c.TLS.ACMEDirectory, "https://") {
+		errs = append(errs, errors.New("tls.acme_directory must be an https:// URL"))
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -727,6 +786,8 @@ func (c Config) Masked() Config {
 	m := c
 	m.DatabaseURL = MaskURL(c.DatabaseURL)
 	m.TLS.Hosts = append([]string(nil), c.TLS.Hosts...)
+	m.TLS.ACMEDomains = append([]string{}, c.TLS.ACMEDomains...)
+	m.HTTP.ProxyProtocolFrom = append([]string{}, c.HTTP.ProxyProtocolFrom...)
 	return m
 }
 

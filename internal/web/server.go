@@ -85,8 +85,11 @@ type Options struct {
 	// ClientCerts, when set, identifies TLS client certificates (NET-4);
 	// the TLS config must then request them (mtls.TLSClientAuth).
 	ClientCerts *mtls.Verifier
-	Version     string
-	Now         func() time.Time
+	// HTTPChallenge, when set, wraps the plain-HTTP redirect handler to
+	// answer ACME http-01 challenges (acme.Manager.HTTPHandler).
+	HTTPChallenge func(http.Handler) http.Handler
+	Version       string
+	Now           func() time.Time
 }
 
 // Server serves the UI, the API, health and metrics.
@@ -268,7 +271,11 @@ func (s *Server) Run(ctx context.Context, ls Listeners) error {
 		if err != nil {
 			return fmt.Errorf("web: https address: %w", err)
 		}
-		all = append(all, served{mk(tlsconf.RedirectHandler(port)), ls.Redirect})
+		redirect := tlsconf.RedirectHandler(port)
+		if s.opts.HTTPChallenge != nil {
+			redirect = s.opts.HTTPChallenge(redirect)
+		}
+		all = append(all, served{mk(redirect), ls.Redirect})
 	}
 	if ls.Metrics != nil {
 		mux := http.NewServeMux()

@@ -23,8 +23,9 @@
 //     up at their next check;
 //   - orders never start from a TLS handshake: a client cannot make the
 //     server talk to the CA;
-//   - the certificate's expiry is a metric
-//     (relais_tls_certificate_expiry_timestamp_seconds).
+//   - with Options.Registerer, the certificate's expiry is the metric
+//     relais_certificate_expiry_timestamp_seconds{source="acme"} (the name
+//     internal/monitor uses; relais serve reports it through monitor).
 package acme
 
 import (
@@ -60,7 +61,7 @@ const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
 
 // Defaults of [Options].
 const (
-	DefaultCheckInterval = time.Hour
+	DefaultCheckInterval = 10 * time.Minute
 	DefaultLease         = 10 * time.Minute
 	// RenewFraction is the part of a certificate's lifetime after which it
 	// is renewed.
@@ -91,6 +92,10 @@ type Options struct {
 	// Lease bounds how long one node may hold the renewal lease; zero
 	// means DefaultLease.
 	Lease time.Duration
+	// Challenge restricts validation to one type: "tls-alpn-01" (on the
+	// HTTPS port) or "http-01" (on port 80, through HTTPHandler). Empty
+	// means tls-alpn-01 when the CA offers it, else http-01.
+	Challenge string
 	// Logger and Registerer are optional.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -129,6 +134,11 @@ func New(opts Options) (*Manager, error) {
 	}
 	slices.Sort(ds)
 	opts.Domains = slices.Compact(ds)
+	switch opts.Challenge {
+	case "", "tls-alpn-01", "http-01":
+	default:
+		return nil, fmt.Errorf("acme: challenge %q: use tls-alpn-01 or http-01", opts.Challenge)
+	}
 	if opts.DB == nil || opts.Master == nil {
 		return nil, errors.New("acme: the store and the master key are required")
 	}
@@ -144,6 +154,9 @@ func New(opts Options) (*Manager, error) {
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
 	}
+	if opts.Lease < 2*time.Minute {
+		return nil, errors.New("acme: the renewal lease must be at least 2 minutes (an order must fit in it)")
+	}
 	if opts.Node == "" {
 		opts.Node = randomToken()
 	}
@@ -154,8 +167,8 @@ func New(opts Options) (*Manager, error) {
 		alpn: map[string]*tls.Certificate{}, http01: map[string]string{}}
 	if opts.Registerer != nil {
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "relais_tls_certificate_expiry_timestamp_seconds",
-			Help:        "Unix time at which the served TLS certificate expires (0: none loaded).",
+			Name:        "relais_certificate_expiry_timestamp_seconds",
+			Help:        "When the serving certificate expires.",
 			ConstLabels: prometheus.Labels{"source": "acme"},
 		}, func() float64 {
 			if l := m.Leaf(); l != nil {
@@ -259,6 +272,14 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 	})
 }
 
+// Load installs the certificate stored by any node, without contacting the
+// CA (for status reports, and for nodes that must not order).
+func (m *Manager) Load(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.loadCert(ctx)
+}
+
 // Ensure makes a valid certificate available: it loads the stored one,
 // and orders a new one when there is none or it is due for renewal (and no
 // other node holds the renewal lease). It returns an error only when no
@@ -301,7 +322,10 @@ func (m *Manager) ensure(ctx context.Context, force bool) error {
 		return nil
 	}
 	defer m.release(context.WithoutCancel(ctx))
-	if err := m.obtain(ctx); err != nil {
+	// The order must end while this node holds the lease.
+	octx, cancel := context.WithTimeout(ctx, m.opts.Lease-time.Minute/2)
+	defer cancel()
+	if err := m.obtain(octx); err != nil {
 		if leaf != nil && now.Before(leaf.NotAfter) {
 			m.log.Error("acme: renewal failed; still serving the current certificate", "error", err, "not_after", leaf.NotAfter)
 			if force {
@@ -466,7 +490,11 @@ func (m *Manager) authorize(ctx context.Context, client *xacme.Client, url strin
 	}
 	domain := z.Identifier.Value
 	var chal *xacme.Challenge
-	for _, typ := range []string{"tls-alpn-01", "http-01"} {
+	types := []string{"tls-alpn-01", "http-01"}
+	if m.opts.Challenge != "" {
+		types = []string{m.opts.Challenge}
+	}
+	for _, typ := range types {
 		for _, c := range z.Challenges {
 			if c.Type == typ {
 				chal = c
@@ -478,7 +506,7 @@ func (m *Manager) authorize(ctx context.Context, client *xacme.Client, url strin
 		}
 	}
 	if chal == nil {
-		return fmt.Errorf("acme: the CA offers no tls-alpn-01 or http-01 challenge for %s", domain)
+		return fmt.Errorf("acme: the CA offers no %s challenge for %s", strings.Join(types, " or "), domain)
 	}
 	expires := m.now().Add(time.Hour)
 	var cleanup func()

@@ -10,64 +10,31 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/testkit/pebbletest"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 	"github.com/relais-dev/relais/internal/web/acme"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
 )
 
-// pebble is a real ACME CA (Let's Encrypt's test server) running in this
-// process on loopback. Its validation authority really connects to the
-// HTTPS listener given as tlsPort for the tls-alpn-01 challenge, resolving
-// "localhost" with the system resolver.
-type pebble struct {
-	dir    string
-	client *http.Client
-	roots  *x509.CertPool
-}
-
 const validity = 45 * 24 * time.Hour // a short-lived public certificate
+
+type pebble = pebbletest.Server
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
 func startPebble(t *testing.T, tlsPort int) *pebble {
 	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	logger := log.New(io.Discard, "", 0)
-	if testing.Verbose() {
-		logger = log.New(&testWriter{t}, "pebble ", 0)
-	}
-	mem := db.NewMemoryStore()
-	authority := ca.New(logger, mem, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: uint64(validity / time.Second)},
-	})
-	vaImpl := va.New(logger, 0, tlsPort, false, "", mem)
-	front := wfe.New(logger, mem, vaImpl, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	srv := httptest.NewUnstartedServer(front.Handler())
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(authority.GetRootCert(0).Cert)
-	return &pebble{dir: srv.URL + wfe.DirectoryPath, client: srv.Client(), roots: roots}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return pebbletest.Start(t, tlsPort, validity)
 }
 
 type node struct {
@@ -78,8 +45,8 @@ type node struct {
 func newNode(t *testing.T, st *store.DB, mk keys.MasterKey, p *pebble, name string, now func() time.Time) node {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := acme.New(acme.Options{Domains: []string{"localhost"}, DirectoryURL: p.dir, DB: st, Master: mk,
-		HTTPClient: p.client, Node: name, Now: now, Registerer: reg, Email: "ops@example.com"})
+	m, err := acme.New(acme.Options{Domains: []string{"localhost"}, DirectoryURL: p.DirectoryURL, DB: st, Master: mk,
+		HTTPClient: p.Client, Node: name, Now: now, Registerer: reg, Email: "ops@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +95,7 @@ func expiryMetric(t *testing.T, reg *prometheus.Registry) float64 {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "relais_tls_certificate_expiry_timestamp_seconds" {
+		if mf.GetName() == "relais_certificate_expiry_timestamp_seconds" {
 			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
@@ -141,13 +108,40 @@ func expiryMetric(t *testing.T, reg *prometheus.Registry) float64 {
 // client that verifies it against pebble's root, shared with a second node
 // through the store, renewed when forced and when two thirds of its life
 // have passed, and never replaced by an RSA certificate.
+//
+// It runs on both dialects, each node with its own connection pool to the
+// same database, as two processes would.
 func TestObtainServeRenew(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		obtainServeRenew(t, openShared(t, store.Options{DataDir: dir}), openShared(t, store.Options{DataDir: dir}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresURL(t)
+		obtainServeRenew(t, openShared(t, store.Options{URL: url}), openShared(t, store.Options{URL: url}))
+	})
+}
+
+func openShared(t *testing.T, o store.Options) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func obtainServeRenew(t *testing.T, st, st2 *store.DB) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := startPebble(t, ln.Addr().(*net.TCPAddr).Port)
-	st := storetest.OpenSQLite(t, storetest.Options{})
 	mk := masterKey(t)
 	ctx := context.Background()
 	a := newNode(t, st, mk, p, "node-a", nil)
@@ -166,7 +160,7 @@ func TestObtainServeRenew(t *testing.T) {
 	if a.m.Issued() != 1 {
 		t.Fatalf("issued %d certificates, want 1", a.m.Issued())
 	}
-	first := served(t, addr, p.roots)
+	first := served(t, addr, p.Roots)
 	pub, ok := first.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {
 		t.Fatalf("served key %T, want ECDSA P-256", first.PublicKey)
@@ -183,7 +177,7 @@ func TestObtainServeRenew(t *testing.T) {
 	}
 
 	// A second node on the same store loads the certificate, orders nothing.
-	b := newNode(t, st, mk, p, "node-b", nil)
+	b := newNode(t, st2, mk, p, "node-b", nil)
 	if err := b.m.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +187,7 @@ func TestObtainServeRenew(t *testing.T) {
 
 	// A client that cannot do ECDSA (TLS 1.2, RSA suites only) is refused;
 	// no RSA certificate is ordered for it.
-	rsaOnly := &tls.Config{ServerName: "localhost", RootCAs: p.roots, MaxVersion: tls.VersionTLS12,
+	rsaOnly := &tls.Config{ServerName: "localhost", RootCAs: p.Roots, MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}}
 	if c, err := tls.Dial("tcp", addr, rsaOnly); err == nil {
 		t.Errorf("an RSA-only client got a connection with a %T certificate", c.ConnectionState().PeerCertificates[0].PublicKey)
@@ -207,7 +201,7 @@ func TestObtainServeRenew(t *testing.T) {
 	if err := a.m.Renew(ctx); err != nil {
 		t.Fatalf("forced renewal: %v", err)
 	}
-	second := served(t, addr, p.roots)
+	second := served(t, addr, p.Roots)
 	if a.m.Issued() != 2 || second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatalf("after Renew: issued %d, serial unchanged %v", a.m.Issued(), second.SerialNumber.Cmp(first.SerialNumber) == 0)
 	}
@@ -221,7 +215,7 @@ func TestObtainServeRenew(t *testing.T) {
 	if left := second.NotAfter.Sub(due); left < 14*24*time.Hour || left > 16*24*time.Hour {
 		t.Errorf("renewal %v before expiry, want about 15 days for a 45-day certificate", left)
 	}
-	later := newNode(t, st, mk, p, "node-c", func() time.Time { return due.Add(time.Minute) })
+	later := newNode(t, st2, mk, p, "node-c", func() time.Time { return due.Add(time.Minute) })
 	if err := later.m.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -276,4 +270,110 @@ func TestNewRejectsBadDomains(t *testing.T) {
 			t.Errorf("domains %q accepted", d)
 		}
 	}
+}
+
+// TestHTTP01: with Challenge "http-01", pebble validates through the
+// plain-HTTP handler (served here on the port pebble's validation
+// authority uses as port 80).
+func TestHTTP01(t *testing.T) {
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pebbletest.StartHTTP01(t, httpLn.Addr().(*net.TCPAddr).Port, validity)
+	st := storetest.OpenSQLite(t, storetest.Options{})
+	m, err := acme.New(acme.Options{Domains: []string{"localhost"}, DirectoryURL: p.DirectoryURL, DB: st, Master: masterKey(t),
+		HTTPClient: p.Client, Challenge: "http-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fallbackHit := false
+	srv := &http.Server{Handler: m.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fallbackHit = true
+		http.Redirect(w, r, "https://localhost/", http.StatusPermanentRedirect)
+	})), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(httpLn) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	if err := m.Ensure(context.Background()); err != nil {
+		t.Fatalf("http-01 order: %v", err)
+	}
+	if m.Issued() != 1 || m.Leaf() == nil {
+		t.Fatal("no certificate")
+	}
+	// Other paths still reach the fallback (the HTTPS redirect); unknown
+	// tokens are 404.
+	res, err := http.Get("http://" + httpLn.Addr().String() + "/.well-known/acme-challenge/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 404 || fallbackHit {
+		t.Errorf("unknown token: %d (fallback %v)", res.StatusCode, fallbackHit)
+	}
+	if _, err := acme.New(acme.Options{Domains: []string{"localhost"}, DB: st, Master: masterKey(t), Challenge: "dns-01"}); err == nil {
+		t.Error("dns-01 accepted")
+	}
+}
+
+// TestConcurrentNodesOrderOnce: two nodes starting together on an empty
+// store (each with its own connection pool) order one certificate between
+// them, thanks to the lease, and end up serving the same one.
+func TestConcurrentNodesOrderOnce(t *testing.T) {
+	run := func(t *testing.T, st, st2 *store.DB) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startPebble(t, ln.Addr().(*net.TCPAddr).Port)
+		mk := masterKey(t)
+		a := newNode(t, st, mk, p, "node-a", nil)
+		b := newNode(t, st2, mk, p, "node-b", nil)
+		// The CA may validate through either node: both serve the same port
+		// here through a source that asks each in turn.
+		serveHTTPS(t, ln, either{a.m, b.m})
+		ctx := context.Background()
+		errs := make(chan error, 2)
+		for _, n := range []node{a, b} {
+			go func() { errs <- n.m.Ensure(ctx) }()
+		}
+		for i := 0; i < 2; i++ {
+			if err := <-errs; err != nil && !strings.Contains(err.Error(), "another node") {
+				t.Fatalf("Ensure: %v", err)
+			}
+		}
+		if got := a.m.Issued() + b.m.Issued(); got != 1 {
+			t.Fatalf("%d certificates ordered by two nodes starting together, want 1", got)
+		}
+		for _, n := range []node{a, b} {
+			if err := n.m.Ensure(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a.m.Leaf().SerialNumber.Cmp(b.m.Leaf().SerialNumber) != 0 || a.m.Issued()+b.m.Issued() != 1 {
+			t.Fatal("the nodes serve different certificates")
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		run(t, openShared(t, store.Options{DataDir: dir}), openShared(t, store.Options{DataDir: dir}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresURL(t)
+		run(t, openShared(t, store.Options{URL: url}), openShared(t, store.Options{URL: url}))
+	})
+}
+
+// either serves the first source that has a certificate (a stand-in for a
+// load balancer in front of two nodes).
+type either []*acme.Manager
+
+func (e either) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	var err error
+	for _, m := range e {
+		var c *tls.Certificate
+		if c, err = m.GetCertificate(h); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
 }

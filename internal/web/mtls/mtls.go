@@ -42,6 +42,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -157,18 +158,31 @@ func (v *Verifier) Reload() error {
 	return nil
 }
 
-// Run reloads the file every period until ctx ends, logging nothing: a
-// failed reload keeps the previous state and is returned by the next
-// explicit Reload.
-func (v *Verifier) Run(ctx context.Context, period time.Duration) {
+// Run reloads the file every period until ctx ends. A failed reload keeps
+// the previous authorities and is logged (log may be nil) once per change
+// of the error.
+func (v *Verifier) Run(ctx context.Context, period time.Duration, log *slog.Logger) {
 	t := time.NewTicker(period)
 	defer t.Stop()
+	last := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = v.Reload()
+			err := v.Reload()
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			if msg != last && log != nil {
+				if err != nil {
+					log.Error("client certificate authorities not reloaded; the previous ones stay in force", "error", err)
+				} else {
+					log.Info("client certificate authorities reloaded")
+				}
+			}
+			last = msg
 		}
 	}
 }

@@ -22,8 +22,9 @@
 // ChaCha20-Poly1305) are all AEAD suites recommended by the guide.
 //
 // Certificates reach the server through a [CertSource], so they can be
-// replaced while the server runs ([CertStore.Set] today, an ACME client
-// later). There is no option that weakens the policy.
+// replaced while the server runs ([CertStore.Set] for files, or the ACME
+// manager of internal/web/acme). There is no option that weakens the
+// policy; docs/security.md maps it to ANSSI's recommendations.
 package tlsconf
 
 import (
