@@ -16,8 +16,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pquerna/otp/totp"
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/relais-dev/relais/internal/access"
@@ -285,6 +287,29 @@ func TestOIDCSignIn(t *testing.T) {
 		if ev := lastSSOLogin(t, db, e.a.ID); !equalJSON(ev["groups"], []string{}) || strings.Contains(ev["reason"].(string), "provisioned") {
 			t.Fatalf("second audit: %v", ev)
 		}
+
+		// With the userinfo endpoint read too: its claims complete the ID
+		// token's (here the groups, absent from the ID token).
+		p, err := e.sso.GetProvider(ctx, e.a.ID, "corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := p.Config
+		cfg.Userinfo = true
+		if _, err := e.sso.UpdateConfig(ctx, e.a.ID, "corp", cfg, true); err != nil {
+			t.Fatal(err)
+		}
+		idp.set(func(claims map[string]any) string {
+			delete(claims, "groups")
+			return idp.sign(t, claims)
+		})
+		defer idp.set(nil)
+		if res, body := e.oidcLogin(t, e.browser(t), "acme", "corp"); res.StatusCode != 200 {
+			t.Fatalf("sign-in with userinfo: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); !equalJSON(ev["groups"], []string{"Engineers"}) {
+			t.Fatalf("groups from userinfo: %v", ev)
+		}
 	})
 }
 
@@ -510,6 +535,34 @@ func TestSSOPolicies(t *testing.T) {
 				t.Fatalf("want a session, got %d %s", res.StatusCode, body)
 			}
 			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "success" || !strings.Contains(ev["reason"].(string), "idp_mfa_accepted") {
+				t.Fatalf("audit: %v", ev)
+			}
+		})
+		t.Run("own TOTP asked after SSO", func(t *testing.T) {
+			// The user has an authenticator app; the IdP asserts no MFA:
+			// the tenant's own factor is asked before any session.
+			u, err := e.id.FindUserByEmail(ctx, e.a.ID, "jane.doe@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr := &identity.Principal{TenantID: e.a.ID, UserID: u.ID, AuthTime: time.Now()}
+			enr, err := e.id.BeginTOTP(ctx, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := totp.GenerateCode(enr.Secret, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.id.ConfirmTOTP(ctx, pr, code); err != nil {
+				t.Fatal(err)
+			}
+			c := e.browser(t)
+			res, body := e.oidcLogin(t, c, "acme", "corp")
+			if res.StatusCode != 200 || !bytes.Contains(body, []byte(`name="mfa_token"`)) || hasSession(c, e.ts.URL) {
+				t.Fatalf("want the second-factor page and no session, got %d %s", res.StatusCode, body)
+			}
+			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "success" || ev["reason"] != "mfa_required" {
 				t.Fatalf("audit: %v", ev)
 			}
 		})
