@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/pquerna/otp/totp"
 	"github.com/oauth2-proxy/mockoidc"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/identity"
