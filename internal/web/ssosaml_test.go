@@ -192,6 +192,31 @@ func rewrite(t *testing.T, f url.Values, change func(doc *etree.Document)) url.V
 	return g
 }
 
+// dropResponseSignature removes the Response's own signature (not the
+// assertion's).
+func dropResponseSignature(doc *etree.Document) {
+	root := doc.Root()
+	for _, s := range root.SelectElements("Signature") {
+		root.RemoveChild(s)
+	}
+}
+
+// attackerCert is a self-signed certificate of a key the IdP never had.
+func attackerCert(t *testing.T) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "attacker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
+
 func assertionOf(t *testing.T, doc *etree.Document) *etree.Element {
 	t.Helper()
 	a := doc.FindElement("//Assertion")
@@ -297,9 +322,11 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			if countSessions(t, db, e.a.ID) != before || hasSession(c, e.ts.URL) {
 				t.Fatal("a session was started")
 			}
-			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "failure" || !strings.HasPrefix(ev["reason"].(string), reason) {
+			ev := lastSSOLogin(t, db, e.a.ID)
+			if ev["outcome"] != "failure" || !strings.HasPrefix(ev["reason"].(string), reason) {
 				t.Fatalf("audit: %v (want reason %s)", ev, reason)
 			}
+			t.Logf("refused: %s", ev["reason"])
 		}
 		nameID := func(doc *etree.Document) *etree.Element { return assertionOf(t, doc).FindElement("./Subject/NameID") }
 
@@ -315,7 +342,23 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			{"wrongly signed (changed after signing)", "assertion_invalid", func(doc *etree.Document) {
 				nameID(doc).SetText("admin@acme.example")
 			}},
+			{"assertion changed after signing, response unsigned", "assertion_invalid", func(doc *etree.Document) {
+				dropResponseSignature(doc)
+				nameID(doc).SetText("admin@acme.example")
+			}},
+			{"signed by an attacker's own key", "assertion_invalid", func(doc *etree.Document) {
+				// Replace the embedded certificates with a self-signed one:
+				// the SP must trust only the IdP metadata's keys.
+				dropResponseSignature(doc)
+				for _, c := range doc.FindElements("//X509Certificate") {
+					c.SetText(attackerCert(t))
+				}
+			}},
+			// The wrapping cases drop the Response's own signature first, so
+			// that only the assertion's signature stands: the attack then
+			// targets which assertion the SP reads.
 			{"wrapping: a second, unsigned assertion first", "assertion_invalid", func(doc *etree.Document) {
+				dropResponseSignature(doc)
 				signed := assertionOf(t, doc)
 				evil := signed.Copy()
 				for _, s := range evil.FindElements("./Signature") {
@@ -326,6 +369,7 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 				signed.Parent().InsertChildAt(signed.Index(), evil)
 			}},
 			{"wrapping: the signed assertion moved into an extension", "assertion_invalid", func(doc *etree.Document) {
+				dropResponseSignature(doc)
 				signed := assertionOf(t, doc)
 				resp := signed.Parent()
 				evil := signed.Copy()
@@ -354,9 +398,22 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 		}
 
 		t.Run("wrong audience and recipient (issued for another SP)", func(t *testing.T) {
-			_, f := e.samlStart(t, c, "acme", "corp2")
-			e.samlStart(t, c, "acme", "corp") // a live flow for corp in this browser
-			refused(t, c, e.ts.URL+"/sso/acme/corp/saml/acs", f, "assertion_invalid")
+			// An unsolicited response the IdP signed for corp2, posted to
+			// "open" (which accepts unsolicited ones): no request id in
+			// play, only the destination, recipient and audience differ.
+			idp.put(t, "/shortcuts/corp2", `{"name":"corp2","service_provider":"`+e.ts.URL+`/sso/acme/corp2/saml/metadata"}`)
+			ic := e.browser(t)
+			e.samlStart(t, ic, "acme", "corp")
+			res, err := ic.Get(idp.url + "/login/corp2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, f := form(t, readAll(t, res))
+			refused(t, e.browser(t), e.ts.URL+"/sso/acme/open/saml/acs", f, "assertion_invalid")
+			ev := lastSSOLogin(t, db, e.a.ID)
+			if r := ev["reason"].(string); !strings.Contains(r, "Destination") && !strings.Contains(r, "Recipient") && !strings.Contains(r, "udience") {
+				t.Fatalf("refused for another reason: %s", r)
+			}
 		})
 		t.Run("signed by another tenant's IdP", func(t *testing.T) {
 			oc := e.browser(t)
