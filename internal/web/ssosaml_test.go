@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlidp"
 
 	"github.com/relais-dev/relais/internal/sso"
@@ -35,6 +37,24 @@ import (
 type testIdP struct {
 	*samlidp.Server
 	url string
+	// mfa makes the IdP assert multi-factor authentication (its sessions
+	// carry the MobileTwoFactorContract class).
+	mfa atomic.Bool
+}
+
+// mfaSessions wraps the IdP's own session provider to set the
+// authentication context class of its sessions.
+type mfaSessions struct {
+	inner saml.SessionProvider
+	p     *testIdP
+}
+
+func (m mfaSessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.IdpAuthnRequest) *saml.Session {
+	s := m.inner.GetSession(w, r, req)
+	if s != nil && m.p.mfa.Load() {
+		s.AuthnContextClassRef = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+	}
+	return s
 }
 
 func startSAMLIdP(t *testing.T) *testIdP {
@@ -64,10 +84,11 @@ func startSAMLIdP(t *testing.T) *testIdP {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &testIdP{Server: idp, url: base}
+	idp.IDP.SessionProvider = mfaSessions{inner: idp.IDP.SessionProvider, p: p}
 	srv := &http.Server{Handler: idp, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	p := &testIdP{Server: idp, url: base}
 	p.put(t, "/users/alice", `{"name":"alice","password":"correct horse battery","email":"alice@acme.example","common_name":"Alice A","groups":["staff","admins"]}`)
 	return p
 }
@@ -490,5 +511,46 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			f.Set("SAMLResponse", strings.Repeat("A", sso.MaxSAMLResponseBytes+4))
 			refused(t, c, action, f, "response_too_large")
 		})
+	})
+}
+
+// TestSAMLIdPMFA: with a tenant policy requiring a second factor, the
+// IdP's AuthnContextClassRef counts only when the provider accepts the
+// IdP's MFA and the class is a multi-factor one.
+func TestSAMLIdPMFA(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := newSSOEnv(t, db)
+		ctx := context.Background()
+		idp := startSAMLIdP(t)
+		e.addSAML(t, e.a.ID, "acme", "strict", idp, sso.Config{JIT: true})
+		e.addSAML(t, e.a.ID, "acme", "trusting", idp, sso.Config{JIT: true, AcceptIdPMFA: true})
+		if _, err := e.adminEnv.ts.SetPolicy(ctx, e.a.ID, json.RawMessage(`{"two_factor":{"required":"all"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		signIn := func(provider string) (*http.Client, *http.Response, []byte) {
+			c := e.browser(t)
+			action, f := e.samlStart(t, c, "acme", provider)
+			res, body := postACS(t, c, action, f)
+			return c, res, body
+		}
+		// Password-only at the IdP: refused by both.
+		for _, p := range []string{"strict", "trusting"} {
+			if c, res, body := signIn(p); res.StatusCode != http.StatusForbidden || hasSession(c, e.ts.URL) {
+				t.Fatalf("%s without IdP MFA: %d %s", p, res.StatusCode, body)
+			}
+		}
+		idp.mfa.Store(true)
+		if c, res, body := signIn("strict"); res.StatusCode != http.StatusForbidden || hasSession(c, e.ts.URL) {
+			t.Fatalf("strict with IdP MFA: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); ev["reason"] != "mfa_unavailable; idp_mfa_not_accepted" {
+			t.Fatalf("audit: %v", ev)
+		}
+		if c, res, body := signIn("trusting"); res.StatusCode != 200 || !hasSession(c, e.ts.URL) {
+			t.Fatalf("trusting with IdP MFA: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); ev["reason"] != "ok; idp_mfa_accepted" {
+			t.Fatalf("audit: %v", ev)
+		}
 	})
 }
