@@ -584,6 +584,14 @@ func TestSSOPolicies(t *testing.T) {
 			if res.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "password_login_disabled") {
 				t.Fatalf("password sign-in with passwords off: %d %s", res.StatusCode, b)
 			}
+			// The browser's sign-in form says what to do instead.
+			res, err := e.browser(t).PostForm(e.ts.URL+"/login", url.Values{"tenant": {"acme"}, "email": {"local@acme.example"}, "password": {adminPassword}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := readAll(t, res); res.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "single sign-on") {
+				t.Fatalf("sign-in page with passwords off: %d %s", res.StatusCode, b)
+			}
 			var seen bool
 			for _, r := range admAudit(t, db, e.a.ID) {
 				if r.Action == "auth.login" && strings.Contains(string(r.Details), "password_login_disabled") {
