@@ -40,13 +40,9 @@ type ssoEnv struct {
 func newSSOEnv(t *testing.T, db *store.DB) *ssoEnv {
 	t.Helper()
 	e := newAdminEnv(t, db)
-	svc := &sso.Service{DB: db, Tenants: e.ts, Keyring: e.id.Keyring, Identity: e.id, Access: e.acc}
-	e.id.PasswordLogin = svc.PasswordLogin
-	srv := New(Options{DB: db, Tenants: e.ts, Identity: e.id, Access: e.acc, SSO: svc, MaxBodyBytes: 64 << 10, Version: "test"})
-	e.srv = srv
-	ts := httptest.NewTLSServer(srv.Handler())
+	ts := httptest.NewTLSServer(e.srv.Handler())
 	t.Cleanup(ts.Close)
-	return &ssoEnv{adminEnv: e, sso: svc, ts: ts}
+	return &ssoEnv{adminEnv: e, sso: e.sso, ts: ts}
 }
 
 // browser is an HTTP client with a cookie jar that trusts the test server.
