@@ -69,7 +69,7 @@ type Config struct {
 	MFAValues    []string `json:"mfa_values,omitempty"`
 }
 
-// DefaultMFAValues are the amr / acr / AuthnContextClassRef values taken to
+// defaultMFAValues are the amr / acr / AuthnContextClassRef values taken to
 // mean multi-factor authentication.
 var defaultMFAValues = []string{
 	"mfa",

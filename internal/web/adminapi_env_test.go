@@ -15,6 +15,7 @@ import (
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web/problem"
@@ -33,11 +34,13 @@ var admClient = identity.Client{IP: "192.0.2.1", Port: "1234", UserAgent: "admin
 // adminEnv is a server with real identity and access services over one
 // store, with two tenants: acme (A) and beta (B).
 type adminEnv struct {
-	srv  *Server
-	db   *store.DB
-	ts   *tenants.Service
-	id   *identity.Service
-	acc  *access.Service
+	srv *Server
+	db  *store.DB
+	ts  *tenants.Service
+	id  *identity.Service
+	acc *access.Service
+	// sso is the single sign-on and SCIM service (its routes need it).
+	sso  *sso.Service
 	a, b tenants.Tenant
 }
 
@@ -59,8 +62,10 @@ func newAdminEnv(t *testing.T, db *store.DB) *adminEnv {
 	}
 	acc := &access.Service{DB: db}
 	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: access.Source{S: acc}, Issuer: "Relais test"}
-	srv := New(Options{DB: db, Tenants: ts, Identity: id, Access: acc, MaxBodyBytes: 64 << 10, ShutdownTimeout: time.Second, Version: "test"})
-	return &adminEnv{srv: srv, db: db, ts: ts, id: id, acc: acc, a: a, b: b}
+	svc := &sso.Service{DB: db, Tenants: ts, Keyring: id.Keyring, Identity: id, Access: acc}
+	id.PasswordLogin = svc.PasswordLogin
+	srv := New(Options{DB: db, Tenants: ts, Identity: id, Access: acc, SSO: svc, MaxBodyBytes: 64 << 10, ShutdownTimeout: time.Second, Version: "test"})
+	return &adminEnv{srv: srv, db: db, ts: ts, id: id, acc: acc, sso: svc, a: a, b: b}
 }
 
 // user creates a user without a password (it gets an enrolment token) and

@@ -16,6 +16,7 @@ import (
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/optoken"
+	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 	"github.com/relais-dev/relais/internal/web/problem"
@@ -235,6 +236,14 @@ func TestEveryMutatingRouteWritesAnAuditEvent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		ssoProvider := func() {
+			if _, err := e.sso.GetProvider(ctx, e.a.ID, "corp"); err == nil {
+				return
+			}
+			_, err := e.sso.CreateProvider(ctx, e.a.ID, sso.NewProvider{Name: "corp", Kind: sso.KindOIDC,
+				Config: sso.Config{BaseURL: "https://relais.example", Issuer: "https://login.example.com", ClientID: "relais"}}, false)
+			must(err)
+		}
 		op := "token:" + tok.ID
 		examples := map[string]func() auditCall{
 			"POST /api/v1/tenants": func() auditCall {
@@ -341,6 +350,27 @@ func TestEveryMutatingRouteWritesAnAuditEvent(t *testing.T) {
 			},
 			"POST /api/v1/clients/{id}/roles": func() auditCall {
 				return auditCall{as, "POST", "/api/v1/clients/" + client().ID + "/roles", `{"role":"viewer"}`, admin.ID}
+			},
+			"POST /api/v1/sso/rules": func() auditCall {
+				ssoProvider()
+				return auditCall{as, "POST", "/api/v1/sso/rules", `{"provider":"corp","claim":"groups","value":"readers","role":"viewer"}`, admin.ID}
+			},
+			"DELETE /api/v1/sso/rules/{id}": func() auditCall {
+				ssoProvider()
+				r, err := e.sso.AddRule(ctx, e.a.ID, sso.NewRule{Provider: "corp", Claim: "groups", Value: "gone", Role: access.RoleViewer})
+				must(err)
+				return auditCall{as, "DELETE", "/api/v1/sso/rules/" + r.ID, "", admin.ID}
+			},
+			"PUT /api/v1/sso/settings": func() auditCall {
+				return auditCall{as, "PUT", "/api/v1/sso/settings", `{"password_login":true}`, admin.ID}
+			},
+			"POST /api/v1/sso/scim-tokens": func() auditCall {
+				return auditCall{as, "POST", "/api/v1/sso/scim-tokens", `{"name":"okta"}`, admin.ID}
+			},
+			"DELETE /api/v1/sso/scim-tokens/{id}": func() auditCall {
+				tok, _, err := e.sso.CreateSCIMToken(ctx, e.a.ID, "old")
+				must(err)
+				return auditCall{as, "DELETE", "/api/v1/sso/scim-tokens/" + tok.ID, "", admin.ID}
 			},
 			"DELETE /api/v1/clients/{id}/roles/{role}": func() auditCall {
 				c := client()

@@ -16,9 +16,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/identity"
@@ -38,13 +40,9 @@ type ssoEnv struct {
 func newSSOEnv(t *testing.T, db *store.DB) *ssoEnv {
 	t.Helper()
 	e := newAdminEnv(t, db)
-	svc := &sso.Service{DB: db, Tenants: e.ts, Keyring: e.id.Keyring, Identity: e.id, Access: e.acc}
-	e.id.PasswordLogin = svc.PasswordLogin
-	srv := New(Options{DB: db, Tenants: e.ts, Identity: e.id, Access: e.acc, SSO: svc, MaxBodyBytes: 64 << 10, Version: "test"})
-	e.srv = srv
-	ts := httptest.NewTLSServer(srv.Handler())
+	ts := httptest.NewTLSServer(e.srv.Handler())
 	t.Cleanup(ts.Close)
-	return &ssoEnv{adminEnv: e, sso: svc, ts: ts}
+	return &ssoEnv{adminEnv: e, sso: e.sso, ts: ts}
 }
 
 // browser is an HTTP client with a cookie jar that trusts the test server.
@@ -285,6 +283,29 @@ func TestOIDCSignIn(t *testing.T) {
 		if ev := lastSSOLogin(t, db, e.a.ID); !equalJSON(ev["groups"], []string{}) || strings.Contains(ev["reason"].(string), "provisioned") {
 			t.Fatalf("second audit: %v", ev)
 		}
+
+		// With the userinfo endpoint read too: its claims complete the ID
+		// token's (here the groups, absent from the ID token).
+		p, err := e.sso.GetProvider(ctx, e.a.ID, "corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := p.Config
+		cfg.Userinfo = true
+		if _, err := e.sso.UpdateConfig(ctx, e.a.ID, "corp", cfg, true); err != nil {
+			t.Fatal(err)
+		}
+		idp.set(func(claims map[string]any) string {
+			delete(claims, "groups")
+			return idp.sign(t, claims)
+		})
+		defer idp.set(nil)
+		if res, body := e.oidcLogin(t, e.browser(t), "acme", "corp"); res.StatusCode != 200 {
+			t.Fatalf("sign-in with userinfo: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); !equalJSON(ev["groups"], []string{"Engineers"}) {
+			t.Fatalf("groups from userinfo: %v", ev)
+		}
 	})
 }
 
@@ -513,6 +534,34 @@ func TestSSOPolicies(t *testing.T) {
 				t.Fatalf("audit: %v", ev)
 			}
 		})
+		t.Run("own TOTP asked after SSO", func(t *testing.T) {
+			// The user has an authenticator app; the IdP asserts no MFA:
+			// the tenant's own factor is asked before any session.
+			u, err := e.id.FindUserByEmail(ctx, e.a.ID, "jane.doe@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr := &identity.Principal{TenantID: e.a.ID, UserID: u.ID, AuthTime: time.Now()}
+			enr, err := e.id.BeginTOTP(ctx, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := totp.GenerateCode(enr.Secret, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.id.ConfirmTOTP(ctx, pr, code); err != nil {
+				t.Fatal(err)
+			}
+			c := e.browser(t)
+			res, body := e.oidcLogin(t, c, "acme", "corp")
+			if res.StatusCode != 200 || !bytes.Contains(body, []byte(`name="mfa_token"`)) || hasSession(c, e.ts.URL) {
+				t.Fatalf("want the second-factor page and no session, got %d %s", res.StatusCode, body)
+			}
+			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "success" || ev["reason"] != "mfa_required" {
+				t.Fatalf("audit: %v", ev)
+			}
+		})
 		if _, err := e.adminEnv.ts.SetPolicy(ctx, e.a.ID, json.RawMessage(`{}`)); err != nil {
 			t.Fatal(err)
 		}
@@ -530,6 +579,14 @@ func TestSSOPolicies(t *testing.T) {
 			res, b := e.call(t, nil, "POST", "/api/v1/auth/login", string(body))
 			if res.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "password_login_disabled") {
 				t.Fatalf("password sign-in with passwords off: %d %s", res.StatusCode, b)
+			}
+			// The browser's sign-in form says what to do instead.
+			res, err := e.browser(t).PostForm(e.ts.URL+"/login", url.Values{"tenant": {"acme"}, "email": {"local@acme.example"}, "password": {adminPassword}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := readAll(t, res); res.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "single sign-on") {
+				t.Fatalf("sign-in page with passwords off: %d %s", res.StatusCode, b)
 			}
 			var seen bool
 			for _, r := range admAudit(t, db, e.a.ID) {

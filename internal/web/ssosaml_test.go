@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlidp"
 
 	"github.com/relais-dev/relais/internal/sso"
@@ -35,6 +37,24 @@ import (
 type testIdP struct {
 	*samlidp.Server
 	url string
+	// mfa makes the IdP assert multi-factor authentication (its sessions
+	// carry the MobileTwoFactorContract class).
+	mfa atomic.Bool
+}
+
+// mfaSessions wraps the IdP's own session provider to set the
+// authentication context class of its sessions.
+type mfaSessions struct {
+	inner saml.SessionProvider
+	p     *testIdP
+}
+
+func (m mfaSessions) GetSession(w http.ResponseWriter, r *http.Request, req *saml.IdpAuthnRequest) *saml.Session {
+	s := m.inner.GetSession(w, r, req)
+	if s != nil && m.p.mfa.Load() {
+		s.AuthnContextClassRef = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+	}
+	return s
 }
 
 func startSAMLIdP(t *testing.T) *testIdP {
@@ -64,10 +84,11 @@ func startSAMLIdP(t *testing.T) *testIdP {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &testIdP{Server: idp, url: base}
+	idp.IDP.SessionProvider = mfaSessions{inner: idp.IDP.SessionProvider, p: p}
 	srv := &http.Server{Handler: idp, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	p := &testIdP{Server: idp, url: base}
 	p.put(t, "/users/alice", `{"name":"alice","password":"correct horse battery","email":"alice@acme.example","common_name":"Alice A","groups":["staff","admins"]}`)
 	return p
 }
@@ -192,6 +213,31 @@ func rewrite(t *testing.T, f url.Values, change func(doc *etree.Document)) url.V
 	return g
 }
 
+// dropResponseSignature removes the Response's own signature (not the
+// assertion's).
+func dropResponseSignature(doc *etree.Document) {
+	root := doc.Root()
+	for _, s := range root.SelectElements("Signature") {
+		root.RemoveChild(s)
+	}
+}
+
+// attackerCert is a self-signed certificate of a key the IdP never had.
+func attackerCert(t *testing.T) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "attacker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
+
 func assertionOf(t *testing.T, doc *etree.Document) *etree.Element {
 	t.Helper()
 	a := doc.FindElement("//Assertion")
@@ -297,9 +343,11 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			if countSessions(t, db, e.a.ID) != before || hasSession(c, e.ts.URL) {
 				t.Fatal("a session was started")
 			}
-			if ev := lastSSOLogin(t, db, e.a.ID); ev["outcome"] != "failure" || !strings.HasPrefix(ev["reason"].(string), reason) {
+			ev := lastSSOLogin(t, db, e.a.ID)
+			if ev["outcome"] != "failure" || !strings.HasPrefix(ev["reason"].(string), reason) {
 				t.Fatalf("audit: %v (want reason %s)", ev, reason)
 			}
+			t.Logf("refused: %s", ev["reason"])
 		}
 		nameID := func(doc *etree.Document) *etree.Element { return assertionOf(t, doc).FindElement("./Subject/NameID") }
 
@@ -315,7 +363,23 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			{"wrongly signed (changed after signing)", "assertion_invalid", func(doc *etree.Document) {
 				nameID(doc).SetText("admin@acme.example")
 			}},
+			{"assertion changed after signing, response unsigned", "assertion_invalid", func(doc *etree.Document) {
+				dropResponseSignature(doc)
+				nameID(doc).SetText("admin@acme.example")
+			}},
+			{"signed by an attacker's own key", "assertion_invalid", func(doc *etree.Document) {
+				// Replace the embedded certificates with a self-signed one:
+				// the SP must trust only the IdP metadata's keys.
+				dropResponseSignature(doc)
+				for _, c := range doc.FindElements("//X509Certificate") {
+					c.SetText(attackerCert(t))
+				}
+			}},
+			// The wrapping cases drop the Response's own signature first, so
+			// that only the assertion's signature stands: the attack then
+			// targets which assertion the SP reads.
 			{"wrapping: a second, unsigned assertion first", "assertion_invalid", func(doc *etree.Document) {
+				dropResponseSignature(doc)
 				signed := assertionOf(t, doc)
 				evil := signed.Copy()
 				for _, s := range evil.FindElements("./Signature") {
@@ -326,6 +390,7 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 				signed.Parent().InsertChildAt(signed.Index(), evil)
 			}},
 			{"wrapping: the signed assertion moved into an extension", "assertion_invalid", func(doc *etree.Document) {
+				dropResponseSignature(doc)
 				signed := assertionOf(t, doc)
 				resp := signed.Parent()
 				evil := signed.Copy()
@@ -354,9 +419,22 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 		}
 
 		t.Run("wrong audience and recipient (issued for another SP)", func(t *testing.T) {
-			_, f := e.samlStart(t, c, "acme", "corp2")
-			e.samlStart(t, c, "acme", "corp") // a live flow for corp in this browser
-			refused(t, c, e.ts.URL+"/sso/acme/corp/saml/acs", f, "assertion_invalid")
+			// An unsolicited response the IdP signed for corp2, posted to
+			// "open" (which accepts unsolicited ones): no request id in
+			// play, only the destination, recipient and audience differ.
+			idp.put(t, "/shortcuts/corp2", `{"name":"corp2","service_provider":"`+e.ts.URL+`/sso/acme/corp2/saml/metadata"}`)
+			ic := e.browser(t)
+			e.samlStart(t, ic, "acme", "corp")
+			res, err := ic.Get(idp.url + "/login/corp2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, f := form(t, readAll(t, res))
+			refused(t, e.browser(t), e.ts.URL+"/sso/acme/open/saml/acs", f, "assertion_invalid")
+			ev := lastSSOLogin(t, db, e.a.ID)
+			if r := ev["reason"].(string); !strings.Contains(r, "Destination") && !strings.Contains(r, "Recipient") && !strings.Contains(r, "udience") {
+				t.Fatalf("refused for another reason: %s", r)
+			}
 		})
 		t.Run("signed by another tenant's IdP", func(t *testing.T) {
 			oc := e.browser(t)
@@ -433,5 +511,46 @@ func TestSAMLRefusesForgedResponses(t *testing.T) {
 			f.Set("SAMLResponse", strings.Repeat("A", sso.MaxSAMLResponseBytes+4))
 			refused(t, c, action, f, "response_too_large")
 		})
+	})
+}
+
+// TestSAMLIdPMFA: with a tenant policy requiring a second factor, the
+// IdP's AuthnContextClassRef counts only when the provider accepts the
+// IdP's MFA and the class is a multi-factor one.
+func TestSAMLIdPMFA(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := newSSOEnv(t, db)
+		ctx := context.Background()
+		idp := startSAMLIdP(t)
+		e.addSAML(t, e.a.ID, "acme", "strict", idp, sso.Config{JIT: true})
+		e.addSAML(t, e.a.ID, "acme", "trusting", idp, sso.Config{JIT: true, AcceptIdPMFA: true})
+		if _, err := e.adminEnv.ts.SetPolicy(ctx, e.a.ID, json.RawMessage(`{"two_factor":{"required":"all"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		signIn := func(provider string) (*http.Client, *http.Response, []byte) {
+			c := e.browser(t)
+			action, f := e.samlStart(t, c, "acme", provider)
+			res, body := postACS(t, c, action, f)
+			return c, res, body
+		}
+		// Password-only at the IdP: refused by both.
+		for _, p := range []string{"strict", "trusting"} {
+			if c, res, body := signIn(p); res.StatusCode != http.StatusForbidden || hasSession(c, e.ts.URL) {
+				t.Fatalf("%s without IdP MFA: %d %s", p, res.StatusCode, body)
+			}
+		}
+		idp.mfa.Store(true)
+		if c, res, body := signIn("strict"); res.StatusCode != http.StatusForbidden || hasSession(c, e.ts.URL) {
+			t.Fatalf("strict with IdP MFA: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); ev["reason"] != "mfa_unavailable; idp_mfa_not_accepted" {
+			t.Fatalf("audit: %v", ev)
+		}
+		if c, res, body := signIn("trusting"); res.StatusCode != 200 || !hasSession(c, e.ts.URL) {
+			t.Fatalf("trusting with IdP MFA: %d %s", res.StatusCode, body)
+		}
+		if ev := lastSSOLogin(t, db, e.a.ID); ev["reason"] != "ok; idp_mfa_accepted" {
+			t.Fatalf("audit: %v", ev)
+		}
 	})
 }

@@ -185,6 +185,8 @@ func uiMessage(err error) (int, string) {
 	switch {
 	case errors.Is(err, identity.ErrInvalidCredentials):
 		return http.StatusUnauthorized, "The organisation, email or password is wrong."
+	case errors.Is(err, identity.ErrPasswordLoginDisabled):
+		return http.StatusForbidden, "This organisation signs in through its identity provider; use its single sign-on button."
 	case errors.Is(err, identity.ErrLocked):
 		return http.StatusLocked, "Too many failed attempts: this account is locked for a while, or until an administrator unlocks it."
 	case errors.Is(err, identity.ErrThrottled):
