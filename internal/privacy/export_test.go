@@ -208,3 +208,16 @@ func TestExportOpenPGP(t *testing.T) {
 		}
 	})
 }
+
+func decryptAll(t *testing.T, blob, key []byte) []byte {
+	t.Helper()
+	r, err := privacy.NewAESReader(bytes.NewReader(blob), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
