@@ -29,6 +29,7 @@ import (
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
@@ -61,6 +62,9 @@ type App struct {
 	// audiences (its expansion job runs in Serve).
 	Templates *templates.Service
 	Campaigns *campaigns.Service
+	// Privacy answers subject requests and runs retention, anonymised
+	// copies, tenant export/import, purge and destruction (issue 9).
+	Privacy *privacy.Service
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -124,6 +128,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Templates = &templates.Service{DB: db}
 	a.Campaigns = &campaigns.Service{DB: db, Contacts: a.Contacts, Templates: a.Templates, Router: a.Router,
 		PublicBaseURL: publicBaseURL(cfg), Logger: log}
+	// Issue 7 (keys) and 8 (backup) plug in here: Privacy.ContactShredder
+	// (per-contact keys), Privacy.KeyShredder (tenant key shredding) and
+	// Privacy.Backups (the tenant's backup sets).
+	a.Privacy = &privacy.Service{DB: db, Master: master, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts,
+		Audit: &audit.Service{DB: db, Master: master, Logger: log}}
 	ok = true
 	return a, nil
 }
@@ -275,6 +284,8 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	go func() { engineDone <- engine.Run(runCtx) }()
 	campaignsDone := make(chan error, 1)
 	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
+	// Retention rules and due tenant destructions, every 6 hours.
+	go func() { _ = a.Privacy.Run(runCtx, privacy.RunOptions{Logger: a.Log}) }()
 	err := srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {
