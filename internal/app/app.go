@@ -234,7 +234,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
-		Campaigns: a.Campaigns, Templates: a.Templates,
+		Campaigns: a.Campaigns, Templates: a.Templates, Privacy: a.Privacy,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxImportBytes: cfg.HTTP.MaxImportBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),

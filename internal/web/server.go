@@ -25,6 +25,7 @@ import (
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
@@ -57,6 +58,8 @@ type Options struct {
 	// (mounted with Campaigns, which knows the attribute schema).
 	Campaigns *campaigns.Service
 	Templates *templates.Service
+	// Privacy serves the subject requests, retention and purge API.
+	Privacy *privacy.Service
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body, except contact imports,

@@ -1,0 +1,99 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relais-dev/relais/internal/access"
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/contacts"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/privacy"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
+)
+
+// TestPrivacyAPI: subject requests through the API, in the caller's tenant
+// only, with their permissions; retention rules and a dry-run purge.
+func TestPrivacyAPI(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newAdminEnv(t, db)
+		ks, err := jwtauth.NewKeyStore(db, e.ts.Master, jwtauth.KeyStoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr := tenants.NewKeyring(db, e.ts.Master, 0)
+		cs := &contacts.Service{DB: db, Keyring: kr}
+		ps := &privacy.Service{DB: db, Master: e.ts.Master, Keyring: kr, Tenants: e.ts, Contacts: cs, Audit: &audit.Service{DB: db, Master: e.ts.Master}}
+		e.srv = New(Options{DB: db, Tenants: e.ts, Identity: e.id, Access: e.acc, Contacts: cs, Privacy: ps, Keys: ks,
+			Issuer: jwtauth.NewIssuer(ks, jwtauth.Config{}), Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{}),
+			MaxBodyBytes: ctMaxBody, ShutdownTimeout: time.Second, Version: "test"})
+		mgr, _ := e.user(t, e.a.ID, "dpo@acme.example", "Dana DPO", access.RoleManager)
+		dpo := e.session(t, e.a.ID, mgr.ID)
+		ed, _ := e.user(t, e.a.ID, "ed@acme.example", "Ed Editor", access.RoleEditor)
+		editor := e.session(t, e.a.ID, ed.ID)
+		adm, _ := e.user(t, e.a.ID, "ada@acme.example", "Ada Admin", access.RoleAdmin)
+		admin := e.session(t, e.a.ID, adm.ID)
+		ca, err := cs.Create(ctx, e.a.ID, contacts.NewContact{Email: "zebulonia@example.org", LastName: "Quaxworth"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb, err := cs.Create(ctx, e.b.ID, contacts.NewContact{Email: "zebulonia@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, body := e.call(t, editor, "POST", "/api/v1/privacy/requests", `{"kind":"access","email":"zebulonia@example.org"}`)
+		if res.StatusCode != 403 {
+			t.Fatalf("editor: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, dpo, "POST", "/api/v1/privacy/requests", `{"kind":"access","email":"zebulonia@example.org"}`)
+		if res.StatusCode != 200 || !strings.Contains(string(body), "Quaxworth") {
+			t.Fatalf("access: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, dpo, "POST", "/api/v1/privacy/requests", `{"kind":"erasure","contact_id":"`+cb.ID+`"}`)
+		if res.StatusCode != 404 {
+			t.Fatalf("another tenant's contact: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, dpo, "POST", "/api/v1/privacy/requests", `{"kind":"forget","email":"zebulonia@example.org"}`)
+		if res.StatusCode != 422 || !strings.Contains(string(body), "kind") {
+			t.Fatalf("bad kind: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, dpo, "POST", "/api/v1/privacy/requests", `{"kind":"erasure","email":"zebulonia@example.org","suppress":true}`)
+		if res.StatusCode != 200 || !strings.Contains(string(body), ca.ID) {
+			t.Fatalf("erasure: %d %s", res.StatusCode, body)
+		}
+		if _, err := cs.Get(ctx, e.b.ID, cb.ID); err != nil {
+			t.Fatalf("Beta's contact: %v", err)
+		}
+		res, body = e.call(t, dpo, "GET", "/api/v1/privacy/requests", "")
+		var list struct{ Requests []privacy.Request }
+		if res.StatusCode != 200 || json.Unmarshal(body, &list) != nil || len(list.Requests) != 2 {
+			t.Fatalf("requests: %d %s", res.StatusCode, body)
+		}
+		res, _ = e.call(t, dpo, "PUT", "/api/v1/privacy/retention/message_content", `{"months":13}`)
+		if res.StatusCode != 403 {
+			t.Fatalf("retention by a manager: %d", res.StatusCode)
+		}
+		res, body = e.call(t, admin, "PUT", "/api/v1/privacy/retention/message_content", `{"months":13}`)
+		if res.StatusCode != 200 {
+			t.Fatalf("retention: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, admin, "PUT", "/api/v1/privacy/retention/message_content", `{"months":0}`)
+		if res.StatusCode != 422 {
+			t.Fatalf("bad retention: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, admin, "POST", "/api/v1/privacy/retention/run?dry_run=true", "")
+		if res.StatusCode != 200 || !strings.Contains(string(body), `"dry_run":true`) {
+			t.Fatalf("retention run: %d %s", res.StatusCode, body)
+		}
+		res, body = e.call(t, admin, "POST", "/api/v1/privacy/purge", `{"scope":"contacts","dry_run":true}`)
+		if res.StatusCode != 200 || !strings.Contains(string(body), `"dry run: nothing purged"`) {
+			t.Fatalf("purge: %d %s", res.StatusCode, body)
+		}
+	})
+}
