@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
@@ -136,6 +137,15 @@ func TestErasure(t *testing.T) {
 		ok, reason, err := e.contacts.CanSend(bg, e.a.ID, ids[0], contacts.ChannelEmail, "")
 		if err != nil || ok || reason != contacts.ReasonNotFound {
 			t.Fatalf("can send after erasure: %v %v %v", ok, reason, err)
+		}
+		// The router's hook before hand-off (wired in serve) suppresses a
+		// message to the erased contact claimed after the erasure.
+		sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: "node-1"}
+		if stop, why, err := sup.Check(bg, e.a.ID, ids[0], "email"); err != nil || !stop || why != string(contacts.ReasonNotFound) {
+			t.Fatalf("suppress hook after erasure: %v %q %v", stop, why, err)
+		}
+		if stop, _, err := sup.Check(bg, e.a.ID, ids[1], "email"); err != nil || stop {
+			t.Fatalf("suppress hook for another person: %v %v", stop, err)
 		}
 		// A second erasure: the person is gone.
 		if _, _, err := e.svc.Erase(bg, e.a.ID, privacy.Subject{ContactID: ids[0]}, privacy.EraseOptions{}); !errors.Is(err, privacy.ErrNotFound) {
