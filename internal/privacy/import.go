@@ -75,7 +75,9 @@ func VerifyArchive(r io.Reader) (Manifest, error) {
 		seen[h.Name] = true
 		sum := sha256.New()
 		lines := &lineCounter{}
-		n, err := io.Copy(io.MultiWriter(sum, lines), tr)
+		// At most one byte more than the manifest announces: a longer entry
+		// fails the size check without being read whole.
+		n, err := io.Copy(io.MultiWriter(sum, lines), io.LimitReader(tr, f.Bytes+1))
 		if err != nil {
 			return m, fmt.Errorf("%w: read %s: %v", ErrInvalid, h.Name, err)
 		}
@@ -147,6 +149,10 @@ func (s *Service) Import(ctx context.Context, target tenants.Tenant, open func()
 		return ImportResult{}, err
 	}
 	res := ImportResult{Counts: map[string]int64{}, SourceTenant: m.TenantID}
+	files := map[string]ManifestFile{}
+	for _, f := range m.Files {
+		files[f.Path] = f
+	}
 	err = s.DB.Tenant(target.ID).Tx(ctx, func(tx *store.Tx) error {
 		for _, bt := range businessTables {
 			if _, ok := byName[bt]; !ok {
@@ -185,11 +191,21 @@ func (s *Service) Import(ctx context.Context, target tenants.Tenant, open func()
 				continue
 			}
 			name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "data/"), ".jsonl")
-			t := byName[name]
+			t, ok := byName[name]
+			f, listed := files[h.Name]
+			if !ok || !listed {
+				return fmt.Errorf("%w: %s is not in the manifest", ErrInvalid, h.Name)
+			}
 			ocs := exportCols(t)
-			n, err := loadTable(ctx, tx, cr, t, ocs, tr, func(r record) (record, error) { return r, nil })
+			// The file is read again: check it is still the one verified.
+			sum := sha256.New()
+			in := io.TeeReader(io.LimitReader(tr, f.Bytes+1), sum)
+			n, err := loadTable(ctx, tx, cr, t, ocs, in, func(r record) (record, error) { return r, nil })
 			if err != nil {
 				return err
+			}
+			if hex.EncodeToString(sum.Sum(nil)) != f.SHA256 {
+				return fmt.Errorf("%w: %s changed since it was verified", ErrInvalid, h.Name)
 			}
 			res.Counts[name] = n
 		}
