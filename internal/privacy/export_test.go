@@ -221,3 +221,40 @@ func decryptAll(t *testing.T, blob, key []byte) []byte {
 	}
 	return b
 }
+
+// failAfter is a writer that breaks after n bytes (a full disk, a dropped
+// connection).
+type failAfter struct{ n int }
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		return 0, io.ErrShortWrite
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// TestExportInterrupted: an export cut by its writer fails with an error;
+// what was written does not pass for an archive; the store is unchanged
+// apart from the export's own audit event.
+func TestExportInterrupted(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		populate(t, e, e.a.ID, people())
+		var buf bytes.Buffer
+		w, err := privacy.NewAESWriter(&buf, bytes.Repeat([]byte{3}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cut := &failAfter{n: 4096}
+		if _, err := e.svc.Export(bg, e.a, io.MultiWriter(w, cut), t.TempDir()); err == nil {
+			t.Fatal("an interrupted export succeeded")
+		}
+		_ = w.Close()
+		if _, err := privacy.VerifyArchive(bytes.NewReader(decryptAll(t, buf.Bytes(), bytes.Repeat([]byte{3}, 32)))); err == nil {
+			t.Fatal("a cut archive verifies")
+		}
+		if n, _ := e.contacts.Count(bg, e.a.ID); n != 3 {
+			t.Fatal("the store changed")
+		}
+	})
+}
