@@ -102,7 +102,6 @@ var (
 	ErrNotEmpty       = errors.New("the target tenant is not empty")
 	ErrBusy           = errors.New("the tenant has running jobs")
 	ErrBadCode        = errors.New("wrong or expired confirmation code")
-	ErrNotDue         = errors.New("the destruction is not due yet")
 	ErrBadCertificate = errors.New("the certificate does not verify")
 )
 
