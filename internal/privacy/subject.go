@@ -373,7 +373,11 @@ func (s *Service) inSecureTx(ctx context.Context, tenantID string, fn func(*stor
 }
 
 // eraseTx erases one contact inside tx (see Erase). reason names the cause
-// in the audit event (erasure, retention, purge).
+// in the audit event (erasure, retention, purge). Only a subject's erasure
+// (reason "erasure") also looks for messages sent without a contact id to
+// the person's addresses: that search decrypts every such message's
+// recipient, too costly per contact for bulk erasures, whose tenants clear
+// old message contents with the message_content retention rule.
 func (s *Service) eraseTx(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, id string, suppress bool, reason string) (EraseResult, error) {
 	res := EraseResult{ContactID: id}
 	var emailEnc, phoneEnc, emailIdx, phoneIdx []byte
@@ -445,7 +449,7 @@ func (s *Service) eraseTx(ctx context.Context, tx *store.Tx, cr *tenants.Crypto,
 	if err != nil {
 		return res, err
 	}
-	if len(addrs) > 0 {
+	if len(addrs) > 0 && reason == "erasure" {
 		more, err := messagesTo(ctx, tx, cr, addrs)
 		if err != nil {
 			return res, err
