@@ -53,18 +53,22 @@ type ManifestFile struct {
 
 // Manifest is an export's manifest.json.
 type Manifest struct {
-	Format          string              `json:"format"`
-	TenantID        string              `json:"tenant_id"`
-	TenantSlug      string              `json:"tenant_slug"`
-	TenantName      string              `json:"tenant_name"`
-	ExportedAt      time.Time           `json:"exported_at"`
-	Files           []ManifestFile      `json:"files"`
-	Counts          map[string]int64    `json:"counts"`
-	Columns         map[string][]string `json:"columns"`
-	OpaqueColumns   []string            `json:"opaque_columns,omitempty"`
-	ExcludedTables  []string            `json:"excluded_tables"`
-	AuditEvents     int64               `json:"audit_events"`
-	AuditCheckpoint string              `json:"audit_checkpoint"`
+	Format         string              `json:"format"`
+	TenantID       string              `json:"tenant_id"`
+	TenantSlug     string              `json:"tenant_slug"`
+	TenantName     string              `json:"tenant_name"`
+	ExportedAt     time.Time           `json:"exported_at"`
+	Files          []ManifestFile      `json:"files"`
+	Counts         map[string]int64    `json:"counts"`
+	Columns        map[string][]string `json:"columns"`
+	OpaqueColumns  []string            `json:"opaque_columns,omitempty"`
+	ExcludedTables []string            `json:"excluded_tables"`
+	AuditEvents    int64               `json:"audit_events"`
+	// AuditVerifierKey is the tenant log's public key: with it,
+	// `relais audit verify --export audit.jsonl --key KEY` checks the trail
+	// offline, even once the tenant is destroyed.
+	AuditVerifierKey string `json:"audit_verifier_key"`
+	AuditCheckpoint  string `json:"audit_checkpoint"`
 }
 
 // ExportResult summarises a written export.
@@ -351,6 +355,9 @@ func (s *Service) Export(ctx context.Context, tenant tenants.Tenant, w io.Writer
 		return ExportResult{}, err
 	}
 	au.rows = sum.Events
+	if m.AuditVerifierKey, err = s.Audit.PublicKey(ctx, tenant.ID); err != nil {
+		return ExportResult{}, err
+	}
 	m.Format, m.TenantID, m.TenantSlug, m.TenantName, m.ExportedAt = ExportFormat, tenant.ID, tenant.Slug, tenant.Name, now
 	m.AuditEvents, m.AuditCheckpoint = sum.Events, sum.Checkpoint
 	for _, p := range parts {

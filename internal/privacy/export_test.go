@@ -1,6 +1,7 @@
 package privacy_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -70,6 +72,22 @@ func TestExportImportRoundTrip(t *testing.T) {
 		}
 		if m.Counts["contacts"] != 3 || m.Counts["messages"] != 3 || m.Counts["blocklist"] != 2 || m.Counts["consent_events"] != 6 {
 			t.Fatalf("counts %v", m.Counts)
+		}
+		// The audit trail in the archive verifies offline with the key the
+		// manifest names.
+		tr := tar.NewReader(bytes.NewReader(decryptAll(t, blob, key)))
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				t.Fatal("no audit trail in the archive")
+			}
+			if h.Name == "audit/audit.jsonl" {
+				rep, err := audit.VerifyExport(tr, m.AuditVerifierKey)
+				if err != nil || rep.Events != m.AuditEvents {
+					t.Fatalf("audit trail of the export: %+v %v", rep, err)
+				}
+				break
+			}
 		}
 		open := func() (io.ReadCloser, error) {
 			r, err := privacy.NewAESReader(bytes.NewReader(blob), key)
