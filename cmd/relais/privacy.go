@@ -24,6 +24,7 @@ func (c *cli) addPrivacyCommands(root *cobra.Command) {
 	root.AddCommand(c.privacyCmd(), c.anonymizeCmd(), c.certificateCmd())
 	for _, sub := range root.Commands() {
 		if sub.Name() == "tenant" {
+			sub.Short = "Create, list, show, disable, enable, export, import and destroy tenants"
 			sub.AddCommand(c.tenantExportCmd(), c.tenantImportCmd(), c.tenantDestroyCmd())
 		}
 	}
@@ -537,9 +538,10 @@ func (c *cli) tenantDestroyCmd() *cobra.Command {
 		Use:   "destroy --tenant T [--delay D] | --confirm CODE [--now] [--out FILE] | --cancel",
 		Short: "Destroy a tenant at contract end (two steps), with a signed destruction certificate",
 		Long: `Step one, without --confirm: record the request and print a
-confirmation code; the destruction is due after --delay (default 720h).
+confirmation code.
 Step two, --confirm CODE: confirm it; the server destroys the tenant when
-due (or run step two again after that), or at once with --now. Destruction
+due (or run step two again after that), or at once with --now. The delay
+is --delay, or the setting privacy.destroy_delay (30 days). Destruction
 deletes every row of the tenant, shreds its keys, deletes or expires its
 backup sets, and writes a certificate signed with the platform key: --out
 FILE writes it as JSON, and as HTML beside it (FILE.html). It is refused
@@ -617,7 +619,7 @@ cancels a pending request. Check a certificate with
 	cmd.Flags().String("confirm", "", "the confirmation code of step one")
 	cmd.Flags().Bool("now", false, "destroy at once instead of when due")
 	cmd.Flags().Bool("cancel", false, "cancel a pending destruction")
-	cmd.Flags().Duration("delay", 0, "delay before the destruction is due (default 720h)")
+	cmd.Flags().Duration("delay", 0, "delay before the destruction is due (default: the setting privacy.destroy_delay, 30 days)")
 	cmd.Flags().String("out", "", "write the destruction certificate here (JSON; FILE.html beside it)")
 	return cmd
 }

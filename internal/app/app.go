@@ -132,7 +132,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	// (per-contact keys), Privacy.KeyShredder (tenant key shredding) and
 	// Privacy.Backups (the tenant's backup sets).
 	a.Privacy = &privacy.Service{DB: db, Master: master, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts,
-		Audit: &audit.Service{DB: db, Master: master, Logger: log}}
+		Audit: &audit.Service{DB: db, Master: master, Logger: log}, DestroyDelay: cfg.Privacy.DestroyDelay.D()}
 	ok = true
 	return a, nil
 }
@@ -284,8 +284,10 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	go func() { engineDone <- engine.Run(runCtx) }()
 	campaignsDone := make(chan error, 1)
 	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
-	// Retention rules and due tenant destructions, every 6 hours.
-	go func() { _ = a.Privacy.Run(runCtx, privacy.RunOptions{Logger: a.Log}) }()
+	// Retention rules and due tenant destructions (privacy.job_every).
+	go func() {
+		_ = a.Privacy.Run(runCtx, privacy.RunOptions{Every: a.Config.Privacy.JobEvery.D(), Logger: a.Log})
+	}()
 	err := srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {

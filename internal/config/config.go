@@ -54,6 +54,19 @@ type Config struct {
 	Log    Log    `toml:"log" json:"log"`
 	HTTP   HTTP   `toml:"http" json:"http"`
 	Policy Policy `toml:"policy" json:"policy"`
+	// Privacy configures retention runs and tenant destruction (issue 9).
+	Privacy Privacy `toml:"privacy" json:"privacy"`
+}
+
+// Privacy configures the privacy job and tenant destruction.
+type Privacy struct {
+	// DestroyDelay is the default delay between a confirmed tenant
+	// destruction request and the destruction (REV-3), during which it can
+	// be cancelled: 30 days.
+	DestroyDelay Duration `toml:"destroy_delay" json:"destroy_delay"`
+	// JobEvery is how often `serve` applies the tenants' retention rules
+	// and destroys the tenants whose destruction is due: 6 hours.
+	JobEvery Duration `toml:"job_every" json:"job_every"`
 }
 
 // TLS configures the HTTPS listener.
@@ -196,7 +209,8 @@ func Default() Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
 		},
-		Policy: DefaultPolicy(),
+		Policy:  DefaultPolicy(),
+		Privacy: Privacy{DestroyDelay: Duration(30 * day), JobEvery: Duration(6 * time.Hour)},
 	}
 }
 
@@ -436,6 +450,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 1<<30 {
 		errs = append(errs, errors.New("http.max_body_bytes must be between 1024 and 1073741824"))
+	}
+	if d := c.Privacy.DestroyDelay.D(); d < time.Hour || d > 366*day {
+		errs = append(errs, errors.New("privacy.destroy_delay must be between 1h and 366d (`relais tenant destroy --now` skips it)"))
+	}
+	if d := c.Privacy.JobEvery.D(); d < time.Minute || d > day {
+		errs = append(errs, errors.New("privacy.job_every must be between 1m and 24h"))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
