@@ -147,6 +147,22 @@ func TestErasure(t *testing.T) {
 		if stop, _, err := sup.Check(bg, e.a.ID, ids[1], "email"); err != nil || stop {
 			t.Fatalf("suppress hook for another person: %v %v", stop, err)
 		}
+		// A campaign expansion that read its audience before the erasure
+		// enqueues the person's message after it: the router's check
+		// refuses it (above), and the sweep removes what it holds.
+		if _, err := e.router.Accept(bg, e.a.ID, []router.NewMessage{{Channel: "email", To: ps[0].email, ContactID: ids[0],
+			Content: router.Content{Subject: "Late", Text: "Late " + ps[0].last}}}); err != nil {
+			t.Fatal(err)
+		}
+		if left := traces(t, e, e.a.ID, needlesOf(ps[0]), nil); len(left) == 0 {
+			t.Fatal("the late message is invisible to the scan")
+		}
+		if n, err := e.svc.SweepErased(bg, e.a.ID); err != nil || n != 1 {
+			t.Fatalf("sweep: %d %v", n, err)
+		}
+		if left := traces(t, e, e.a.ID, needlesOf(ps[0]), idx); len(left) > 0 {
+			t.Fatalf("traces left after the sweep: %v", left)
+		}
 		// A second erasure: the person is gone.
 		if _, _, err := e.svc.Erase(bg, e.a.ID, privacy.Subject{ContactID: ids[0]}, privacy.EraseOptions{}); !errors.Is(err, privacy.ErrNotFound) {
 			t.Fatalf("second erasure: %v", err)

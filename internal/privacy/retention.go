@@ -206,8 +206,9 @@ type RunOptions struct {
 }
 
 // Run is the privacy background job for the server: every period it
-// applies every tenant's retention rules and destroys the tenants whose
-// confirmed destruction is due, until ctx ends. Failures are logged and
+// clears the messages enqueued for contacts erased meanwhile
+// (SweepErased), applies every tenant's retention rules and destroys the
+// tenants whose confirmed destruction is due, until ctx ends. Failures are logged and
 // retried next time.
 func (s *Service) Run(ctx context.Context, o RunOptions) error {
 	every := o.Every
@@ -237,6 +238,13 @@ func (s *Service) runOnce(ctx context.Context, dryRun bool, log *slog.Logger) {
 		return
 	}
 	for _, t := range list {
+		if !dryRun {
+			if n, err := s.SweepErased(ctx, t.ID); err != nil {
+				log.Warn("privacy job: sweep", "tenant", t.Slug, "err", err)
+			} else if n > 0 {
+				log.Info("privacy job: messages of erased contacts cleared", "tenant", t.Slug, "count", n)
+			}
+		}
 		rep, err := s.ApplyRetention(ctx, t.ID, dryRun)
 		if err != nil {
 			log.Warn("privacy job: retention", "tenant", t.Slug, "err", err)
