@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/tenants"
 )
@@ -192,6 +193,63 @@ blocklist, so that no later import brings them back.`,
 	subjectFlags(restrict)
 	restrict.Flags().Bool("objection", false, "record the request as an objection")
 
+	rectify := &cobra.Command{
+		Use:   "rectify --tenant T (--email E | --phone P | --contact ID) --set FIELD=VALUE ...",
+		Short: "Answer a rectification request: correct the person's email, phone, names, locale or time zone",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(cmd, "tenant", "set"); err != nil {
+				return err
+			}
+			sub, err := subjectOf(cmd)
+			if err != nil {
+				return err
+			}
+			sets, _ := cmd.Flags().GetStringArray("set")
+			var p contacts.Patch
+			for _, kv := range sets {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return usageError{fmt.Errorf("--set %q: use FIELD=VALUE", kv)}
+				}
+				v = strings.TrimSpace(v)
+				switch k {
+				case "email":
+					p.Email = &v
+				case "phone":
+					p.Phone = &v
+				case "first_name":
+					p.FirstName = &v
+				case "last_name":
+					p.LastName = &v
+				case "locale":
+					p.Locale = &v
+				case "timezone":
+					p.TimeZone = &v
+				default:
+					return usageError{fmt.Errorf("--set %s: the field must be email, phone, first_name, last_name, locale or timezone", k)}
+				}
+			}
+			tc, err := c.openTenant(cmd)
+			if err != nil {
+				return err
+			}
+			defer tc.close()
+			req, err := tc.a.Privacy.Rectify(tc.ctx, tc.t.ID, sub, p, "cli")
+			var ve *contacts.ValidationError
+			if errors.As(err, &ve) {
+				return fmt.Errorf("--set %s: %s (request %s rejected)", ve.Field, ve.Message, req.ID)
+			}
+			if err != nil {
+				return privacyErr(err, tc)
+			}
+			fmt.Fprintf(c.stdout, "request %s (rectification) completed\n", req.ID)
+			return nil
+		},
+	}
+	subjectFlags(rectify)
+	rectify.Flags().StringArray("set", nil, "FIELD=VALUE to correct (repeatable)")
+
 	requests := &cobra.Command{
 		Use:   "requests --tenant T [--open]",
 		Short: "List the tenant's subject requests with their deadlines (JSON)",
@@ -219,7 +277,7 @@ blocklist, so that no later import brings them back.`,
 	requests.Flags().String("tenant", "", "tenant slug or id")
 	requests.Flags().Bool("open", false, "only open requests")
 
-	cmd.AddCommand(access, erase, restrict, requests, c.retentionCmd(), c.purgeCmd())
+	cmd.AddCommand(access, rectify, erase, restrict, requests, c.retentionCmd(), c.purgeCmd())
 	return cmd
 }
 

@@ -60,6 +60,10 @@ func TestPrivacyCommands(t *testing.T) {
 	fails(run("privacy", "erase", "--tenant", "acme"), 2, "no person", "one of --email")
 	fails(run("privacy", "erase", "--tenant", "acme", "--email", "a@example.org", "--phone", "+33612345678"), 2, "two persons", "one of --email")
 
+	ok(run("privacy", "rectify", "--tenant", "acme", "--email", "ottoline@example.net", "--set", "last_name=Vrbanek-Smith"), "rectify")
+	fails(run("privacy", "rectify", "--tenant", "acme", "--email", "ottoline@example.net", "--set", "email=not-an-email"), 1, "bad rectification", "--set email")
+	fails(run("privacy", "rectify", "--tenant", "acme", "--email", "ottoline@example.net", "--set", "password=x"), 2, "unknown field", "the field must be")
+
 	// Export before the erasure, to restore later.
 	exp := filepath.Join(dir, "acme.tar.enc")
 	ok(run("tenant", "export", "--tenant", "acme", "--out", exp), "export")
