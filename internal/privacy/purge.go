@@ -182,7 +182,12 @@ func (s *Service) Purge(ctx context.Context, tenantID, scope, scopeID string, dr
 	rep.FinishedAt = s.now()
 	if err == errDry {
 		rep.Result = "dry run: nothing purged"
-		return rep, nil
+		err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+			_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "privacy.purge.dry_run", ObjectType: scope, ObjectID: scopeID,
+				Details: map[string]any{"items": rep.Items, "method": rep.Method}})
+			return err
+		})
+		return rep, err
 	}
 	if err != nil {
 		return rep, err

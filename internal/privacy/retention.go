@@ -183,9 +183,13 @@ func (s *Service) ApplyRetention(ctx context.Context, tenantID string, dryRun bo
 		}
 		rep.Rules = append(rep.Rules, rr)
 	}
-	if !dryRun && len(rep.Rules) > 0 {
+	if dryRun || len(rep.Rules) > 0 {
+		action := "retention.apply"
+		if dryRun {
+			action = "retention.dry_run"
+		}
 		err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-			_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "retention.apply", ObjectType: "tenant", ObjectID: tenantID,
+			_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: action, ObjectType: "tenant", ObjectID: tenantID,
 				Details: map[string]any{"rules": rep.Rules}})
 			return err
 		})

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -197,6 +198,24 @@ func ReadPGPRecipients(path string) (openpgp.EntityList, error) {
 	}
 	if len(list) == 0 {
 		return nil, fmt.Errorf("privacy: no OpenPGP key in %s", path)
+	}
+	return list, nil
+}
+
+// ParsePGPRecipients reads OpenPGP public keys (armored or binary) from
+// bytes, for NewPGPWriter. Keys that cannot encrypt are refused.
+func ParsePGPRecipients(b []byte) (openpgp.EntityList, error) {
+	list, err := readKeyRing(b)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: the OpenPGP key: %w", err)
+	}
+	if len(list) == 0 {
+		return nil, errors.New("privacy: no OpenPGP key")
+	}
+	for _, e := range list {
+		if _, ok := e.EncryptionKey(time.Now()); !ok {
+			return nil, errors.New("privacy: the OpenPGP key has no valid encryption subkey")
+		}
 	}
 	return list, nil
 }

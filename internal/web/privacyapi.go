@@ -31,6 +31,7 @@ func (s *Server) privacyRoutes() []Route {
 		{"PUT /api/v1/privacy/retention/{kind}", adm, s.withPrivacy(s.setRetentionRule)},
 		{"POST /api/v1/privacy/retention/run", adm, s.withPrivacy(s.runRetention)},
 		{"POST /api/v1/privacy/purge", adm, s.withPrivacy(s.purge)},
+		{"POST /api/v1/privacy/export", adm, s.withPrivacy(s.exportTenant)},
 	}
 }
 
@@ -227,4 +228,41 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request, svc *privacy.Serv
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// exportTenant streams the tenant's full export (privacy.ExportFormat)
+// encrypted to the OpenPGP public key in the body: only the holder of the
+// private key reads it (gpg --decrypt). A failure after the first byte
+// leaves the message without its integrity packet: gpg refuses it.
+func (s *Server) exportTenant(w http.ResponseWriter, r *http.Request, svc *privacy.Service, tenantID string) {
+	var b struct {
+		PGPPublicKey string `json:"pgp_public_key"`
+	}
+	if !s.decode(w, r, &b) {
+		return
+	}
+	to, err := privacy.ParsePGPRecipients([]byte(b.PGPPublicKey))
+	if err != nil {
+		invalidInput(w, r, "pgp_public_key", "must be an armored OpenPGP public key that can encrypt")
+		return
+	}
+	t, err := s.opts.Tenants.Get(r.Context(), tenantID)
+	if err != nil {
+		s.privacyError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pgp-encrypted")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+t.Slug+`-export.tar.gpg"`)
+	enc, err := privacy.NewPGPWriter(w, to, t.Slug+"-export.tar")
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if _, err := svc.Export(r.Context(), t, enc, ""); err != nil {
+		s.log.Warn("tenant export failed after the response started", "tenant", tenantID, "err", err)
+		return
+	}
+	if err := enc.Close(); err != nil {
+		s.log.Warn("tenant export: finish the OpenPGP message", "tenant", tenantID, "err", err)
+	}
 }
