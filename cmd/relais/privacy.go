@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relais-dev/relais/internal/app"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -557,7 +558,9 @@ func (c *cli) anonymizeCmd() *cobra.Command {
 personal field replaced by a fake that is consistent within the copy (joins
 and duplicates behave as in the source), free text scrubbed, message bodies
 replaced, under the new tenant's own key; connectors and routes are not
-copied and nothing is left to send. The copy cannot be reversed.`,
+copied and nothing is left to send. The copy cannot be reversed. With
+--into-data-dir (or RELAIS_INTO_DATABASE_URL), the new tenant is made in
+another store, a staging platform's, migrated first if needed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := need(cmd, "tenant", "into"); err != nil {
@@ -568,12 +571,35 @@ copied and nothing is left to send. The copy cannot be reversed.`,
 			if err := tenants.ValidateSlug(into); err != nil {
 				return usageError{fmt.Errorf("--into: %w", err)}
 			}
+			intoDir, _ := cmd.Flags().GetString("into-data-dir")
+			intoURL := os.Getenv("RELAIS_INTO_DATABASE_URL")
 			tc, err := c.openTenant(cmd)
 			if err != nil {
 				return err
 			}
 			defer tc.close()
-			res, err := tc.a.Privacy.Anonymize(tc.ctx, tc.t, name, into)
+			dst := tc.a.Privacy
+			where := "this store"
+			if intoDir != "" || intoURL != "" {
+				cfg := tc.a.Config
+				cfg.DataDir, cfg.DatabaseURL, cfg.MasterKeyFile = intoDir, intoURL, os.Getenv("RELAIS_INTO_MASTER_KEY_FILE")
+				if cfg.DataDir == "" {
+					cfg.DataDir = tc.a.Config.DataDir
+				}
+				if cfg.DataDir == tc.a.Config.DataDir && cfg.DatabaseURL == tc.a.Config.DatabaseURL {
+					return usageError{errors.New("--into-data-dir (or RELAIS_INTO_DATABASE_URL) names the source store itself; omit it to copy into this store")}
+				}
+				other, err := app.Open(tc.ctx, cfg, app.NewLogger(cfg, c.stderr), true)
+				if err != nil {
+					return fmt.Errorf("the target store: %w", err)
+				}
+				defer func() { _ = other.Close() }()
+				dst, where = other.Privacy, "the store in "+cfg.DataDir
+				if cfg.DatabaseURL != "" {
+					where = "the PostgreSQL store of RELAIS_INTO_DATABASE_URL"
+				}
+			}
+			res, err := tc.a.Privacy.AnonymizeInto(tc.ctx, tc.t, name, into, dst)
 			if err != nil {
 				return tenantErr(err)
 			}
@@ -581,13 +607,14 @@ copied and nothing is left to send. The copy cannot be reversed.`,
 			for _, n := range res.Counts {
 				rows += n
 			}
-			fmt.Fprintf(c.stdout, "anonymised copy of %s created as tenant %s (%s): %d rows in %d tables\n", tc.t.Slug, res.Tenant.Slug, res.Tenant.ID, rows, len(res.Counts))
+			fmt.Fprintf(c.stdout, "anonymised copy of %s created as tenant %s (%s) in %s: %d rows in %d tables\n", tc.t.Slug, res.Tenant.Slug, res.Tenant.ID, where, rows, len(res.Counts))
 			return nil
 		},
 	}
 	cmd.Flags().String("tenant", "", "source tenant slug or id")
 	cmd.Flags().String("into", "", "slug of the new tenant")
 	cmd.Flags().String("name", "", "name of the new tenant (default: the source's, marked anonymised)")
+	cmd.Flags().String("into-data-dir", "", "copy into another store: its data directory (SQLite, and its master.key); RELAIS_INTO_DATABASE_URL names a PostgreSQL one, RELAIS_INTO_MASTER_KEY_FILE its master key")
 	return cmd
 }
 

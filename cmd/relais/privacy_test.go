@@ -92,6 +92,15 @@ func TestPrivacyCommands(t *testing.T) {
 		t.Fatalf("anonymize: %s", r.stdout)
 	}
 	fails(run("anonymize", "--tenant", "restored", "--into", "Bad Slug"), 2, "bad slug", "--into")
+	staging := filepath.Join(dir, "staging")
+	r = ok(run("anonymize", "--tenant", "restored", "--into", "staging-acme", "--into-data-dir", staging), "anonymize into another store")
+	if !strings.Contains(r.stdout, "in the store in "+staging) {
+		t.Fatalf("anonymize into: %s", r.stdout)
+	}
+	r = ok(relais(t, dir, env, "", "--data-dir", staging, "contacts", "count", "--tenant", "staging-acme"), "count in staging")
+	if !strings.Contains(r.stdout, "2") {
+		t.Fatalf("staging count: %s", r.stdout)
+	}
 
 	// Destruction: two steps, then the certificate.
 	r = ok(run("tenant", "destroy", "--tenant", "acme"), "destroy request")

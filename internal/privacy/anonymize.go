@@ -247,16 +247,28 @@ type AnonymizeResult struct {
 	Counts map[string]int64 `json:"counts"`
 }
 
-// Anonymize makes an anonymised copy of a tenant into a new tenant (TEST-2):
-// every personal field replaced by a consistent fake (see faker), free
-// text scrubbed, message bodies replaced, under the new tenant's own data
-// key (no key is shared with the source), connectors and routes left out,
-// nothing left to send. The copy cannot be reversed: the fakes' key is
-// discarded. On failure the partial copy is removed.
+// Anonymize makes an anonymised copy of a tenant into a new tenant of the
+// same store (TEST-2): every personal field replaced by a consistent fake
+// (see faker), free text scrubbed, message bodies replaced, under the new
+// tenant's own data key (no key is shared with the source), connectors and
+// routes left out, nothing left to send. The copy cannot be reversed: the
+// fakes' key is discarded. On failure the partial copy is removed.
 func (s *Service) Anonymize(ctx context.Context, src tenants.Tenant, name, slug string) (AnonymizeResult, error) {
+	return s.AnonymizeInto(ctx, src, name, slug, s)
+}
+
+// AnonymizeInto is Anonymize into a new tenant of another store (dst: a
+// staging platform's store, with its own master key), which must be at the
+// same schema version.
+func (s *Service) AnonymizeInto(ctx context.Context, src tenants.Tenant, name, slug string, dst *Service) (AnonymizeResult, error) {
 	tabs, err := schemaTables(ctx, s.DB)
 	if err != nil {
 		return AnonymizeResult{}, err
+	}
+	if dst != s {
+		if err := sameSchema(ctx, tabs, dst.DB); err != nil {
+			return AnonymizeResult{}, err
+		}
 	}
 	scr, err := s.crypto(ctx, src.ID)
 	if err != nil {
@@ -269,30 +281,50 @@ func (s *Service) Anonymize(ctx context.Context, src tenants.Tenant, name, slug 
 	if name == "" {
 		name = src.Name + " (anonymised)"
 	}
-	dst, err := s.Tenants.Create(ctx, name, slug)
+	copyT, err := dst.Tenants.Create(ctx, name, slug)
 	if err != nil {
 		return AnonymizeResult{}, err
 	}
-	res := AnonymizeResult{Tenant: dst, Counts: map[string]int64{}}
-	err = s.copyAnonymised(ctx, src, dst, tabs, scr, book, res.Counts)
+	res := AnonymizeResult{Tenant: copyT, Counts: map[string]int64{}}
+	err = s.copyAnonymised(ctx, src, copyT, dst, tabs, scr, book, res.Counts)
 	if err != nil {
-		if derr := s.dropTenant(ctx, dst.ID); derr != nil {
-			err = errors.Join(err, fmt.Errorf("remove the partial copy %s: %w", dst.Slug, derr))
+		if derr := dst.dropTenant(ctx, copyT.ID); derr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the partial copy %s: %w", copyT.Slug, derr))
 		}
 		return AnonymizeResult{}, err
 	}
 	return res, nil
 }
 
-func (s *Service) copyAnonymised(ctx context.Context, src, dst tenants.Tenant, tabs []table, scr *tenants.Crypto, book addrBook, counts map[string]int64) error {
-	dcr, err := s.crypto(ctx, dst.ID)
+// sameSchema checks that another store has the copied tables with the
+// same columns.
+func sameSchema(ctx context.Context, tabs []table, db *store.DB) error {
+	other, err := schemaTables(ctx, db)
+	if err != nil {
+		return err
+	}
+	byName := map[string]table{}
+	for _, t := range other {
+		byName[t.Name] = t
+	}
+	for _, t := range tabs {
+		o, ok := byName[t.Name]
+		if !ok || fmt.Sprint(o.Cols) != fmt.Sprint(t.Cols) {
+			return fmt.Errorf("%w: the target store's table %s differs from the source's; migrate both to the same version", ErrInvalid, t.Name)
+		}
+	}
+	return nil
+}
+
+func (s *Service) copyAnonymised(ctx context.Context, src, copyT tenants.Tenant, d *Service, tabs []table, scr *tenants.Crypto, book addrBook, counts map[string]int64) error {
+	dcr, err := d.crypto(ctx, copyT.ID)
 	if err != nil {
 		return err
 	}
 	f := newFaker()
 	defer clear(f.key)
 	copied := func(t table) bool { return !excludedTables[t.Name] && !notCopied[t.Name] }
-	err = s.DB.Tenant(dst.ID).Tx(ctx, func(tx *store.Tx) error {
+	err = d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error {
 		for i := len(tabs) - 1; i >= 0; i-- {
 			if copied(tabs[i]) {
 				if _, err := tx.Exec(ctx, `DELETE FROM `+quoteIdent(tabs[i].Name)+` WHERE tenant_id = $1`); err != nil {
@@ -315,7 +347,7 @@ func (s *Service) copyAnonymised(ctx context.Context, src, dst tenants.Tenant, t
 			if len(batch) == 0 {
 				return nil
 			}
-			err := s.DB.Tenant(dst.ID).Tx(ctx, func(tx *store.Tx) error { return insertRows(ctx, tx, t, ocs, batch) })
+			err := d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error { return insertRows(ctx, tx, t, ocs, batch) })
 			batch = batch[:0]
 			return err
 		}
@@ -345,9 +377,9 @@ func (s *Service) copyAnonymised(ctx context.Context, src, dst tenants.Tenant, t
 			return fmt.Errorf("privacy: copy %s: %w", t.Name, err)
 		}
 	}
-	err = s.DB.Tenant(dst.ID).Tx(ctx, func(tx *store.Tx) error {
-		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "tenant.anonymised_copy", ObjectType: "tenant", ObjectID: dst.ID,
-			Details: map[string]any{"source_tenant": src.ID, "counts": counts}})
+	err = d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error {
+		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "tenant.anonymised_copy", ObjectType: "tenant", ObjectID: copyT.ID,
+			Details: map[string]any{"counts": counts, "same_store": d == s}})
 		return err
 	})
 	if err != nil {
@@ -356,7 +388,7 @@ func (s *Service) copyAnonymised(ctx context.Context, src, dst tenants.Tenant, t
 	// The source's trail records that an anonymised copy was made of it.
 	return s.DB.Tenant(src.ID).Tx(ctx, func(tx *store.Tx) error {
 		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryExport, Action: "tenant.anonymise", ObjectType: "tenant", ObjectID: src.ID,
-			Details: map[string]any{"copy_tenant": dst.ID, "copy_slug": dst.Slug, "counts": counts}})
+			Details: map[string]any{"copy_tenant": copyT.ID, "copy_slug": copyT.Slug, "same_store": d == s, "counts": counts}})
 		return err
 	})
 }

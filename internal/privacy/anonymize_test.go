@@ -9,6 +9,7 @@ import (
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
 
 func count(t *testing.T, e *env, tenantID, q string) int64 {
@@ -113,6 +114,37 @@ func TestAnonymize(t *testing.T) {
 		fp2, _ := privacy.Fingerprint(bg, e.db, e.b.ID)
 		if fmt.Sprint(fp) != fmt.Sprint(fp2) {
 			t.Fatal("a failed copy touched another tenant")
+		}
+	})
+}
+
+// TestAnonymizeIntoAnotherStore: the copy goes to another store (a staging
+// platform with its own master key): no source value, same counts.
+func TestAnonymizeIntoAnotherStore(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ps := people()
+		populate(t, e, e.a.ID, ps)
+		staging := setup(t, storetest.OpenSQLite(t, storetest.Options{Now: e.clk.Now}), e.clk)
+		res, err := e.svc.AnonymizeInto(bg, e.a, "", "staging-acme", staging.svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.tenants.Get(bg, "staging-acme"); err == nil {
+			t.Fatal("the copy landed in the source store")
+		}
+		var needles []string
+		for _, p := range ps {
+			needles = append(needles, needlesOf(p)...)
+		}
+		if left := traces(t, staging, res.Tenant.ID, needles, nil); len(left) > 0 {
+			t.Fatalf("source values in the staging copy: %v", left)
+		}
+		for _, q := range []string{"contacts", "consent_events", "list_members", "messages"} {
+			a := count(t, e, e.a.ID, `SELECT count(*) FROM `+q+` WHERE tenant_id = $1`)
+			b := count(t, staging, res.Tenant.ID, `SELECT count(*) FROM `+q+` WHERE tenant_id = $1`)
+			if a != b {
+				t.Errorf("%s: source %d, copy %d", q, a, b)
+			}
 		}
 	})
 }
