@@ -319,16 +319,6 @@ func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) 
 	if d.ConfirmedAt != nil {
 		cert.ConfirmedAt = *d.ConfirmedAt
 	}
-	if s.Backups != nil {
-		sets, err := s.Backups.DestroyTenantBackups(ctx, t.ID)
-		if err != nil {
-			return nil, fmt.Errorf("privacy: the tenant's backup sets: %w", err)
-		}
-		cert.BackupSets = sets
-		cert.Backups = "backup sets deleted or left to expire; their content is sealed under the shredded tenant keys"
-	} else {
-		cert.Backups = "no backup service configured on this platform"
-	}
 	shredder := s.KeyShredder
 	if shredder == nil {
 		shredder = StoreKeyShredder{}
@@ -400,5 +390,24 @@ func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) 
 		return nil, err
 	}
 	s.Keyring.Forget(t.ID)
+	// Backups come after the store, so that nothing irreversible happens
+	// before the checks of the transaction; the keys are already shredded,
+	// so the sets' content is unreadable whatever happens to them.
+	switch {
+	case s.Backups == nil:
+		cert.Backups = "no backup service configured on this platform"
+	default:
+		sets, err := s.Backups.DestroyTenantBackups(ctx, t.ID)
+		if err != nil {
+			cert.Backups = "the backup service failed to delete or expire the tenant's sets (" + err.Error() +
+				"); their content is sealed under the shredded tenant keys; delete them with the backup tools"
+		} else {
+			cert.BackupSets = sets
+			cert.Backups = "backup sets deleted or left to expire; their content is sealed under the shredded tenant keys"
+		}
+	}
+	if cert.BackupSets == nil {
+		cert.BackupSets = []BackupSet{}
+	}
 	return s.signCertificate(ctx, cert)
 }

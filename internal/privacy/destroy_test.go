@@ -2,6 +2,7 @@ package privacy_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -134,4 +135,62 @@ func TestDestruction(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// fakeBackups stands for issue 8's backup service (not merged yet): it
+// records the call and answers with one set, or fails.
+type fakeBackups struct {
+	called string
+	fail   bool
+}
+
+func (f *fakeBackups) DestroyTenantBackups(_ context.Context, tenantID string) ([]privacy.BackupSet, error) {
+	f.called = tenantID
+	if f.fail {
+		return nil, errors.New("target unreachable")
+	}
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	return []privacy.BackupSet{{ID: "set-1", Target: "dir", TakenAt: at, ExpiresAt: at.AddDate(0, 0, 90), Action: "expires"}}, nil
+}
+
+// TestDestructionBackupSets: the backup hook is called after the store is
+// destroyed and its sets are in the certificate; a failing backup service
+// does not undo the destruction and the certificate says so.
+func TestDestructionBackupSets(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		for i, ten := range []tenants.Tenant{e.a, e.b} {
+			fb := &fakeBackups{fail: i == 1}
+			e.svc.Backups = fb
+			_, code, err := e.svc.RequestDestruction(bg, ten, 0, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, sc, err := e.svc.ConfirmDestruction(bg, ten, code, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := privacy.VerifyCertificate(certJSON(t, sc), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fb.called != ten.ID {
+				t.Fatal("backup hook not called")
+			}
+			if i == 0 && (len(c.BackupSets) != 1 || c.BackupSets[0].ID != "set-1") {
+				t.Fatalf("backup sets %+v", c.BackupSets)
+			}
+			if i == 1 && (len(c.BackupSets) != 0 || !strings.Contains(c.Backups, "target unreachable")) {
+				t.Fatalf("failed backup service: %+v", c)
+			}
+		}
+	})
+}
+
+func certJSON(t *testing.T, sc *privacy.SignedCertificate) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := sc.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
