@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/spf13/cobra"
 
 	"github.com/relais-dev/relais/internal/app"
@@ -408,12 +409,12 @@ under a fresh key written (hex) to --key-out (default FILE.key).`,
 			if pgpFile != "" && keyOut != "" {
 				return usageError{errors.New("give --pgp-recipient or --key-out, not both")}
 			}
-			var recipients []byte
+			var recipients openpgp.EntityList
 			if pgpFile != "" {
-				if _, err := privacy.ReadPGPRecipients(pgpFile); err != nil {
-					return usageError{err}
+				var err error
+				if recipients, err = privacy.ReadPGPRecipients(pgpFile); err != nil {
+					return usageError{fmt.Errorf("--pgp-recipient: %w", err)}
 				}
-				recipients = []byte(pgpFile)
 			} else if keyOut == "" {
 				keyOut = out + ".key"
 			}
@@ -436,11 +437,7 @@ under a fresh key written (hex) to --key-out (default FILE.key).`,
 				var enc io.WriteCloser
 				var err error
 				if recipients != nil {
-					to, rerr := privacy.ReadPGPRecipients(string(recipients))
-					if rerr != nil {
-						return rerr
-					}
-					enc, err = privacy.NewPGPWriter(w, to, filepath.Base(strings.TrimSuffix(out, filepath.Ext(out)))+".tar")
+					enc, err = privacy.NewPGPWriter(w, recipients, filepath.Base(strings.TrimSuffix(out, filepath.Ext(out)))+".tar")
 				} else {
 					enc, err = privacy.NewAESWriter(w, key)
 				}

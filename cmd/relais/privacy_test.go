@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+
+	"github.com/relais-dev/relais/internal/privacy"
 )
 
 // TestPrivacyCommands runs issue 9's commands as an operator would: an
@@ -70,6 +76,38 @@ func TestPrivacyCommands(t *testing.T) {
 	if _, err := os.Stat(exp + ".key"); err != nil {
 		t.Fatal("no key file")
 	}
+	// An export to an OpenPGP key: only its private key opens it.
+	ent, err := openpgp.NewEntity("Acme DPO", "", "dpo@acme.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	aw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err := ent.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	_ = aw.Close()
+	pubFile := filepath.Join(dir, "dpo.asc")
+	if err := os.WriteFile(pubFile, pub.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgpOut := filepath.Join(dir, "acme.tar.gpg")
+	ok(run("tenant", "export", "--tenant", "acme", "--out", pgpOut, "--pgp-recipient", pubFile), "export to a PGP key")
+	f, err := os.Open(pgpOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := openpgp.ReadMessage(f, openpgp.EntityList{ent}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := privacy.VerifyArchive(md.UnverifiedBody); err != nil || m.Counts["contacts"] != 2 {
+		t.Fatalf("PGP export: %v", err)
+	}
+	_ = f.Close()
+	fails(run("tenant", "export", "--tenant", "acme", "--out", filepath.Join(dir, "x.gpg"), "--pgp-recipient", csv), 2, "not a key", "--pgp-recipient")
+	fails(run("tenant", "export", "--tenant", "acme", "--out", pgpOut), 1, "existing file", "does not exist yet")
+
 	ok(run("privacy", "erase", "--tenant", "acme", "--email", "zebulonia@example.org", "--suppress"), "erase")
 	fails(run("privacy", "erase", "--tenant", "acme", "--email", "zebulonia@example.org"), 1, "erase twice", "not found")
 	r := ok(run("privacy", "requests", "--tenant", "acme"), "requests")
@@ -113,8 +151,8 @@ func TestPrivacyCommands(t *testing.T) {
 	cert := filepath.Join(dir, "acme-destroyed.json")
 	r = ok(run("tenant", "destroy", "--tenant", "acme", "--confirm", code, "--now", "--out", cert), "destroy")
 	fails(run("contacts", "count", "--tenant", "acme"), 1, "destroyed tenant", "not found")
-	pub := ok(run("audit", "pubkey", "--operator"), "operator key")
-	key := strings.TrimSpace(pub.stdout)
+	opKey := ok(run("audit", "pubkey", "--operator"), "operator key")
+	key := strings.TrimSpace(opKey.stdout)
 	r = ok(relais(t, t.TempDir(), env, "", "certificate", "verify", cert, "--key", key), "verify")
 	if !strings.Contains(r.stdout, "OK: destruction of tenant acme") {
 		t.Fatalf("verify: %s", r.stdout)

@@ -192,12 +192,9 @@ func ReadPGPRecipients(path string) (openpgp.EntityList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacy: read the OpenPGP key %s: %w", path, err)
 	}
-	list, err := readKeyRing(b)
+	list, err := ParsePGPRecipients(b)
 	if err != nil {
-		return nil, fmt.Errorf("privacy: the OpenPGP key %s: %w", path, err)
-	}
-	if len(list) == 0 {
-		return nil, fmt.Errorf("privacy: no OpenPGP key in %s", path)
+		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
 	return list, nil
 }
