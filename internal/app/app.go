@@ -33,6 +33,7 @@ import (
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
 	"github.com/relais-dev/relais/internal/sso"
@@ -73,6 +74,9 @@ type App struct {
 	// SSO signs users in through the tenants' identity providers (OIDC,
 	// SAML) and serves SCIM provisioning.
 	SSO *sso.Service
+	// Privacy answers subject requests and runs retention, anonymised
+	// copies, tenant export/import, purge and destruction (issue 9).
+	Privacy *privacy.Service
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -144,6 +148,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	}
 	a.SFTP = &sftpd.Service{DB: db, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts, Blobs: sftpd.DirBlobs{Root: sftpDir},
 		Config: cfg.SFTP, Logger: log}
+	// Issue 7 (keys) and 8 (backup) plug in here: Privacy.ContactShredder
+	// (per-contact keys), Privacy.KeyShredder (tenant key shredding) and
+	// Privacy.Backups (the tenant's backup sets).
+	a.Privacy = &privacy.Service{DB: db, Master: master, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts,
+		Audit: &audit.Service{DB: db, Master: master, Logger: log}, DestroyDelay: cfg.Privacy.DestroyDelay.D()}
 	ok = true
 	return a, nil
 }
@@ -277,7 +286,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, SSO: a.SSO, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
-		Campaigns: a.Campaigns, Templates: a.Templates, SFTP: a.SFTP,
+		Campaigns: a.Campaigns, Templates: a.Templates, SFTP: a.SFTP, Privacy: a.Privacy,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxImportBytes: cfg.HTTP.MaxImportBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -358,6 +367,10 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	go bounceJob.Run(runCtx, time.Minute)
 	campaignsDone := make(chan error, 1)
 	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
+	// Retention rules and due tenant destructions (privacy.job_every).
+	go func() {
+		_ = a.Privacy.Run(runCtx, privacy.RunOptions{Every: a.Config.Privacy.JobEvery.D(), Logger: a.Log})
+	}()
 	err = srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {

@@ -65,6 +65,8 @@ type Config struct {
 	// Monitor configures supervision: the clock check, the built-in
 	// alerts and where they are notified (issue 12).
 	Monitor Monitor `toml:"monitor" json:"monitor"`
+	// Privacy configures retention runs and tenant destruction (issue 9).
+	Privacy Privacy `toml:"privacy" json:"privacy"`
 }
 
 // AuditForward is LOG-6: live copies of every audit event to the
@@ -142,6 +144,17 @@ type SFTP struct {
 	// QuotaBytes and MaxFileBytes are the defaults of new accounts.
 	QuotaBytes   int64 `toml:"quota_bytes" json:"quota_bytes"`
 	MaxFileBytes int64 `toml:"max_file_bytes" json:"max_file_bytes"`
+}
+
+// Privacy configures the privacy job and tenant destruction.
+type Privacy struct {
+	// DestroyDelay is the default delay between a confirmed tenant
+	// destruction request and the destruction (REV-3), during which it can
+	// be cancelled: 30 days.
+	DestroyDelay Duration `toml:"destroy_delay" json:"destroy_delay"`
+	// JobEvery is how often `serve` applies the tenants' retention rules
+	// and destroys the tenants whose destruction is due: 6 hours.
+	JobEvery Duration `toml:"job_every" json:"job_every"`
 }
 
 // TLS configures the HTTPS listener.
@@ -339,6 +352,7 @@ func Default() Config {
 		Policy:       DefaultPolicy(),
 		AuditForward: AuditForward{Every: Duration(time.Second), Batch: 500},
 		Monitor:      DefaultMonitor(),
+		Privacy:      Privacy{DestroyDelay: Duration(30 * day), JobEvery: Duration(6 * time.Hour)},
 	}
 }
 
@@ -637,6 +651,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SFTP.MaxFileBytes < 1 || c.SFTP.QuotaBytes < c.SFTP.MaxFileBytes {
 		errs = append(errs, errors.New("sftp.max_file_bytes must be at least 1 and sftp.quota_bytes at least max_file_bytes"))
+	}
+	if d := c.Privacy.DestroyDelay.D(); d < time.Hour || d > 366*day {
+		errs = append(errs, errors.New("privacy.destroy_delay must be between 1h and 366d (`relais tenant destroy --now` skips it)"))
+	}
+	if d := c.Privacy.JobEvery.D(); d < time.Minute || d > day {
+		errs = append(errs, errors.New("privacy.job_every must be between 1m and 24h"))
 	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)

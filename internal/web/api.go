@@ -41,6 +41,7 @@ func (s *Server) Routes() []Route {
 	routes = append(routes, s.ssoRoutes()...)
 	routes = append(routes, s.ssoAdminRoutes()...)
 	routes = append(routes, s.scimRoutes()...)
+	routes = append(routes, s.privacyRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
 	"github.com/relais-dev/relais/internal/sso"
@@ -66,6 +67,8 @@ type Options struct {
 	// SSO serves single sign-on (OIDC, SAML) and SCIM provisioning; nil
 	// turns those endpoints off.
 	SSO *sso.Service
+	// Privacy serves the subject requests, retention and purge API.
+	Privacy *privacy.Service
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body, except contact imports,
