@@ -141,10 +141,10 @@ func TestErasure(t *testing.T) {
 		// The router's hook before hand-off (wired in serve) suppresses a
 		// message to the erased contact claimed after the erasure.
 		sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: "node-1"}
-		if stop, why, err := sup.Check(bg, e.a.ID, ids[0], "email"); err != nil || !stop || why != string(contacts.ReasonNotFound) {
+		if stop, why, err := sup.Check(bg, e.a.ID, ids[0], "email", ""); err != nil || !stop || why != string(contacts.ReasonNotFound) {
 			t.Fatalf("suppress hook after erasure: %v %q %v", stop, why, err)
 		}
-		if stop, _, err := sup.Check(bg, e.a.ID, ids[1], "email"); err != nil || stop {
+		if stop, _, err := sup.Check(bg, e.a.ID, ids[1], "email", ""); err != nil || stop {
 			t.Fatalf("suppress hook for another person: %v %v", stop, err)
 		}
 		// A campaign expansion that read its audience before the erasure
