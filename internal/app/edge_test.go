@@ -22,6 +22,7 @@ func TestFrontCertificate(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen, cfg.MetricsListen = "127.0.0.1:0", ""
+	cfg.SFTP.Listen = "" // not under test; 2222 may be taken by another test
 	f, err := PrepareFront(ctx, cfg, log, time.Now)
 	if err != nil {
 		t.Fatal(err)
