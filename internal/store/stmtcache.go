@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"time"
 )
 
 // stmtCache keeps prepared statements of the SQLite store by query text.
@@ -25,6 +26,8 @@ type stmtCache struct {
 const (
 	maxCachedStmts = 1024
 	maxCachedQuery = 4096
+	// prepareWait bounds the wait for a pool connection to prepare on.
+	prepareWait = 20 * time.Millisecond
 )
 
 // get returns the prepared statement for query, preparing it on first use;
@@ -41,7 +44,17 @@ func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) *sql.Stmt
 	if ok || full {
 		return st
 	}
-	st, err := db.PrepareContext(ctx, query)
+	// Preparing takes a connection of the pool besides the caller's
+	// transaction. On SQLite the other connections may all be waiting
+	// for the write lock this very transaction holds: never wait for one
+	// (that would stall every writer until the busy timeout). Without an
+	// idle connection at once, run the text this time; a later call caches.
+	if db.Stats().Idle == 0 {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, prepareWait)
+	defer cancel()
+	st, err := db.PrepareContext(pctx, query)
 	if err != nil {
 		return nil
 	}
