@@ -83,7 +83,9 @@ func adminWalkExamples() map[string]walkExample {
 	}
 	return map[string]walkExample{
 		"POST /api/v1/users": func(w *walkEnv) auditCall {
-			return w.asAdmin("POST", "/api/v1/users", `{"email":"created@acme.example","name":"Created Person"}`)
+			c := w.asAdmin("POST", "/api/v1/users", `{"email":"created@acme.example","name":"Created Person"}`)
+			c.personal = []string{"created@acme.example", "Created Person"}
+			return c
 		},
 		"POST /api/v1/users/{id}/disable": func(w *walkEnv) auditCall {
 			return w.asAdmin("POST", "/api/v1/users/"+w.viewer().ID+"/disable", "")
@@ -168,7 +170,9 @@ func messageWalkExamples() map[string]walkExample {
 	const msg = `{"channel":"email","to":"jane@example.test","subject":"Order 42","text":"Thanks"}`
 	return map[string]walkExample{
 		"POST /api/v1/messages": func(w *walkEnv) auditCall {
-			return w.asAdmin("POST", "/api/v1/messages", msg)
+			c := w.asAdmin("POST", "/api/v1/messages", msg)
+			c.personal = []string{"jane@example.test"}
+			return c
 		},
 		"POST /api/v1/messages/batch": func(w *walkEnv) auditCall {
 			return w.asAdmin("POST", "/api/v1/messages/batch", "["+msg+","+msg+"]")
@@ -202,20 +206,26 @@ func contactWalkExamples() map[string]walkExample {
 	}
 	return map[string]walkExample{
 		"POST /api/v1/contacts": func(w *walkEnv) auditCall {
-			return w.asAdmin("POST", "/api/v1/contacts", `{"email":"new@example.com","first_name":"Ann"}`)
+			c := w.asAdmin("POST", "/api/v1/contacts", `{"email":"new@example.com","first_name":"Annabel","phone":"+33612345678"}`)
+			c.personal = []string{"new@example.com", "Annabel", "612345678"}
+			return c
 		},
 		"PATCH /api/v1/contacts/{id}": func(w *walkEnv) auditCall {
-			return w.asAdmin("PATCH", "/api/v1/contacts/"+contact(w), `{"first_name":"Janet"}`)
+			c := w.asAdmin("PATCH", "/api/v1/contacts/"+contact(w), `{"first_name":"Janetta","email":"patched@example.com"}`)
+			c.personal = []string{"Janetta", "patched@example.com"}
+			return c
 		},
 		"DELETE /api/v1/contacts/{id}": func(w *walkEnv) auditCall {
 			return w.asAdmin("DELETE", "/api/v1/contacts/"+contact(w), "")
 		},
 		"POST /api/v1/contacts/{id}/consents": func(w *walkEnv) auditCall {
-			return w.asAdmin("POST", "/api/v1/contacts/"+contact(w)+"/consents", `{"channel":"email","status":"granted","wording":"Newsletter"}`)
+			c := w.asAdmin("POST", "/api/v1/contacts/"+contact(w)+"/consents", `{"channel":"email","status":"granted","wording":"Newsletter","source_ip":"198.51.100.23"}`)
+			c.personal = []string{"198.51.100.23"}
+			return c
 		},
 		"POST /api/v1/contacts/imports": func(w *walkEnv) auditCall {
 			c := w.asAdmin("POST", "/api/v1/contacts/imports", "email\nimported@example.com\n")
-			c.ctype = "text/csv"
+			c.ctype, c.personal = "text/csv", []string{"imported@example.com"}
 			return c
 		},
 		"PUT /api/v1/contact-attributes/{key}": func(w *walkEnv) auditCall {
@@ -226,11 +236,15 @@ func contactWalkExamples() map[string]walkExample {
 			return w.asAdmin("DELETE", "/api/v1/contact-attributes/gone", "")
 		},
 		"POST /api/v1/blocklist": func(w *walkEnv) auditCall {
-			return w.asAdmin("POST", "/api/v1/blocklist", `{"kind":"email","value":"spam@example.com","reason":"complaint"}`)
+			c := w.asAdmin("POST", "/api/v1/blocklist", `{"kind":"email","value":"spam@example.com","reason":"complaint"}`)
+			c.personal = []string{"spam@example.com"}
+			return c
 		},
 		"DELETE /api/v1/blocklist": func(w *walkEnv) auditCall {
 			w.api("POST", "/api/v1/blocklist", `{"kind":"email","value":"unblock@example.com"}`)
-			return w.asAdmin("DELETE", "/api/v1/blocklist", `{"kind":"email","value":"unblock@example.com"}`)
+			c := w.asAdmin("DELETE", "/api/v1/blocklist", `{"kind":"email","value":"unblock@example.com"}`)
+			c.personal = []string{"unblock@example.com"}
+			return c
 		},
 		"POST /api/v1/lists": func(w *walkEnv) auditCall {
 			return w.asAdmin("POST", "/api/v1/lists", `{"name":"Newsletter","description":"Monthly"}`)
@@ -396,7 +410,9 @@ func scimWalkExamples() map[string]walkExample {
 	}
 	return map[string]walkExample{
 		"POST /scim/v2/Users": func(w *walkEnv) auditCall {
-			return call(w, "POST", "/scim/v2/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"jane.doe@example.com","active":true}`)
+			c := call(w, "POST", "/scim/v2/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"jane.doe@example.com","active":true}`)
+			c.personal = []string{"jane.doe@example.com"}
+			return c
 		},
 		"PUT /scim/v2/Users/{id}": func(w *walkEnv) auditCall {
 			id := user(w)

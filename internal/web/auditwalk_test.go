@@ -51,6 +51,9 @@ type auditCall struct {
 	actor string
 	// platform: the event is in the operator's log, not tenant A's.
 	platform bool
+	// personal are personal values the request carries: no new event may
+	// contain them (field names only for personal fields).
+	personal []string
 }
 
 // walkExample builds one call (creating what it acts on first).
@@ -258,6 +261,11 @@ func TestEveryMutatingRouteWritesAnAuditEvent(t *testing.T) {
 			for _, r := range w.log(c.platform)[before:] {
 				if r.ActorID == c.actor {
 					found = true
+				}
+				for _, v := range c.personal {
+					if strings.Contains(strings.ToLower(string(r.Details)), strings.ToLower(v)) {
+						t.Errorf("%s: event %s holds the personal value %q: record the field name only", rt.Pattern, r.Action, v)
+					}
 				}
 			}
 			if !found {
