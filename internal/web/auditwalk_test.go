@@ -149,7 +149,9 @@ func newWalkEnv(t *testing.T, db *store.DB) *walkEnv {
 
 // referenceRoutes is the route table of a server with every service of
 // Options set (each pointer field non-nil): what the real server mounts,
-// including routes of a service added to Options later.
+// including routes of a service added to Options later. Only pointer
+// fields are set: a route gated on another kind of field (a func, a
+// bool) must be added here by hand.
 func referenceRoutes() []Route {
 	var o Options
 	v := reflect.ValueOf(&o).Elem()
