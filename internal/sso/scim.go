@@ -234,7 +234,25 @@ func (s *Service) SCIMSetActive(ctx context.Context, tenantID, userID string, ac
 		}
 	}
 	if externalID != "" {
-		if err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error { return setExternalID(ctx, tx, "user", userID, externalID) }); err != nil {
+		// A new external id is a change of the account's link to the
+		// identity provider: recorded in the same transaction.
+		err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+			var old string
+			err := tx.QueryRow(ctx, `SELECT external_id FROM scim_external WHERE tenant_id = $1 AND kind = 'user' AND resource_id = $2`, userID).Scan(&old)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if old == externalID {
+				return nil
+			}
+			if err := setExternalID(ctx, tx, "user", userID, externalID); err != nil {
+				return err
+			}
+			_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "user.external_id.set", ObjectType: "user", ObjectID: userID,
+				Actor: scimActor(ctx), Changes: []audit.Change{{Field: "external_id"}}})
+			return err
+		})
+		if err != nil {
 			return SCIMUser{}, err
 		}
 	}
@@ -317,7 +335,16 @@ func (s *Service) SCIMGetGroup(ctx context.Context, tenantID, groupID string) (S
 	return SCIMGroup{}, fmt.Errorf("%w: group", ErrNotFound)
 }
 
-func scimActor() audit.Actor { return audit.Actor{Type: audit.ActorSystem, ID: "scim"} }
+// scimActor is who a SCIM change is recorded as: the caller the request
+// names (the SCIM token, "scim:<token id>", set by the web layer), so that
+// the trail says which identity provider's token made it (LOG-1); a
+// call without one (a job, a test) is the system's "scim".
+func scimActor(ctx context.Context) audit.Actor {
+	if a := audit.MetaFrom(ctx).Actor; a.Type != "" {
+		return a
+	}
+	return audit.Actor{Type: audit.ActorSystem, ID: "scim"}
+}
 
 // SCIMCreateGroup creates a group (source "scim") with members. It holds
 // no role until an administrator gives it one (or a mapping rule uses it).
@@ -344,7 +371,7 @@ func (s *Service) SCIMCreateGroup(ctx context.Context, tenantID, name, externalI
 			return err
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "group.create", ObjectType: "group", ObjectID: id.String(),
-			Actor: scimActor(), Changes: []audit.Change{{Field: "name", After: name}, {Field: "source", After: "scim"}}}); err != nil {
+			Actor: scimActor(ctx), Changes: []audit.Change{{Field: "name", After: name}, {Field: "source", After: "scim"}}}); err != nil {
 			return err
 		}
 		return changeMembers(ctx, tx, id.String(), members, true)
@@ -393,7 +420,7 @@ func changeMembers(ctx context.Context, tx *store.Tx, groupID string, users []st
 		if k, _ := res.RowsAffected(); k == 0 {
 			continue
 		}
-		ev := audit.Event{Category: audit.CategoryAdmin, Action: "group.member.add", ObjectType: "group", ObjectID: groupID, Actor: scimActor(),
+		ev := audit.Event{Category: audit.CategoryAdmin, Action: "group.member.add", ObjectType: "group", ObjectID: groupID, Actor: scimActor(ctx),
 			Changes: []audit.Change{{Field: "member", After: u}}}
 		if !add {
 			ev.Action, ev.Changes = "group.member.remove", []audit.Change{{Field: "member", Before: u}}
@@ -418,7 +445,7 @@ func (s *Service) SCIMDeleteGroup(ctx context.Context, tenantID, groupID string)
 		if _, err := tx.Exec(ctx, `DELETE FROM scim_external WHERE tenant_id = $1 AND kind = 'group' AND resource_id = $2`, groupID); err != nil {
 			return err
 		}
-		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "group.delete", ObjectType: "group", ObjectID: groupID, Actor: scimActor()})
+		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "group.delete", ObjectType: "group", ObjectID: groupID, Actor: scimActor(ctx)})
 		return err
 	})
 }
