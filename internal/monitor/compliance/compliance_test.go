@@ -29,7 +29,9 @@ func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 // reads only the provider interface.
 type fakeBackups struct{ st monitor.BackupStatus }
 
-func (f fakeBackups) BackupStatus(context.Context, string) (monitor.BackupStatus, error) { return f.st, nil }
+func (f fakeBackups) BackupStatus(context.Context, string) (monitor.BackupStatus, error) {
+	return f.st, nil
+}
 
 func control(t *testing.T, r compliance.Report, id string) compliance.Control {
 	t.Helper()
