@@ -211,3 +211,9 @@ func sli(total, errors int64) float64 {
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(total-errors)/float64(total), 'f', 6, 64), 64)
 	return v
 }
+
+// Register adds the per-tenant latency histogram to reg (when NewRequests
+// was given no registerer).
+func (r *Requests) Register(reg prometheus.Registerer) error {
+	return reg.Register(r.tenant)
+}
