@@ -29,6 +29,9 @@ import (
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/monitor"
+	"github.com/relais-dev/relais/internal/monitor/flags"
+	"github.com/relais-dev/relais/internal/monitor/supervise"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
@@ -61,6 +64,9 @@ type App struct {
 	// audiences (its expansion job runs in Serve).
 	Templates *templates.Service
 	Campaigns *campaigns.Service
+	// Monitor is supervision: indicators, clock check, built-in alerts,
+	// incidents, feature flags, compliance report (its jobs run in Serve).
+	Monitor *supervise.Supervisor
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -124,6 +130,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	a.Templates = &templates.Service{DB: db}
 	a.Campaigns = &campaigns.Service{DB: db, Contacts: a.Contacts, Templates: a.Templates, Router: a.Router,
 		PublicBaseURL: publicBaseURL(cfg), Logger: log}
+	// Providers of other features (backups, keys, SSO, an ACME
+	// certificate) plug into monitor.Providers here as they land.
+	if a.Monitor, err = supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: a.Tenants, Master: master,
+		Providers: monitor.Providers{}, Logger: log, Now: a.Now}); err != nil {
+		return nil, err
+	}
 	ok = true
 	return a, nil
 }
@@ -218,14 +230,18 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	// claimed: it needs the engine's node id.
 	node := uuid.NewString()
 	suppress := &campaigns.Suppressor{Contacts: a.Contacts, Router: a.Router, Node: node}
+	a.Monitor.Clock.Node = node
+	if err := a.Monitor.Register(reg); err != nil {
+		return err
+	}
 	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg,
-		Node: node, Suppress: suppress.Check})
+		Node: node, Suppress: flags.GateSMS(a.Monitor.FlagReader, suppress.Check)})
 	a.Router.Wake = engine.Wake
 	srv := web.New(web.Options{
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
-		Campaigns: a.Campaigns, Templates: a.Templates,
+		Campaigns: a.Campaigns, Templates: a.Templates, Monitor: a.Monitor,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxImportBytes: cfg.HTTP.MaxImportBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -275,6 +291,8 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	go func() { engineDone <- engine.Run(runCtx) }()
 	campaignsDone := make(chan error, 1)
 	go func() { campaignsDone <- a.Campaigns.Run(runCtx) }()
+	monitorDone := make(chan struct{})
+	go func() { defer close(monitorDone); a.Monitor.Run(runCtx) }()
 	err := srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {
@@ -283,6 +301,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	if cerr := <-campaignsDone; cerr != nil && err == nil {
 		err = cerr
 	}
+	<-monitorDone
 	if rerr := <-rotErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
 		err = rerr
 	}

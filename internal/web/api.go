@@ -37,6 +37,7 @@ func (s *Server) Routes() []Route {
 	routes = append(routes, s.auditRoutes()...)
 	routes = append(routes, s.contactRoutes()...)
 	routes = append(routes, s.campaignRoutes()...)
+	routes = append(routes, s.monitorRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/monitor/supervise"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
@@ -57,6 +58,9 @@ type Options struct {
 	// (mounted with Campaigns, which knows the attribute schema).
 	Campaigns *campaigns.Service
 	Templates *templates.Service
+	// Monitor serves the supervision API (indicators, alerts, flags,
+	// incidents, compliance report) and records each request's latency.
+	Monitor *supervise.Supervisor
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body, except contact imports,
