@@ -2,10 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/relais-dev/relais/internal/testkit/ntpfake"
 )
 
 // TestMonitorCommands runs the built binary: feature flags, the incident
@@ -121,5 +127,73 @@ func TestMonitorCommands(t *testing.T) {
 	out = ok(run(env, "compliance", "report", "--tenant", "acme", "--output", filepath.Join(dir, "r.json")), "report to file")
 	if !strings.Contains(out, "controls in force") {
 		t.Fatalf("report --output: %s", out)
+	}
+}
+
+// TestServeSupervision: a running server measures its clock against a
+// (fake, loopback) NTP server, exposes the supervision metrics, evaluates
+// its built-in alerts, and serves the supervision API to the operator.
+func TestServeSupervision(t *testing.T) {
+	dir := t.TempDir()
+	ntp := ntpfake.Start(t)
+	ntp.SetSkew(3 * time.Second)
+	https, metrics := freePort(t), freePort(t)
+	env := cleanEnv("HOME="+dir, "RELAIS_MONITOR_NTP_SERVERS="+ntp.Addr(), "RELAIS_MONITOR_CLOCK_INTERVAL=1s", "RELAIS_MONITOR_ALERT_INTERVAL=1s")
+	data := filepath.Join(dir, "data")
+	srv := startServe(t, dir, env, "--data-dir", data, "--listen", https, "--metrics-listen", metrics)
+	waitHealthy(t, srv, "https://"+https)
+	r := relais(t, dir, env, "", "--data-dir", data, "operator", "token", "create", "--name", "sup", "--json")
+	if r.code != 0 {
+		t.Fatalf("token: %s", r.stderr)
+	}
+	var tok struct {
+		Secret string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &tok); err != nil || tok.Secret == "" {
+		t.Fatalf("token output %q: %v", r.stdout, err)
+	}
+	get := func(url string, auth bool) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+tok.Secret)
+		}
+		res, err := insecureClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	// The clock alert fires within a few evaluations (1 s each).
+	var alerts string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		alerts = get("https://"+https+"/api/v1/operator/monitor/alerts?state=firing", true)
+		if strings.Contains(alerts, `"rule":"clock_offset"`) {
+			break
+		}
+	}
+	if !strings.Contains(alerts, `"rule":"clock_offset"`) {
+		t.Fatalf("no clock_offset alert: %s\nstderr: %s", alerts, srv.stderr)
+	}
+	m := get("http://"+metrics+"/metrics", false)
+	var offset float64
+	for _, line := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(line, "relais_clock_offset_seconds "); ok {
+			offset, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if offset < 2.5 || offset > 3.5 {
+		t.Errorf("relais_clock_offset_seconds = %v, want about 3", offset)
+	}
+	for _, want := range []string{"relais_clock_check_success 1", `relais_alerts_firing{rule="clock_offset",severity="critical"} 1`,
+		"relais_indicators_up 1", "relais_certificate_expiry_timestamp_seconds{source=\"self-signed\"}", "relais_incident_notifications_overdue 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if ind := get("https://"+https+"/api/v1/operator/monitor/indicators", true); !strings.Contains(ind, `"measured":true`) {
+		t.Errorf("indicators: %.300s", ind)
 	}
 }
