@@ -230,7 +230,6 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	// claimed: it needs the engine's node id.
 	node := uuid.NewString()
 	suppress := &campaigns.Suppressor{Contacts: a.Contacts, Router: a.Router, Node: node}
-	a.Monitor.Clock.Node = node
 	if err := a.Monitor.Register(reg); err != nil {
 		return err
 	}

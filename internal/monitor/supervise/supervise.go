@@ -41,9 +41,10 @@ type Options struct {
 	// the configuration is read.
 	Providers monitor.Providers
 	Logger    *slog.Logger
-	Node      string
-	Version   string
-	Now       func() time.Time
+	// Node names this node in clock excursions (the host name when empty).
+	Node    string
+	Version string
+	Now     func() time.Time
 }
 
 // Supervisor holds the supervision services.
@@ -66,6 +67,11 @@ func New(o Options) (*Supervisor, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Node == "" {
+		// Stable across restarts, so that a restarted node closes the
+		// clock excursion it left open.
+		o.Node, _ = os.Hostname()
 	}
 	if o.Providers.Cert == nil {
 		o.Providers.Cert = certFile(o.Config)
