@@ -9,6 +9,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/monitor/alerts"
+	"github.com/relais-dev/relais/internal/monitor/clock"
 	"github.com/relais-dev/relais/internal/monitor/compliance"
 	"github.com/relais-dev/relais/internal/monitor/flags"
 	"github.com/relais-dev/relais/internal/monitor/incidents"
@@ -37,10 +38,12 @@ func (s *Server) monitorRoutes() []Route {
 		{"PUT /api/v1/security-contacts", setAdmin, s.monSetContacts},
 		{"GET /api/v1/incidents", read, s.monTenantIncidents},
 		{"GET /api/v1/compliance/report", read, s.monCompliance},
+		{"GET /api/v1/monitor/clock", string(access.AuditRead), s.monClock},
 
 		{"GET /api/v1/operator/monitor/indicators", PermOperator, s.monIndicators},
 		{"GET /api/v1/operator/monitor/alerts", PermOperator, s.monAlerts},
 		{"POST /api/v1/operator/monitor/silences", PermOperator, s.monAddSilence},
+		{"GET /api/v1/operator/monitor/clock", PermOperator, s.monClock},
 		{"GET /api/v1/operator/incidents", PermOperator, s.incList},
 		{"POST /api/v1/operator/incidents", PermOperator, s.incCreate},
 		{"GET /api/v1/operator/incidents/{ref}", PermOperator, s.incGet},
@@ -82,6 +85,35 @@ func (s *Server) monIndicators(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// monClock is the clock check (LOG-5): the last measurement, the recorded
+// excursions, and the caller's audit events written during one (the
+// operator's log for an operator token).
+func (s *Server) monClock(w http.ResponseWriter, r *http.Request) {
+	sup := s.opts.Monitor
+	ex, err := clock.Excursions(r.Context(), s.opts.DB, 100)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	flagged, err := clock.Flagged(r.Context(), s.opts.DB, scopeTenant(r), sup.Now())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	out := map[string]any{"configured": sup.Clock.Configured(), "excursions": orEmptySlice(ex), "flagged_audit_seqs": orEmptySlice(flagged)}
+	if m, ok := sup.Clock.Last(); ok {
+		out["last"] = m
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func orEmptySlice[T any](v []T) []T {
+	if v == nil {
+		return []T{}
+	}
+	return v
 }
 
 func (s *Server) monAlerts(w http.ResponseWriter, r *http.Request) {

@@ -154,6 +154,10 @@ func TestMonitorAPI(t *testing.T) {
 		if err := json.Unmarshal(body, &ind); err != nil || len(ind.Availability) == 0 {
 			t.Fatalf("availability: %v %s", err, body)
 		}
+		res, body = e.call(t, as, "GET", "/api/v1/monitor/clock", "")
+		if admWant(t, "clock", res, body, 200, ""); !strings.Contains(string(body), `"configured":false`) || !strings.Contains(string(body), `"flagged_audit_seqs":[]`) {
+			t.Fatalf("clock: %s", body)
+		}
 		res, body = e.call(t, as, "GET", "/api/v1/monitor/alerts?limit=0", "")
 		admWant(t, "alerts bad limit", res, body, 400, "validation_failed")
 		res, body = e.call(t, as, "GET", "/api/v1/monitor/alerts", "")
