@@ -273,6 +273,19 @@ func (ix *Indicators) compute(ctx context.Context) (Report, error) {
 			}); err != nil {
 			return err
 		}
+		// Tenant data keys are in the store whatever the key provider.
+		if err := scanRows(ctx, p, `SELECT tenant_id, version, created_at FROM tenant_keys WHERE state = 'active' ORDER BY tenant_id, version`, nil,
+			func(sc func(...any) error) error {
+				var t string
+				var v, created int64
+				if err := sc(&t, &v, &created); err != nil {
+					return err
+				}
+				r.Keys = append(r.Keys, KeyInfo{Name: fmt.Sprintf("tenant data key v%d", v), Provider: "master key", TenantID: t, Created: store.FromMicros(created)})
+				return nil
+			}); err != nil {
+			return err
+		}
 		// Failed logins in the last 15 minutes (the operator's log under "").
 		loginFrom := store.Micros(now.Add(-15 * time.Minute))
 		return scanRows(ctx, p, `SELECT tenant_id, details FROM audit_events WHERE category = 'auth' AND at >= $1`, []any{loginFrom},

@@ -141,12 +141,15 @@ func TestIndicators(t *testing.T) {
 		if lat.Requests != 99 || lat.P95 != 10*time.Millisecond || lat.Threshold != time.Second || lat.Over {
 			t.Errorf("latency %+v", lat)
 		}
+		if len(r.Keys) != 2 || r.Keys[0].Provider != "master key" {
+			t.Errorf("keys %+v", r.Keys)
+		}
 		// A tenant sees only its own figures.
 		rb, err := ix.Report(ctx, b.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rb.Deliverability) != 1 || rb.Deliverability[0].TenantID != b.ID || len(rb.Queue) != 0 || rb.Availability != nil || len(rb.Latency) != 1 {
+		if len(rb.Deliverability) != 1 || rb.Deliverability[0].TenantID != b.ID || len(rb.Queue) != 0 || rb.Availability != nil || len(rb.Latency) != 1 || len(rb.Keys) != 1 || rb.Keys[0].TenantID != b.ID {
 			t.Errorf("globex view %+v", rb)
 		}
 		// The collector exposes the same figures.

@@ -106,6 +106,10 @@ func tenantIDs(ctx context.Context, p *store.PlatformTx) ([]string, error) {
 	return out, rows.Err()
 }
 
+// everyLog selects every audit log id: each tenant's and the operator's
+// (""), so that a range on (tenant_id, at) is read log by log.
+const everyLog = `SELECT id FROM tenants UNION ALL SELECT ''`
+
 // countBy runs a "SELECT key, COUNT(*) ... GROUP BY key" query.
 func countBy(ctx context.Context, p *store.PlatformTx, q string, args ...any) (map[string]int64, error) {
 	rows, err := p.Query(ctx, q, args...)
@@ -295,8 +299,9 @@ func (r *FailedLoginRule) Evaluate(ctx context.Context, now time.Time) ([]Condit
 	accounts := map[string]map[string]bool{}
 	perIP := map[string]int64{}
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
-		rows, err := p.Query(ctx, `SELECT tenant_id, ip, object_id, details FROM audit_events WHERE category = 'auth' AND action LIKE 'auth.%' AND at >= $1 AND at <= $2`,
-			store.Micros(now.Add(-r.Window)), store.Micros(now))
+		// Log by log (the operator's and each tenant's), on the (tenant_id, at) index.
+		rows, err := p.Query(ctx, `SELECT tenant_id, ip, object_id, details FROM audit_events WHERE tenant_id IN (`+everyLog+`)
+			AND at >= $1 AND at <= $2 AND category = 'auth' AND action LIKE 'auth.%'`, store.Micros(now.Add(-r.Window)), store.Micros(now))
 		if err != nil {
 			return err
 		}
@@ -368,7 +373,7 @@ func (r *AdminGrantRule) Evaluate(ctx context.Context, now time.Time) ([]Conditi
 	var out []Condition
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `SELECT tenant_id, seq, at, action, actor_type, actor_id, details FROM audit_events
-			WHERE category = 'admin' AND at >= $1 AND at <= $2 AND details LIKE $3`,
+			WHERE tenant_id IN (`+everyLog+`) AND at >= $1 AND at <= $2 AND category = 'admin' AND details LIKE $3`,
 			store.Micros(now.Add(-r.Window)), store.Micros(now), `%"alert":"admin_grant"%`)
 		if err != nil {
 			return err
