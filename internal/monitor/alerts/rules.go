@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/monitor"
 	"github.com/relais-dev/relais/internal/monitor/clock"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 )
 
@@ -198,6 +200,15 @@ func union(a, b map[string]int64) []string {
 	return out
 }
 
+// allShards lists the router's shards, for its (shard, state, due_at) index.
+var allShards = func() string {
+	parts := make([]string, router.Shards)
+	for i := range parts {
+		parts[i] = strconv.Itoa(i)
+	}
+	return strings.Join(parts, ", ")
+}()
+
 // ScheduleRule compares, per tenant and channel, the messages sent in the
 // last Window with those that were scheduled (due) in it: further apart than
 // TolerancePct fires (when either count reaches Min). Messages of a
@@ -220,8 +231,11 @@ func (r *ScheduleRule) Evaluate(ctx context.Context, now time.Time) ([]Condition
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		var err error
 		key := `tenant_id || '/' || channel`
-		if planned, err = countBy(ctx, p, `SELECT `+key+`, COUNT(*) FROM messages WHERE due_at >= $1 AND due_at < $2
-			AND state NOT IN ('suppressed', 'held') GROUP BY tenant_id, channel`, from, to); err != nil {
+		// On the router's (shard, state, due_at) index: every shard and
+		// every state a scheduled message can be in.
+		if planned, err = countBy(ctx, p, `SELECT `+key+`, COUNT(*) FROM messages WHERE shard IN (`+allShards+`)
+			AND state IN ('queued', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'unknown')
+			AND due_at >= $1 AND due_at < $2 GROUP BY tenant_id, channel`, from, to); err != nil {
 			return err
 		}
 		if sent, err = countBy(ctx, p, `SELECT `+key+`, COUNT(*) FROM messages WHERE sent_at >= $1 AND sent_at < $2 GROUP BY tenant_id, channel`, from, to); err != nil {
