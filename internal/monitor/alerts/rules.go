@@ -134,7 +134,9 @@ func countBy(ctx context.Context, p *store.PlatformTx, q string, args ...any) (m
 // VolumeRule compares each tenant's send requests (messages accepted) in
 // the last complete hour with the same hour one week earlier: more than
 // Ratio times, or less than 1/Ratio of it, fires, when either hour has at
-// least Min.
+// least Min. A tenant new this week (nothing in the same hour a week
+// earlier) fires when it first reaches Min: silence the rule for it when
+// that is expected.
 type VolumeRule struct {
 	DB    *store.DB
 	Ratio int
