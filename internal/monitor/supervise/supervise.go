@@ -103,6 +103,34 @@ func New(o Options) (*Supervisor, error) {
 	return s, nil
 }
 
+// Plug replaces the providers that p sets (the others stay): for a
+// feature that exists only once serve runs, such as the certificate the
+// TLS front serves (ACME). Call it before Run.
+func (s *Supervisor) Plug(p monitor.Providers) {
+	cur := &s.opts.Providers
+	if p.Backups != nil {
+		cur.Backups = p.Backups
+	}
+	if p.Keys != nil {
+		cur.Keys = p.Keys
+	}
+	if p.Cert != nil {
+		cur.Cert = p.Cert
+	}
+	if p.SSO != nil {
+		cur.SSO = p.SSO
+	}
+	s.Indicators.Providers = *cur
+	for _, r := range s.Engine.Rules {
+		switch r := r.(type) {
+		case *alerts.BackupRule:
+			r.Source = cur.Backups
+		case *alerts.CertRule:
+			r.Source = cur.Cert
+		}
+	}
+}
+
 // certFile is the certificate of the configuration: the operator's file,
 // or the self-signed one in the data directory.
 func certFile(cfg config.Config) monitor.CertSource {
