@@ -234,7 +234,13 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		return err
 	}
 	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg,
-		Node: node, Suppress: flags.GateSMS(a.Monitor.FlagReader, suppress.Check)})
+		Node: node, Suppress: func(ctx context.Context, tenantID, contactID, channel string) (bool, string, error) {
+			// DEV-1: a tenant's SMS are held back while its sms_sending flag is off.
+			if stop, reason, err := flags.HoldSMS(ctx, a.Monitor.FlagReader, tenantID, channel); stop || err != nil {
+				return stop, reason, err
+			}
+			return suppress.Check(ctx, tenantID, contactID, channel)
+		}})
 	a.Router.Wake = engine.Wake
 	srv := web.New(web.Options{
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,

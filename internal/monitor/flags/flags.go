@@ -230,18 +230,26 @@ type SuppressFunc func(ctx context.Context, tenantID, contactID, channel string)
 // ReasonSMSOff is the suppression reason of an SMS held back by the flag.
 const ReasonSMSOff = "feature_flag_sms_sending_off"
 
-// GateSMS wraps the engine's check: an SMS of a tenant whose sms_sending
-// flag is off is suppressed; everything else goes to next (when set).
+// HoldSMS is the router's check before hand-off for the sms_sending flag:
+// an SMS of a tenant whose flag is off is to be suppressed (true, with
+// ReasonSMSOff). Compose it in front of the other checks.
+func HoldSMS(ctx context.Context, r Reader, tenantID, channel string) (bool, string, error) {
+	if channel != "sms" {
+		return false, "", nil
+	}
+	on, err := r.Enabled(ctx, tenantID, SMSSending)
+	if err != nil || on {
+		return false, "", err
+	}
+	return true, ReasonSMSOff, nil
+}
+
+// GateSMS wraps a check of the engine's form: HoldSMS first, then next
+// (when set).
 func GateSMS(r Reader, next SuppressFunc) SuppressFunc {
 	return func(ctx context.Context, tenantID, contactID, channel string) (bool, string, error) {
-		if channel == "sms" {
-			on, err := r.Enabled(ctx, tenantID, SMSSending)
-			if err != nil {
-				return false, "", err
-			}
-			if !on {
-				return true, ReasonSMSOff, nil
-			}
+		if stop, reason, err := HoldSMS(ctx, r, tenantID, channel); stop || err != nil {
+			return stop, reason, err
 		}
 		if next == nil {
 			return false, "", nil
