@@ -69,6 +69,7 @@ process listings).`,
 
 	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd(), c.tlsCmd())
 	c.addPrivacyCommands(root)
+	root.AddCommand(c.monitorCmds()...)
 	return root
 }
 

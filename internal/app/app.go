@@ -33,6 +33,9 @@ import (
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/identity/password"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/monitor"
+	"github.com/relais-dev/relais/internal/monitor/flags"
+	"github.com/relais-dev/relais/internal/monitor/supervise"
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
@@ -77,6 +80,9 @@ type App struct {
 	// Privacy answers subject requests and runs retention, anonymised
 	// copies, tenant export/import, purge and destruction (issue 9).
 	Privacy *privacy.Service
+	// Monitor is supervision: indicators, clock check, built-in alerts,
+	// incidents, feature flags, compliance report (its jobs run in Serve).
+	Monitor *supervise.Supervisor
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -153,6 +159,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	// Privacy.Backups (the tenant's backup sets).
 	a.Privacy = &privacy.Service{DB: db, Master: master, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts,
 		Audit: &audit.Service{DB: db, Master: master, Logger: log}, DestroyDelay: cfg.Privacy.DestroyDelay.D()}
+	// Providers of other features (backups, keys, SSO, an ACME
+	// certificate) plug into monitor.Providers here as they land.
+	if a.Monitor, err = supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: a.Tenants, Master: master,
+		Providers: monitor.Providers{}, Logger: log, Now: a.Now}); err != nil {
+		return nil, err
+	}
 	ok = true
 	return a, nil
 }
@@ -272,8 +284,17 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	// claimed: it needs the engine's node id.
 	node := uuid.NewString()
 	suppress := &campaigns.Suppressor{Contacts: a.Contacts, Router: a.Router, Node: node}
+	if err := a.Monitor.Register(reg); err != nil {
+		return err
+	}
 	engine := router.NewEngine(a.DB, a.Keyring, registry.Open, router.EngineOptions{Logger: a.Log, Registerer: reg,
-		Node: node, Suppress: suppress.Check})
+		Node: node, Suppress: func(ctx context.Context, tenantID, contactID, channel, campaignID string) (bool, string, error) {
+			// DEV-1: a tenant's SMS are held back while its sms_sending flag is off.
+			if stop, reason, err := flags.HoldSMS(ctx, a.Monitor.FlagReader, tenantID, channel); stop || err != nil {
+				return stop, reason, err
+			}
+			return suppress.Check(ctx, tenantID, contactID, channel, campaignID)
+		}})
 	a.Router.Wake = engine.Wake
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -286,7 +307,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		Logger: a.Log, Registry: reg, DB: a.DB, Tenants: a.Tenants, TLS: f.TLS,
 		Identity: a.Identity, Access: a.Access, SSO: a.SSO, Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys,
 		Router: a.Router, Connectors: a.Connectors, Contacts: a.Contacts,
-		Campaigns: a.Campaigns, Templates: a.Templates, SFTP: a.SFTP, Privacy: a.Privacy,
+		Campaigns: a.Campaigns, Templates: a.Templates, SFTP: a.SFTP, Privacy: a.Privacy, Monitor: a.Monitor,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, MaxImportBytes: cfg.HTTP.MaxImportBytes, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.D(),
 		ReadTimeout: cfg.HTTP.ReadTimeout.D(), WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 		IdleTimeout: cfg.HTTP.IdleTimeout.D(), ShutdownTimeout: cfg.HTTP.ShutdownTimeout.D(),
@@ -371,6 +392,8 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	go func() {
 		_ = a.Privacy.Run(runCtx, privacy.RunOptions{Every: a.Config.Privacy.JobEvery.D(), Logger: a.Log})
 	}()
+	monitorDone := make(chan struct{})
+	go func() { defer close(monitorDone); a.Monitor.Run(runCtx) }()
 	err = srv.Run(ctx, ls)
 	cancel()
 	if eerr := <-engineDone; eerr != nil && err == nil {
@@ -382,6 +405,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	if cerr := <-campaignsDone; cerr != nil && err == nil {
 		err = cerr
 	}
+	<-monitorDone
 	if rerr := <-rotErr; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
 		err = rerr
 	}

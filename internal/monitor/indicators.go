@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 )
 
@@ -234,10 +237,11 @@ func (ix *Indicators) compute(ctx context.Context) (Report, error) {
 		}
 		r.Deliverability, r.Campaigns = flatten(byKey), flatten(byCampaign)
 		// Transit: accepted to delivered, for campaign messages delivered in
-		// the window.
+		// the window (read on the sent_at index: a receipt more than a day
+		// after the hand-off is not counted).
 		samples := map[[2]string][]time.Duration{}
 		if err := scanRows(ctx, p, `SELECT tenant_id, campaign_id, delivered_at - accepted_at FROM messages
-			WHERE campaign_id IS NOT NULL AND delivered_at IS NOT NULL AND delivered_at >= $1 LIMIT 200000`, []any{from}, func(sc func(...any) error) error {
+			WHERE sent_at >= $2 AND campaign_id IS NOT NULL AND delivered_at >= $1 LIMIT 200000`, []any{from, from - int64(24*time.Hour/time.Microsecond)}, func(sc func(...any) error) error {
 			var t, c string
 			var us int64
 			if err := sc(&t, &c, &us); err != nil {
@@ -262,13 +266,27 @@ func (ix *Indicators) compute(ctx context.Context) (Report, error) {
 		sort.Slice(r.CampaignTransit, func(i, j int) bool {
 			return r.CampaignTransit[i].TenantID+r.CampaignTransit[i].CampaignID < r.CampaignTransit[j].TenantID+r.CampaignTransit[j].CampaignID
 		})
-		if err := scanRows(ctx, p, `SELECT tenant_id, channel, COUNT(*) FROM messages WHERE state = 'queued' GROUP BY tenant_id, channel ORDER BY tenant_id, channel`, nil,
+		if err := scanRows(ctx, p, `SELECT tenant_id, channel, COUNT(*) FROM messages WHERE shard IN (`+allShards+`) AND state = 'queued'
+			GROUP BY tenant_id, channel ORDER BY tenant_id, channel`, nil,
 			func(sc func(...any) error) error {
 				var q QueueDepth
 				if err := sc(&q.TenantID, &q.Channel, &q.Queued); err != nil {
 					return err
 				}
 				r.Queue = append(r.Queue, q)
+				return nil
+			}); err != nil {
+			return err
+		}
+		// Tenant data keys are in the store whatever the key provider.
+		if err := scanRows(ctx, p, `SELECT tenant_id, version, created_at FROM tenant_keys WHERE state = 'active' ORDER BY tenant_id, version`, nil,
+			func(sc func(...any) error) error {
+				var t string
+				var v, created int64
+				if err := sc(&t, &v, &created); err != nil {
+					return err
+				}
+				r.Keys = append(r.Keys, KeyInfo{Name: fmt.Sprintf("tenant data key v%d", v), Provider: "master key", TenantID: t, Created: store.FromMicros(created)})
 				return nil
 			}); err != nil {
 			return err
@@ -298,6 +316,16 @@ func (ix *Indicators) compute(ctx context.Context) (Report, error) {
 	ix.mu.Unlock()
 	return r, nil
 }
+
+// allShards lists the router's shards, so that the queue depth is read on
+// its (shard, state, due_at) index.
+var allShards = func() string {
+	parts := make([]string, router.Shards)
+	for i := range parts {
+		parts[i] = strconv.Itoa(i)
+	}
+	return strings.Join(parts, ", ")
+}()
 
 // AuthFailure reports whether an auth audit event's details record a
 // failed attempt.

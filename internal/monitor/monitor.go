@@ -92,3 +92,33 @@ type Providers struct {
 	Cert    CertSource
 	SSO     SSOSource
 }
+
+// BackupSourceFunc adapts a function to BackupSource.
+type BackupSourceFunc func(ctx context.Context, tenantID string) (BackupStatus, error)
+
+// BackupStatus implements BackupSource.
+func (f BackupSourceFunc) BackupStatus(ctx context.Context, tenantID string) (BackupStatus, error) {
+	return f(ctx, tenantID)
+}
+
+// KeySourceFunc adapts a function to KeySource.
+type KeySourceFunc func(ctx context.Context, tenantID string) ([]KeyInfo, error)
+
+// Keys implements KeySource.
+func (f KeySourceFunc) Keys(ctx context.Context, tenantID string) ([]KeyInfo, error) {
+	return f(ctx, tenantID)
+}
+
+// CertSourceFunc adapts a function to CertSource.
+type CertSourceFunc func(ctx context.Context) (CertInfo, error)
+
+// Certificate implements CertSource.
+func (f CertSourceFunc) Certificate(ctx context.Context) (CertInfo, error) { return f(ctx) }
+
+// SSOSourceFunc adapts a function to SSOSource.
+type SSOSourceFunc func(ctx context.Context, tenantID string) (SSOState, error)
+
+// SSOState implements SSOSource.
+func (f SSOSourceFunc) SSOState(ctx context.Context, tenantID string) (SSOState, error) {
+	return f(ctx, tenantID)
+}

@@ -23,6 +23,9 @@ type Requests struct {
 	now     func() time.Time
 	minutes map[int64]*minuteBucket // unix minute -> bucket
 	tenant  *prometheus.HistogramVec
+	// observers caches the histogram's children: hashing the label costs
+	// more than the observation.
+	observers sync.Map // tenant -> prometheus.Observer
 }
 
 // latencyBounds are the upper bounds of the latency buckets kept per tenant.
@@ -66,7 +69,11 @@ func (r *Requests) Observe(tenant, route string, status int, d time.Duration) {
 		return
 	}
 	if tenant != "" {
-		r.tenant.WithLabelValues(tenant).Observe(d.Seconds())
+		o, ok := r.observers.Load(tenant)
+		if !ok {
+			o, _ = r.observers.LoadOrStore(tenant, r.tenant.WithLabelValues(tenant))
+		}
+		o.(prometheus.Observer).Observe(d.Seconds())
 	}
 	m := r.now().Unix() / 60
 	r.mu.Lock()
@@ -210,4 +217,10 @@ func sli(total, errors int64) float64 {
 	}
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(total-errors)/float64(total), 'f', 6, 64), 64)
 	return v
+}
+
+// Register adds the per-tenant latency histogram to reg (when NewRequests
+// was given no registerer).
+func (r *Requests) Register(reg prometheus.Registerer) error {
+	return reg.Register(r.tenant)
 }

@@ -42,6 +42,7 @@ func (s *Server) Routes() []Route {
 	routes = append(routes, s.ssoAdminRoutes()...)
 	routes = append(routes, s.scimRoutes()...)
 	routes = append(routes, s.privacyRoutes()...)
+	routes = append(routes, s.monitorRoutes()...)
 	return append(routes, s.uiRoutes()...)
 }
 

@@ -91,6 +91,9 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 		s.routerError(w, r, err)
 		return
 	}
+	if !s.featureAllows(w, r, p.TenantID, nm.Channel) {
+		return
+	}
 	acc, err := s.opts.Router.Accept(r.Context(), p.TenantID, []router.NewMessage{nm})
 	if err != nil {
 		s.routerError(w, r, err)
@@ -112,6 +115,9 @@ func (s *Server) sendBatch(w http.ResponseWriter, r *http.Request) {
 		nm, err := m.toNew()
 		if err != nil {
 			s.routerError(w, r, err)
+			return
+		}
+		if !s.featureAllows(w, r, p.TenantID, nm.Channel) {
 			return
 		}
 		batch[i] = nm

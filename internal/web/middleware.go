@@ -186,6 +186,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			elapsed := s.now().Sub(start)
 			route := routeLabel(r)
 			s.metrics.observe(route, methodLabel(r.Method), sw.status, elapsed.Seconds())
+			if s.opts.Monitor != nil {
+				s.opts.Monitor.Requests.Observe(info.tenant, route, sw.status, elapsed)
+			}
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelError

@@ -25,6 +25,7 @@ import (
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/monitor/supervise"
 	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
@@ -69,6 +70,9 @@ type Options struct {
 	SSO *sso.Service
 	// Privacy serves the subject requests, retention and purge API.
 	Privacy *privacy.Service
+	// Monitor serves the supervision API (indicators, alerts, flags,
+	// incidents, compliance report) and records each request's latency.
+	Monitor *supervise.Supervisor
 	// TLS is the server's TLS configuration (tlsconf.ServerConfig).
 	TLS *tls.Config
 	// MaxBodyBytes bounds every request body, except contact imports,

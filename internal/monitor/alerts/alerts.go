@@ -173,10 +173,18 @@ func (e *Engine) Evaluate(ctx context.Context) (Result, error) {
 			}
 			a := Alert{TenantID: k.tenant, ID: uuid.NewString(), Rule: k.rule, Key: k.key, State: StateFiring, Severity: sev(c.Severity),
 				Summary: c.Summary, Details: details, FiredAt: now, LastSeenAt: now, Silenced: silenced(silences, k)}
-			if _, err := p.Exec(ctx, `INSERT INTO monitor_alerts (tenant_id, id, rule, dedup_key, state, severity, summary, details, fired_at, last_seen_at, silenced)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, a.TenantID, a.ID, a.Rule, a.Key, a.State, a.Severity, a.Summary, string(details),
-				store.Micros(now), store.Micros(now), a.Silenced); err != nil {
+			// Another node may have fired it since this evaluation read the
+			// firing alerts: the partial unique index makes one of them win,
+			// and only the winner audits and notifies.
+			ins, err := p.Exec(ctx, `INSERT INTO monitor_alerts (tenant_id, id, rule, dedup_key, state, severity, summary, details, fired_at, last_seen_at, silenced)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+				ON CONFLICT (tenant_id, rule, dedup_key) WHERE state = 'firing' DO NOTHING`, a.TenantID, a.ID, a.Rule, a.Key, a.State, a.Severity, a.Summary, string(details),
+				store.Micros(now), store.Micros(now), a.Silenced)
+			if err != nil {
 				return fmt.Errorf("alerts: fire %s: %w", k.rule, err)
+			}
+			if n, err := ins.RowsAffected(); err != nil || n == 0 {
+				continue
 			}
 			if err := record(ctx, p, a, "alert.fire"); err != nil {
 				return err
@@ -193,9 +201,13 @@ func (e *Engine) Evaluate(ctx context.Context) (Result, error) {
 			if _, still := conds[k]; still {
 				continue
 			}
-			if _, err := p.Exec(ctx, `UPDATE monitor_alerts SET state = 'resolved', resolved_at = $1 WHERE tenant_id = $2 AND id = $3`,
-				store.Micros(now), a.TenantID, a.ID); err != nil {
+			upd, err := p.Exec(ctx, `UPDATE monitor_alerts SET state = 'resolved', resolved_at = $1 WHERE tenant_id = $2 AND id = $3 AND state = 'firing'`,
+				store.Micros(now), a.TenantID, a.ID)
+			if err != nil {
 				return fmt.Errorf("alerts: resolve %s: %w", a.ID, err)
+			}
+			if n, err := upd.RowsAffected(); err != nil || n == 0 {
+				continue // another node resolved it
 			}
 			a.State = StateResolved
 			t := now

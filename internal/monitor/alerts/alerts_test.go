@@ -585,3 +585,45 @@ func TestDedupAndSilence(t *testing.T) {
 		}
 	})
 }
+
+// TestTwoNodesNotifyOnce: two engines (two nodes) over one store, each
+// evaluating concurrently, fire and resolve one condition once: one row,
+// one notification per transition.
+func TestTwoNodesNotifyOnce(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		second := *e.engine
+		*e.skew = 2 * time.Second
+		if _, err := e.clockChk.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evalBoth := func() {
+			var wg sync.WaitGroup
+			for _, eng := range []*alerts.Engine{e.engine, &second} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// On PostgreSQL the loser may also fail its transaction
+					// on a serialisation conflict; it retries at the next tick.
+					_, _ = eng.Evaluate(ctx)
+				}()
+			}
+			wg.Wait()
+		}
+		evalBoth()
+		evalBoth()
+		*e.skew = 0
+		if _, err := e.clockChk.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evalBoth()
+		evalBoth()
+		if got := e.hooks.kinds(alerts.RuleClock); strings.Join(got, ",") != "firing,resolved" {
+			t.Fatalf("notifications %v", got)
+		}
+		list, err := alerts.List(ctx, e.db, "", true, alerts.Filter{Rule: alerts.RuleClock})
+		if err != nil || len(list) != 1 || list[0].State != alerts.StateResolved {
+			t.Fatalf("alerts %+v %v", list, err)
+		}
+	})
+}

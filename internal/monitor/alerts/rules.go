@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/monitor"
 	"github.com/relais-dev/relais/internal/monitor/clock"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 )
 
@@ -106,6 +108,10 @@ func tenantIDs(ctx context.Context, p *store.PlatformTx) ([]string, error) {
 	return out, rows.Err()
 }
 
+// everyLog selects every audit log id: each tenant's and the operator's
+// (""), so that a range on (tenant_id, at) is read log by log.
+const everyLog = `SELECT id FROM tenants UNION ALL SELECT ''`
+
 // countBy runs a "SELECT key, COUNT(*) ... GROUP BY key" query.
 func countBy(ctx context.Context, p *store.PlatformTx, q string, args ...any) (map[string]int64, error) {
 	rows, err := p.Query(ctx, q, args...)
@@ -128,7 +134,9 @@ func countBy(ctx context.Context, p *store.PlatformTx, q string, args ...any) (m
 // VolumeRule compares each tenant's send requests (messages accepted) in
 // the last complete hour with the same hour one week earlier: more than
 // Ratio times, or less than 1/Ratio of it, fires, when either hour has at
-// least Min.
+// least Min. A tenant new this week (nothing in the same hour a week
+// earlier) fires when it first reaches Min: silence the rule for it when
+// that is expected.
 type VolumeRule struct {
 	DB    *store.DB
 	Ratio int
@@ -194,6 +202,15 @@ func union(a, b map[string]int64) []string {
 	return out
 }
 
+// allShards lists the router's shards, for its (shard, state, due_at) index.
+var allShards = func() string {
+	parts := make([]string, router.Shards)
+	for i := range parts {
+		parts[i] = strconv.Itoa(i)
+	}
+	return strings.Join(parts, ", ")
+}()
+
 // ScheduleRule compares, per tenant and channel, the messages sent in the
 // last Window with those that were scheduled (due) in it: further apart than
 // TolerancePct fires (when either count reaches Min). Messages of a
@@ -216,8 +233,11 @@ func (r *ScheduleRule) Evaluate(ctx context.Context, now time.Time) ([]Condition
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		var err error
 		key := `tenant_id || '/' || channel`
-		if planned, err = countBy(ctx, p, `SELECT `+key+`, COUNT(*) FROM messages WHERE due_at >= $1 AND due_at < $2
-			AND state NOT IN ('suppressed', 'held') GROUP BY tenant_id, channel`, from, to); err != nil {
+		// On the router's (shard, state, due_at) index: every shard and
+		// every state a scheduled message can be in.
+		if planned, err = countBy(ctx, p, `SELECT `+key+`, COUNT(*) FROM messages WHERE shard IN (`+allShards+`)
+			AND state IN ('queued', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'unknown')
+			AND due_at >= $1 AND due_at < $2 GROUP BY tenant_id, channel`, from, to); err != nil {
 			return err
 		}
 		if sent, err = countBy(ctx, p, `SELECT `+key+`, COUNT(*) FROM messages WHERE sent_at >= $1 AND sent_at < $2 GROUP BY tenant_id, channel`, from, to); err != nil {
@@ -295,8 +315,9 @@ func (r *FailedLoginRule) Evaluate(ctx context.Context, now time.Time) ([]Condit
 	accounts := map[string]map[string]bool{}
 	perIP := map[string]int64{}
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
-		rows, err := p.Query(ctx, `SELECT tenant_id, ip, object_id, details FROM audit_events WHERE category = 'auth' AND action LIKE 'auth.%' AND at >= $1 AND at <= $2`,
-			store.Micros(now.Add(-r.Window)), store.Micros(now))
+		// Log by log (the operator's and each tenant's), on the (tenant_id, at) index.
+		rows, err := p.Query(ctx, `SELECT tenant_id, ip, object_id, details FROM audit_events WHERE tenant_id IN (`+everyLog+`)
+			AND at >= $1 AND at <= $2 AND category = 'auth' AND action LIKE 'auth.%'`, store.Micros(now.Add(-r.Window)), store.Micros(now))
 		if err != nil {
 			return err
 		}
@@ -368,7 +389,7 @@ func (r *AdminGrantRule) Evaluate(ctx context.Context, now time.Time) ([]Conditi
 	var out []Condition
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `SELECT tenant_id, seq, at, action, actor_type, actor_id, details FROM audit_events
-			WHERE category = 'admin' AND at >= $1 AND at <= $2 AND details LIKE $3`,
+			WHERE tenant_id IN (`+everyLog+`) AND at >= $1 AND at <= $2 AND category = 'admin' AND details LIKE $3`,
 			store.Micros(now.Add(-r.Window)), store.Micros(now), `%"alert":"admin_grant"%`)
 		if err != nil {
 			return err

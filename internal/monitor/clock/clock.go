@@ -298,12 +298,12 @@ func Flagged(ctx context.Context, db *store.DB, tenantID string, now time.Time) 
 			for rows.Next() {
 				var s int64
 				if err := rows.Scan(&s); err != nil {
-					rows.Close()
+					_ = rows.Close()
 					return err
 				}
 				seqs = append(seqs, s)
 			}
-			rows.Close()
+			_ = rows.Close()
 			if err := rows.Err(); err != nil {
 				return err
 			}

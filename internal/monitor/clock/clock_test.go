@@ -2,10 +2,8 @@ package clock_test
 
 import (
 	"context"
-	"encoding/binary"
 	"net"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,65 +12,11 @@ import (
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/monitor/clock"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/testkit/ntpfake"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
-
-// fakeNTP is a local NTP responder on loopback UDP whose clock is ours plus
-// skew: a fake, because no real NTP server can be reached or skewed from a
-// test. It answers RFC 5905 server-mode packets, stratum 2, synchronised.
-type fakeNTP struct {
-	conn net.PacketConn
-	skew atomic.Int64
-}
-
-func startFakeNTP(t *testing.T) *fakeNTP {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeNTP{conn: pc}
-	t.Cleanup(func() { _ = pc.Close() })
-	go f.serve()
-	return f
-}
-
-func (f *fakeNTP) addr() string { return f.conn.LocalAddr().String() }
-
-func ntpTime(t time.Time) uint64 {
-	const ntpEpochOffset = 2208988800
-	secs := uint64(t.Unix() + ntpEpochOffset)
-	frac := uint64(t.Nanosecond()) << 32 / 1e9
-	return secs<<32 | frac
-}
-
-func (f *fakeNTP) serve() {
-	buf := make([]byte, 512)
-	for {
-		n, from, err := f.conn.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		if n < 48 {
-			continue
-		}
-		now := time.Now().Add(time.Duration(f.skew.Load()))
-		resp := make([]byte, 48)
-		version := (buf[0] >> 3) & 7
-		resp[0] = 0<<6 | version<<3 | 4 // leap none, server mode
-		resp[1] = 2                     // stratum
-		resp[2] = buf[2]
-		resp[3] = 0xEC // precision
-		copy(resp[12:16], "LOCL")
-		binary.BigEndian.PutUint64(resp[16:24], ntpTime(now.Add(-time.Minute))) // reference
-		copy(resp[24:32], buf[40:48])                                           // originate = client's transmit
-		binary.BigEndian.PutUint64(resp[32:40], ntpTime(now))
-		binary.BigEndian.PutUint64(resp[40:48], ntpTime(now))
-		_, _ = f.conn.WriteTo(resp, from)
-	}
-}
 
 // TestClockCheckAgainstFakeNTP measures a real NTP exchange on loopback:
 // a skew of 3 s beyond a 1 s threshold opens an excursion (audited, events
@@ -80,9 +24,9 @@ func (f *fakeNTP) serve() {
 func TestClockCheckAgainstFakeNTP(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		srv := startFakeNTP(t)
+		srv := ntpfake.Start(t)
 		reg := prometheus.NewRegistry()
-		c := &clock.Checker{DB: db, Servers: []string{srv.addr()}, MaxOffset: time.Second, Node: "n1"}
+		c := &clock.Checker{DB: db, Servers: []string{srv.Addr()}, MaxOffset: time.Second, Node: "n1"}
 		if err := c.Register(reg); err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +37,7 @@ func TestClockCheckAgainstFakeNTP(t *testing.T) {
 		if m.Exceeded || m.Offset > 500*time.Millisecond || m.Offset < -500*time.Millisecond {
 			t.Fatalf("in-sync measurement: %+v", m)
 		}
-		srv.skew.Store(int64(3 * time.Second))
+		srv.SetSkew(3 * time.Second)
 		if m, err = c.Check(ctx); err != nil || !m.Exceeded || m.Offset < 2*time.Second {
 			t.Fatalf("skewed measurement: %+v %v", m, err)
 		}
@@ -107,7 +51,7 @@ func TestClockCheckAgainstFakeNTP(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		srv.skew.Store(0)
+		srv.SetSkew(0)
 		if m, err = c.Check(ctx); err != nil || m.Exceeded {
 			t.Fatalf("restored measurement: %+v %v", m, err)
 		}

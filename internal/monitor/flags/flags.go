@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -24,9 +25,9 @@ const (
 	// SMSSending lets the tenant's SMS messages be handed to a connector;
 	// off, they are held back (suppressed with reason "flag sms_sending off").
 	SMSSending = "sms_sending"
-	// ExperimentalComplianceHTML enables the HTML form of the tenant's
-	// compliance report (an experimental feature).
-	ExperimentalComplianceHTML = "experimental_compliance_html"
+	// ExperimentalCampaignIndicators adds the per-campaign deliverability
+	// and transit time to the tenant's indicators report (experimental).
+	ExperimentalCampaignIndicators = "experimental_campaign_indicators"
 )
 
 // Def describes one flag.
@@ -39,7 +40,7 @@ type Def struct {
 // Known is the catalogue of flags.
 var Known = []Def{
 	{SMSSending, true, "SMS messages are handed to the SMS connector (off: held back)."},
-	{ExperimentalComplianceHTML, false, "Experimental: the compliance report in HTML."},
+	{ExperimentalCampaignIndicators, false, "Experimental: per-campaign deliverability and transit time in the indicators report."},
 }
 
 // def finds a flag by name.
@@ -173,4 +174,86 @@ func (s *Service) Set(ctx context.Context, tenantID, name string, on bool) (Stat
 		return State{}, fmt.Errorf("flags: set %s: %w", name, err)
 	}
 	return st, nil
+}
+
+// Cached is a Reader that remembers answers for TTL (5 s when 0), for the
+// hot paths (the router asks before each SMS hand-off). A switch reaches
+// every node within TTL.
+type Cached struct {
+	R   Reader
+	TTL time.Duration
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[[2]string]cachedValue
+}
+
+type cachedValue struct {
+	on bool
+	at time.Time
+}
+
+// Enabled implements Reader.
+func (c *Cached) Enabled(ctx context.Context, tenantID, name string) (bool, error) {
+	now := time.Now()
+	if c.Now != nil {
+		now = c.Now()
+	}
+	ttl := c.TTL
+	if ttl <= 0 {
+		ttl = 5 * time.Second
+	}
+	k := [2]string{tenantID, name}
+	c.mu.Lock()
+	v, ok := c.cache[k]
+	c.mu.Unlock()
+	if ok && now.Sub(v.at) < ttl && !now.Before(v.at) {
+		return v.on, nil
+	}
+	on, err := c.R.Enabled(ctx, tenantID, name)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	if c.cache == nil {
+		c.cache = map[[2]string]cachedValue{}
+	}
+	c.cache[k] = cachedValue{on, now}
+	c.mu.Unlock()
+	return on, nil
+}
+
+// SuppressFunc is the router engine's check before hand-off
+// (router.EngineOptions.Suppress).
+type SuppressFunc func(ctx context.Context, tenantID, contactID, channel string) (bool, string, error)
+
+// ReasonSMSOff is the suppression reason of an SMS held back by the flag.
+const ReasonSMSOff = "feature_flag_sms_sending_off"
+
+// HoldSMS is the router's check before hand-off for the sms_sending flag:
+// an SMS of a tenant whose flag is off is to be suppressed (true, with
+// ReasonSMSOff). Compose it in front of the other checks.
+func HoldSMS(ctx context.Context, r Reader, tenantID, channel string) (bool, string, error) {
+	if channel != "sms" {
+		return false, "", nil
+	}
+	on, err := r.Enabled(ctx, tenantID, SMSSending)
+	if err != nil || on {
+		return false, "", err
+	}
+	return true, ReasonSMSOff, nil
+}
+
+// GateSMS wraps a check of the engine's form: HoldSMS first, then next
+// (when set).
+func GateSMS(r Reader, next SuppressFunc) SuppressFunc {
+	return func(ctx context.Context, tenantID, contactID, channel string) (bool, string, error) {
+		if stop, reason, err := HoldSMS(ctx, r, tenantID, channel); stop || err != nil {
+			return stop, reason, err
+		}
+		if next == nil {
+			return false, "", nil
+		}
+		return next(ctx, tenantID, contactID, channel)
+	}
 }

@@ -69,3 +69,38 @@ func TestFlags(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldSMS: with the flag off, SMS are suppressed before the next check
+// runs; email and other tenants go on to the next check.
+func TestHoldSMS(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+		a, _ := ts.Create(ctx, "Acme", "acme")
+		b, _ := ts.Create(ctx, "Globex", "globex")
+		svc := &flags.Service{DB: db}
+		if _, err := svc.Set(ctx, a.ID, flags.SMSSending, false); err != nil {
+			t.Fatal(err)
+		}
+		nextCalls := 0
+		gate := flags.GateSMS(&flags.Cached{R: svc}, func(context.Context, string, string, string) (bool, string, error) {
+			nextCalls++
+			return false, "", nil
+		})
+		if stop, reason, err := gate(ctx, a.ID, "c1", "sms"); !stop || reason != flags.ReasonSMSOff || err != nil || nextCalls != 0 {
+			t.Fatalf("acme sms: %v %q %v (next %d)", stop, reason, err, nextCalls)
+		}
+		for _, c := range [][2]string{{a.ID, "email"}, {b.ID, "sms"}} {
+			if stop, _, err := gate(ctx, c[0], "c1", c[1]); stop || err != nil {
+				t.Fatalf("%v suppressed: %v", c, err)
+			}
+		}
+		if nextCalls != 2 {
+			t.Fatalf("next called %d times", nextCalls)
+		}
+	})
+}

@@ -584,7 +584,7 @@ func (s *Service) read(ctx context.Context, number int64, status string) ([]Inci
 			var det, cr int64
 			var closed sql.NullInt64
 			if err := rows.Scan(&in.Number, &in.Category, &in.Criticality, &in.Title, &in.Description, &in.Status, &det, &cr, &in.CreatedBy, &closed, &in.Report, &in.Lessons); err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return err
 			}
 			in.Ref, in.DetectedAt, in.CreatedAt = Ref(in.Number), store.FromMicros(det), store.FromMicros(cr)
@@ -596,7 +596,7 @@ func (s *Service) read(ctx context.Context, number int64, status string) ([]Inci
 			byNum[in.Number] = len(out)
 			out = append(out, in)
 		}
-		rows.Close()
+		_ = rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
@@ -612,7 +612,7 @@ func (s *Service) read(ctx context.Context, number int64, status string) ([]Inci
 			var a Affected
 			var nat sql.NullInt64
 			if err := trows.Scan(&num, &a.TenantID, &dl, &nat, &a.NotifiedVia); err != nil {
-				trows.Close()
+				_ = trows.Close()
 				return err
 			}
 			a.Deadline = store.FromMicros(dl)
@@ -625,7 +625,7 @@ func (s *Service) read(ctx context.Context, number int64, status string) ([]Inci
 				out[i].Tenants = append(out[i].Tenants, a)
 			}
 		}
-		trows.Close()
+		_ = trows.Close()
 		if err := trows.Err(); err != nil {
 			return err
 		}
@@ -637,14 +637,14 @@ func (s *Service) read(ctx context.Context, number int64, status string) ([]Inci
 			var num int64
 			var a AlertRef
 			if err := arows.Scan(&num, &a.TenantID, &a.ID); err != nil {
-				arows.Close()
+				_ = arows.Close()
 				return err
 			}
 			if i, ok := byNum[num]; ok {
 				out[i].Alerts = append(out[i].Alerts, a)
 			}
 		}
-		arows.Close()
+		_ = arows.Close()
 		if err := arows.Err(); err != nil {
 			return err
 		}

@@ -136,7 +136,15 @@ ALTER TABLE clock_excursions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE clock_excursions FORCE ROW LEVEL SECURITY;
 CREATE POLICY platform_only ON clock_excursions USING (relais_platform()) WITH CHECK (relais_platform());
 
+-- Supervision reads messages by time across tenants (volume per hour,
+-- sends in a window, deliverability and transit over 24 h): two indexes on
+-- the router's table, the sent one partial (queued messages are not in it).
+CREATE INDEX messages_accepted ON messages (accepted_at);
+CREATE INDEX messages_sent ON messages (sent_at) WHERE sent_at IS NOT NULL;
+
 -- +goose Down
+DROP INDEX messages_sent;
+DROP INDEX messages_accepted;
 DROP TABLE clock_excursions;
 DROP TABLE incident_alerts;
 DROP TABLE incident_tenants;
