@@ -13,6 +13,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
 )
 
 // session is an authenticated SFTP session: one account of one tenant.
@@ -105,13 +106,33 @@ func resolve(p string) (target, bool) {
 	return target{dir: dir, name: name}, true
 }
 
-// expired reports (and audits) an operation after the account's expiry:
-// a session opened before it can do nothing more.
+// expired reports (and audits) an operation the account may no longer do:
+// after its expiry, after it was removed, or after its tenant was
+// disabled, a session opened before can do nothing more. The account and
+// the tenant are read again for each operation so that a removal takes
+// effect at once.
 func (sess *session) expired(op, p string) bool {
-	if sess.acct.ExpiresAt == nil || sess.s.now().Before(*sess.acct.ExpiresAt) {
+	reason := ""
+	acct, err := sess.s.Account(sess.ctx, sess.tenantID, sess.acct.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		reason = "account_removed"
+	case err != nil:
+		sess.s.Logger.Error("sftp: cannot read the account", "error", err)
+		return true
+	default:
+		// Accounts are not edited (only added and removed): sess.acct
+		// stays as it was read at login.
+		if t, err := sess.s.Tenants.Get(sess.ctx, sess.tenantID); err != nil || t.Status != tenants.StatusActive {
+			reason = "tenant_disabled"
+		} else if acct.ExpiresAt != nil && !sess.s.now().Before(*acct.ExpiresAt) {
+			reason = "account_expired"
+		}
+	}
+	if reason == "" {
 		return false
 	}
-	_ = sess.refuse(op, p, "account_expired", nil)
+	_ = sess.refuse(op, p, reason, nil)
 	return true
 }
 

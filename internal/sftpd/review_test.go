@@ -1,0 +1,89 @@
+package sftpd_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/relais-dev/relais/internal/sftpd"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
+)
+
+// TestRemovedAccountLosesItsOpenSession is the attack of a key holder whose
+// account was removed (a leaked key, a departed partner) and who keeps the
+// SFTP session opened before: it must not upload, download or list any
+// more.
+func TestRemovedAccountLosesItsOpenSession(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	if _, err := e.svc.Deliver(bg, e.a.ID, "export.csv", strings.NewReader("email\nx@example.com\n")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sc.Close() }()
+	if _, err := sc.ReadDir("/outbox"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.RemoveAccount(bg, e.a.ID, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ReadDir("/outbox"); err == nil {
+		t.Fatal("a removed account listed /outbox in its open session")
+	}
+	if f, err := sc.Open("/outbox/export.csv"); err == nil {
+		_ = f.Close()
+		t.Fatal("a removed account downloaded in its open session")
+	}
+	if f, err := sc.Create("/inbox/late.csv"); err == nil {
+		_ = f.Close()
+		t.Fatal("a removed account uploaded in its open session")
+	}
+	if len(find(e.events(e.a.ID), "sftp.op.refused", `"reason":"account_removed"`)) < 1 {
+		t.Fatal("refusals after removal not audited")
+	}
+}
+
+// TestDisabledTenantLosesItsOpenSessions: disabling a tenant ends what its
+// accounts' open sessions may do.
+func TestDisabledTenantLosesItsOpenSessions(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	c, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sc.Close() }()
+	if _, err := sc.ReadDir("/inbox"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ten.SetStatus(bg, e.a.ID, tenants.StatusDisabled); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.ReadDir("/inbox"); err == nil {
+		t.Fatal("an account of a disabled tenant listed /inbox in its open session")
+	}
+	if f, err := sc.Create("/inbox/late.csv"); err == nil {
+		_ = f.Close()
+		t.Fatal("an account of a disabled tenant uploaded in its open session")
+	}
+}
