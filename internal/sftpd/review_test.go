@@ -2,12 +2,14 @@ package sftpd_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/relais-dev/relais/internal/sftpd"
+	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
@@ -85,5 +87,67 @@ func TestDisabledTenantLosesItsOpenSessions(t *testing.T) {
 	if f, err := sc.Create("/inbox/late.csv"); err == nil {
 		_ = f.Close()
 		t.Fatal("an account of a disabled tenant uploaded in its open session")
+	}
+}
+
+// TestConcurrentUploadsCannotExceedQuota is the attack of an account that
+// opens several uploads at once: each saw the same free space when it was
+// opened, so together they stored more than the quota. The quota is
+// checked again when an upload is committed.
+func TestConcurrentUploadsCannotExceedQuota(t *testing.T) {
+	clk := newClock()
+	storetest.RunWith(t, storetest.Options{Now: clk.Now}, func(t *testing.T, db *store.DB) {
+		concurrentUploads(t, newEnv(t, db, clk))
+	})
+}
+
+func concurrentUploads(t *testing.T, e *env) {
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}, MaxFileBytes: 1000, QuotaBytes: 1500,
+		DoneMarker: true})
+	c, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sc.Close() }()
+	body := "email\n" + strings.Repeat("a@example.com\n", 60) // 846 bytes
+	var files []*sftp.File
+	for _, n := range []string{"a.csv", "b.csv", "c.csv"} {
+		f, err := sc.Create("/inbox/" + n)
+		if err != nil {
+			t.Fatalf("open %s: %v", n, err)
+		}
+		files = append(files, f)
+	}
+	for _, f := range files {
+		_, _ = f.Write([]byte(body))
+	}
+	var wg sync.WaitGroup // the commits race each other
+	for _, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = f.Close()
+		}()
+	}
+	wg.Wait()
+	list, err := e.svc.Files(bg, e.a.ID, sftpd.DirInbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, f := range list {
+		total += f.Size
+	}
+	if total > 1500 {
+		t.Fatalf("the account stored %d bytes in %d files over its quota of 1500", total, len(list))
+	}
+	if len(list) != 1 {
+		t.Fatalf("inbox: %+v", list)
 	}
 }
