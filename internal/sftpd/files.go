@@ -34,11 +34,12 @@ const (
 
 // Errors of file operations.
 var (
-	ErrFileNotFound = errors.New("no such file")
-	ErrBadName      = errors.New("file names are 1 to 255 printable characters, without / and not starting with a dot")
-	ErrBusy         = errors.New("the file is being processed")
-	ErrTooLarge     = errors.New("the file exceeds the account's maximum file size")
-	ErrQuota        = errors.New("the account's quota is exhausted")
+	ErrFileNotFound   = errors.New("no such file")
+	ErrBadName        = errors.New("file names are 1 to 255 printable characters, without / and not starting with a dot")
+	ErrBusy           = errors.New("the file is being processed")
+	ErrTooLarge       = errors.New("the file exceeds the account's maximum file size")
+	ErrQuota          = errors.New("the account's quota is exhausted")
+	ErrTooManyUploads = errors.New("too many uploads open at once; close one first")
 )
 
 // FileInfo describes a file of a tenant's tree.
@@ -323,6 +324,8 @@ type upload struct {
 	held   int64
 	failed error
 	closed bool
+	// release frees the upload's place among the account's open uploads.
+	release func()
 }
 
 const maxAhead = 16 << 20
@@ -399,6 +402,9 @@ func (u *upload) Close() error {
 		return nil
 	}
 	u.closed = true
+	if u.release != nil {
+		defer u.release()
+	}
 	ctx := u.sess.ctx
 	if u.failed == nil && len(u.ahead) > 0 {
 		u.failed = errOrder

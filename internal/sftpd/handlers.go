@@ -212,13 +212,19 @@ func (sess *session) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if limit <= 0 {
 		return nil, sess.refuse("put", r.Filepath, "quota_exhausted", ErrQuota)
 	}
+	if !sess.s.enterUpload(sess.acct.ID) {
+		return nil, sess.refuse("put", r.Filepath, "too_many_open_uploads", ErrTooManyUploads)
+	}
 	id := newID()
 	w, err := sess.s.newEncWriter(sess.ctx, sess.tenantID, id)
 	if err != nil {
+		sess.s.leaveUpload(sess.acct.ID)
 		sess.s.Logger.Error("sftp: cannot store an upload", "error", err)
 		return nil, sftp.ErrSSHFxFailure
 	}
-	return &upload{s: sess.s, sess: sess, name: t.name, id: id, w: w, limit: limit, ahead: map[int64][]byte{}}, nil
+	acct := sess.acct.ID
+	return &upload{s: sess.s, sess: sess, name: t.name, id: id, w: w, limit: limit, ahead: map[int64][]byte{},
+		release: func() { sess.s.leaveUpload(acct) }}, nil
 }
 
 // doneMarker is an upload of "<name>.done": at close, <name> (uploaded and

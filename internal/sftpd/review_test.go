@@ -1,6 +1,7 @@
 package sftpd_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -150,4 +151,61 @@ func concurrentUploads(t *testing.T, e *env) {
 	if len(list) != 1 {
 		t.Fatalf("inbox: %+v", list)
 	}
+}
+
+// TestOpenUploadsAreBounded is the attack of an account that opens upload
+// after upload without closing them: each may hold up to 16 MiB of
+// out-of-order writes in memory and a temporary file on disk, so their
+// number is bounded per account; closing one frees its place.
+func TestOpenUploadsAreBounded(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	signer := signerFrom(t, key)
+	var open []*sftp.File
+	// Two connections of the same account share the bound.
+	for c := range 2 {
+		conn, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signer)}, ssh.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		sc, err := sftp.NewClient(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sc.Close() }()
+		for i := range sftpd.MaxOpenUploads {
+			f, err := sc.Create(fmt.Sprintf("/inbox/f%d-%d.csv.part", c, i))
+			if err != nil {
+				break
+			}
+			open = append(open, f)
+		}
+	}
+	if len(open) != sftpd.MaxOpenUploads {
+		t.Fatalf("%d uploads open at once, want at most %d", len(open), sftpd.MaxOpenUploads)
+	}
+	if len(find(e.events(e.a.ID), "sftp.op.refused", `"reason":"too_many_open_uploads"`)) == 0 {
+		t.Fatal("refusal not audited")
+	}
+	if err := open[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signer)}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	sc, err := sftp.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sc.Close() }()
+	f, err := sc.Create("/inbox/after.csv.part")
+	if err != nil {
+		t.Fatalf("no upload possible after one was closed: %v", err)
+	}
+	_ = f.Close()
 }
