@@ -2,9 +2,12 @@ package sftpd_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -208,4 +211,39 @@ func TestOpenUploadsAreBounded(t *testing.T) {
 		t.Fatalf("no upload possible after one was closed: %v", err)
 	}
 	_ = f.Close()
+}
+
+// TestHandshakeFailuresThrottled is the attack of a client in an allowed
+// network that opens connection after connection and never authenticates
+// (it closes, or speaks no SSH): each wrote two events in the operator's
+// trail and none counted as a failure, so the trail and the database
+// could be flooded without end. Failed handshakes count on the operator's
+// per-address counter; over its limit the address is refused before the
+// handshake (with rate-limited events).
+func TestHandshakeFailuresThrottled(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	e.ten.Defaults.Lockout.MaxFailuresPerIP = 3
+	_, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	for i := range 10 {
+		c, err := net.Dial("tcp", "127.0.0.1:"+e.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		_ = c.(*net.TCPConn).CloseWrite() // no SSH version will come
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.ReadAll(c)
+		_ = c.Close()
+		if i < 3 {
+			e.eventually("failure counted", func() bool { return e.failures("") == i+1 })
+		}
+	}
+	e.eventually("refusal audited", func() bool {
+		return len(find(e.events(""), "sftp.connect", `"reason":"too_many_failures"`)) == 1
+	})
+	if n := len(find(e.events(""), "sftp.handshake")); n != 3 {
+		t.Fatalf("%d failed handshakes recorded, want 3 (then refused)", n)
+	}
 }

@@ -391,8 +391,22 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 	}
 	if len(atts) == 0 {
 		// No authentication attempt: a failed handshake (no common
-		// algorithm, timeout, scanner).
-		s.recordPlatform(ctx, cs, "sftp.handshake", "failure", map[string]any{"reason": truncate(herr.Error(), 300)})
+		// algorithm, timeout, scanner). It counts on the operator's
+		// per-address counter, so that a client opening connection after
+		// connection is refused before the handshake once over the limit
+		// (and its refusals are rate-limited in the trail).
+		lp := s.lockout(ctx, "")
+		err := s.inLog(ctx, "", func(tx *store.Tx) error {
+			if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAuth, Action: "sftp.handshake", ObjectType: "sftp_connection",
+				Actor: audit.Actor{Type: audit.ActorSystem, ID: "sftp"}, IP: cs.ip.String(), UserAgent: "sftp",
+				Details: map[string]any{"outcome": "failure", "reason": truncate(herr.Error(), 300), "source_port": cs.port}}); err != nil {
+				return err
+			}
+			return s.countFailure(ctx, tx, cs.ip, lp)
+		})
+		if err != nil {
+			s.Logger.Error("sftp: cannot record a failed handshake", "error", err)
+		}
 		return
 	}
 	byTenant := map[string][]attempt{}
