@@ -260,9 +260,38 @@ func build(f File, now time.Time) (*state, error) {
 			}
 			au.rules = append(au.rules, rule{kind: kind, value: value, tenant: tenant, account: c.ServiceAccount})
 		}
+		// The first authority whose CA verifies a certificate decides
+		// its mapping: a CA (or a CA under it) shared by two authorities
+		// would let one tenant's certificates map to another's accounts.
+		for _, other := range st.auths {
+			for _, c := range au.cas {
+				if vouches(other, c, now) {
+					return nil, fmt.Errorf("%s: the CA %s is already trusted by authority %s; a CA vouches for one authority only "+
+						"(a platform authority can map certificates to several tenants)", name, c.Subject, other.name)
+				}
+			}
+			for _, c := range other.cas {
+				if vouches(au, c, now) {
+					return nil, fmt.Errorf("%s: the CA of authority %s (%s) is under this authority's CA; a CA vouches for one authority only",
+						name, other.name, c.Subject)
+				}
+			}
+		}
 		st.auths = append(st.auths, au)
 	}
 	return st, nil
+}
+
+// vouches reports whether a's CAs would verify a certificate issued by ca:
+// the same key, or a chain from ca up to one of a's CAs.
+func vouches(a *authority, ca *x509.Certificate, now time.Time) bool {
+	for _, c := range a.cas {
+		if string(c.RawSubjectPublicKeyInfo) == string(ca.RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	_, err := ca.Verify(x509.VerifyOptions{Roots: a.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err == nil
 }
 
 func loadCRL(path string, cas []*x509.Certificate) (*x509.RevocationList, error) {
