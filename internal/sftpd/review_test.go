@@ -247,3 +247,32 @@ func TestHandshakeFailuresThrottled(t *testing.T) {
 		t.Fatalf("%d failed handshakes recorded, want 3 (then refused)", n)
 	}
 }
+
+// TestUploadOfRemovedAccountNotImportedWithDefaults: a file waiting for
+// import when its account is removed was imported with the default
+// settings instead of the account's: a blocklist file became an upsert
+// (the people who asked to be blocked were added as contacts). Such a
+// file is rejected.
+func TestUploadOfRemovedAccountNotImportedWithDefaults(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"},
+		Import: sftpd.ImportSettings{Mode: "blocklist"}})
+	e.write("block.csv", "email\nstop@example.com\n")
+	if out, err := e.sftp(e.port, key, "acme.crm", "put block.csv /inbox/block.csv\n"); err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	if _, err := e.svc.RemoveAccount(bg, e.a.ID, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ProcessPending(bg); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.contacts.FindByEmail(bg, e.a.ID, "stop@example.com"); err == nil {
+		t.Fatalf("the blocklist file of a removed account was imported as contacts: %+v", c)
+	}
+	if len(find(e.events(e.a.ID), "sftp.file.import", `"status":"rejected"`)) != 1 {
+		t.Fatal("rejection not recorded")
+	}
+}
