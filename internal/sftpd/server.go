@@ -432,14 +432,14 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 	}
 }
 
-// Connection limits: in total and per address.
+// Connection limits: in total and per address (per /64 for IPv6).
 const (
 	maxConns      = 512
 	maxConnsPerIP = 16
 )
 
 // connLimits counts open connections, and rate-limits the audit events of
-// refused connections (one per address per minute, with the count of the
+// refused connections (one per address, or IPv6 /64, per minute, with the count of the
 // ones not recorded), so a scan cannot flood the trail.
 type connLimits struct {
 	mu      sync.Mutex
@@ -453,7 +453,18 @@ type refusal struct {
 	suppressed int
 }
 
+// connKey is what the per-address limit counts: an IPv4 address, or the
+// /64 of an IPv6 address (one subscriber usually holds a whole /64).
+func connKey(ip netip.Addr) netip.Addr {
+	if ip = ip.Unmap(); ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
 func (l *connLimits) enter(ip netip.Addr) bool {
+	ip = connKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perIP == nil {
@@ -468,6 +479,7 @@ func (l *connLimits) enter(ip netip.Addr) bool {
 }
 
 func (l *connLimits) leave(ip netip.Addr) {
+	ip = connKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
@@ -476,9 +488,10 @@ func (l *connLimits) leave(ip netip.Addr) {
 	}
 }
 
-// shouldRecord reports whether a refusal of ip is recorded now, and how
-// many were not recorded since the last one.
+// shouldRecord reports whether a refusal of ip (of its /64 for IPv6) is
+// recorded now, and how many were not recorded since the last one.
 func (l *connLimits) shouldRecord(ip netip.Addr, now time.Time) (bool, int) {
+	ip = connKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.refused == nil {
