@@ -35,16 +35,20 @@ package mtls
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -352,7 +356,7 @@ func (v *Verifier) Identify(peer []*x509.Certificate) (*Identity, error) {
 		if err != nil {
 			continue
 		}
-		if a.revoked[fp] {
+		if slices.ContainsFunc(fingerprints(leaf, chains), func(f string) bool { return a.revoked[f] }) {
 			return nil, fmt.Errorf("%w: revoked by fingerprint (authority %s)", ErrRefused, a.name)
 		}
 		if a.crl != nil {
@@ -377,6 +381,48 @@ func (v *Verifier) Identify(peer []*x509.Certificate) (*Identity, error) {
 		return nil, fmt.Errorf("%w: not mapped to a service account (authority %s)", ErrRefused, a.name)
 	}
 	return nil, fmt.Errorf("%w: not issued by a known authority, expired, or not for client authentication", ErrRefused)
+}
+
+// fingerprints returns the SHA-256 of leaf as presented and, when an ECDSA
+// key signed it, of its twin with the signature (r, n-s): ECDSA signatures
+// are malleable, both forms verify, so a certificate revoked by its
+// fingerprint is refused in either form.
+func fingerprints(leaf *x509.Certificate, chains [][]*x509.Certificate) []string {
+	fps := []string{Fingerprint(leaf)}
+	var c struct {
+		TBS, Alg asn1.RawValue
+		Sig      asn1.BitString
+	}
+	if rest, err := asn1.Unmarshal(leaf.Raw, &c); err != nil || len(rest) > 0 {
+		return fps
+	}
+	var sig struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(c.Sig.Bytes, &sig); err != nil || len(rest) > 0 {
+		return fps
+	}
+	for _, chain := range chains {
+		issuer := chain[min(1, len(chain)-1)]
+		pub, ok := issuer.PublicKey.(*ecdsa.PublicKey)
+		if !ok {
+			continue
+		}
+		twin := struct{ R, S *big.Int }{sig.R, new(big.Int).Sub(pub.Params().N, sig.S)}
+		sb, err := asn1.Marshal(twin)
+		if err != nil {
+			continue
+		}
+		tc := c
+		tc.Sig = asn1.BitString{Bytes: sb, BitLength: 8 * len(sb)}
+		raw, err := asn1.Marshal(tc)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(raw)
+		if f := hex.EncodeToString(sum[:]); !slices.Contains(fps, f) {
+			fps = append(fps, f)
+		}
+	}
+	return fps
 }
 
 func matches(r rule, c *x509.Certificate, fp string) bool {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
 	"math/big"
 	"os"
@@ -109,5 +110,53 @@ func TestCAUnderAnotherAuthorityRefused(t *testing.T) {
 		if _, err := Load(path, nil); err == nil || !strings.Contains(err.Error(), "one authority only") {
 			t.Fatalf("%v: intermediate of another authority's CA: %v", order, err)
 		}
+	}
+}
+
+// TestRevokedFingerprintSurvivesSignatureMalleability is the bypass of a
+// fingerprint revocation: an ECDSA signature (r, s) is also valid as
+// (r, n-s), so the holder of a revoked certificate can re-encode it with
+// the other signature; the CA's signature still verifies, but the SHA-256
+// of the certificate, which the revocation list holds, differs.
+func TestRevokedFingerprintSurvivesSignatureMalleability(t *testing.T) {
+	p := newPKI(t)
+	revoked := p.client(t, p.a, ClientRequest{CommonName: "billing-bot"})
+	v, err := Load(p.writeConfig(t, fmt.Sprintf("revoked = [%q]\n", Fingerprint(revoked.Leaf))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		TBS, Alg asn1.RawValue
+		Sig      asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(revoked.Leaf.Raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	var sig struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(c.Sig.Bytes, &sig); err != nil {
+		t.Fatal(err)
+	}
+	sig.S.Sub(elliptic.P256().Params().N, sig.S)
+	sb, err := asn1.Marshal(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Sig = asn1.BitString{Bytes: sb, BitLength: 8 * len(sb)}
+	raw, err := asn1.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mauled, err := x509.ParseCertificate(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Fingerprint(mauled) == Fingerprint(revoked.Leaf) || mauled.CheckSignatureFrom(p.a.Cert) != nil {
+		t.Fatal("the re-encoded certificate is not a distinct, validly signed one")
+	}
+	if id, err := v.Identify([]*x509.Certificate{revoked.Leaf}); err == nil {
+		t.Fatalf("revoked certificate accepted: %+v", id)
+	}
+	if id, err := v.Identify([]*x509.Certificate{mauled}); err == nil {
+		t.Fatalf("revoked certificate re-encoded with (r, n-s) accepted as %+v", id)
 	}
 }
