@@ -276,3 +276,39 @@ func TestUploadOfRemovedAccountNotImportedWithDefaults(t *testing.T) {
 		t.Fatal("rejection not recorded")
 	}
 }
+
+// TestSessionChannelsBounded is the attack of an authenticated client that
+// opens channel after channel on one connection: each runs an SFTP server
+// with its own buffers (up to 2 MiB of window each), so their number is
+// bounded per connection.
+func TestSessionChannelsBounded(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, storetest.OpenSQLite(t, storetest.Options{Now: clk.Now}), clk)
+	key, pub := e.keygen("crm", "ed25519", 0)
+	e.addAccount(e.a.ID, sftpd.NewAccount{Name: "crm", Keys: []string{pub}, Allow: []string{"127.0.0.1/32"}})
+	c, err := e.goClient(e.port, "acme.crm", []ssh.AuthMethod{ssh.PublicKeys(signerFrom(t, key))}, ssh.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	var sessions []*ssh.Session
+	for range sftpd.MaxChannels + 3 {
+		s, err := c.NewSession()
+		if err != nil {
+			break
+		}
+		sessions = append(sessions, s)
+	}
+	if len(sessions) != sftpd.MaxChannels {
+		t.Fatalf("%d channels open on one connection, want at most %d", len(sessions), sftpd.MaxChannels)
+	}
+	_ = sessions[0].Close()
+	e.eventually("a channel can open after one closed", func() bool {
+		s, err := c.NewSession()
+		if err != nil {
+			return false
+		}
+		_ = s.Close()
+		return true
+	})
+}

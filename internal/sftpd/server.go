@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -201,19 +202,27 @@ func (s *Service) handle(ctx context.Context, c net.Conn, hostKeys []ssh.Signer)
 	}
 	go ssh.DiscardRequests(reqs)
 	var wg sync.WaitGroup
+	var open atomic.Int32
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			_ = nc.Reject(ssh.Prohibited, "only the sftp subsystem is available")
 			sess.record(ctx, "sftp.request.refused", "refused", map[string]any{"request": "channel:" + truncate(nc.ChannelType(), 64)})
 			continue
 		}
+		if open.Load() >= MaxChannels {
+			_ = nc.Reject(ssh.ResourceShortage, "too many channels open on this connection")
+			sess.record(ctx, "sftp.request.refused", "refused", map[string]any{"request": "channel:session", "reason": "too_many_channels"})
+			continue
+		}
 		ch, creqs, err := nc.Accept()
 		if err != nil {
 			continue
 		}
+		open.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer open.Add(-1)
 			defer func() { _ = ch.Close() }()
 			s.serveChannel(sess, ch, creqs)
 		}()
@@ -431,6 +440,10 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 		}
 	}
 }
+
+// MaxChannels bounds the session channels open at once on one connection
+// (each runs an SFTP server with its own buffers).
+const MaxChannels = 4
 
 // Connection limits: in total and per address (per /64 for IPv6).
 const (
