@@ -34,11 +34,12 @@ const (
 
 // Errors of file operations.
 var (
-	ErrFileNotFound = errors.New("no such file")
-	ErrBadName      = errors.New("file names are 1 to 255 printable characters, without / and not starting with a dot")
-	ErrBusy         = errors.New("the file is being processed")
-	ErrTooLarge     = errors.New("the file exceeds the account's maximum file size")
-	ErrQuota        = errors.New("the account's quota is exhausted")
+	ErrFileNotFound   = errors.New("no such file")
+	ErrBadName        = errors.New("file names are 1 to 255 printable characters, without / and not starting with a dot")
+	ErrBusy           = errors.New("the file is being processed")
+	ErrTooLarge       = errors.New("the file exceeds the account's maximum file size")
+	ErrQuota          = errors.New("the account's quota is exhausted")
+	ErrTooManyUploads = errors.New("too many uploads open at once; close one first")
 )
 
 // FileInfo describes a file of a tenant's tree.
@@ -323,6 +324,8 @@ type upload struct {
 	held   int64
 	failed error
 	closed bool
+	// release frees the upload's place among the account's open uploads.
+	release func()
 }
 
 const maxAhead = 16 << 20
@@ -399,6 +402,9 @@ func (u *upload) Close() error {
 		return nil
 	}
 	u.closed = true
+	if u.release != nil {
+		defer u.release()
+	}
 	ctx := u.sess.ctx
 	if u.failed == nil && len(u.ahead) > 0 {
 		u.failed = errOrder
@@ -438,9 +444,27 @@ func (s *Service) completeUpload(ctx context.Context, sess *session, name, id st
 		ExpiresAt: now.Add(s.retention()), blob: w.key}
 	var old []string
 	err := s.DB.Tenant(sess.tenantID).Tx(ctx, func(tx *store.Tx) error {
-		var err error
+		// Lock the account's row: concurrent commits of the same account
+		// (several open uploads, several nodes) check the quota in turn.
+		res, err := tx.Exec(ctx, `UPDATE sftp_accounts SET updated_at = updated_at WHERE tenant_id = $1 AND id = $2`, sess.acct.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
 		if old, err = replaceFile(ctx, tx, DirInbox, name); err != nil {
 			return err
+		}
+		// Each upload saw the free space when it was opened: check the
+		// quota again with what the others committed meanwhile.
+		var used int64
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(SUM(size), 0) FROM sftp_files WHERE tenant_id = $1 AND account_id = $2 AND dir = 'inbox'`,
+			sess.acct.ID).Scan(&used); err != nil {
+			return err
+		}
+		if used+w.size > sess.acct.QuotaBytes {
+			return ErrQuota
 		}
 		if err := insertFile(ctx, tx, f); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
 )
 
 // session is an authenticated SFTP session: one account of one tenant.
@@ -105,13 +106,33 @@ func resolve(p string) (target, bool) {
 	return target{dir: dir, name: name}, true
 }
 
-// expired reports (and audits) an operation after the account's expiry:
-// a session opened before it can do nothing more.
+// expired reports (and audits) an operation the account may no longer do:
+// after its expiry, after it was removed, or after its tenant was
+// disabled, a session opened before can do nothing more. The account and
+// the tenant are read again for each operation so that a removal takes
+// effect at once.
 func (sess *session) expired(op, p string) bool {
-	if sess.acct.ExpiresAt == nil || sess.s.now().Before(*sess.acct.ExpiresAt) {
+	reason := ""
+	acct, err := sess.s.Account(sess.ctx, sess.tenantID, sess.acct.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		reason = "account_removed"
+	case err != nil:
+		sess.s.Logger.Error("sftp: cannot read the account", "error", err)
+		return true
+	default:
+		// Accounts are not edited (only added and removed): sess.acct
+		// stays as it was read at login.
+		if t, err := sess.s.Tenants.Get(sess.ctx, sess.tenantID); err != nil || t.Status != tenants.StatusActive {
+			reason = "tenant_disabled"
+		} else if acct.ExpiresAt != nil && !sess.s.now().Before(*acct.ExpiresAt) {
+			reason = "account_expired"
+		}
+	}
+	if reason == "" {
 		return false
 	}
-	_ = sess.refuse(op, p, "account_expired", nil)
+	_ = sess.refuse(op, p, reason, nil)
 	return true
 }
 
@@ -191,13 +212,19 @@ func (sess *session) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if limit <= 0 {
 		return nil, sess.refuse("put", r.Filepath, "quota_exhausted", ErrQuota)
 	}
+	if !sess.s.enterUpload(sess.acct.ID) {
+		return nil, sess.refuse("put", r.Filepath, "too_many_open_uploads", ErrTooManyUploads)
+	}
 	id := newID()
 	w, err := sess.s.newEncWriter(sess.ctx, sess.tenantID, id)
 	if err != nil {
+		sess.s.leaveUpload(sess.acct.ID)
 		sess.s.Logger.Error("sftp: cannot store an upload", "error", err)
 		return nil, sftp.ErrSSHFxFailure
 	}
-	return &upload{s: sess.s, sess: sess, name: t.name, id: id, w: w, limit: limit, ahead: map[int64][]byte{}}, nil
+	acct := sess.acct.ID
+	return &upload{s: sess.s, sess: sess, name: t.name, id: id, w: w, limit: limit, ahead: map[int64][]byte{},
+		release: func() { sess.s.leaveUpload(acct) }}, nil
 }
 
 // doneMarker is an upload of "<name>.done": at close, <name> (uploaded and

@@ -130,16 +130,32 @@ type Report struct {
 // process imports one claimed file, delivers its report, and removes it.
 func (s *Service) process(ctx context.Context, tenantID string, f FileInfo) error {
 	var settings ImportSettings
+	gone := false
 	if f.AccountID != "" {
-		if a, err := s.Account(ctx, tenantID, f.AccountID); err == nil {
+		a, err := s.Account(ctx, tenantID, f.AccountID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// Never with the default settings: they may do the opposite
+			// of the account's (an upsert of a blocklist file).
+			gone = true
+		case err != nil:
+			return fmt.Errorf("sftpd: read the uploading account: %w", err) // the lease lapses; retried
+		default:
 			settings = a.Import
 		}
 	}
 	rep := Report{File: f.Name}
-	of, err := s.openFile(ctx, tenantID, f)
-	if err != nil {
+	var of *openedFile
+	var err error
+	if !gone {
+		of, err = s.openFile(ctx, tenantID, f)
+	}
+	switch {
+	case gone:
+		rep.Status, rep.Error = "rejected", "the SFTP account that uploaded the file was removed"
+	case err != nil:
 		rep.Status, rep.Error = "rejected", "the stored file could not be read"
-	} else {
+	default:
 		opts := importOptions(settings, f.Name)
 		lastRenew := s.now()
 		opts.Progress = func(contacts.ImportProgress) {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -201,19 +202,27 @@ func (s *Service) handle(ctx context.Context, c net.Conn, hostKeys []ssh.Signer)
 	}
 	go ssh.DiscardRequests(reqs)
 	var wg sync.WaitGroup
+	var open atomic.Int32
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			_ = nc.Reject(ssh.Prohibited, "only the sftp subsystem is available")
 			sess.record(ctx, "sftp.request.refused", "refused", map[string]any{"request": "channel:" + truncate(nc.ChannelType(), 64)})
 			continue
 		}
+		if open.Load() >= MaxChannels {
+			_ = nc.Reject(ssh.ResourceShortage, "too many channels open on this connection")
+			sess.record(ctx, "sftp.request.refused", "refused", map[string]any{"request": "channel:session", "reason": "too_many_channels"})
+			continue
+		}
 		ch, creqs, err := nc.Accept()
 		if err != nil {
 			continue
 		}
+		open.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer open.Add(-1)
 			defer func() { _ = ch.Close() }()
 			s.serveChannel(sess, ch, creqs)
 		}()
@@ -391,8 +400,22 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 	}
 	if len(atts) == 0 {
 		// No authentication attempt: a failed handshake (no common
-		// algorithm, timeout, scanner).
-		s.recordPlatform(ctx, cs, "sftp.handshake", "failure", map[string]any{"reason": truncate(herr.Error(), 300)})
+		// algorithm, timeout, scanner). It counts on the operator's
+		// per-address counter, so that a client opening connection after
+		// connection is refused before the handshake once over the limit
+		// (and its refusals are rate-limited in the trail).
+		lp := s.lockout(ctx, "")
+		err := s.inLog(ctx, "", func(tx *store.Tx) error {
+			if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAuth, Action: "sftp.handshake", ObjectType: "sftp_connection",
+				Actor: audit.Actor{Type: audit.ActorSystem, ID: "sftp"}, IP: cs.ip.String(), UserAgent: "sftp",
+				Details: map[string]any{"outcome": "failure", "reason": truncate(herr.Error(), 300), "source_port": cs.port}}); err != nil {
+				return err
+			}
+			return s.countFailure(ctx, tx, cs.ip, lp)
+		})
+		if err != nil {
+			s.Logger.Error("sftp: cannot record a failed handshake", "error", err)
+		}
 		return
 	}
 	byTenant := map[string][]attempt{}
@@ -418,14 +441,18 @@ func (s *Service) authFailed(ctx context.Context, cs *connState, herr error) {
 	}
 }
 
-// Connection limits: in total and per address.
+// MaxChannels bounds the session channels open at once on one connection
+// (each runs an SFTP server with its own buffers).
+const MaxChannels = 4
+
+// Connection limits: in total and per address (per /64 for IPv6).
 const (
 	maxConns      = 512
 	maxConnsPerIP = 16
 )
 
 // connLimits counts open connections, and rate-limits the audit events of
-// refused connections (one per address per minute, with the count of the
+// refused connections (one per address, or IPv6 /64, per minute, with the count of the
 // ones not recorded), so a scan cannot flood the trail.
 type connLimits struct {
 	mu      sync.Mutex
@@ -439,7 +466,18 @@ type refusal struct {
 	suppressed int
 }
 
+// connKey is what the per-address limit counts: an IPv4 address, or the
+// /64 of an IPv6 address (one subscriber usually holds a whole /64).
+func connKey(ip netip.Addr) netip.Addr {
+	if ip = ip.Unmap(); ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
 func (l *connLimits) enter(ip netip.Addr) bool {
+	ip = connKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perIP == nil {
@@ -454,6 +492,7 @@ func (l *connLimits) enter(ip netip.Addr) bool {
 }
 
 func (l *connLimits) leave(ip netip.Addr) {
+	ip = connKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
@@ -462,9 +501,10 @@ func (l *connLimits) leave(ip netip.Addr) {
 	}
 }
 
-// shouldRecord reports whether a refusal of ip is recorded now, and how
-// many were not recorded since the last one.
+// shouldRecord reports whether a refusal of ip (of its /64 for IPv6) is
+// recorded now, and how many were not recorded since the last one.
 func (l *connLimits) shouldRecord(ip netip.Addr, now time.Time) (bool, int) {
+	ip = connKey(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.refused == nil {

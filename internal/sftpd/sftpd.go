@@ -63,6 +63,39 @@ type Service struct {
 		at       time.Time
 		prefixes []netip.Prefix
 	}
+	uploads struct {
+		sync.Mutex
+		open map[string]int // account id -> open uploads on this node
+	}
+}
+
+// MaxOpenUploads bounds the uploads an account has open at once on a node
+// (over all its connections): each may hold out-of-order writes in memory
+// and a temporary file until it is closed.
+const MaxOpenUploads = 8
+
+// enterUpload counts an upload of account, or reports that it has too many
+// open.
+func (s *Service) enterUpload(account string) bool {
+	s.uploads.Lock()
+	defer s.uploads.Unlock()
+	if s.uploads.open == nil {
+		s.uploads.open = map[string]int{}
+	}
+	if s.uploads.open[account] >= MaxOpenUploads {
+		return false
+	}
+	s.uploads.open[account]++
+	return true
+}
+
+// leaveUpload uncounts an upload of account.
+func (s *Service) leaveUpload(account string) {
+	s.uploads.Lock()
+	defer s.uploads.Unlock()
+	if s.uploads.open[account]--; s.uploads.open[account] <= 0 {
+		delete(s.uploads.open, account)
+	}
 }
 
 func (s *Service) init() {

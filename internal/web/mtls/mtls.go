@@ -35,16 +35,20 @@ package mtls
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -260,9 +264,38 @@ func build(f File, now time.Time) (*state, error) {
 			}
 			au.rules = append(au.rules, rule{kind: kind, value: value, tenant: tenant, account: c.ServiceAccount})
 		}
+		// The first authority whose CA verifies a certificate decides
+		// its mapping: a CA (or a CA under it) shared by two authorities
+		// would let one tenant's certificates map to another's accounts.
+		for _, other := range st.auths {
+			for _, c := range au.cas {
+				if vouches(other, c, now) {
+					return nil, fmt.Errorf("%s: the CA %s is already trusted by authority %s; a CA vouches for one authority only "+
+						"(a platform authority can map certificates to several tenants)", name, c.Subject, other.name)
+				}
+			}
+			for _, c := range other.cas {
+				if vouches(au, c, now) {
+					return nil, fmt.Errorf("%s: the CA of authority %s (%s) is under this authority's CA; a CA vouches for one authority only",
+						name, other.name, c.Subject)
+				}
+			}
+		}
 		st.auths = append(st.auths, au)
 	}
 	return st, nil
+}
+
+// vouches reports whether a's CAs would verify a certificate issued by ca:
+// the same key, or a chain from ca up to one of a's CAs.
+func vouches(a *authority, ca *x509.Certificate, now time.Time) bool {
+	for _, c := range a.cas {
+		if string(c.RawSubjectPublicKeyInfo) == string(ca.RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	_, err := ca.Verify(x509.VerifyOptions{Roots: a.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err == nil
 }
 
 func loadCRL(path string, cas []*x509.Certificate) (*x509.RevocationList, error) {
@@ -323,7 +356,7 @@ func (v *Verifier) Identify(peer []*x509.Certificate) (*Identity, error) {
 		if err != nil {
 			continue
 		}
-		if a.revoked[fp] {
+		if slices.ContainsFunc(fingerprints(leaf, chains), func(f string) bool { return a.revoked[f] }) {
 			return nil, fmt.Errorf("%w: revoked by fingerprint (authority %s)", ErrRefused, a.name)
 		}
 		if a.crl != nil {
@@ -348,6 +381,48 @@ func (v *Verifier) Identify(peer []*x509.Certificate) (*Identity, error) {
 		return nil, fmt.Errorf("%w: not mapped to a service account (authority %s)", ErrRefused, a.name)
 	}
 	return nil, fmt.Errorf("%w: not issued by a known authority, expired, or not for client authentication", ErrRefused)
+}
+
+// fingerprints returns the SHA-256 of leaf as presented and, when an ECDSA
+// key signed it, of its twin with the signature (r, n-s): ECDSA signatures
+// are malleable, both forms verify, so a certificate revoked by its
+// fingerprint is refused in either form.
+func fingerprints(leaf *x509.Certificate, chains [][]*x509.Certificate) []string {
+	fps := []string{Fingerprint(leaf)}
+	var c struct {
+		TBS, Alg asn1.RawValue
+		Sig      asn1.BitString
+	}
+	if rest, err := asn1.Unmarshal(leaf.Raw, &c); err != nil || len(rest) > 0 {
+		return fps
+	}
+	var sig struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(c.Sig.Bytes, &sig); err != nil || len(rest) > 0 {
+		return fps
+	}
+	for _, chain := range chains {
+		issuer := chain[min(1, len(chain)-1)]
+		pub, ok := issuer.PublicKey.(*ecdsa.PublicKey)
+		if !ok {
+			continue
+		}
+		twin := struct{ R, S *big.Int }{sig.R, new(big.Int).Sub(pub.Params().N, sig.S)}
+		sb, err := asn1.Marshal(twin)
+		if err != nil {
+			continue
+		}
+		tc := c
+		tc.Sig = asn1.BitString{Bytes: sb, BitLength: 8 * len(sb)}
+		raw, err := asn1.Marshal(tc)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(raw)
+		if f := hex.EncodeToString(sum[:]); !slices.Contains(fps, f) {
+			fps = append(fps, f)
+		}
+	}
+	return fps
 }
 
 func matches(r rule, c *x509.Certificate, fp string) bool {
