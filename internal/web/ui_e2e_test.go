@@ -82,6 +82,8 @@ const e2ePassword = "Correct-Horse-Battery-42!"
 // e2eEnv is the whole stack, served over HTTPS by httptest.
 type e2eEnv struct {
 	srv     *httptest.Server
+	handler http.Handler
+	server  *Server
 	db      *store.DB
 	tenant  tenants.Tenant
 	id      *identity.Service
@@ -99,8 +101,17 @@ func (e *e2eEnv) now() time.Time { return time.Now().Add(time.Duration(e.offset.
 func newE2E(t *testing.T) *e2eEnv {
 	t.Helper()
 	chrome := chromiumPath(t)
+	e := newUIStack(t)
+	e.shots = artefacts(t)
+	e.startBrowser(t, chrome)
+	return e
+}
+
+// newUIStack starts the whole stack, without a browser.
+func newUIStack(t *testing.T) *e2eEnv {
+	t.Helper()
 	ctx := context.Background()
-	e := &e2eEnv{shots: artefacts(t)}
+	e := &e2eEnv{}
 	e.db = storetest.OpenSQLite(t, storetest.Options{})
 	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
 	if err != nil {
@@ -140,8 +151,16 @@ func newE2E(t *testing.T) *e2eEnv {
 
 	s := New(Options{DB: e.db, Tenants: ts, Identity: e.id, Access: e.acc, Router: rs, Connectors: conns, Contacts: e.cs, Campaigns: e.camp, Templates: tmpl,
 		ShutdownTimeout: time.Second, Version: "e2e"})
-	e.srv = httptest.NewTLSServer(s.Handler())
+	e.server, e.handler = s, s.Handler()
+	e.srv = httptest.NewTLSServer(e.handler)
 	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// startBrowser starts Chromium for the tests.
+func (e *e2eEnv) startBrowser(t *testing.T, chrome string) {
+	t.Helper()
+	ctx := context.Background()
 
 	// The browser: Debian's chromium, headless, with a throwaway profile.
 	opts := []chromedp.ExecAllocatorOption{
@@ -168,7 +187,6 @@ func newE2E(t *testing.T) *e2eEnv {
 		t.Fatalf("start chromium: %v", err)
 	}
 	e.browser = bctx
-	return e
 }
 
 // run runs browser steps with a time limit.

@@ -38,6 +38,9 @@ type chartSeries struct {
 type chartTick struct {
 	Pos   float64
 	Label string
+	// Anchor is the SVG text-anchor of an x label: the last one ends at
+	// its point so that it stays inside the chart.
+	Anchor string
 }
 
 const (
@@ -92,7 +95,7 @@ func barChart(title string, values []int64, labels []string) *chart {
 		x := chartLeft + float64(i)*slot
 		c.Bars = append(c.Bars, chartBar{X: x + slot*0.15, Y: chartTop + chartHeight - h, W: slot * 0.7, H: h, Label: uiNum(v)})
 		if i < len(labels) && labels[i] != "" {
-			c.XTicks = append(c.XTicks, chartTick{Pos: x + slot/2, Label: labels[i]})
+			c.XTicks = append(c.XTicks, chartTick{Pos: x + slot/2, Label: labels[i], Anchor: "middle"})
 		}
 		lbl := strconv.Itoa(i)
 		if i < len(labels) && labels[i] != "" {
@@ -147,8 +150,14 @@ func lineChart(title string, names, classes []string, series [][]int64, labels [
 	}
 	every := (n + 5) / 6
 	for i := 0; i < n; i++ {
-		if i < len(labels) && (i%every == 0 || i == n-1) {
-			c.XTicks = append(c.XTicks, chartTick{Pos: chartLeft + float64(i)*step, Label: labels[i]})
+		if i < len(labels) && ((i%every == 0 && (i == 0 || n-1-i > every/2)) || i == n-1) {
+			tk := chartTick{Pos: chartLeft + float64(i)*step, Label: labels[i], Anchor: "middle"}
+			if i == n-1 {
+				tk.Anchor = "end"
+			} else if i == 0 {
+				tk.Anchor = "start"
+			}
+			c.XTicks = append(c.XTicks, tk)
 		}
 		row := make([]int64, len(series))
 		changed := false

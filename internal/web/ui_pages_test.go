@@ -1,0 +1,183 @@
+package web
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/relais-dev/relais/internal/contacts"
+	"github.com/relais-dev/relais/internal/identity"
+)
+
+// uiRequest sends a request as a session (no session when secret is
+// empty) to the stack's handler; form, when not nil, is posted.
+func (e *e2eEnv) uiRequest(t *testing.T, secret, method, path string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req := httptest.NewRequest(method, "https://relais.test"+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+	}
+	if secret != "" {
+		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: secret})
+	}
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	res := rec.Result()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+func (e *e2eEnv) session(t *testing.T, u identity.User) string {
+	t.Helper()
+	ns, err := e.id.StartSession(context.Background(), e.tenant.ID, u.ID, identity.MethodPassword, identity.Client{IP: "192.0.2.9", UserAgent: "ui-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns.Secret
+}
+
+// TestUIPagesRenderSafely: every page an administrator can open renders
+// (200), escapes the tenant's data, has no inline script, style or event
+// handler, and carries the strict CSP; a contact whose name is markup is
+// shown as text.
+func TestUIPagesRenderSafely(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root <b>Admin</b>", "admin")
+	sec := e.session(t, admin)
+	c, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "xss@example.com", FirstName: `<script>alert(1)</script>`, LastName: `"onmouseover="x`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := e.cs.CreateList(ctx, e.tenant.ID, `<img src=x onerror=alert(2)>`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.AddToList(ctx, e.tenant.ID, list.ID, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/contacts/" + c.ID, "/contacts?q=xss%40example.com", "/contacts?list=" + list.ID, "/admin/users/" + admin.ID}
+	for _, rt := range e.server.uiAppRoutes() {
+		method, path, _ := strings.Cut(rt.Pattern, " ")
+		if method == "GET" && !strings.Contains(path, "{") {
+			paths = append(paths, path)
+		}
+	}
+	paths = append(paths, "/", "/account/sessions", "/account/password", "/account/totp")
+	for _, p := range paths {
+		res, body := e.uiRequest(t, sec, "GET", p, nil)
+		if res.StatusCode != 200 {
+			t.Errorf("GET %s: %d", p, res.StatusCode)
+			continue
+		}
+		t.Run(p, func(t *testing.T) { assertSafePage(t, body, res) })
+		for _, bad := range []string{"<script>alert", "<img src=x", `"onmouseover="`, "<b>Admin</b>"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("GET %s: unescaped %q", p, bad)
+			}
+		}
+	}
+}
+
+// TestUIFormsNeedTheCSRFToken: every state-changing page refuses a form
+// without the session's CSRF token (403 page) and changes nothing, even
+// from the same site; a cross-site form is refused before that.
+func TestUIFormsNeedTheCSRFToken(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	before, _ := e.cs.Count(ctx, e.tenant.ID)
+	routes := append(e.server.uiAppRoutes(), Route{Pattern: "POST /account/sessions/revoke"}, Route{Pattern: "POST /account/password"}, Route{Pattern: "POST /account/totp"})
+	n := 0
+	for _, rt := range routes {
+		method, path, _ := strings.Cut(rt.Pattern, " ")
+		if method != "POST" {
+			continue
+		}
+		path = strings.NewReplacer("{id}", "x", "{action}", "disable").Replace(path)
+		form := url.Values{"email": {"csrf@example.com"}, "name": {"csrf"}, "csrf_token": {"forged"}}
+		res, body := e.uiRequest(t, sec, "POST", path, form)
+		if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "Form refused") {
+			t.Errorf("POST %s with a wrong CSRF token: %d", path, res.StatusCode)
+		}
+		n++
+	}
+	if n < 25 {
+		t.Errorf("only %d forms checked", n)
+	}
+	// The right token works (the same request otherwise).
+	res, _ := e.uiRequest(t, sec, "POST", "/contacts/new", url.Values{"email": {"ok@example.com"}, "csrf_token": {identity.CSRFToken(sec)}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST /contacts/new with the token: %d", res.StatusCode)
+	}
+	if after, _ := e.cs.Count(ctx, e.tenant.ID); after != before+1 {
+		t.Errorf("contacts: %d -> %d, want one more", before, after)
+	}
+	// Cross-site: refused with the token too.
+	req := httptest.NewRequest("POST", "https://relais.test/contacts/new", strings.NewReader(url.Values{"email": {"x@example.com"}, "csrf_token": {identity.CSRFToken(sec)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: sec})
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "another site") {
+		t.Errorf("cross-site form: %d", rec.Code)
+	}
+}
+
+// TestTemplatePreviewIsolated: the preview of a template's HTML is served
+// with a CSP that runs no script and lets only this site frame it.
+func TestTemplatePreviewIsolated(t *testing.T) {
+	e := newUIStack(t)
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	res, _ := e.uiRequest(t, sec, "POST", "/templates/new", url.Values{"csrf_token": {identity.CSRFToken(sec)}, "name": {"T"}, "channel": {"email"},
+		"locale": {"en"}, "subject": {"Hi"}, "html": {`<p>Hi</p><script>alert(1)</script><a href="{{.links.unsubscribe}}">u</a>`}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create template: %d", res.StatusCode)
+	}
+	loc := res.Header.Get("Location")
+	id := strings.TrimPrefix(strings.Split(loc, "?")[0], "/templates/")
+	res, _ = e.uiRequest(t, sec, "GET", "/templates/"+id+"/preview", nil)
+	csp := res.Header.Get("Content-Security-Policy")
+	if res.StatusCode != 200 || !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") || !strings.Contains(csp, "frame-ancestors 'self'") {
+		t.Errorf("preview: %d %q", res.StatusCode, csp)
+	}
+	_, page := e.uiRequest(t, sec, "GET", "/templates/"+id, nil)
+	if !strings.Contains(page, `sandbox="allow-same-origin"`) || strings.Contains(page, "allow-scripts") {
+		t.Error("the preview frames are not sandboxed without scripts")
+	}
+	// Without a session: sign-in, never the content.
+	res, _ = e.uiRequest(t, "", "GET", "/templates/"+id+"/preview", nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Errorf("anonymous preview: %d", res.StatusCode)
+	}
+}
+
+func TestChartAxis(t *testing.T) {
+	top, ticks := axis(5)
+	if top != 6 || len(ticks) != 4 || ticks[1].Label != "2" {
+		t.Errorf("axis(5): %d %v", top, ticks)
+	}
+	top, _ = axis(1234)
+	if top != 1500 {
+		t.Errorf("axis(1234): %d", top)
+	}
+	c := lineChart("x", []string{"a"}, []string{"s-sent"}, [][]int64{{0, 3}}, []string{"t0", "t1"})
+	if c.Empty || len(c.Series) != 1 || c.Series[0].Last != 3 || strings.Count(c.Series[0].Points, ",") != 2 {
+		t.Errorf("line chart: %+v", c)
+	}
+	if c := barChart("x", make([]int64, 24), nil); !c.Empty {
+		t.Error("an all-zero bar chart is not empty")
+	}
+}
