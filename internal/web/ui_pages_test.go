@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
@@ -179,5 +180,44 @@ func TestChartAxis(t *testing.T) {
 	}
 	if c := barChart("x", make([]int64, 24), nil); !c.Empty {
 		t.Error("an all-zero bar chart is not empty")
+	}
+}
+
+// TestSecurityPolicyForm: an administrator changes the policy from the
+// page; the tenant's other overrides are kept, a value below the
+// platform's floor is refused (nothing changes), and so is an allow-list
+// that would lock the administrator out.
+func TestSecurityPolicyForm(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	if _, err := e.id.Tenants.SetPolicy(ctx, e.tenant.ID, []byte(`{"audit":{"retention":"400d"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	form := func(idle, ui string) url.Values {
+		return url.Values{"csrf_token": {identity.CSRFToken(sec)}, "preset": {"nist"}, "min_length": {"15"}, "max_failures": {"7"},
+			"two_factor": {"none"}, "idle_timeout": {idle}, "absolute_lifetime": {"10h"}, "ui_allow": {ui}, "api_allow": {"198.51.100.0/24"}}
+	}
+	res, body := e.uiRequest(t, sec, "POST", "/admin/security", form("10m", ""))
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %d %s", res.StatusCode, body)
+	}
+	pol, err := e.id.Tenants.Policy(ctx, e.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.Session.IdleTimeout.D() != 10*time.Minute || pol.Password.MinLength != 15 || pol.Password.Preset != "nist" ||
+		len(pol.Network.APIAllow) != 1 || pol.Audit.Retention.D() != 400*24*time.Hour {
+		t.Errorf("policy after the form: %+v", pol)
+	}
+	for _, bad := range []url.Values{form("10s", ""), form("10m", "203.0.113.0/24")} {
+		res, _ := e.uiRequest(t, sec, "POST", "/admin/security", bad)
+		if res.StatusCode != http.StatusUnprocessableEntity {
+			t.Errorf("a bad policy: %d", res.StatusCode)
+		}
+	}
+	if p2, _ := e.id.Tenants.Policy(ctx, e.tenant.ID); p2.Session.IdleTimeout != pol.Session.IdleTimeout || len(p2.Network.UIAllow) != 0 {
+		t.Error("a refused form changed the policy")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ func (s *Server) uiAdminRoutes() []Route {
 			Route{"POST /admin/clients/{id}/{action}", ca, s.clientAction},
 		)
 	}
-	rs = append(rs, Route{"GET /admin/security", sr, s.securityPage})
+	rs = append(rs, Route{"GET /admin/security", sr, s.securityPage}, Route{"POST /admin/security", sa, s.securitySave})
 	if s.opts.Connectors != nil {
 		rs = append(rs, Route{"GET /admin/connectors", sr, s.connectorsPage}, Route{"POST /admin/connectors", sa, s.connectorCreate})
 	}
@@ -487,21 +488,121 @@ func (s *Server) clientAction(w http.ResponseWriter, r *http.Request) {
 
 // ---- security policy ----
 
+type securityData struct {
+	flashData
+	P                   config.Policy
+	Idle, Life, Lock    string
+	Window, MaxLock     string
+	AuditRet, AccessRet string
+	UIAllow, APIAllow   string
+}
+
 func (s *Server) securityPage(w http.ResponseWriter, r *http.Request) {
+	s.showSecurity(w, r, http.StatusOK, flashData{Msg: notice(r, map[string]string{"done": "The policy is saved; it applies from the next sign-in or request."})})
+}
+
+func (s *Server) showSecurity(w http.ResponseWriter, r *http.Request, status int, fl flashData) {
 	pol, err := s.opts.Tenants.Policy(r.Context(), tenantOf(r))
 	if err != nil {
 		s.serverError(w, r, err)
 		return
 	}
-	d := struct {
-		P                   config.Policy
-		Idle, Life, Lock    string
-		Window, MaxLock     string
-		AuditRet, AccessRet string
-	}{P: pol, Idle: pol.Session.IdleTimeout.D().String(), Life: pol.Session.AbsoluteLifetime.D().String(), Lock: pol.Lockout.LockDuration.D().String(),
-		Window: pol.Lockout.Window.D().String(), MaxLock: pol.Lockout.MaxLockDuration.D().String(),
-		AuditRet: pol.Audit.Retention.D().String(), AccessRet: pol.Audit.AccessRetention.D().String()}
-	s.page(w, r, http.StatusOK, "security", "Security policy", "security", d)
+	d := securityData{flashData: fl, P: pol, Idle: pol.Session.IdleTimeout.String(), Life: pol.Session.AbsoluteLifetime.String(), Lock: pol.Lockout.LockDuration.String(),
+		Window: pol.Lockout.Window.String(), MaxLock: pol.Lockout.MaxLockDuration.String(),
+		AuditRet: pol.Audit.Retention.String(), AccessRet: pol.Audit.AccessRetention.String(),
+		UIAllow: strings.Join(pol.Network.UIAllow, ", "), APIAllow: strings.Join(pol.Network.APIAllow, ", ")}
+	s.page(w, r, status, "security", "Security policy", "security", d)
+}
+
+// securitySave changes the policy fields of the form, keeping the
+// tenant's other overrides; tenants.SetPolicy validates the merged policy
+// against the platform's floors and records the change.
+func (s *Server) securitySave(w http.ResponseWriter, r *http.Request) {
+	ctx, tid := r.Context(), tenantOf(r)
+	again := func(st int, msg string) { s.showSecurity(w, r, st, flashData{Err: msg}) }
+	var raw string
+	err := s.opts.DB.Tenant(tid).Tx(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow(ctx, `SELECT policy FROM tenant_settings WHERE tenant_id = $1`).Scan(&raw)
+	})
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	over := map[string]map[string]any{}
+	if strings.TrimSpace(raw) != "" {
+		if err := json.Unmarshal([]byte(raw), &over); err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+	}
+	set := func(section, key string, v any) {
+		if over[section] == nil {
+			over[section] = map[string]any{}
+		}
+		over[section][key] = v
+	}
+	f := func(k string) string { return strings.TrimSpace(r.PostFormValue(k)) }
+	ints := []struct{ field, section, key, label string }{
+		{"min_length", "password", "min_length", "The minimum password length"},
+		{"max_failures", "lockout", "max_failures", "The failures before a lock"},
+	}
+	for _, x := range ints {
+		n, err := strconv.Atoi(f(x.field))
+		if err != nil || n < 1 {
+			again(http.StatusUnprocessableEntity, x.label+" must be a positive whole number.")
+			return
+		}
+		set(x.section, x.key, n)
+	}
+	for _, x := range []struct{ field, key, label string }{{"idle_timeout", "idle_timeout", "The idle timeout"}, {"absolute_lifetime", "absolute_lifetime", "The session lifetime"}} {
+		d, err := config.ParseDuration(f(x.field))
+		if err != nil {
+			again(http.StatusUnprocessableEntity, x.label+` must be a duration such as "30m", "12h" or "1d".`)
+			return
+		}
+		set("session", x.key, d.String())
+	}
+	switch f("preset") {
+	case "seed", "nist":
+		set("password", "preset", f("preset"))
+	default:
+		again(http.StatusUnprocessableEntity, "Choose a password preset.")
+		return
+	}
+	switch f("two_factor") {
+	case "none", "admins", "all":
+		set("two_factor", "required", f("two_factor"))
+	default:
+		again(http.StatusUnprocessableEntity, "Choose who needs a second factor.")
+		return
+	}
+	cidrs := func(v string) []string {
+		out := []string{}
+		for _, c := range strings.FieldsFunc(v, func(c rune) bool { return c == ',' || c == ' ' || c == '\n' || c == '\r' }) {
+			out = append(out, c)
+		}
+		return out
+	}
+	set("network", "ui_allow", cidrs(f("ui_allow")))
+	set("network", "api_allow", cidrs(f("api_allow")))
+	// Refuse an allow-list that would lock out the administrator making
+	// the change.
+	ip, _ := clientAddr(r)
+	if ui := cidrs(f("ui_allow")); len(ui) > 0 && !identity.Allowed(ui, ip) {
+		again(http.StatusUnprocessableEntity, "Your own address ("+ip+") is not in the interface allow-list: you would lock yourself out.")
+		return
+	}
+	body, err := json.Marshal(over)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if _, err := s.opts.Tenants.SetPolicy(ctx, tid, body); err != nil {
+		s.failAdmin(w, r, err, again)
+		return
+	}
+	s.caches.policies.forget(tid)
+	http.Redirect(w, r, "/admin/security?done=done", http.StatusSeeOther)
 }
 
 // ---- connectors ----
