@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
@@ -308,6 +310,10 @@ func TestBrowserEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	e.user(t, "alice@acme.example", "Alice Moreau", "admin")
 	e.user(t, "victor@acme.example", "Victor Viewer", "viewer")
+	// A 5-minute idle timeout, for the inactivity warning at the end.
+	if _, err := e.id.Tenants.SetPolicy(ctx, e.tenant.ID, []byte(`{"session":{"idle_timeout":"5m"}}`)); err != nil {
+		t.Fatal(err)
+	}
 	news, err := e.cs.CreateList(ctx, e.tenant.ID, "Newsletter", "Monthly news")
 	if err != nil {
 		t.Fatal(err)
@@ -465,6 +471,8 @@ func TestBrowserEndToEnd(t *testing.T) {
 	e.shot(t, "17-phone-dashboard")
 	e.run(t, "desktop", chromedp.EmulateViewport(1280, 900))
 
+	e.idleWarning(t)
+
 	// 6. A form posted from another site is refused, and changes nothing.
 	before, _ := e.cs.Count(ctx, e.tenant.ID)
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -499,6 +507,56 @@ func TestBrowserEndToEnd(t *testing.T) {
 	}
 	e.shot(t, "19-forbidden")
 	t.Logf("screenshots in %s", e.shots)
+}
+
+// idleWarning checks the inactivity warning (AUTH-6) in a new tab whose
+// clock runs 60 times faster (the test speeds up the page's timers; the
+// page itself is unchanged): the warning shows before the idle timeout,
+// "Stay signed in" renews the session and hides it, and at the end of
+// the timeout the page goes to the sign-in page.
+func (e *e2eEnv) idleWarning(t *testing.T) {
+	t.Helper()
+	tab, cancel := chromedp.NewContext(e.browser)
+	defer cancel()
+	const fast = `(function(){var f=60,st=window.setTimeout,si=window.setInterval,dn=Date.now,t0=dn();
+window.setTimeout=function(fn,ms){return st(fn,(ms||0)/f)};window.setInterval=function(fn,ms){return si(fn,(ms||0)/f)};
+Date.now=function(){return t0+(dn()-t0)*f};})();`
+	speed := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: fast})
+		return err
+	})
+	ctx, cancelT := context.WithTimeout(tab, 40*time.Second)
+	defer cancelT()
+	// 5 minutes idle: the warning at 3 minutes (4 s here), the end at 5 s.
+	err := chromedp.Do(ctx, speed, chromedp.Navigate(e.srv.URL+"/"), chromedp.WaitVisible(chromedp.ID("idle-warning")), chromedp.Click(chromedp.ID("idle-stay")),
+		chromedp.WaitNotVisible(chromedp.ID("idle-warning")))
+	if err != nil {
+		t.Fatalf("inactivity warning: %v", err)
+	}
+	e.shotOf(t, ctx, "20-idle-warning-dismissed")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("idle-warning"))); err != nil {
+		t.Fatalf("inactivity warning, again: %v", err)
+	}
+	e.shotOf(t, ctx, "20-idle-warning")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("tenant"))); err != nil {
+		t.Fatalf("no sign-in page at the end of the idle timeout: %v", err)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	notice, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".notice")))
+	if !strings.HasSuffix(loc, "/login?expired=1") || !strings.Contains(notice, "inactivity") {
+		t.Errorf("after the idle timeout: %s %q", loc, notice)
+	}
+}
+
+func (e *e2eEnv) shotOf(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(e.shots, name+".png"), png, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func tplIDByName(t *testing.T, e *e2eEnv, name string) string {

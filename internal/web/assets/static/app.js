@@ -17,17 +17,19 @@
     var m = Math.floor(s / 60), r = s % 60;
     return m + ":" + (r < 10 ? "0" : "") + r;
   }
+  function update() {
+    var s = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    left.textContent = fmt(s);
+    if (s <= 0) {
+      window.clearInterval(tick);
+      window.location.assign("/login?expired=1");
+    }
+  }
   function show() {
     box.hidden = false;
     stay.focus();
-    tick = window.setInterval(function () {
-      var s = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-      left.textContent = fmt(s);
-      if (s <= 0) {
-        window.clearInterval(tick);
-        window.location.assign("/login?expired=1");
-      }
-    }, 1000);
+    update();
+    tick = window.setInterval(update, 1000);
   }
   function arm() {
     window.clearTimeout(warnTimer);
