@@ -469,7 +469,7 @@ func (s *Server) campaignChart(ctx context.Context, tid string, c campaigns.Camp
 			for rows.Next() {
 				var b, cnt int64
 				if err := rows.Scan(&b, &cnt); err != nil {
-					rows.Close()
+					_ = rows.Close() // rows.Err reports what matters
 					return err
 				}
 				if b < 0 {
@@ -480,7 +480,7 @@ func (s *Server) campaignChart(ctx context.Context, tid string, c campaigns.Camp
 				}
 				data[k][b] += cnt
 			}
-			rows.Close()
+			_ = rows.Close() // rows.Err reports what matters
 			if err := rows.Err(); err != nil {
 				return err
 			}

@@ -41,6 +41,7 @@ func (s *Server) uiAppRoutes() []Route {
 			Route{"GET /contacts/{id}", cr, s.contactPage},
 			Route{"POST /contacts/{id}", cw, s.contactUpdate},
 			Route{"POST /contacts/{id}/consent", cw, s.contactConsent},
+			Route{"POST /contacts/{id}/delete", cw, s.contactDelete},
 			Route{"GET /contacts/import", ci, s.importPage},
 			Route{"POST /contacts/import", ci, s.importSubmit},
 			Route{"GET /contacts/imports/{id}", ci, s.importJobPage},
@@ -363,7 +364,7 @@ func (s *Server) sendStats(ctx context.Context, tenantID string, since, now time
 			var ch, st string
 			var n int64
 			if err := rows.Scan(&ch, &st, &n); err != nil {
-				rows.Close()
+				_ = rows.Close() // rows.Err reports what matters
 				return err
 			}
 			c := get(ch)
@@ -385,7 +386,7 @@ func (s *Server) sendStats(ctx context.Context, tenantID string, since, now time
 				c.Pending += n
 			}
 		}
-		rows.Close()
+		_ = rows.Close() // rows.Err reports what matters
 		if err := rows.Err(); err != nil {
 			return err
 		}
@@ -400,13 +401,13 @@ func (s *Server) sendStats(ctx context.Context, tenantID string, since, now time
 			var ns, nd int64
 			var ss, sd float64
 			if err := rows.Scan(&ch, &ns, &ss, &nd, &sd); err != nil {
-				rows.Close()
+				_ = rows.Close() // rows.Err reports what matters
 				return err
 			}
 			c := get(ch)
 			c.nSent, c.sumSent, c.nDelivered, c.sumDelivered = ns, ss, nd, sd
 		}
-		rows.Close()
+		_ = rows.Close() // rows.Err reports what matters
 		if err := rows.Err(); err != nil {
 			return err
 		}
@@ -650,6 +651,14 @@ func (s *Server) contactConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/contacts/"+url.PathEscape(r.PathValue("id"))+"?done=consent", http.StatusSeeOther)
+}
+
+func (s *Server) contactDelete(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Contacts.Delete(r.Context(), tenantOf(r), r.PathValue("id")); err != nil {
+		s.failPage(w, r, err, nil)
+		return
+	}
+	http.Redirect(w, r, "/contacts", http.StatusSeeOther)
 }
 
 // ---- lists and segments ----
