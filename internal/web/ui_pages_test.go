@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 )
@@ -219,5 +220,73 @@ func TestSecurityPolicyForm(t *testing.T) {
 	}
 	if p2, _ := e.id.Tenants.Policy(ctx, e.tenant.ID); p2.Session.IdleTimeout != pol.Session.IdleTimeout || len(p2.Network.UIAllow) != 0 {
 		t.Error("a refused form changed the policy")
+	}
+}
+
+// TestCampaignControlsFromPages: a campaign made and scheduled from the
+// pages for a later time is paused, resumed and cancelled with its
+// buttons; a schedule in the past is refused on the page; an editor
+// without campaigns:send sees no button and is refused.
+func TestCampaignControlsFromPages(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	tok := identity.CSRFToken(sec)
+	l, err := e.cs.CreateList(ctx, e.tenant.ID, "L", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "p@example.com", FirstName: "P",
+		Consents: []contacts.ConsentInput{{Channel: contacts.ChannelEmail, Status: contacts.ConsentGranted, Source: contacts.SourceForm, Wording: "Yes"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.AddToList(ctx, e.tenant.ID, l.ID, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := e.uiRequest(t, sec, "POST", "/templates/new", url.Values{"csrf_token": {tok}, "name": {"T"}, "channel": {"email"}, "locale": {"en"},
+		"subject": {"Hi"}, "html": {`<p>Hi {{.contact.first_name}}</p><a href="{{.links.unsubscribe}}">u</a>`}})
+	tid := strings.TrimPrefix(strings.Split(res.Header.Get("Location"), "?")[0], "/templates/")
+	res, body := e.uiRequest(t, sec, "POST", "/campaigns/new", url.Values{"csrf_token": {tok}, "name": {"Later"}, "template": {tid}, "list": {l.ID}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create campaign: %d %s", res.StatusCode, body)
+	}
+	path := strings.Split(res.Header.Get("Location"), "?")[0]
+	id := strings.TrimPrefix(path, "/campaigns/")
+	state := func() string {
+		got, err := e.camp.Get(ctx, e.tenant.ID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.State
+	}
+	past := time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04")
+	if res, body := e.uiRequest(t, sec, "POST", path+"/schedule", url.Values{"csrf_token": {tok}, "when": {"at"}, "send_at": {past}}); res.StatusCode != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, `class="error"`) || state() != "draft" {
+		t.Fatalf("schedule in the past: %d, state %s", res.StatusCode, state())
+	}
+	later := time.Now().UTC().Add(48 * time.Hour).Format("2006-01-02T15:04")
+	for _, step := range []struct{ action, want string }{{"schedule", "scheduled"}, {"pause", "paused"}, {"resume", "scheduled"}, {"cancel", "cancelled"}} {
+		res, body := e.uiRequest(t, sec, "POST", path+"/"+step.action, url.Values{"csrf_token": {tok}, "when": {"at"}, "send_at": {later}})
+		if res.StatusCode != http.StatusSeeOther || state() != step.want {
+			t.Fatalf("%s: %d, state %s, want %s: %s", step.action, res.StatusCode, state(), step.want, body)
+		}
+	}
+	if res, body := e.uiRequest(t, sec, "POST", path+"/resume", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusConflict || !strings.Contains(body, `class="error"`) {
+		t.Errorf("resume a cancelled campaign: %d", res.StatusCode)
+	}
+	// An editor of a role without campaigns:send.
+	if _, err := e.acc.CreateRole(ctx, e.tenant.ID, access.Actor{Operator: true}, "Writer", "", []access.Permission{access.CampaignsRead, access.CampaignsWrite}); err != nil {
+		t.Fatal(err)
+	}
+	writer := e.user(t, "w@acme.example", "Writer", "Writer")
+	wsec := e.session(t, writer)
+	_, body = e.uiRequest(t, wsec, "GET", path, nil)
+	if strings.Contains(body, "/pause") || strings.Contains(body, "/schedule") {
+		t.Error("a user without campaigns:send sees the controls")
+	}
+	if res, _ := e.uiRequest(t, wsec, "POST", path+"/pause", url.Values{"csrf_token": {identity.CSRFToken(wsec)}}); res.StatusCode != http.StatusForbidden {
+		t.Errorf("pause without campaigns:send: %d", res.StatusCode)
 	}
 }
