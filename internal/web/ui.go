@@ -54,6 +54,12 @@ var uiFuncs = template.FuncMap{
 	},
 	"perms": sortedPerms,
 	"list":  func(v ...string) []string { return v },
+	"short": func(id string) string {
+		if len(id) > 13 {
+			return id[:8] + "…"
+		}
+		return id
+	},
 	"deref": func(p *int64) int64 {
 		if p == nil {
 			return 0

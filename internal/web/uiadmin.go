@@ -706,6 +706,8 @@ func (s *Server) connectorCreate(w http.ResponseWriter, r *http.Request) {
 
 type auditData struct {
 	flashData
+	// Names are the tenant's users' names by id, for the actor column.
+	Names   map[string]string
 	Q       map[string]string
 	Events  []audit.Record
 	Next    string
@@ -744,6 +746,12 @@ func (s *Server) showAudit(w http.ResponseWriter, r *http.Request, status int, d
 		return
 	}
 	d.Events = pg.Events
+	d.Names = map[string]string{}
+	if users, err := s.opts.Identity.ListUsers(r.Context(), tenantOf(r)); err == nil {
+		for _, u := range users {
+			d.Names[u.ID] = u.Name
+		}
+	}
 	if pg.Next != "" {
 		v := url.Values{"cursor": {pg.Next}}
 		for k, val := range d.Q {
