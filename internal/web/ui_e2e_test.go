@@ -109,12 +109,17 @@ func newE2E(t *testing.T) *e2eEnv {
 	return e
 }
 
-// newUIStack starts the whole stack, without a browser.
+// newUIStack starts the whole stack on SQLite, without a browser.
 func newUIStack(t *testing.T) *e2eEnv {
 	t.Helper()
+	return newUIStackOn(t, storetest.OpenSQLite(t, storetest.Options{}))
+}
+
+// newUIStackOn starts the whole stack on a store, without a browser.
+func newUIStackOn(t *testing.T, db *store.DB) *e2eEnv {
+	t.Helper()
 	ctx := context.Background()
-	e := &e2eEnv{}
-	e.db = storetest.OpenSQLite(t, storetest.Options{})
+	e := &e2eEnv{db: db}
 	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
 
 // uiRequest sends a request as a session (no session when secret is
@@ -289,4 +292,57 @@ func TestCampaignControlsFromPages(t *testing.T) {
 	if res, _ := e.uiRequest(t, wsec, "POST", path+"/pause", url.Values{"csrf_token": {identity.CSRFToken(wsec)}}); res.StatusCode != http.StatusForbidden {
 		t.Errorf("pause without campaigns:send: %d", res.StatusCode)
 	}
+}
+
+// TestDashboardAndReportOnBothStores: on SQLite and PostgreSQL, a campaign
+// sent from the pages to the SMTP sink shows on the dashboard (today's
+// counts by channel) and in its report (counts and the chart's series).
+func TestDashboardAndReportOnBothStores(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := newUIStackOn(t, db)
+		ctx := context.Background()
+		admin := e.user(t, "root@acme.example", "Root", "admin")
+		sec := e.session(t, admin)
+		tok := identity.CSRFToken(sec)
+		l, err := e.cs.CreateList(ctx, e.tenant.ID, "L", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			c, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: fmt.Sprintf("p%d@example.com", i), FirstName: "P",
+				Consents: []contacts.ConsentInput{{Channel: contacts.ChannelEmail, Status: contacts.ConsentGranted, Source: contacts.SourceForm, Wording: "Yes"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.cs.AddToList(ctx, e.tenant.ID, l.ID, c.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, _ := e.uiRequest(t, sec, "POST", "/templates/new", url.Values{"csrf_token": {tok}, "name": {"T"}, "channel": {"email"}, "locale": {"en"},
+			"subject": {"Hi"}, "html": {`<p>Hi {{.contact.first_name}}</p><a href="{{.links.unsubscribe}}">u</a>`}})
+		tid := strings.TrimPrefix(strings.Split(res.Header.Get("Location"), "?")[0], "/templates/")
+		res, _ = e.uiRequest(t, sec, "POST", "/campaigns/new", url.Values{"csrf_token": {tok}, "name": {"Now"}, "template": {tid}, "list": {l.ID}})
+		path := strings.Split(res.Header.Get("Location"), "?")[0]
+		if res, body := e.uiRequest(t, sec, "POST", path+"/schedule", url.Values{"csrf_token": {tok}, "when": {"now"}}); res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("schedule: %d %s", res.StatusCode, body)
+		}
+		if err := e.sink.WaitFor(3, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		var body string
+		for i := 0; i < 200; i++ {
+			_, body = e.uiRequest(t, sec, "GET", path, nil)
+			if strings.Contains(body, `id="r-handed">3<`) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(body, `id="r-handed">3<`) || strings.Count(body, "<polyline") != 4 {
+			t.Fatalf("report: no 3 handed off or no chart:\n%s", body)
+		}
+		_, body = e.uiRequest(t, sec, "GET", "/", nil)
+		if !strings.Contains(body, "<td>email</td><td class=\"num\">3</td>") || !strings.Contains(body, `class="bar"`) {
+			t.Errorf("dashboard without today's 3 emails:\n%s", body)
+		}
+	})
 }

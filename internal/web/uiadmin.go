@@ -368,6 +368,14 @@ func (s *Server) roleCreate(w http.ResponseWriter, r *http.Request) {
 type reviewRow struct {
 	access.ReviewEntry
 	Label string
+	// Grants are the permissions by the path that grants them (a role, or
+	// a group's role), for a compact table.
+	Grants []reviewGrant
+}
+
+type reviewGrant struct {
+	Path  string
+	Perms []string
 }
 
 func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
@@ -395,7 +403,21 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		if e.Kind == access.KindUser {
 			l = names[e.ID]
 		}
-		d.Rows = append(d.Rows, reviewRow{e, l})
+		row := reviewRow{ReviewEntry: e, Label: l}
+		idx := map[string]int{}
+		for _, pg := range e.Permissions {
+			for _, path := range pg.Paths {
+				k := path.String()
+				i, ok := idx[k]
+				if !ok {
+					i = len(row.Grants)
+					idx[k] = i
+					row.Grants = append(row.Grants, reviewGrant{Path: k})
+				}
+				row.Grants[i].Perms = append(row.Grants[i].Perms, string(pg.Permission))
+			}
+		}
+		d.Rows = append(d.Rows, row)
 	}
 	s.page(w, r, http.StatusOK, "review", "Access review", "review", d)
 }
