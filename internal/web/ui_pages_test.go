@@ -279,6 +279,16 @@ func TestCampaignControlsFromPages(t *testing.T) {
 	if res, body := e.uiRequest(t, sec, "POST", path+"/resume", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusConflict || !strings.Contains(body, `class="error"`) {
 		t.Errorf("resume a cancelled campaign: %d", res.StatusCode)
 	}
+	// Quiet hours, from the campaigns page.
+	if res, _ := e.uiRequest(t, sec, "POST", "/campaigns/settings", url.Values{"csrf_token": {tok}, "quiet_start": {"21:00"}, "quiet_end": {"08:00"}, "timezone": {"Europe/Paris"}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("campaign settings: %d", res.StatusCode)
+	}
+	if st, _ := e.camp.GetSettings(ctx, e.tenant.ID); st.QuietStart != "21:00" || st.TimeZone != "Europe/Paris" {
+		t.Errorf("settings: %+v", st)
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", "/campaigns/settings", url.Values{"csrf_token": {tok}, "quiet_start": {"25:00"}, "quiet_end": {"08:00"}, "timezone": {"Mars/Olympus"}}); res.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("bad campaign settings: %d", res.StatusCode)
+	}
 	// An editor of a role without campaigns:send.
 	if _, err := e.acc.CreateRole(ctx, e.tenant.ID, access.Actor{Operator: true}, "Writer", "", []access.Permission{access.CampaignsRead, access.CampaignsWrite}); err != nil {
 		t.Fatal(err)

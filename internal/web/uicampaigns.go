@@ -34,6 +34,7 @@ func (s *Server) uiCampaignRoutes() []Route {
 		{"GET /templates/{id}/preview", tr, s.templatePreviewFrame},
 		{"GET /campaigns", cr, s.campaignsPage},
 		{"GET /campaigns/new", cw, s.campaignNewPage},
+		{"POST /campaigns/settings", string(access.SettingsAdmin), s.campaignSettingsSave},
 		{"POST /campaigns/new", cw, s.campaignCreate},
 		{"GET /campaigns/{id}", cr, s.campaignPage},
 		{"POST /campaigns/{id}/schedule", cs, s.campaignSchedule},
@@ -228,11 +229,29 @@ func (s *Server) campaignsPage(w http.ResponseWriter, r *http.Request) {
 	d := struct {
 		flashData
 		Campaigns []campaignRow
+		Settings  campaigns.Settings
 	}{}
+	d.Msg = notice(r, map[string]string{"settings": "The campaign settings are saved; they apply to campaigns that start from now."})
+	if d.Settings, err = s.opts.Campaigns.GetSettings(ctx, tid); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
 	for _, c := range list {
 		d.Campaigns = append(d.Campaigns, campaignRow{c, names[c.TemplateID]})
 	}
 	s.page(w, r, http.StatusOK, "campaigns", "Campaigns", "campaigns", d)
+}
+
+// campaignSettingsSave sets the tenant's quiet hours and default time
+// zone (settings:admin).
+func (s *Server) campaignSettingsSave(w http.ResponseWriter, r *http.Request) {
+	st := campaigns.Settings{QuietStart: strings.TrimSpace(r.PostFormValue("quiet_start")), QuietEnd: strings.TrimSpace(r.PostFormValue("quiet_end")),
+		TimeZone: strings.TrimSpace(r.PostFormValue("timezone"))}
+	if _, err := s.opts.Campaigns.SetSettings(r.Context(), tenantOf(r), st); err != nil {
+		s.failPage(w, r, err, func(status int, msg string) { s.errorPage(w, r, status, "Settings not saved", msg) })
+		return
+	}
+	http.Redirect(w, r, "/campaigns?done=settings", http.StatusSeeOther)
 }
 
 func (s *Server) templateNames(ctx context.Context, tid string) map[string]string {
