@@ -305,6 +305,17 @@ func (s *Server) homePage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	// Already signed in: the dashboard (an expired or revoked cookie is
+	// cleared by authenticate and the form shows).
+	if sec := sessionSecret(r); sec != "" {
+		ip, port := clientAddr(r)
+		if _, err := s.opts.Identity.Authenticate(r.Context(), sec, identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}); err == nil {
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		} else if errors.Is(err, identity.ErrNoSession) {
+			clearSessionCookie(w)
+		}
+	}
 	d := pageData{Title: "Sign in", Form: map[string]string{"tenant": r.URL.Query().Get("tenant")}}
 	if r.URL.Query().Get("expired") != "" {
 		d.Notice = "You were signed out after a period of inactivity. Sign in again to continue."
@@ -455,6 +466,7 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) passwordPage(w http.ResponseWriter, r *http.Request) {
 	d := s.passwordData(r, s.signedData(r, "Password"))
+	d.Nav.Active = "account"
 	d.Required = PrincipalFrom(r.Context()).PasswordChangeRequired
 	s.render(w, r, http.StatusOK, "password", d)
 }
