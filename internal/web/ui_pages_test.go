@@ -356,3 +356,62 @@ func TestDashboardAndReportOnBothStores(t *testing.T) {
 		}
 	})
 }
+
+// TestContactPageEdits: from a contact's page, an editor changes the
+// contact (a bad address is refused on the page, nothing written), adds it
+// to a list and removes it, records a consent withdrawal with its proof;
+// a viewer sees the page without the forms and is refused the changes.
+func TestContactPageEdits(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	tok := identity.CSRFToken(sec)
+	l, err := e.cs.CreateList(ctx, e.tenant.ID, "L", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "p@example.com", FirstName: "P"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/contacts/" + c.ID
+	if res, body := e.uiRequest(t, sec, "POST", path, url.Values{"csrf_token": {tok}, "email": {"not an address"}, "first_name": {"Q"}}); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `class="error"`) {
+		t.Errorf("bad email: %d", res.StatusCode)
+	}
+	if got, _ := e.cs.Get(ctx, e.tenant.ID, c.ID); got.FirstName != "P" {
+		t.Error("a refused edit was written")
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", path, url.Values{"csrf_token": {tok}, "email": {"q@example.com"}, "first_name": {"Q"}, "status": {"active"}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("edit: %d", res.StatusCode)
+	}
+	if got, _ := e.cs.Get(ctx, e.tenant.ID, c.ID); got.FirstName != "Q" || got.Email != "q@example.com" {
+		t.Errorf("after the edit: %+v", got)
+	}
+	for _, step := range []struct {
+		op   string
+		want int64
+	}{{"add", 1}, {"add", 1}, {"remove", 0}} {
+		if res, _ := e.uiRequest(t, sec, "POST", path+"/lists", url.Values{"csrf_token": {tok}, "op": {step.op}, "list": {l.ID}}); res.StatusCode != http.StatusSeeOther {
+			t.Errorf("%s: %d", step.op, res.StatusCode)
+		}
+		if n, _ := e.cs.CountList(ctx, e.tenant.ID, l.ID); n != step.want {
+			t.Errorf("after %s: %d members, want %d", step.op, n, step.want)
+		}
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", path+"/consent", url.Values{"csrf_token": {tok}, "channel": {"email"}, "status": {"withdrawn"}, "wording": {"Stop"}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("consent: %d", res.StatusCode)
+	}
+	if h, _ := e.cs.ConsentHistory(ctx, e.tenant.ID, c.ID); len(h) != 1 || h[0].Status != contacts.ConsentWithdrawn || h[0].Source != contacts.SourceAdmin {
+		t.Errorf("consent history: %+v", h)
+	}
+	viewer := e.user(t, "v@acme.example", "V", "viewer")
+	vsec := e.session(t, viewer)
+	_, body := e.uiRequest(t, vsec, "GET", path, nil)
+	if !strings.Contains(body, "q@example.com") || strings.Contains(body, path+"/lists") || strings.Contains(body, path+"/delete") || !strings.Contains(body, "<fieldset disabled>") {
+		t.Error("the viewer's contact page offers changes")
+	}
+	if res, _ := e.uiRequest(t, vsec, "POST", path+"/delete", url.Values{"csrf_token": {identity.CSRFToken(vsec)}}); res.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer deletes a contact: %d", res.StatusCode)
+	}
+}

@@ -42,6 +42,7 @@ func (s *Server) uiAppRoutes() []Route {
 			Route{"POST /contacts/{id}", cw, s.contactUpdate},
 			Route{"POST /contacts/{id}/consent", cw, s.contactConsent},
 			Route{"POST /contacts/{id}/delete", cw, s.contactDelete},
+			Route{"POST /contacts/{id}/lists", lw, s.contactLists},
 			Route{"GET /contacts/import", ci, s.importPage},
 			Route{"POST /contacts/import", ci, s.importSubmit},
 			Route{"GET /contacts/imports/{id}", ci, s.importJobPage},
@@ -563,6 +564,7 @@ func (s *Server) contactsPage(w http.ResponseWriter, r *http.Request) {
 
 type contactData struct {
 	flashData
+	Lists    []contacts.List
 	New      bool
 	Contact  contacts.Contact
 	History  []contacts.ConsentEvent
@@ -593,7 +595,8 @@ func (s *Server) contactCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
-	s.showContact(w, r, http.StatusOK, flashData{Msg: notice(r, map[string]string{"created": "The contact is created.", "saved": "Saved.", "consent": "The consent is recorded, with its proof."})}, nil)
+	s.showContact(w, r, http.StatusOK, flashData{Msg: notice(r, map[string]string{"created": "The contact is created.", "saved": "Saved.", "consent": "The consent is recorded, with its proof.",
+		"listed": "The list is updated.", "unchanged": "Nothing to change: the contact was already (or not) in that list."})}, nil)
 }
 
 func (s *Server) showContact(w http.ResponseWriter, r *http.Request, status int, fl flashData, edited *contacts.Contact) {
@@ -620,7 +623,12 @@ func (s *Server) showContact(w http.ResponseWriter, r *http.Request, status int,
 	if name == "" {
 		name = "Contact"
 	}
-	s.page(w, r, status, "contact", name, "contacts", contactData{flashData: fl, Contact: c, History: hist,
+	lists, err := s.opts.Contacts.Lists(ctx, tid)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.page(w, r, status, "contact", name, "contacts", contactData{flashData: fl, Contact: c, History: hist, Lists: lists,
 		Statuses: []string{string(contacts.StatusActive), string(contacts.StatusUnsubscribed), string(contacts.StatusBounced)}})
 }
 
@@ -651,6 +659,27 @@ func (s *Server) contactConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/contacts/"+url.PathEscape(r.PathValue("id"))+"?done=consent", http.StatusSeeOther)
+}
+
+// contactLists adds the contact to a list or removes it (lists:write).
+func (s *Server) contactLists(w http.ResponseWriter, r *http.Request) {
+	ctx, tid, id := r.Context(), tenantOf(r), r.PathValue("id")
+	var n int
+	var err error
+	if r.PostFormValue("op") == "remove" {
+		n, err = s.opts.Contacts.RemoveFromList(ctx, tid, r.PostFormValue("list"), id)
+	} else {
+		n, err = s.opts.Contacts.AddToList(ctx, tid, r.PostFormValue("list"), id)
+	}
+	if err != nil {
+		s.failPage(w, r, err, func(st int, msg string) { s.showContact(w, r, st, flashData{Err: msg}, nil) })
+		return
+	}
+	done := "listed"
+	if n == 0 {
+		done = "unchanged"
+	}
+	http.Redirect(w, r, "/contacts/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
 }
 
 func (s *Server) contactDelete(w http.ResponseWriter, r *http.Request) {
