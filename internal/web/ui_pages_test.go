@@ -162,6 +162,16 @@ func TestTemplatePreviewIsolated(t *testing.T) {
 	if !strings.Contains(page, `sandbox="allow-same-origin"`) || strings.Contains(page, "allow-scripts") {
 		t.Error("the preview frames are not sandboxed without scripts")
 	}
+	// An SMS template: its text and segment count.
+	res, _ = e.uiRequest(t, sec, "POST", "/templates/new", url.Values{"csrf_token": {identity.CSRFToken(sec)}, "name": {"S"}, "channel": {"sms"},
+		"locale": {"en"}, "text": {"Hi {{.contact.first_name}}, " + strings.Repeat("sale! ", 30)}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create SMS template: %d", res.StatusCode)
+	}
+	_, page = e.uiRequest(t, sec, "GET", strings.Split(res.Header.Get("Location"), "?")[0], nil)
+	if !strings.Contains(page, "Hi Ana, sale!") || !strings.Contains(page, "<strong>2 segments</strong>") || strings.Contains(page, "<iframe") {
+		t.Errorf("SMS preview without its text or its 2 segments")
+	}
 	// Without a session: sign-in, never the content.
 	res, _ = e.uiRequest(t, "", "GET", "/templates/"+id+"/preview", nil)
 	if res.StatusCode != http.StatusSeeOther {
