@@ -425,3 +425,42 @@ func TestContactPageEdits(t *testing.T) {
 		t.Errorf("a viewer deletes a contact: %d", res.StatusCode)
 	}
 }
+
+// TestRolesAndExportFromPages: a custom role is created and deleted from
+// the roles page (a built-in one cannot be), and the contacts page's
+// export link downloads the CSV with the session.
+func TestRolesAndExportFromPages(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	tok := identity.CSRFToken(sec)
+	if res, _ := e.uiRequest(t, sec, "POST", "/admin/roles", url.Values{"csrf_token": {tok}, "name": {"Readers"}, "perm": {"contacts:read", "lists:read"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create role: %d", res.StatusCode)
+	}
+	role, err := e.acc.GetRole(ctx, e.tenant.ID, "Readers")
+	if err != nil || len(role.Permissions) != 2 {
+		t.Fatalf("role: %+v %v", role, err)
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", "/admin/roles/"+role.ID+"/delete", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("delete role: %d", res.StatusCode)
+	}
+	if _, err := e.acc.GetRole(ctx, e.tenant.ID, role.ID); err == nil {
+		t.Error("the role is still there")
+	}
+	builtin, _ := e.acc.GetRole(ctx, e.tenant.ID, "viewer")
+	if res, _ := e.uiRequest(t, sec, "POST", "/admin/roles/"+builtin.ID+"/delete", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusConflict {
+		t.Errorf("delete a built-in role: %d", res.StatusCode)
+	}
+	if _, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "x@example.com", FirstName: "X"}); err != nil {
+		t.Fatal(err)
+	}
+	_, page := e.uiRequest(t, sec, "GET", "/contacts", nil)
+	if !strings.Contains(page, `href="/api/v1/contacts/export?format=csv"`) {
+		t.Fatal("no export link")
+	}
+	res, body := e.uiRequest(t, sec, "GET", "/api/v1/contacts/export?format=csv", nil)
+	if res.StatusCode != 200 || !strings.Contains(body, "x@example.com") {
+		t.Errorf("export with the session: %d", res.StatusCode)
+	}
+}

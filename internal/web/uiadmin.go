@@ -41,6 +41,7 @@ func (s *Server) uiAdminRoutes() []Route {
 			Route{"POST /admin/groups/{id}", ra, s.groupChange},
 			Route{"GET /admin/roles", ur, s.rolesPage},
 			Route{"POST /admin/roles", ra, s.roleCreate},
+			Route{"POST /admin/roles/{id}/delete", ra, s.roleDelete},
 			Route{"GET /admin/access-review", ur, s.reviewPage},
 			Route{"GET /admin/access-review.csv", ur, s.reviewCSV},
 			Route{"GET /admin/clients", ca, s.clientsPage},
@@ -338,7 +339,7 @@ type rolesData struct {
 }
 
 func (s *Server) rolesPage(w http.ResponseWriter, r *http.Request) {
-	s.showRoles(w, r, http.StatusOK, flashData{Msg: notice(r, map[string]string{"done": "The role is created."})})
+	s.showRoles(w, r, http.StatusOK, flashData{Msg: notice(r, map[string]string{"done": "The role is created.", "deleted": "The role is deleted."})})
 }
 
 func (s *Server) showRoles(w http.ResponseWriter, r *http.Request, status int, fl flashData) {
@@ -361,6 +362,14 @@ func (s *Server) roleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/admin/roles?done=done", http.StatusSeeOther)
+}
+
+func (s *Server) roleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Access.DeleteRole(r.Context(), tenantOf(r), uiActor(r), r.PathValue("id")); err != nil {
+		s.failAdmin(w, r, err, func(st int, msg string) { s.showRoles(w, r, st, flashData{Err: msg}) })
+		return
+	}
+	http.Redirect(w, r, "/admin/roles?done=deleted", http.StatusSeeOther)
 }
 
 // ---- access review ----
