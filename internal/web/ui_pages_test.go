@@ -464,3 +464,65 @@ func TestRolesAndExportFromPages(t *testing.T) {
 		t.Errorf("export with the session: %d", res.StatusCode)
 	}
 }
+
+// TestUsersGroupsAndClientsFromPages: an administrator adds a user with a
+// role (the one-time enrolment link is shown), disables and enables them
+// (an administrator cannot disable themselves), makes a group with a
+// member and a role, and creates an API client whose secret is shown once.
+func TestUsersGroupsAndClientsFromPages(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	tok := identity.CSRFToken(sec)
+	res, body := e.uiRequest(t, sec, "POST", "/admin/users", url.Values{"csrf_token": {tok}, "name": {"Nina New"}, "email": {"nina@acme.example"}, "role": {"editor"}})
+	if res.StatusCode != 200 || !strings.Contains(body, "/enrol?token=") {
+		t.Fatalf("add user: %d", res.StatusCode)
+	}
+	nina, err := e.id.FindUserByEmail(ctx, e.tenant.ID, "nina@acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perms, _ := e.acc.UserPermissions(ctx, e.tenant.ID, nina.ID); !perms.Has(access.CampaignsSend) {
+		t.Error("the new user lacks the editor role")
+	}
+	for _, step := range []struct{ action, want string }{{"disable", identity.StatusDisabled}, {"enable", identity.StatusActive}} {
+		if res, _ := e.uiRequest(t, sec, "POST", "/admin/users/"+nina.ID+"/"+step.action, url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusSeeOther {
+			t.Errorf("%s: %d", step.action, res.StatusCode)
+		}
+		if u, _ := e.id.GetUser(ctx, e.tenant.ID, nina.ID); u.Status != step.want {
+			t.Errorf("after %s: %s", step.action, u.Status)
+		}
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", "/admin/users/"+admin.ID+"/disable", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusConflict {
+		t.Errorf("disable oneself: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", "/admin/groups", url.Values{"csrf_token": {tok}, "name": {"Marketing"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create group: %d", res.StatusCode)
+	}
+	g, err := e.acc.GetGroup(ctx, e.tenant.ID, "Marketing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []url.Values{{"op": {"add-member"}, "user": {nina.ID}}, {"op": {"add-role"}, "role": {"auditor"}}} {
+		f.Set("csrf_token", tok)
+		if res, _ := e.uiRequest(t, sec, "POST", "/admin/groups/"+g.ID, f); res.StatusCode != http.StatusSeeOther {
+			t.Errorf("group %s: %d", f.Get("op"), res.StatusCode)
+		}
+	}
+	if perms, _ := e.acc.UserPermissions(ctx, e.tenant.ID, nina.ID); !perms.Has(access.AuditRead) {
+		t.Error("the group's role does not reach its member")
+	}
+	_, page := e.uiRequest(t, sec, "GET", "/admin/groups", nil)
+	if !strings.Contains(page, "Nina New") || !strings.Contains(page, "auditor") {
+		t.Error("the groups page does not show the member and the role")
+	}
+	res, body = e.uiRequest(t, sec, "POST", "/admin/clients", url.Values{"csrf_token": {tok}, "name": {"CRM sync"}, "role": {"viewer"}, "allow": {"198.51.100.0/24"}})
+	if res.StatusCode != 200 || !strings.Contains(body, `id="client-secret"`) {
+		t.Fatalf("create client: %d", res.StatusCode)
+	}
+	_, page = e.uiRequest(t, sec, "GET", "/admin/clients", nil)
+	if strings.Contains(page, `id="client-secret"`) || !strings.Contains(page, "CRM sync") {
+		t.Error("the client's secret is shown again, or the client is missing")
+	}
+}
