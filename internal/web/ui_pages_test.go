@@ -526,3 +526,53 @@ func TestUsersGroupsAndClientsFromPages(t *testing.T) {
 		t.Error("the client's secret is shown again, or the client is missing")
 	}
 }
+
+// TestSessionsPageRevokes: a user sees their sessions, signs one out from
+// the page (it no longer works), and cannot sign out another user's.
+func TestSessionsPageRevokes(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	u := e.user(t, "u@acme.example", "U", "viewer")
+	other := e.user(t, "o@acme.example", "O", "viewer")
+	a, b, o := e.session(t, u), e.session(t, u), e.session(t, other)
+	list, err := e.id.ListSessions(ctx, e.tenant.ID, u.ID, nil)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("sessions: %d %v", len(list), err)
+	}
+	_, page := e.uiRequest(t, a, "GET", "/account/sessions", nil)
+	if strings.Count(page, `name="id"`) != 1 || !strings.Contains(page, "this session") {
+		t.Error("the page should offer to sign out the other session only")
+	}
+	others, _ := e.id.ListSessions(ctx, e.tenant.ID, other.ID, nil)
+	if res, _ := e.uiRequest(t, a, "POST", "/account/sessions/revoke", url.Values{"csrf_token": {identity.CSRFToken(a)}, "id": {others[0].ID}}); res.StatusCode != http.StatusNotFound {
+		t.Errorf("revoke another user's session: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, o, "GET", "/", nil); res.StatusCode != 200 {
+		t.Error("the other user's session was revoked")
+	}
+	var target string
+	bList, _ := e.id.ListSessions(ctx, e.tenant.ID, u.ID, mustPrincipal(t, e, b).SessionHash)
+	for _, s := range bList {
+		if s.Current {
+			target = s.ID
+		}
+	}
+	if res, _ := e.uiRequest(t, a, "POST", "/account/sessions/revoke", url.Values{"csrf_token": {identity.CSRFToken(a)}, "id": {target}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, b, "GET", "/", nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/login" {
+		t.Errorf("the revoked session still works: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, a, "GET", "/", nil); res.StatusCode != 200 {
+		t.Error("the current session was signed out")
+	}
+}
+
+func mustPrincipal(t *testing.T, e *e2eEnv, secret string) *identity.Principal {
+	t.Helper()
+	p, err := e.id.Authenticate(context.Background(), secret, identity.Client{IP: "192.0.2.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
