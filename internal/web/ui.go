@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"path"
@@ -191,6 +192,9 @@ func isPage(pattern string) bool {
 // or a failed CSRF check with an HTML page (403), recorded like the API's.
 func (s *Server) requirePage(perm string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/contacts/import" {
+			s.allowLongUpload(w, r)
+		}
 		p, prob := s.authenticate(w, r)
 		if prob != nil && prob.Code == "csrf_failed" {
 			s.errorPage(w, r, http.StatusForbidden, "Form refused", "This form was not sent from a page of this site, or it expired. Go back, reload the page and try again.")
@@ -224,6 +228,28 @@ func (s *Server) requirePage(perm string, next http.HandlerFunc) http.HandlerFun
 		}
 		next(w, r)
 	}
+}
+
+// allowLongUpload lets a signed-in user's file upload outlast the
+// server's read timeout as long as data flows (as the API's import does):
+// the form's CSRF token is in the multipart body, so the body is read
+// before the token is checked; only a valid session cookie earns the
+// longer deadlines.
+func (s *Server) allowLongUpload(w http.ResponseWriter, r *http.Request) {
+	sec := sessionSecret(r)
+	if sec == "" || r.Body == nil {
+		return
+	}
+	ip, port := clientAddr(r)
+	if _, err := s.opts.Identity.Authenticate(r.Context(), sec, identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}); err != nil {
+		return
+	}
+	r.Body = readCloser{&deadlineReader{r: r.Body, rc: http.NewResponseController(w)}, r.Body}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // forbiddenPage answers 403 for a permission the user does not hold.
