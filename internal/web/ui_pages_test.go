@@ -364,6 +364,23 @@ func TestDashboardAndReportOnBothStores(t *testing.T) {
 		if !strings.Contains(body, "<td>email</td><td class=\"num\">3</td>") || !strings.Contains(body, `class="bar"`) {
 			t.Errorf("dashboard without today's 3 emails:\n%s", body)
 		}
+		// A message's trace.
+		var mid string
+		if err := db.Tenant(e.tenant.ID).Tx(ctx, func(tx *store.Tx) error {
+			return tx.QueryRow(ctx, `SELECT id FROM messages WHERE tenant_id = $1 ORDER BY id LIMIT 1`).Scan(&mid)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		res, body = e.uiRequest(t, sec, "GET", "/messages?id="+mid, nil)
+		if res.StatusCode != 200 || !strings.Contains(body, `id="trace"`) || !strings.Contains(body, "@example.com") || !strings.Contains(body, "b-sent") {
+			t.Errorf("message trace: %d", res.StatusCode)
+		}
+		if res, _ := e.uiRequest(t, sec, "GET", "/messages?id=0190b1c2-0000-7000-8000-000000000000", nil); res.StatusCode != http.StatusNotFound {
+			t.Errorf("unknown message: %d", res.StatusCode)
+		}
+		if res, _ := e.uiRequest(t, sec, "GET", "/messages?id=%27%3Bdrop", nil); res.StatusCode != http.StatusBadRequest && res.StatusCode != http.StatusNotFound {
+			t.Errorf("bad message id: %d", res.StatusCode)
+		}
 	})
 }
 

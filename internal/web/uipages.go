@@ -15,6 +15,7 @@ import (
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -56,6 +57,9 @@ func (s *Server) uiAppRoutes() []Route {
 	}
 	if s.opts.Campaigns != nil && s.opts.Templates != nil {
 		rs = append(rs, s.uiCampaignRoutes()...)
+	}
+	if s.opts.Router != nil {
+		rs = append(rs, Route{"GET /messages", string(access.MessagesRead), s.messagePage})
 	}
 	rs = append(rs, s.uiAdminRoutes()...)
 	return rs
@@ -440,6 +444,36 @@ func (s *Server) sendStats(ctx context.Context, tenantID string, since, now time
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Channel < out[j].Channel })
 	return out, hours, nil
+}
+
+// ---- message trace ----
+
+// messagePage looks a message up by id and shows its trace (MSG-5): each
+// step from acceptance to hand-off and receipt.
+func (s *Server) messagePage(w http.ResponseWriter, r *http.Request) {
+	d := struct {
+		flashData
+		ID string
+		M  *router.Message
+	}{ID: strings.TrimSpace(r.URL.Query().Get("id"))}
+	status := http.StatusOK
+	if d.ID != "" {
+		m, err := s.opts.Router.Get(r.Context(), tenantOf(r), d.ID)
+		switch {
+		case err == nil:
+			d.M = &m
+		case errors.Is(err, router.ErrNotFound):
+			status, d.Err = http.StatusNotFound, "No message with that id in your organisation."
+		default:
+			var ve *router.ValidationError
+			if !errors.As(err, &ve) {
+				s.serverError(w, r, err)
+				return
+			}
+			status, d.Err = http.StatusBadRequest, "That is not a message id."
+		}
+	}
+	s.page(w, r, status, "message", "Message trace", "messages", d)
 }
 
 // ---- account: sessions and the inactivity keep-alive ----
