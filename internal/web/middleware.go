@@ -161,7 +161,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		r = r.WithContext(ctx)
 		if r.Body != nil {
 			limit := s.maxBody
-			if r.Method == http.MethodPost && r.URL.Path == "/api/v1/contacts/imports" {
+			if r.Method == http.MethodPost && (r.URL.Path == "/api/v1/contacts/imports" || r.URL.Path == "/contacts/import") {
 				limit = s.opts.MaxImportBytes // contact files are large; the handler streams them to disk
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)

@@ -153,6 +153,10 @@ func New(opts Options) *Server {
 	// signed response and the flow cookie protect it.
 	cop.AddInsecureBypassPattern(ssoACSPattern)
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isPage(r.Method + " " + r.URL.Path) {
+			s.errorPage(w, r, http.StatusForbidden, "Form refused", "This form was posted from another site, so it was refused. If you meant to do this, open the page in Relais and send the form again.")
+			return
+		}
 		problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: "cross_origin_refused", Title: "Cross-origin request refused",
 			Detail: "State-changing requests must come from this site."})
 	}))

@@ -7,8 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
+	"path"
+	"strconv"
 	"strings"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -19,13 +22,65 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// pages are the parsed templates, one set per page (layout + content).
+// pages are the parsed templates, one set per page (layout, partials and
+// the page's content).
 type pages map[string]*template.Template
 
+// uiFuncs are the helpers the page templates may call.
+var uiFuncs = template.FuncMap{
+	"when":    uiWhen,
+	"pct":     uiPct,
+	"secs":    uiSecs,
+	"num":     uiNum,
+	"join":    strings.Join,
+	"jsonish": uiValue,
+	"add":     func(a, b int) int { return a + b },
+	"link": func(href, label string, on bool) map[string]any {
+		return map[string]any{"Href": href, "Label": label, "On": on}
+	},
+	"initial": func(name string) string {
+		for _, r := range name {
+			return strings.ToUpper(string(r))
+		}
+		return "?"
+	},
+	"idleText": func(secs int) string {
+		if secs%60 == 0 && secs >= 60 {
+			if secs == 60 {
+				return "1 minute"
+			}
+			return strconv.Itoa(secs/60) + " minutes"
+		}
+		return strconv.Itoa(secs) + " seconds"
+	},
+	"perms": sortedPerms,
+	"list":  func(v ...string) []string { return v },
+	"short": func(id string) string {
+		if len(id) > 13 {
+			return id[:8] + "…"
+		}
+		return id
+	},
+	"deref": func(p *int64) int64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	},
+}
+
 func loadPages() (pages, error) {
+	names, err := fs.Glob(assets, "assets/templates/*.html")
+	if err != nil {
+		return nil, err
+	}
 	p := pages{}
-	for _, name := range []string{"login", "mfa", "password", "totp", "home"} {
-		t, err := template.New(name).ParseFS(assets, "assets/templates/layout.html", "assets/templates/"+name+".html")
+	for _, f := range names {
+		name := strings.TrimSuffix(path.Base(f), ".html")
+		if name == "layout" || name == "partials" {
+			continue
+		}
+		t, err := template.New(name).Funcs(uiFuncs).ParseFS(assets, "assets/templates/layout.html", "assets/templates/partials.html", f)
 		if err != nil {
 			return nil, err
 		}
@@ -34,12 +89,38 @@ func loadPages() (pages, error) {
 	return p, nil
 }
 
+// navData is what the layout needs to draw the navigation of a signed-in
+// user: only the sections the user's permissions open are shown (the
+// server checks them again on every page).
+type navData struct {
+	UserName, UserEmail, TenantName string
+	// Active is the section of the page, to mark its link.
+	Active string
+	// IdleSeconds is the tenant's session idle timeout: app.js warns the
+	// user before it ends (AUTH-6).
+	IdleSeconds int
+	perms       map[string]bool
+}
+
+// Can reports whether the user holds a permission (to show a link or a
+// button; the handler checks it again).
+func (n *navData) Can(perm string) bool { return n != nil && n.perms[perm] }
+
 // pageData is what every page template receives.
 type pageData struct {
 	Title, Error, Notice, CSRF string
 	Signed, Wide               bool
 	Form                       map[string]string
-	// Page-specific fields.
+	Nav                        *navData
+	// Refresh, when not zero, reloads the page after that many seconds
+	// (progress pages, without script).
+	Refresh int
+	// RefreshURL is the page the refresh loads (its path, without the
+	// one-time notice of the query).
+	RefreshURL string
+	// D is the page's own data.
+	D any
+	// Page-specific fields of the sign-in pages.
 	MFAToken       string
 	EmailAvailable bool
 	Enrol          bool
@@ -77,9 +158,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page
 // enrolment, password change, TOTP set-up (AUTH-6, AUTH-7). They work
 // without JavaScript; state-changing forms carry the session's CSRF token.
 func (s *Server) uiRoutes() []Route {
-	return []Route{
+	routes := []Route{
 		{"GET /static/", PermPublic, s.static},
 		{"GET /{$}", PermAuthenticated, s.homePage},
+		{"GET /account/sessions", PermAuthenticated, s.sessionsPage},
+		{"POST /account/sessions/revoke", PermAuthenticated, s.sessionRevoke},
+		{"GET /account/keepalive", PermAuthenticated, s.keepalive},
 		{"GET /login", PermPublic, s.loginPage},
 		{"POST /login", PermPublic, s.loginSubmit},
 		{"POST /login/mfa", PermPublic, s.mfaSubmit},
@@ -93,6 +177,8 @@ func (s *Server) uiRoutes() []Route {
 		{"POST /account/totp", PermSetup, s.totpBegin},
 		{"POST /account/totp/confirm", PermSetup, s.totpConfirm},
 	}
+	routes = append(routes, s.uiAppRoutes()...)
+	return routes
 }
 
 func isPage(pattern string) bool {
@@ -101,16 +187,24 @@ func isPage(pattern string) bool {
 }
 
 // requirePage is require for browser pages: it redirects to the sign-in
-// page instead of answering a problem document, and sends a user who must
-// finish their set-up to the right page.
+// page instead of answering a problem document, sends a user who must
+// finish their set-up to the right page, and answers a refused permission
+// or a failed CSRF check with an HTML page (403), recorded like the API's.
 func (s *Server) requirePage(perm string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/contacts/import" {
+			s.allowLongUpload(w, r)
+		}
 		p, prob := s.authenticate(w, r)
 		if prob != nil && prob.Code == "csrf_failed" {
-			s.render(w, r, http.StatusForbidden, "login", pageData{Title: "Sign in", Error: "The form expired; sign in again."})
+			s.errorPage(w, r, http.StatusForbidden, "Form refused", "This form was not sent from a page of this site, or it expired. Go back, reload the page and try again.")
 			return
 		}
-		if p == nil {
+		if prob != nil && prob.Code == "ip_not_allowed" {
+			s.errorPage(w, r, http.StatusForbidden, "Address not allowed", "Your network address is not in your organisation's allow-list.")
+			return
+		}
+		if p == nil || p.UserID == "" {
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
@@ -129,11 +223,49 @@ func (s *Server) requirePage(perm string, next http.HandlerFunc) http.HandlerFun
 		}
 		if perm != PermSetup && perm != PermAuthenticated && !p.Has(perm) {
 			s.recordDenied(ctx, p, perm, r)
-			problem.Write(w, r, problem.Problem{Status: http.StatusForbidden, Code: problem.CodeForbidden, Title: "Forbidden", Detail: "This needs the " + perm + " permission."})
+			s.forbiddenPage(w, r, perm)
 			return
 		}
 		next(w, r)
 	}
+}
+
+// allowLongUpload lets a signed-in user's file upload outlast the
+// server's read timeout as long as data flows (as the API's import does):
+// the form's CSRF token is in the multipart body, so the body is read
+// before the token is checked; only a valid session cookie earns the
+// longer deadlines.
+func (s *Server) allowLongUpload(w http.ResponseWriter, r *http.Request) {
+	sec := sessionSecret(r)
+	if sec == "" || r.Body == nil {
+		return
+	}
+	ip, port := clientAddr(r)
+	if _, err := s.opts.Identity.Authenticate(r.Context(), sec, identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}); err != nil {
+		return
+	}
+	r.Body = readCloser{&deadlineReader{r: r.Body, rc: http.NewResponseController(w)}, r.Body}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// forbiddenPage answers 403 for a permission the user does not hold.
+func (s *Server) forbiddenPage(w http.ResponseWriter, r *http.Request, perm string) {
+	s.errorPage(w, r, http.StatusForbidden, "Not allowed", "This page needs the "+perm+" permission, which your roles do not grant. Ask an administrator if you need it.")
+}
+
+// errorPage answers an HTML error page (with the navigation when the user
+// is signed in).
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, title, detail string) {
+	d := pageData{Title: title}
+	if PrincipalFrom(r.Context()) != nil && sessionSecret(r) != "" {
+		d = s.signedData(r, title)
+	}
+	d.D = map[string]any{"Status": status, "Detail": detail, "RequestID": problem.RequestID(r.Context())}
+	s.render(w, r, status, "error", d)
 }
 
 func (s *Server) static(w http.ResponseWriter, r *http.Request) {
@@ -153,31 +285,68 @@ func sessionSecret(r *http.Request) string {
 	return ""
 }
 
+// signedData is the page data of a signed-in user: the CSRF token of the
+// session, and the navigation.
 func (s *Server) signedData(r *http.Request, title string) pageData {
-	return pageData{Title: title, Signed: true, CSRF: identity.CSRFToken(sessionSecret(r))}
+	d := pageData{Title: title, Signed: true, CSRF: identity.CSRFToken(sessionSecret(r))}
+	p := PrincipalFrom(r.Context())
+	if p == nil {
+		return d
+	}
+	n := &navData{perms: p.Permissions}
+	if p.Restricted() {
+		n.perms = nil // a user who must finish set-up sees only the account pages
+	}
+	if u, err := s.opts.Identity.GetUser(r.Context(), p.TenantID, p.UserID); err == nil {
+		n.UserName, n.UserEmail = u.Name, u.Email
+	}
+	if t, err := s.opts.Tenants.Get(r.Context(), p.TenantID); err == nil {
+		n.TenantName = t.Name
+	}
+	if pol, err := s.tenantPolicy(r.Context(), p.TenantID); err == nil {
+		n.IdleSeconds = int(pol.Session.IdleTimeout.D().Seconds())
+	}
+	d.Nav = n
+	return d
+}
+
+// page renders a page of the signed-in interface.
+func (s *Server) page(w http.ResponseWriter, r *http.Request, status int, name, title, section string, data any) {
+	d := s.signedData(r, title)
+	d.Wide = true
+	d.Nav.Active = section
+	d.D = data
+	if f, ok := data.(interface{ flash() (string, string) }); ok {
+		d.Error, d.Notice = f.flash()
+	}
+	if f, ok := data.(interface{ refresh() int }); ok {
+		d.Refresh = f.refresh()
+		d.RefreshURL = r.URL.Path
+	}
+	s.render(w, r, status, name, d)
 }
 
 func (s *Server) homePage(w http.ResponseWriter, r *http.Request) {
-	p := PrincipalFrom(r.Context())
-	d := s.signedData(r, "Home")
-	if p.UserID == "" {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return
-	}
-	u, err := s.opts.Identity.GetUser(r.Context(), p.TenantID, p.UserID)
-	if err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	d.User, d.Permissions = u, p.PermissionList()
-	if t, err := s.opts.Tenants.Get(r.Context(), p.TenantID); err == nil {
-		d.TenantName = t.Name
-	}
-	s.render(w, r, http.StatusOK, "home", d)
+	s.dashboardPage(w, r)
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Form: map[string]string{"tenant": r.URL.Query().Get("tenant")}})
+	// Already signed in: the dashboard (an expired or revoked cookie is
+	// cleared by authenticate and the form shows).
+	if sec := sessionSecret(r); sec != "" {
+		ip, port := clientAddr(r)
+		if _, err := s.opts.Identity.Authenticate(r.Context(), sec, identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}); err == nil {
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		} else if errors.Is(err, identity.ErrNoSession) {
+			clearSessionCookie(w)
+		}
+	}
+	d := pageData{Title: "Sign in", Form: map[string]string{"tenant": r.URL.Query().Get("tenant")}}
+	if r.URL.Query().Get("expired") != "" {
+		d.Notice = "You were signed out after a period of inactivity. Sign in again to continue."
+	}
+	s.render(w, r, http.StatusOK, "login", d)
 }
 
 // uiError turns an identity error into a message for a page.
@@ -325,6 +494,7 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) passwordPage(w http.ResponseWriter, r *http.Request) {
 	d := s.passwordData(r, s.signedData(r, "Password"))
+	d.Nav.Active = "account"
 	d.Required = PrincipalFrom(r.Context()).PasswordChangeRequired
 	s.render(w, r, http.StatusOK, "password", d)
 }
