@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,19 @@ func TestSSOCommands(t *testing.T) {
 		"--base-url", "https://relais.example", "--idp-metadata-file", md)
 	if !strings.Contains(r.stdout, "https://relais.example/sso/acme/adfs/saml/metadata") {
 		t.Fatalf("SAML provider add: %s", r.stdout)
+	}
+	// The compliance report reads the tenant's SSO state (AUTH-5).
+	var rep struct {
+		SSO struct {
+			State  string `json:"state"`
+			Detail struct {
+				Protocols []string `json:"protocols"`
+			} `json:"detail"`
+		} `json:"sso"`
+	}
+	if err := json.Unmarshal([]byte(ok(t, dir, env, "", "compliance", "report", "--tenant", "acme", "--format", "json").stdout), &rep); err != nil ||
+		rep.SSO.State != "configured" || !slices.Contains(rep.SSO.Detail.Protocols, "saml") {
+		t.Fatalf("compliance report's SSO section: %+v %v", rep.SSO, err)
 	}
 	bad := filepath.Join(dir, "bad.xml")
 	_ = os.WriteFile(bad, []byte("<html/>"), 0o600)

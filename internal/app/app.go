@@ -162,7 +162,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	// Providers of other features (backups, keys, SSO, an ACME
 	// certificate) plug into monitor.Providers here as they land.
 	if a.Monitor, err = supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: a.Tenants, Master: master,
-		Providers: monitor.Providers{}, Logger: log, Now: a.Now}); err != nil {
+		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState)}, Logger: log, Now: a.Now}); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -284,6 +284,14 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	// claimed: it needs the engine's node id.
 	node := uuid.NewString()
 	suppress := &campaigns.Suppressor{Contacts: a.Contacts, Router: a.Router, Node: node}
+	// Supervision reads the certificate the front really serves (a file,
+	// the self-signed one, or ACME's).
+	a.Monitor.Plug(monitor.Providers{
+		Cert: monitor.CertSourceFunc(func(ctx context.Context) (monitor.CertInfo, error) {
+			c, err := f.Certificate(ctx)
+			return monitor.CertInfo(c), err
+		}),
+	})
 	if err := a.Monitor.Register(reg); err != nil {
 		return err
 	}
@@ -411,6 +419,39 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	}
 	a.Log.Info("stopped")
 	return err
+}
+
+// ssoState is a tenant's single sign-on state for supervision and the
+// compliance report: the enabled providers' protocols, and whether
+// password sign-in is off.
+func (a *App) ssoState(ctx context.Context, tenantID string) (monitor.SSOState, error) {
+	ps, err := a.SSO.ListProviders(ctx, tenantID)
+	if err != nil {
+		return monitor.SSOState{}, err
+	}
+	var st monitor.SSOState
+	seen := map[string]bool{}
+	enabled := 0
+	for _, p := range ps {
+		if !p.Enabled {
+			continue
+		}
+		enabled++
+		st.Configured = true
+		if !seen[p.Kind] {
+			seen[p.Kind] = true
+			st.Protocols = append(st.Protocols, p.Kind)
+		}
+	}
+	pw, err := a.SSO.PasswordLogin(ctx, tenantID)
+	if err != nil {
+		return monitor.SSOState{}, err
+	}
+	st.Enforced = st.Configured && !pw
+	if st.Configured {
+		st.Detail = fmt.Sprintf("%d enabled provider(s)", enabled)
+	}
+	return st, nil
 }
 
 // auditSinks opens the configured audit forwarding sinks (LOG-6).
