@@ -125,7 +125,9 @@ type pkcs11Key struct {
 	label string
 }
 
-func (p *PKCS11) platform() *pkcs11Key { return &pkcs11Key{p: p, label: p.o.KeyLabelPrefix + "platform"} }
+func (p *PKCS11) platform() *pkcs11Key {
+	return &pkcs11Key{p: p, label: p.o.KeyLabelPrefix + "platform"}
+}
 
 // ForTenant returns the tenant's key objects.
 func (p *PKCS11) ForTenant(tenantID string) MasterKey {

@@ -108,7 +108,9 @@ type initError struct {
 	err error
 }
 
-func (e *initError) Error() string { return "softhsm2-util --init-token: " + e.err.Error() + ": " + e.out }
+func (e *initError) Error() string {
+	return "softhsm2-util --init-token: " + e.err.Error() + ": " + e.out
+}
 
 // SoftHSM returns the process's SoftHSM2-backed provider, creating its token
 // in a temporary directory on first use. It skips the test when cgo or
