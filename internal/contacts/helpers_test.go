@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +13,7 @@ import (
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
-	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/keys/keystest"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
@@ -46,10 +45,9 @@ type env struct {
 func setup(t *testing.T, db *store.DB, clk *clock) *env {
 	t.Helper()
 	ctx := context.Background()
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The provider chosen by RELAIS_TEST_KEY_PROVIDER (file, vault,
+	// pkcs11), so that this whole suite runs under each.
+	mk := keystest.Master(t)
 	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
 	a, err := ts.Create(ctx, "Acme", "acme")
 	if err != nil {

@@ -82,8 +82,14 @@ func NewKeyring(db *store.DB, master keys.MasterKey, ttl time.Duration) *Keyring
 }
 
 // ErrNoKey is returned for a tenant without a usable data key (unknown
-// tenant, or keys destroyed).
+// tenant, or keys destroyed). For destroyed keys the error also wraps
+// [ErrShredded].
 var ErrNoKey = errors.New("tenant has no usable data key")
+
+// ErrShredded is [keys.ErrShredded]: the tenant's (or a contact's) keys were
+// destroyed, so its personal data can no longer be decrypted. The API answers
+// it with the stable problem code "shredded", the CLI says so.
+var ErrShredded = keys.ErrShredded
 
 // Crypto returns the tenant's ciphers, unwrapping its keys when needed.
 func (k *Keyring) Crypto(ctx context.Context, tenantID string) (*Crypto, error) {
@@ -98,6 +104,14 @@ func (k *Keyring) Crypto(ctx context.Context, tenantID string) (*Crypto, error) 
 		return nil, err
 	}
 	k.mu.Lock()
+	// Drop every expired entry, so that unwrapped keys of tenants no longer
+	// in use do not stay in memory beyond the TTL.
+	now := k.now()
+	for id, e := range k.cache {
+		if now.Sub(e.loaded) >= k.ttl {
+			delete(k.cache, id)
+		}
+	}
 	k.cache[tenantID] = c
 	k.mu.Unlock()
 	return c, nil
@@ -117,16 +131,22 @@ type wrappedKey struct {
 
 func (k *Keyring) load(ctx context.Context, tenantID string) (*Crypto, error) {
 	var rows []wrappedKey
+	destroyed := 0
 	err := k.db.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		rs, err := tx.Query(ctx, `SELECT version, wrapped FROM tenant_keys WHERE tenant_id = $1 AND state IN ('active', 'retired') ORDER BY version`)
+		rs, err := tx.Query(ctx, `SELECT version, wrapped, state FROM tenant_keys WHERE tenant_id = $1 ORDER BY version`)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = rs.Close() }()
 		for rs.Next() {
 			var w wrappedKey
-			if err := rs.Scan(&w.version, &w.wrapped); err != nil {
+			var state string
+			if err := rs.Scan(&w.version, &w.wrapped, &state); err != nil {
 				return err
+			}
+			if state == "destroyed" {
+				destroyed++
+				continue
 			}
 			rows = append(rows, w)
 		}
@@ -135,12 +155,16 @@ func (k *Keyring) load(ctx context.Context, tenantID string) (*Crypto, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read tenant keys: %w", err)
 	}
+	if len(rows) == 0 && destroyed > 0 {
+		return nil, fmt.Errorf("%w: tenant %q: %w", ErrNoKey, tenantID, ErrShredded)
+	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("%w: %q", ErrNoKey, tenantID)
 	}
+	mk := keys.ForTenant(k.master, tenantID)
 	c := &Crypto{tenantID: tenantID, ciphers: map[int]*keys.FieldCipher{}, loaded: k.now()}
 	for i, w := range rows {
-		dk, err := keys.UnwrapDataKey(ctx, k.master, tenantID, w.version, w.wrapped)
+		dk, err := keys.UnwrapDataKey(ctx, mk, tenantID, w.version, w.wrapped)
 		if err != nil {
 			return nil, fmt.Errorf("unwrap tenant key v%d: %w", w.version, err)
 		}
