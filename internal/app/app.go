@@ -98,13 +98,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	} else if err := db.Ready(ctx); err != nil {
 		return nil, err
 	}
-	master, err := keys.LoadOrCreateFileMasterKey(cfg.MasterKeyPath())
+	master, err := OpenMasterKey(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
+		return nil, err
 	}
+	defer func() {
+		if !ok {
+			_ = CloseMasterKey(master)
+		}
+	}()
 	a := &App{Config: cfg, Log: log, DB: db, Master: master, Now: time.Now}
 	a.Tenants = &tenants.Service{DB: db, Master: master, Defaults: cfg.Policy}
-	a.Keyring = tenants.NewKeyring(db, master, 0)
+	a.Keyring = tenants.NewKeyring(db, master, cfg.Keys.CacheTTL.D())
 	a.Access = &access.Service{DB: db}
 	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: access.Source{S: a.Access}, Issuer: "Relais"}
 	switch {
@@ -128,8 +133,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	return a, nil
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.DB.Close() }
+// Close releases the store and the master-key provider.
+func (a *App) Close() error {
+	err := a.DB.Close()
+	if cerr := CloseMasterKey(a.Master); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Front is what `serve` prepares before it touches the store: the
 // listeners (so a port in use fails before anything is written) and the TLS

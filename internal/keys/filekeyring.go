@@ -37,6 +37,9 @@ type FileKeyring struct {
 	current *FileMasterKey
 	others  []*FileMasterKey // next, then retired ones, newest first
 	dirMod  time.Time
+	// rotating is set by Rotate: this process wraps under the next key
+	// until CommitRotation, even when it reloads the files.
+	rotating bool
 }
 
 // LoadFileKeyring loads the key files at and beside path; with create, a
@@ -79,6 +82,13 @@ func (k *FileKeyring) load(create bool) error {
 		others = append(others, mk)
 	}
 	k.mu.Lock()
+	if k.rotating && len(others) > 0 && others[0].ID() != cur.ID() {
+		// others[0] is the next key (retired ones come after it only if
+		// it exists; a next key always loads first).
+		if _, err := os.Stat(k.path + nextSuffix); err == nil {
+			cur, others[0] = others[0], cur
+		}
+	}
 	k.current, k.others, k.dirMod = cur, others, dirMod
 	k.mu.Unlock()
 	return nil
@@ -207,6 +217,7 @@ func (k *FileKeyring) Rotate(ctx context.Context) (string, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.rotating = true
 	if k.current.ID() == next.ID() {
 		return next.ID(), nil
 	}
@@ -247,6 +258,9 @@ func (k *FileKeyring) CommitRotation(ctx context.Context) error {
 	if err := syncDir(filepath.Dir(k.path)); err != nil {
 		return fmt.Errorf("keys: commit master key rotation: %w", err)
 	}
+	k.mu.Lock()
+	k.rotating = false
+	k.mu.Unlock()
 	return k.load(false)
 }
 

@@ -137,7 +137,16 @@ func TestFileKeyringRotation(t *testing.T) {
 	if id2, _ := k.Rotate(ctx); id2 != id {
 		t.Fatalf("resumed rotation made another key: %s != %s", id2, id)
 	}
+	// Wrap reloads the files (their directory changed): it must still use
+	// the next key while this process rotates.
 	w2, _ := k.Wrap(ctx, []byte("k2"), nil)
+	if k.ID() != id {
+		t.Fatalf("during rotation ID %s, want the next key %s", k.ID(), id)
+	}
+	old1, _ := keys.LoadFileKeyring(path, false) // a process with only the old key as current
+	if _, err := old1.Unwrap(ctx, w2, nil); err != nil {
+		t.Fatal(err)
+	}
 	// The server opens what the rotating process wrapped under the next key.
 	if pt, err := server.Unwrap(ctx, w2, nil); err != nil || string(pt) != "k2" {
 		t.Fatalf("server unwrap of next-key wrap: %v", err)

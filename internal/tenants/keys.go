@@ -562,3 +562,101 @@ func (s *Service) RotateMaster(ctx context.Context, progress func(tenant Tenant,
 	})
 	return newID, err
 }
+
+// ShreddingRecord says that a tenant's keys, or one contact's key, were
+// destroyed.
+type ShreddingRecord struct {
+	TenantID  string    `json:"tenant_id"`
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"` // tenant or contact
+	SubjectID string    `json:"subject_id,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Actor     string    `json:"actor,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// ShreddingRecords lists every shredding record of the platform, oldest
+// first. A restore reads them from the live store before it replaces it, and
+// gives them to [Service.ReapplyShredding] afterwards.
+func (s *Service) ShreddingRecords(ctx context.Context) ([]ShreddingRecord, error) {
+	var out []ShreddingRecord
+	err := s.DB.Platform(ctx, func(ptx *store.PlatformTx) error {
+		rs, err := ptx.Query(ctx, `SELECT tenant_id, id, kind, subject_id, reason, actor, at FROM shredding_records ORDER BY at, id`)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rs.Close() }()
+		for rs.Next() {
+			var r ShreddingRecord
+			var at int64
+			if err := rs.Scan(&r.TenantID, &r.ID, &r.Kind, &r.SubjectID, &r.Reason, &r.Actor, &at); err != nil {
+				return err
+			}
+			r.At = store.FromMicros(at)
+			out = append(out, r)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read shredding records: %w", err)
+	}
+	return out, nil
+}
+
+// ReapplyShredding is the restore side of the crypto-shredding contract:
+// after a backup is restored, every shredding record of the live store taken
+// before the restore is applied again (a tenant's keys destroyed, a contact's
+// key deleted) and copied into the restored store, so that restoring an
+// older backup never brings a shredded key back. It is idempotent.
+func (s *Service) ReapplyShredding(ctx context.Context, records []ShreddingRecord) error {
+	for _, r := range records {
+		err := s.DB.Platform(ctx, func(ptx *store.PlatformTx) error {
+			tx := ptx.Tenant(r.TenantID)
+			switch r.Kind {
+			case "tenant":
+				if _, err := tx.Exec(ctx, `UPDATE tenant_keys SET state = 'destroyed', wrapped = $2 WHERE tenant_id = $1`, []byte{}); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM contact_keys WHERE tenant_id = $1`); err != nil {
+					return err
+				}
+			case "contact":
+				if _, err := tx.Exec(ctx, `DELETE FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2`, r.SubjectID); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("unknown shredding record kind %q", r.Kind)
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM shredding_records WHERE tenant_id = $1 AND id = $2`, r.ID).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				if _, err := tx.Exec(ctx, `INSERT INTO shredding_records (tenant_id, id, kind, subject_id, reason, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+					r.ID, r.Kind, r.SubjectID, r.Reason, r.Actor, store.Micros(r.At)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("re-apply shredding record %s: %w", r.ID, err)
+		}
+	}
+	if len(records) > 0 {
+		// Destroy the provider's per-tenant keys again too (idempotent).
+		for _, r := range records {
+			if r.Kind != "tenant" {
+				continue
+			}
+			if mk := keys.ForTenant(s.Master, r.TenantID); mk != s.Master {
+				if d, ok := mk.(keys.Destroyer); ok {
+					if err := d.Destroy(ctx); err != nil {
+						return fmt.Errorf("re-apply shredding of tenant %s: %w", r.TenantID, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
