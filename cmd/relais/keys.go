@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/tenants"
 )
 
@@ -17,7 +20,7 @@ import (
 // (DATA-2, ISO-2).
 func (c *cli) keysCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Rotate the master key and tenant data keys; show key status"}
-	cmd.AddCommand(c.keysStatusCmd(), c.keysRotateCmd(), c.keysRotateMasterCmd())
+	cmd.AddCommand(c.keysStatusCmd(), c.keysRotateCmd(), c.keysRotateMasterCmd(), c.keysCheckSecretCmd())
 	return cmd
 }
 
@@ -188,6 +191,52 @@ again.`,
 		},
 	}
 	cmd.Flags().Bool("json", false, "machine-readable output")
+	return cmd
+}
+
+func (c *cli) keysCheckSecretCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check-secret --tenant T --connector NAME --field PATH < candidate",
+		Short: "Confirm a stored connector secret without reading it (reads the candidate from stdin)",
+		Long: `Compare the secret read from standard input with the one stored (encrypted)
+in a connector's configuration at --field (a JSON path such as password or
+dkim.private_key_pem). It prints whether they match and the stored secret's
+key-check value, never the secret. Exit code 1 when they differ.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(cmd, "tenant", "connector", "field"); err != nil {
+				return err
+			}
+			ref, _ := cmd.Flags().GetString("connector")
+			field, _ := cmd.Flags().GetString("field")
+			b, err := io.ReadAll(io.LimitReader(c.stdin, 1<<20))
+			if err != nil {
+				return err
+			}
+			candidate := bytes.TrimRight(b, "\r\n")
+			defer clear(b)
+			tc, err := c.openTenant(cmd)
+			if err != nil {
+				return err
+			}
+			defer tc.close()
+			match, kcv, err := tc.a.Connectors.CheckSecret(tc.ctx, tc.t.ID, ref, field, candidate)
+			if errors.Is(err, router.ErrNoSuchSecret) {
+				return usageError{fmt.Errorf("--field %s: the connector's configuration holds no secret there", field)}
+			}
+			if err != nil {
+				return err
+			}
+			if !match {
+				return fmt.Errorf("the secret does NOT match the one stored (stored check value %s)", kcv)
+			}
+			fmt.Fprintf(c.stdout, "the secret matches (check value %s)\n", kcv)
+			return nil
+		},
+	}
+	cmd.Flags().String("tenant", "", "the tenant's slug or id")
+	cmd.Flags().String("connector", "", "the connector's name or id")
+	cmd.Flags().String("field", "", "where the secret is in its configuration (password, dkim.private_key_pem, secret...)")
 	return cmd
 }
 

@@ -437,3 +437,32 @@ func TestShreddingEndToEnd(t *testing.T) {
 		t.Fatal("no server log captured")
 	}
 }
+
+// TestCheckSecret: a connector's password is stored encrypted, listed masked,
+// and confirmed (or not) by its check value without being shown (DATA-3).
+func TestCheckSecret(t *testing.T) {
+	t.Parallel()
+	dir, env := t.TempDir(), cleanEnv()
+	newTenant(t, dir, env, "acme")
+	const pw = "correct-horse-battery-staple"
+	cfg, _ := json.Marshal(map[string]any{"host": "127.0.0.1", "port": 2525, "tls": "none", "username": "relais", "password": pw, "from": "news@acme.test"})
+	cfgFile := filepath.Join(dir, "smtp.json")
+	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, dir, env, "", "connector", "add", "--tenant", "acme", "--name", "mail", "--type", "smtp", "--config-file", cfgFile)
+	if r := ok(t, dir, env, "", "connector", "list", "--tenant", "acme", "--json"); strings.Contains(r.stdout, pw) {
+		t.Fatalf("listed in clear: %s", r.stdout)
+	}
+	r := ok(t, dir, env, pw+"\n", "keys", "check-secret", "--tenant", "acme", "--connector", "mail", "--field", "password")
+	if !strings.Contains(r.stdout, "matches (check value ") || strings.Contains(r.stdout+r.stderr, pw) {
+		t.Fatalf("check-secret: %+v", r)
+	}
+	kcv := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(r.stdout), "the secret matches (check value "), ")")
+	bad := fails(t, dir, env, "wrong-password\n", 1, []string{"does NOT match", kcv}, "keys", "check-secret", "--tenant", "acme", "--connector", "mail", "--field", "password")
+	if strings.Contains(bad.stderr, pw) || strings.Contains(bad.stderr, "wrong-password") {
+		t.Fatalf("a secret in the error: %s", bad.stderr)
+	}
+	fails(t, dir, env, pw, 2, []string{"--field from", "no secret there"}, "keys", "check-secret", "--tenant", "acme", "--connector", "mail", "--field", "from.x")
+	fails(t, dir, env, pw, 2, []string{"--connector"}, "keys", "check-secret", "--tenant", "acme", "--field", "password")
+}

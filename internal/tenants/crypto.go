@@ -2,6 +2,7 @@ package tenants
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -186,4 +187,15 @@ func (k *Keyring) load(ctx context.Context, tenantID string) (*Crypto, error) {
 		c.active = w.version
 	}
 	return c, nil
+}
+
+// CheckValue returns the key-check value of a secret (DATA-3): 8 hex digits
+// of a keyed hash under the tenant's blind-index key, so that an
+// administrator can confirm which secret is stored (compare the values)
+// without anyone reading it back, and a leaked check value cannot be
+// brute-forced without the tenant's key. purpose separates uses
+// ("connector.password").
+func (c *Crypto) CheckValue(purpose string, secret []byte) string {
+	sum := c.index.Sum("kcv/"+purpose, secret)
+	return hex.EncodeToString(sum[:4])
 }
