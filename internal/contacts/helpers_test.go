@@ -13,6 +13,7 @@ import (
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
+	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/keys/keystest"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -40,6 +41,7 @@ type env struct {
 	db   *store.DB
 	a, b tenants.Tenant
 	clk  *clock
+	mk   keys.MasterKey
 }
 
 func setup(t *testing.T, db *store.DB, clk *clock) *env {
@@ -58,7 +60,7 @@ func setup(t *testing.T, db *store.DB, clk *clock) *env {
 		t.Fatal(err)
 	}
 	svc := &contacts.Service{DB: db, Keyring: tenants.NewKeyring(db, mk, 0), Now: clk.Now}
-	return &env{svc: svc, db: db, a: a, b: b, clk: clk}
+	return &env{svc: svc, db: db, a: a, b: b, clk: clk, mk: mk}
 }
 
 func newClock() *clock { return &clock{t: time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)} }

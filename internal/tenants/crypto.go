@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -198,4 +199,103 @@ func (k *Keyring) load(ctx context.Context, tenantID string) (*Crypto, error) {
 func (c *Crypto) CheckValue(purpose string, secret []byte) string {
 	sum := c.index.Sum("kcv/"+purpose, secret)
 	return hex.EncodeToString(sum[:4])
+}
+
+// ContactKeyVersion is the key version written in fields sealed under a
+// per-contact key (the largest version a field ciphertext can hold, never a
+// tenant data-key version), so that a reader knows which key to use and a
+// tenant key rotation leaves them alone (it re-seals the contact keys
+// instead).
+const ContactKeyVersion = math.MaxInt32
+
+// contactKeyField is the field name under which a per-contact key is sealed
+// with the tenant's cipher.
+const contactKeyField = "contact.key"
+
+// ContactCipher seals and opens one contact's personal fields under the
+// contact's own key (PRIV-4 erasure by crypto-shredding): deleting the
+// contact's sealed key makes those fields unreadable in the store and in
+// every backup. Fields sealed under the tenant key (contacts written before
+// per-contact keys) still open. Get one from [Crypto.NewContactKey] or
+// [Crypto.ContactCipher].
+type ContactCipher struct {
+	tenant *Crypto
+	fc     *keys.FieldCipher // nil: the contact's key is gone (shredded)
+}
+
+// NewContactKey makes a new per-contact key: it returns the key sealed with
+// the tenant's cipher (store it in contacts.key_enc) and the contact's
+// cipher.
+func (c *Crypto) NewContactKey() ([]byte, *ContactCipher, error) {
+	dk, err := keys.NewDataKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer dk.Destroy()
+	raw, err := keys.ExportDataKey(dk)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := c.Seal(contactKeyField, raw)
+	clear(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	fc, err := keys.NewFieldCipher(c.tenantID, ContactKeyVersion, dk)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealed, &ContactCipher{tenant: c, fc: fc}, nil
+}
+
+// ContactCipher opens a contact's sealed key (nil when the contact has none:
+// written before per-contact keys, or shredded).
+func (c *Crypto) ContactCipher(sealedKey []byte) (*ContactCipher, error) {
+	if len(sealedKey) == 0 {
+		return &ContactCipher{tenant: c}, nil
+	}
+	raw, err := c.Open(contactKeyField, sealedKey)
+	if err != nil {
+		return nil, fmt.Errorf("open contact key: %w", err)
+	}
+	dk, err := keys.ImportDataKey(raw)
+	clear(raw)
+	if err != nil {
+		return nil, fmt.Errorf("open contact key: %w", err)
+	}
+	defer dk.Destroy()
+	fc, err := keys.NewFieldCipher(c.tenantID, ContactKeyVersion, dk)
+	if err != nil {
+		return nil, err
+	}
+	return &ContactCipher{tenant: c, fc: fc}, nil
+}
+
+// HasKey reports whether the contact has its own key.
+func (cc *ContactCipher) HasKey() bool { return cc.fc != nil }
+
+// SealString seals a field under the contact's key (under the tenant key if
+// the contact has none).
+func (cc *ContactCipher) SealString(field, plaintext string) ([]byte, error) {
+	if cc.fc == nil {
+		return cc.tenant.SealString(field, plaintext)
+	}
+	return cc.fc.Seal(field, []byte(plaintext))
+}
+
+// OpenString opens a field sealed under the contact's key or the tenant key.
+// A field sealed under a contact key that is gone fails with [ErrShredded].
+func (cc *ContactCipher) OpenString(field string, ciphertext []byte) (string, error) {
+	v, err := keys.KeyVersionOf(ciphertext)
+	if err != nil {
+		return "", err
+	}
+	if v != ContactKeyVersion {
+		return cc.tenant.OpenString(field, ciphertext)
+	}
+	if cc.fc == nil {
+		return "", fmt.Errorf("contact field %s: %w", field, ErrShredded)
+	}
+	b, err := cc.fc.Open(field, ciphertext)
+	return string(b), err
 }

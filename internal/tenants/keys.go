@@ -24,26 +24,22 @@ type SealedColumn struct {
 	// Key is the primary key without tenant_id (TEXT columns).
 	Key []string
 	// Columns maps each sealed column to the field name given to Seal.
+	// Values sealed under a per-contact key (ContactKeyVersion) are left
+	// alone: rotation re-seals the contact keys themselves (key_enc).
 	Columns [][2]string
-	// FieldPerRow appends the first key column's value to the field name
-	// (per-contact keys are sealed as "contact.key/<contact id>").
-	FieldPerRow bool
 }
 
 // SealedColumns lists every sealed column, in the order rotation walks them.
 var SealedColumns = []SealedColumn{
 	{Table: "users", Key: []string{"id"}, Columns: [][2]string{{"email_enc", "user.email"}, {"name_enc", "user.name"}, {"totp_secret_enc", "user.totp"}}},
 	{Table: "contacts", Key: []string{"id"}, Columns: [][2]string{{"email_enc", "contact.email"}, {"phone_enc", "contact.phone"},
-		{"first_name_enc", "contact.first_name"}, {"last_name_enc", "contact.last_name"}, {"attributes_enc", "contact.attributes"}}},
-	{Table: "contact_keys", Key: []string{"contact_id"}, Columns: [][2]string{{"key_enc", ContactKeyField}}, FieldPerRow: true},
+		{"first_name_enc", "contact.first_name"}, {"last_name_enc", "contact.last_name"}, {"attributes_enc", "contact.attributes"},
+		{"key_enc", contactKeyField}}},
 	{Table: "consents", Key: []string{"contact_id", "channel", "purpose"}, Columns: [][2]string{{"source_ip_enc", "consent.source_ip"}}},
 	{Table: "consent_events", Key: []string{"id"}, Columns: [][2]string{{"source_ip_enc", "consent.source_ip"}}},
 	{Table: "connectors", Key: []string{"id"}, Columns: [][2]string{{"config_enc", "connector.config"}}},
 	{Table: "messages", Key: []string{"id"}, Columns: [][2]string{{"recipient_enc", "message.to"}, {"content_enc", "message.content"}}},
 }
-
-// ContactKeyField prefixes the field name of a sealed per-contact key.
-const ContactKeyField = "contact.key/"
 
 // KeyVersion is one of a tenant's data-key versions.
 type KeyVersion struct {
@@ -362,13 +358,10 @@ func (s *Service) rotateBatch(ctx context.Context, cr *Crypto, tenantID string, 
 					continue
 				}
 				ver, err := keys.KeyVersionOf(v)
-				if err != nil || ver == cr.active {
-					continue // not ours to fix (malformed), or already done
+				if err != nil || ver == cr.active || ver == ContactKeyVersion {
+					continue // malformed, already done, or under a contact's key
 				}
 				field := sc.Columns[i][1]
-				if sc.FieldPerRow {
-					field += key[0]
-				}
 				pt, err := cr.Open(field, v)
 				if err != nil {
 					_ = rs.Close()
@@ -421,8 +414,8 @@ func (s *Service) rotateBatch(ctx context.Context, cr *Crypto, tenantID string, 
 }
 
 // DestroyKeys crypto-shreds a tenant (REV-3): every version of its data key
-// is destroyed (wrapped bytes erased, state 'destroyed'), its per-contact
-// keys deleted, the tenant disabled, and a shredding record and audit events
+// is destroyed (wrapped bytes erased, state 'destroyed'; the per-contact keys,
+// sealed by it, go with it), the tenant disabled, and a shredding record and audit events
 // written, in one transaction; then the provider's per-tenant master key is
 // destroyed where there is one (Vault transit, PKCS#11), so that the wrapped
 // copies in older backups cannot be unwrapped either. It is idempotent: run
@@ -440,9 +433,6 @@ func (s *Service) DestroyKeys(ctx context.Context, ref, reason string) (Tenant, 
 			return fmt.Errorf("destroy tenant keys: %w", err)
 		}
 		n, _ := res.RowsAffected()
-		if _, err := tx.Exec(ctx, `DELETE FROM contact_keys WHERE tenant_id = $1`); err != nil {
-			return fmt.Errorf("destroy contact keys: %w", err)
-		}
 		if n == 0 {
 			return nil // already shredded
 		}
@@ -617,11 +607,8 @@ func (s *Service) ReapplyShredding(ctx context.Context, records []ShreddingRecor
 				if _, err := tx.Exec(ctx, `UPDATE tenant_keys SET state = 'destroyed', wrapped = $2 WHERE tenant_id = $1`, []byte{}); err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `DELETE FROM contact_keys WHERE tenant_id = $1`); err != nil {
-					return err
-				}
 			case "contact":
-				if _, err := tx.Exec(ctx, `DELETE FROM contact_keys WHERE tenant_id = $1 AND contact_id = $2`, r.SubjectID); err != nil {
+				if _, err := tx.Exec(ctx, ShredContactSQL, r.SubjectID); err != nil {
 					return err
 				}
 			default:
@@ -660,3 +647,10 @@ func (s *Service) ReapplyShredding(ctx context.Context, records []ShreddingRecor
 	}
 	return nil
 }
+
+// ShredContactSQL erases one contact's key and everything that could still
+// find or read the person: the key, the blind indexes and the sealed fields
+// ($1 the tenant, $2 the contact). Fields of older backups under that key can
+// no longer be opened once a restore re-applies the shredding record.
+const ShredContactSQL = `UPDATE contacts SET key_enc = NULL, email_bidx = NULL, phone_bidx = NULL, email_enc = NULL,
+	phone_enc = NULL, first_name_enc = NULL, last_name_enc = NULL, attributes_enc = NULL WHERE tenant_id = $1 AND id = $2`

@@ -14,12 +14,13 @@ import (
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
 
-// versionsOf counts the key versions of every sealed contact field.
+// versionsOf counts the tenant key versions of the contacts' own keys
+// (sealed by the tenant's cipher).
 func versionsOf(t *testing.T, db *store.DB, tenantID string) map[int]int {
 	t.Helper()
 	out := map[int]int{}
 	err := db.Tenant(tenantID).Tx(context.Background(), func(tx *store.Tx) error {
-		rs, err := tx.Query(context.Background(), `SELECT email_enc FROM contacts WHERE tenant_id = $1`)
+		rs, err := tx.Query(context.Background(), `SELECT key_enc FROM contacts WHERE tenant_id = $1`)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,6 @@
 -- +goose Up
 -- Key management (issue 7): tenant data-key rotation progress, shredding
--- records, and per-contact data keys.
+-- records, and per-contact keys.
 
 -- One row per tenant data-key rotation: the background re-encryption of the
 -- tenant's personal fields from every older key version to to_version, in
@@ -37,27 +37,20 @@ CREATE TABLE shredding_records (
 );
 CREATE INDEX shredding_records_subject ON shredding_records (tenant_id, kind, subject_id);
 
--- Per-contact data keys: 32 random bytes sealed by the tenant's field cipher
--- (field "contact.key/<contact id>"). A contact's personal fields are sealed
--- under a key derived from it; deleting the row shreds that one person.
-CREATE TABLE contact_keys (
-    tenant_id  TEXT    NOT NULL REFERENCES tenants (id),
-    contact_id TEXT    NOT NULL,
-    key_enc    BYTEA   NOT NULL,
-    created_at BIGINT  NOT NULL,
-    PRIMARY KEY (tenant_id, contact_id)
-);
+-- Per-contact keys: 32 random bytes sealed by the tenant's field cipher
+-- (field "contact.key"). A contact's personal fields are sealed under it;
+-- setting it to NULL shreds that one person (PRIV-4), backups included once
+-- restores re-apply the shredding records. NULL also for contacts written
+-- before per-contact keys (their fields are under the tenant key).
+ALTER TABLE contacts ADD COLUMN key_enc BYTEA;
 ALTER TABLE key_rotations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE key_rotations FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON key_rotations USING (relais_platform() OR tenant_id = relais_tenant()) WITH CHECK (relais_platform() OR tenant_id = relais_tenant());
 ALTER TABLE shredding_records ENABLE ROW LEVEL SECURITY;
 ALTER TABLE shredding_records FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON shredding_records USING (relais_platform() OR tenant_id = relais_tenant()) WITH CHECK (relais_platform() OR tenant_id = relais_tenant());
-ALTER TABLE contact_keys ENABLE ROW LEVEL SECURITY;
-ALTER TABLE contact_keys FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON contact_keys USING (relais_platform() OR tenant_id = relais_tenant()) WITH CHECK (relais_platform() OR tenant_id = relais_tenant());
 
 -- +goose Down
-DROP TABLE contact_keys;
+ALTER TABLE contacts DROP COLUMN key_enc;
 DROP TABLE shredding_records;
 DROP TABLE key_rotations;
