@@ -155,3 +155,80 @@ func BenchmarkRawGCMFieldOpen(b *testing.B) {
 		}
 	}
 }
+
+// contactFields are a contact's four sealed text fields.
+var contactFields = [][2]string{{"contact.email", "jane.doe@example.com"}, {"contact.phone", "+33612345678"},
+	{"contact.first_name", "Jane"}, {"contact.last_name", "Doe"}}
+
+// BenchmarkContactSealOwnKey: what a new contact costs in encryption with
+// per-contact keys (a new key, sealed by the tenant key, and four fields
+// under it), against BenchmarkContactSealTenantKey (the four fields under
+// the tenant key, as before per-contact keys).
+func BenchmarkContactSealOwnKey(b *testing.B) {
+	c := benchCrypto(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, cc, err := c.NewContactKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, f := range contactFields {
+			if _, err := cc.SealString(f[0], f[1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkContactSealTenantKey(b *testing.B) {
+	c := benchCrypto(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, f := range contactFields {
+			if _, err := c.SealString(f[0], f[1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkContactOpenOwnKey: reading a contact (open its key, then four
+// fields), against BenchmarkContactOpenTenantKey.
+func BenchmarkContactOpenOwnKey(b *testing.B) {
+	c := benchCrypto(b)
+	keyEnc, cc, _ := c.NewContactKey()
+	var cts [][]byte
+	for _, f := range contactFields {
+		ct, _ := cc.SealString(f[0], f[1])
+		cts = append(cts, ct)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		cc, err := c.ContactCipher(keyEnc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, f := range contactFields {
+			if _, err := cc.OpenString(f[0], cts[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkContactOpenTenantKey(b *testing.B) {
+	c := benchCrypto(b)
+	var cts [][]byte
+	for _, f := range contactFields {
+		ct, _ := c.SealString(f[0], f[1])
+		cts = append(cts, ct)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, f := range contactFields {
+			if _, err := c.OpenString(f[0], cts[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
