@@ -221,7 +221,8 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		so.Out = io.Discard
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		tenants.NewKeyCollector(a.DB))
 	if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
 		return fmt.Errorf("token signing keys: %w", err)
 	}

@@ -3,7 +3,11 @@ package tenants_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
@@ -220,6 +224,46 @@ func TestRotateMaster(t *testing.T) {
 			if err != nil || got.Email != c.email {
 				t.Fatalf("after master rotation: %v", err)
 			}
+		}
+	})
+}
+
+// TestKeyMetrics: versions, ages, running rotations and shredded tenants are
+// exported.
+func TestKeyMetrics(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mk := keystest.Master(t)
+		s := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+		_, _ = s.Create(ctx, "Acme", "acme")
+		b, _ := s.Create(ctx, "Beta", "beta")
+		if _, err := s.StartRotation(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DestroyKeys(ctx, "acme", "test"); err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(tenants.NewKeyCollector(db))
+		want := `
+# HELP relais_tenant_key_rotation_running 1 while a data-key rotation of the tenant is unfinished.
+# TYPE relais_tenant_key_rotation_running gauge
+relais_tenant_key_rotation_running{tenant="acme"} 0
+relais_tenant_key_rotation_running{tenant="beta"} 1
+# HELP relais_tenant_key_version Active data-key version of the tenant.
+# TYPE relais_tenant_key_version gauge
+relais_tenant_key_version{tenant="acme"} 0
+relais_tenant_key_version{tenant="beta"} 2
+# HELP relais_tenant_keys_destroyed 1 when the tenant's keys were destroyed (crypto-shredded).
+# TYPE relais_tenant_keys_destroyed gauge
+relais_tenant_keys_destroyed{tenant="acme"} 1
+relais_tenant_keys_destroyed{tenant="beta"} 0
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relais_tenant_key_version", "relais_tenant_key_rotation_running", "relais_tenant_keys_destroyed"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := testutil.GatherAndCount(reg, "relais_tenant_key_age_seconds"); err != nil || n != 1 {
+			t.Fatalf("age series: %d %v", n, err)
 		}
 	})
 }
