@@ -39,6 +39,7 @@ type prepRow struct {
 	lists    []string       // per-row list memberships (seed)
 	id       string         // the id a new contact gets
 	sealed   sealedContact
+	cipher   fieldSealer // the contact's cipher, once the writer needed it
 	outcome  int
 	contact  string // the contact id written
 	now      time.Time
@@ -370,7 +371,11 @@ func (w *writer) mergePersonal(rows []*prepRow, existing map[string]map[string]a
 		k := keyOf(r)
 		merged := mergeAttrs(existing[k], r.v.personal)
 		existing[k] = merged
-		enc, err := sealAttrs(w.rowCipher(r), merged)
+		cc, err := w.rowCipher(r)
+		if err != nil {
+			return err
+		}
+		enc, err := sealAttrs(cc, merged)
 		if err != nil {
 			return err
 		}
@@ -384,20 +389,33 @@ func (w *writer) insertSQL(vals *values, conflict string) string {
 		locale, timezone, attributes_enc, attributes, status, source, created_at, updated_at, key_enc) VALUES ` + vals.b.String() + conflict
 }
 
-// rowCipher is the cipher r's fields are sealed with (its contact's key).
-func (w *writer) rowCipher(r *prepRow) fieldSealer {
-	if r.sealed.cc != nil {
-		return r.sealed.cc
+// rowCipher is the cipher r's fields are sealed with: the key made for it,
+// or the existing contact's that resealFor moved them to.
+func (w *writer) rowCipher(r *prepRow) (fieldSealer, error) {
+	if r.cipher != nil {
+		return r.cipher, nil
 	}
-	return w.cr
+	if len(r.sealed.keyEnc) == 0 {
+		return w.cr, nil
+	}
+	cc, err := w.cr.ContactCipher(r.sealed.keyEnc)
+	if err != nil {
+		return nil, err
+	}
+	r.cipher = cc
+	return cc, nil
 }
 
 // resealFor moves r's sealed fields from the new key made for r to the key
 // of the existing contact r updates (keyEnc, sealed), so that every field of
 // a contact stays under its one key. A contact without a key adopts r's.
 func (w *writer) resealFor(r *prepRow, keyEnc []byte) error {
-	if len(keyEnc) == 0 || bytes.Equal(keyEnc, r.sealed.keyEnc) || r.sealed.cc == nil {
+	if len(keyEnc) == 0 || bytes.Equal(keyEnc, r.sealed.keyEnc) || len(r.sealed.keyEnc) == 0 {
 		return nil
+	}
+	mine, err := w.rowCipher(r)
+	if err != nil {
+		return err
 	}
 	cc, err := w.cr.ContactCipher(keyEnc)
 	if err != nil {
@@ -411,7 +429,7 @@ func (w *writer) resealFor(r *prepRow, keyEnc []byte) error {
 		if len(*f.ct) == 0 {
 			continue
 		}
-		pt, err := r.sealed.cc.OpenString(f.field, *f.ct)
+		pt, err := mine.OpenString(f.field, *f.ct)
 		if err != nil {
 			return err
 		}
@@ -419,7 +437,7 @@ func (w *writer) resealFor(r *prepRow, keyEnc []byte) error {
 			return err
 		}
 	}
-	r.sealed.cc, r.sealed.keyEnc = cc, nil
+	r.cipher, r.sealed.keyEnc = cc, nil
 	return nil
 }
 

@@ -286,9 +286,10 @@ func (s *Service) Create(ctx context.Context, tenantID string, nc NewContact) (C
 type sealedContact struct {
 	emailEnc, emailBidx, phoneEnc, phoneBidx, firstEnc, lastEnc, attrsEnc []byte
 	// keyEnc is a new per-contact key, sealed by the tenant's cipher, when
-	// sealContact made one (a new contact, or one without its own key).
+	// sealContact made one (a new contact, or one without its own key). The
+	// cipher itself is not kept: an import holds thousands of rows in flight,
+	// and each cipher weighs about 3 KiB.
 	keyEnc []byte
-	cc     *tenants.ContactCipher
 }
 
 // sealContact seals a contact's personal fields under its own key: cc's, or
@@ -303,7 +304,6 @@ func sealContact(tcr *tenants.Crypto, cc *tenants.ContactCipher, v validated) (s
 			return s, fmt.Errorf("contacts: new contact key: %w", err)
 		}
 	}
-	s.cc = cc
 	cr := cc
 	if s.emailEnc, err = sealOpt(cr, fEmail, v.email); err != nil {
 		return s, err
