@@ -268,6 +268,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	rotErr := make(chan error, 1)
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
 	go a.maintainSigningKeys(runCtx)
+	go a.resumeKeyRotations(runCtx)
 	// The audit trail's checkpoints (every minute for logs that grew) and
 	// retention (daily), on every node: the store serialises them.
 	auditJob := &audit.Service{DB: a.DB, Master: a.Master, Logger: a.Log}
@@ -300,6 +301,23 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	}
 	a.Log.Info("stopped")
 	return err
+}
+
+// resumeKeyRotations finishes, every few minutes, any tenant data-key
+// rotation left unfinished (its CLI run was interrupted), in the background.
+func (a *App) resumeKeyRotations(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.Tenants.ResumeRotations(ctx, a.Keyring, tenants.RunOptions{}); err != nil && ctx.Err() == nil {
+				a.Log.Error("key rotation failed; it will be retried", "error", err)
+			}
+		}
+	}
 }
 
 // maintainSigningKeys rotates and prunes the token signing keys every few

@@ -654,3 +654,37 @@ func (s *Service) ReapplyShredding(ctx context.Context, records []ShreddingRecor
 // no longer be opened once a restore re-applies the shredding record.
 const ShredContactSQL = `UPDATE contacts SET key_enc = NULL, email_bidx = NULL, phone_bidx = NULL, email_enc = NULL,
 	phone_enc = NULL, first_name_enc = NULL, last_name_enc = NULL, attributes_enc = NULL WHERE tenant_id = $1 AND id = $2`
+
+// ResumeRotations runs every unfinished data-key rotation of the platform
+// (one left behind by an interrupted `relais keys rotate`), one tenant after
+// the other. Serve calls it periodically, so a rotation always completes.
+// Several nodes may run it at once: each batch only replaces values still
+// under an older version, so the work is idempotent.
+func (s *Service) ResumeRotations(ctx context.Context, kr *Keyring, o RunOptions) error {
+	var ids []string
+	err := s.DB.Platform(ctx, func(ptx *store.PlatformTx) error {
+		rs, err := ptx.Query(ctx, `SELECT DISTINCT tenant_id FROM key_rotations WHERE state = 'running' ORDER BY tenant_id`)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rs.Close() }()
+		for rs.Next() {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("resume key rotations: %w", err)
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := s.RunRotation(ctx, kr, id, o); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -103,8 +103,8 @@ func TestTenantKeyRotation(t *testing.T) {
 		if err != nil || len(st.Rotations) != 1 || st.Rotations[0].State != "running" || st.Rotations[0].RowsDone == 0 {
 			t.Fatalf("status mid-rotation: %+v %v", st, err)
 		}
-		// Resume.
-		if err := s.RunRotation(ctx, kr, a.ID, tenants.RunOptions{BatchSize: 25}); err != nil {
+		// Resume (as serve does in the background).
+		if err := s.ResumeRotations(ctx, kr, tenants.RunOptions{BatchSize: 25}); err != nil {
 			t.Fatal(err)
 		}
 		if got := versionsOf(t, db, a.ID); got[2] != 121 || got[1] != 0 {
