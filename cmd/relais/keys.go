@@ -11,8 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 )
 
@@ -174,12 +177,21 @@ again.`,
 			defer a.Close()
 			ctx := operatorContext(cmd.Context())
 			n := 0
+			platform := func(what string, f func(context.Context, *store.DB, keys.MasterKey) (int, error)) func(context.Context, keys.MasterKey) (int, error) {
+				return func(ctx context.Context, mk keys.MasterKey) (int, error) {
+					k, err := f(ctx, a.DB, mk)
+					if err == nil && !asJSON {
+						fmt.Fprintf(c.stderr, "%d %s re-wrapped\n", k, what)
+					}
+					return k, err
+				}
+			}
 			id, err := a.Tenants.RotateMaster(ctx, func(t tenants.Tenant, versions int) {
 				n++
 				if !asJSON {
 					fmt.Fprintf(c.stderr, "tenant %s: %d data key version(s) re-wrapped\n", t.Slug, versions)
 				}
-			})
+			}, platform("token signing key(s)", jwtauth.RewrapSigningKeys), platform("audit log signing key(s)", audit.RewrapSigningKeys))
 			if err != nil {
 				return fmt.Errorf("master key rotation stopped (run the command again to finish it): %w", err)
 			}

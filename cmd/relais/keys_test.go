@@ -423,6 +423,20 @@ func TestShreddingEndToEnd(t *testing.T) {
 		t.Fatal("the raw backup's contacts were decrypted")
 	}
 	run("contacts", "export", "--tenant", "beta", "--out", filepath.Join(dir, "beta2.csv")) // live data fine
+	// Platform keys were re-wrapped too: audit checkpoints are signed and
+	// the server issues tokens without the retired master key.
+	run("audit", "checkpoint", "--all")
+	srv2 := startServe(t, dir, env, "--listen", https, "--metrics-listen", "")
+	waitHealthy(t, srv2, base)
+	req, _ = http.NewRequest("POST", base+"/oauth2/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(cl.ID, cl.Secret)
+	if res, err := client.Do(req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("token after master rotation: %v %v\n%s", res, err, srv2.stderr)
+	} else {
+		res.Body.Close()
+	}
+	transcript.WriteString(srv2.stderr.String())
 	transcript.WriteString(srv.stderr.String())
 
 	// Memory hygiene: no key, in any encoding, in any output of the run.

@@ -469,7 +469,11 @@ func (s *Service) DestroyKeys(ctx context.Context, ref, reason string) (Tenant, 
 // master.key.retired-<id> for older backups); for Vault and PKCS#11, a new
 // version of the platform key and of each tenant's key. Re-running after an
 // interruption finishes the job. progress, if set, is called per tenant.
-func (s *Service) RotateMaster(ctx context.Context, progress func(tenant Tenant, rewrapped int)) (string, error) {
+// platform re-wraps the platform-level keys that other packages keep (token
+// and audit signing keys), under the same new version, before a key file
+// rotation is committed.
+func (s *Service) RotateMaster(ctx context.Context, progress func(tenant Tenant, rewrapped int),
+	platform ...func(context.Context, keys.MasterKey) (int, error)) (string, error) {
 	rot, ok := s.Master.(keys.Rotator)
 	if !ok {
 		return "", fmt.Errorf("the master key provider %T cannot rotate", s.Master)
@@ -538,6 +542,11 @@ func (s *Service) RotateMaster(ctx context.Context, progress func(tenant Tenant,
 		total += len(rows)
 		if progress != nil {
 			progress(t, len(rows))
+		}
+	}
+	for _, rw := range platform {
+		if _, err := rw(ctx, s.Master); err != nil {
+			return "", err
 		}
 	}
 	if c, ok := s.Master.(interface{ CommitRotation(context.Context) error }); ok {
