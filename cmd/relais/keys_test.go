@@ -25,6 +25,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/keys/keystest"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 )
@@ -479,4 +480,41 @@ func TestCheckSecret(t *testing.T) {
 	}
 	fails(t, dir, env, pw, 2, []string{"--field from", "no secret there"}, "keys", "check-secret", "--tenant", "acme", "--connector", "mail", "--field", "from.x")
 	fails(t, dir, env, pw, 2, []string{"--connector"}, "keys", "check-secret", "--tenant", "acme", "--field", "password")
+}
+
+// TestPKCS11ProviderCLI: the binary with keys.provider = pkcs11 on a SoftHSM2
+// token made here: a tenant's data key is wrapped by its own object on the
+// token, rotation and shredding work, and a wrong PIN or a missing token stop
+// the command with a clear error.
+func TestPKCS11ProviderCLI(t *testing.T) {
+	if _, err := exec.LookPath("softhsm2-util"); err != nil {
+		t.Skip("softhsm2 is not installed")
+	}
+	dir := t.TempDir()
+	conf, err := keystest.InitSoftHSM(filepath.Join(dir, "hsm"), "relais", "4321")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"SOFTHSM2_CONF=" + conf, "RELAIS_KEYS_PROVIDER=pkcs11", "RELAIS_KEYS_PKCS11_MODULE=" + keystest.SoftHSMModule}
+	env := cleanEnv(append(base, "RELAIS_KEYS_PKCS11_TOKEN_LABEL=relais", "RELAIS_KEYS_PKCS11_PIN=4321")...)
+	newTenant(t, dir, env, "acme")
+	newTenant(t, dir, env, "beta")
+	ok(t, dir, env, "", "seed", "--tenant", "acme", "--contacts", "30")
+	st := ok(t, dir, env, "", "keys", "status")
+	if !strings.Contains(st.stdout, "pkcs11:relais/relais-platform") || !strings.Contains(st.stdout, "provider pkcs11") {
+		t.Fatalf("status: %s", st.stdout)
+	}
+	ok(t, dir, env, "", "keys", "rotate", "--tenant", "acme")
+	ok(t, dir, env, "", "keys", "rotate-master")
+	ok(t, dir, env, "", "contacts", "export", "--tenant", "acme", "--out", filepath.Join(dir, "a.csv"))
+	ok(t, dir, env, "", "tenant", "destroy-keys", "beta", "--confirm", "beta")
+	fails(t, dir, env, "", 1, []string{"crypto-shredded"}, "contacts", "export", "--tenant", "beta", "--out", filepath.Join(dir, "b.csv"))
+
+	wrongPIN := cleanEnv(append(base, "RELAIS_KEYS_PKCS11_TOKEN_LABEL=relais", "RELAIS_KEYS_PKCS11_PIN=9999")...)
+	r := fails(t, dir, wrongPIN, "", 1, []string{"wrong PIN"}, "tenant", "list")
+	if strings.Contains(r.stderr, "9999") {
+		t.Fatal("the PIN is in the error")
+	}
+	noToken := cleanEnv(append(base, "RELAIS_KEYS_PKCS11_TOKEN_LABEL=other", "RELAIS_KEYS_PKCS11_PIN=4321")...)
+	fails(t, dir, noToken, "", 1, []string{`no token labelled "other"`, "softhsm2-util --init-token"}, "tenant", "list")
 }
