@@ -28,6 +28,7 @@ import (
 	"github.com/relais-dev/relais/internal/keys/keystest"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/transit"
 )
 
 // sealedVersions opens the SQLite store in dataDir and counts the key
@@ -517,4 +518,47 @@ func TestPKCS11ProviderCLI(t *testing.T) {
 	}
 	noToken := cleanEnv(append(base, "RELAIS_KEYS_PKCS11_TOKEN_LABEL=other", "RELAIS_KEYS_PKCS11_PIN=4321")...)
 	fails(t, dir, noToken, "", 1, []string{`no token labelled "other"`, "softhsm2-util --init-token"}, "tenant", "list")
+}
+
+// TestVaultProviderCLI: the binary with keys.provider = vault against the
+// transit test double over HTTPS (its CA in keys.vault.ca_file): each tenant
+// gets its own transit key, destroy-keys deletes it, a sealed vault stops a
+// command with a clear error, and the token never appears in any output.
+func TestVaultProviderCLI(t *testing.T) {
+	srv := transit.NewTLS()
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "vault-ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := cleanEnv("RELAIS_KEYS_PROVIDER=vault", "RELAIS_KEYS_VAULT_ADDRESS="+srv.URL, "RELAIS_KEYS_VAULT_CA_FILE="+ca,
+		"RELAIS_KEYS_VAULT_TOKEN="+srv.Token)
+	var out strings.Builder
+	keep := func(r result) result { out.WriteString(r.stdout + r.stderr); return r }
+	created := decode[map[string]any](t, keep(ok(t, dir, env, "", "tenant", "create", "--name", "Acme", "--slug", "acme", "--json")))
+	acmeKey := "relais-tenant-" + created["id"].(string)
+	keep(ok(t, dir, env, "", "tenant", "create", "--name", "Beta", "--slug", "beta"))
+	keep(ok(t, dir, env, "", "seed", "--tenant", "acme", "--contacts", "20"))
+	if !srv.HasKey(acmeKey) {
+		t.Fatalf("no transit key %s", acmeKey)
+	}
+	keep(ok(t, dir, env, "", "keys", "rotate-master"))
+	if srv.Versions(acmeKey) != 2 {
+		t.Fatalf("transit key versions after rotate-master: %d", srv.Versions(acmeKey))
+	}
+	keep(ok(t, dir, env, "", "contacts", "export", "--tenant", "acme", "--out", filepath.Join(dir, "a.csv")))
+	keep(ok(t, dir, env, "", "tenant", "destroy-keys", "acme", "--confirm", "acme"))
+	if srv.HasKey(acmeKey) {
+		t.Fatal("the tenant's transit key survived destroy-keys")
+	}
+	keep(fails(t, dir, env, "", 1, []string{"crypto-shredded"}, "contacts", "export", "--tenant", "acme", "--out", filepath.Join(dir, "b.csv")))
+	srv.Sealed.Store(true)
+	keep(fails(t, dir, env, "", 1, []string{"sealed"}, "tenant", "list"))
+	srv.Sealed.Store(false)
+	bad := cleanEnv("RELAIS_KEYS_PROVIDER=vault", "RELAIS_KEYS_VAULT_ADDRESS="+srv.URL, "RELAIS_KEYS_VAULT_TOKEN="+srv.Token)
+	keep(fails(t, dir, bad, "", 1, []string{"certificate"}, "tenant", "list")) // not trusted without the CA
+	if strings.Contains(out.String(), srv.Token) {
+		t.Fatal("the vault token appears in an output")
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -48,13 +49,32 @@ type key struct {
 	deletionAllowed bool
 }
 
-// New starts a server; close it with Close.
+// New starts a server over plain HTTP (for keys.VaultOptions.AllowHTTP);
+// close it with Close.
 func New() *Server {
+	s := newServer()
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// NewTLS starts a server over HTTPS, as a real Vault is reached; CAPEM gives
+// the certificate to trust.
+func NewTLS() *Server {
+	s := newServer()
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+func newServer() *Server {
 	s := &Server{Token: "root-token", RoleID: "relais-role", SecretID: "relais-secret",
 		keys: map[string]*key{}, tokens: map[string]bool{}, calls: map[string]int{}}
 	s.tokens[s.Token] = true
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
+}
+
+// CAPEM is the PEM certificate of a NewTLS server.
+func (s *Server) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 }
 
 // Calls returns how many requests an operation ("encrypt", ...) received.
