@@ -153,6 +153,9 @@ func (p *PKCS11) Rotate(ctx context.Context) (string, error) { return p.platform
 // String describes the provider without the PIN.
 func (p *PKCS11) String() string { return "keys.PKCS11(" + p.o.TokenLabel + ")" }
 
+// Format prints the token label only (never the PIN), for every verb.
+func (p *PKCS11) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(p.String())) }
+
 // LogValue makes [log/slog] record no PIN.
 func (p *PKCS11) LogValue() slog.Value { return slog.StringValue(p.String()) }
 

@@ -91,3 +91,29 @@ func RewrapDataKey(ctx context.Context, mk MasterKey, tenantID string, version i
 type Closer interface {
 	Close() error
 }
+
+// redacted formats every verb as s, so that no verb (%v, %+v, %#v, %x...)
+// can print the key material of the value it stands for.
+func redacted(f fmt.State, s string) { _, _ = f.Write([]byte(s)) }
+
+// Format prints "keys.FieldCipher(tenant, version)" for every verb: never
+// the subkey inside.
+func (c *FieldCipher) Format(f fmt.State, _ rune) {
+	if c == nil {
+		redacted(f, "keys.FieldCipher(nil)")
+		return
+	}
+	redacted(f, fmt.Sprintf("keys.FieldCipher(%q, v%d)", c.tenantID, c.keyVersion))
+}
+
+// Format prints "keys.BlindIndex(REDACTED)" for every verb.
+func (b *BlindIndex) Format(f fmt.State, _ rune) { redacted(f, "keys.BlindIndex(REDACTED)") }
+
+// Format prints the key ID only, for every verb.
+func (k *FileMasterKey) Format(f fmt.State, _ rune) { redacted(f, k.String()) }
+
+// Format prints the key IDs only, for every verb.
+func (k *FileKeyring) Format(f fmt.State, _ rune) { redacted(f, k.String()) }
+
+// Format prints the server and mount only (never the token), for every verb.
+func (v *Vault) Format(f fmt.State, _ rune) { redacted(f, v.String()) }

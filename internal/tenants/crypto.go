@@ -299,3 +299,14 @@ func (cc *ContactCipher) OpenString(field string, ciphertext []byte) (string, er
 	b, err := cc.fc.Open(field, ciphertext)
 	return string(b), err
 }
+
+// Format prints "tenants.Crypto(<tenant>)" for every verb, never the ciphers'
+// keys.
+func (c *Crypto) Format(f fmt.State, _ rune) {
+	_, _ = f.Write([]byte("tenants.Crypto(" + c.tenantID + ")"))
+}
+
+// Format prints "tenants.ContactCipher(REDACTED)" for every verb.
+func (cc *ContactCipher) Format(f fmt.State, _ rune) {
+	_, _ = f.Write([]byte("tenants.ContactCipher(REDACTED)"))
+}
