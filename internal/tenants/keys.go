@@ -162,6 +162,12 @@ func (s *Service) StartRotation(ctx context.Context, tenantID string) (int, erro
 	case shredded:
 		return 0, fmt.Errorf("start key rotation: tenant %q: %w", tenantID, ErrShredded)
 	}
+	// The master key in use must open the tenant's keys before a new version
+	// is made under it: a wrong master key would otherwise add a key version
+	// that the right one cannot open.
+	if _, err := (&Keyring{db: s.DB, master: s.Master, now: s.DB.Now}).load(ctx, tenantID); err != nil {
+		return 0, fmt.Errorf("start key rotation: nothing changed: %w", err)
+	}
 	version := maxVersion + 1
 	dk, err := keys.NewDataKey()
 	if err != nil {
