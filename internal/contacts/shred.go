@@ -46,3 +46,16 @@ func ShredContactTx(ctx context.Context, tx *store.Tx, contactID, reason string)
 		Details: map[string]any{"reason": reason}})
 	return err
 }
+
+// KeyShredder adapts ShredContactTx to the privacy workflow's ContactShredder
+// hook (erasure runs it inside its own transaction). It returns a
+// description of the key destroyed.
+type KeyShredder struct{}
+
+// ShredContact shreds the contact's key in tx.
+func (KeyShredder) ShredContact(ctx context.Context, tx *store.Tx, contactID string) (string, error) {
+	if err := ShredContactTx(ctx, tx, contactID, "erasure"); err != nil {
+		return "", err
+	}
+	return "contact-key " + contactID + " (sealed by the tenant's data key; deleted)", nil
+}

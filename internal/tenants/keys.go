@@ -432,30 +432,7 @@ func (s *Service) DestroyKeys(ctx context.Context, ref, reason string) (Tenant, 
 		return Tenant{}, err
 	}
 	err = s.DB.Platform(ctx, func(ptx *store.PlatformTx) error {
-		tx := ptx.Tenant(t.ID)
-		now := ptx.Now()
-		res, err := tx.Exec(ctx, `UPDATE tenant_keys SET state = 'destroyed', wrapped = $2 WHERE tenant_id = $1 AND state <> 'destroyed'`, []byte{})
-		if err != nil {
-			return fmt.Errorf("destroy tenant keys: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		if n == 0 {
-			return nil // already shredded
-		}
-		if _, err := ptx.Exec(ctx, `UPDATE tenants SET status = $1, updated_at = $2 WHERE id = $3`, StatusDisabled, store.Micros(now), t.ID); err != nil {
-			return err
-		}
-		actor := audit.MetaFrom(ctx).Actor
-		if _, err := tx.Exec(ctx, `INSERT INTO shredding_records (tenant_id, id, kind, subject_id, reason, actor, at) VALUES ($1, $2, 'tenant', '', $3, $4, $5)`,
-			uuid.NewString(), reason, actor.Type+":"+actor.ID, store.Micros(now)); err != nil {
-			return fmt.Errorf("record shredding: %w", err)
-		}
-		ev := audit.Event{Category: audit.CategoryKey, Action: "key.destroy", ObjectType: "tenant", ObjectID: t.ID,
-			Details: map[string]any{"versions": n, "reason": reason, "master_key_id": keys.ForTenant(s.Master, t.ID).ID()}}
-		if _, err := audit.Append(ctx, ptx.Tenant(""), ev); err != nil {
-			return err
-		}
-		_, err = audit.Append(ctx, tx, ev)
+		_, err := s.destroyKeysTx(ctx, ptx, t.ID, reason)
 		return err
 	})
 	if err != nil {
@@ -468,6 +445,85 @@ func (s *Service) DestroyKeys(ctx context.Context, ref, reason string) (Tenant, 
 	}
 	t.Status = StatusDisabled
 	return t, nil
+}
+
+// destroyKeysTx marks every live data key of the tenant destroyed (wrapped
+// bytes erased), disables the tenant, and writes the shredding record and
+// audit events, in ptx. It returns descriptions of the keys destroyed (none
+// when already shredded).
+func (s *Service) destroyKeysTx(ctx context.Context, ptx *store.PlatformTx, tenantID, reason string) ([]string, error) {
+	tx := ptx.Tenant(tenantID)
+	now := ptx.Now()
+	mkID := keys.ForTenant(s.Master, tenantID).ID()
+	var ids []string
+	rs, err := tx.Query(ctx, `SELECT version, master_key_id FROM tenant_keys WHERE tenant_id = $1 AND state <> 'destroyed' ORDER BY version`)
+	if err != nil {
+		return nil, fmt.Errorf("destroy tenant keys: %w", err)
+	}
+	for rs.Next() {
+		var v int
+		var by string
+		if err := rs.Scan(&v, &by); err != nil {
+			_ = rs.Close()
+			return nil, err
+		}
+		ids = append(ids, fmt.Sprintf("tenant-data-key %s v%d (wrapped by master key %s)", tenantID, v, by))
+	}
+	_ = rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil // already shredded
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tenant_keys SET state = 'destroyed', wrapped = $2 WHERE tenant_id = $1 AND state <> 'destroyed'`, []byte{}); err != nil {
+		return nil, fmt.Errorf("destroy tenant keys: %w", err)
+	}
+	if _, err := ptx.Exec(ctx, `UPDATE tenants SET status = $1, updated_at = $2 WHERE id = $3`, StatusDisabled, store.Micros(now), tenantID); err != nil {
+		return nil, err
+	}
+	actor := audit.MetaFrom(ctx).Actor
+	if _, err := tx.Exec(ctx, `INSERT INTO shredding_records (tenant_id, id, kind, subject_id, reason, actor, at) VALUES ($1, $2, 'tenant', '', $3, $4, $5)`,
+		uuid.NewString(), reason, actor.Type+":"+actor.ID, store.Micros(now)); err != nil {
+		return nil, fmt.Errorf("record shredding: %w", err)
+	}
+	if mk := keys.ForTenant(s.Master, tenantID); mk != s.Master {
+		if _, ok := mk.(keys.Destroyer); ok {
+			ids = append(ids, "tenant master key "+mkID)
+		}
+	}
+	ev := audit.Event{Category: audit.CategoryKey, Action: "key.destroy", ObjectType: "tenant", ObjectID: tenantID,
+		Details: map[string]any{"versions": len(ids), "reason": reason, "master_key_id": mkID}}
+	if _, err := audit.Append(ctx, ptx.Tenant(""), ev); err != nil {
+		return nil, err
+	}
+	if _, err := audit.Append(ctx, tx, ev); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// ShredTenantKeys is the privacy workflow's TenantKeyShredder (destruction,
+// REV-3): it destroys the tenant's data keys inside the destruction's
+// platform transaction, as DestroyKeys does, and the provider's per-tenant
+// master key (Vault, PKCS#11) once that transaction has committed. It
+// returns the keys destroyed. The shredding_records rows must survive the
+// destruction's deletion of the tenant's rows.
+func (s *Service) ShredTenantKeys(ctx context.Context, ptx *store.PlatformTx, tenantID string) ([]string, error) {
+	ids, err := s.destroyKeysTx(ctx, ptx, tenantID, "tenant destruction")
+	if err != nil {
+		return nil, err
+	}
+	if mk := keys.ForTenant(s.Master, tenantID); mk != s.Master {
+		if d, ok := mk.(keys.Destroyer); ok {
+			ptx.AfterCommit(func() {
+				// Best effort after commit; re-run `relais tenant destroy-keys`
+				// if the provider was unreachable (it is idempotent).
+				_ = d.Destroy(context.WithoutCancel(ctx))
+			})
+		}
+	}
+	return ids, nil
 }
 
 // RotateMaster re-wraps every live tenant data key under a new master-key

@@ -267,3 +267,30 @@ relais_tenant_keys_destroyed{tenant="beta"} 0
 		}
 	})
 }
+
+// TestShredTenantKeysInTransaction: the privacy workflow's hook destroys the
+// keys inside its transaction (and the per-tenant master key after commit).
+func TestShredTenantKeysInTransaction(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mk := keystest.Master(t)
+		s := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+		a, _ := s.Create(ctx, "Acme", "acme")
+		var ids []string
+		err := db.Platform(ctx, func(ptx *store.PlatformTx) error {
+			var err error
+			ids, err = s.ShredTenantKeys(ctx, ptx, a.ID)
+			return err
+		})
+		if err != nil || len(ids) == 0 || !strings.Contains(ids[0], "v1") {
+			t.Fatalf("shred: %v %v", ids, err)
+		}
+		kr := tenants.NewKeyring(db, mk, 0)
+		if _, err := kr.Crypto(ctx, a.ID); !errors.Is(err, keys.ErrShredded) {
+			t.Fatalf("after shredding: %v", err)
+		}
+		if st, _ := s.KeyStatus(ctx, a.ID); !st.Shredded {
+			t.Fatalf("status %+v", st)
+		}
+	})
+}
