@@ -13,7 +13,7 @@ PKGS      := ./...
 # Slow suites are included; CI runs everything. TESTFLAGS can narrow a run.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: run build test unit lint vet fmt-check gosec vulncheck bench
+.PHONY: run build build-hsm test unit test-key-providers lint vet fmt-check gosec vulncheck bench
 
 ## run: start Relais on the embedded default (SQLite in ./relais-data, self-signed TLS on https://127.0.0.1:8443)
 run:
@@ -23,11 +23,21 @@ run:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o relais ./cmd/relais
 
+## build-hsm: the same with PKCS#11 (HSM) support, which needs cgo and a C compiler
+build-hsm:
+	CGO_ENABLED=1 $(GO) build -trimpath -o relais ./cmd/relais
+
 ## test: the whole suite: static checks, then every test on SQLite and PostgreSQL
-test: lint unit
+test: lint unit test-key-providers
 
 unit:
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## test-key-providers: the contacts and tenant-key suites again under Vault transit (an
+## in-process fake) and PKCS#11 (SoftHSM2: Debian's softhsm2 package, cgo)
+test-key-providers:
+	RELAIS_TEST_KEY_PROVIDER=vault $(GO) test $(TESTFLAGS) ./internal/contacts/ ./internal/tenants/
+	RELAIS_TEST_KEY_PROVIDER=pkcs11 $(GO) test $(TESTFLAGS) ./internal/contacts/ ./internal/tenants/
 
 lint: vet fmt-check gosec vulncheck
 

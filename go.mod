@@ -12,7 +12,7 @@ require (
 	github.com/beevik/etree v1.8.1
 	github.com/beevik/ntp v1.6.0
 	github.com/brianvoe/gofakeit/v7 v7.18.2
-	github.com/chromedp/cdproto v0.159.0
+	github.com/chromedp/cdproto v0.160.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/crewjam/saml v0.6.3
@@ -24,6 +24,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/letsencrypt/pebble/v2 v2.10.3
+	github.com/miekg/pkcs11 v1.1.1
 	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f
 	github.com/pkg/sftp v1.13.12
 	github.com/pquerna/otp v1.5.0

@@ -67,7 +67,7 @@ process listings).`,
 	pf.StringVar(&c.configPath, "config", "", "configuration file (TOML); also RELAIS_CONFIG")
 	pf.StringVar(&c.dataDir, "data-dir", "", "data directory (SQLite store, master key, certificates); default ./relais-data, also RELAIS_DATA_DIR")
 
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd(), c.tlsCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd(), c.tlsCmd(), c.keysCmd())
 	c.addPrivacyCommands(root)
 	root.AddCommand(c.monitorCmds()...)
 	return root
@@ -339,7 +339,7 @@ password are checked before the tenant is created.`,
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.AddCommand(create, list, show,
 		status("disable", "Disable a tenant (its data is kept)", tenants.StatusDisabled),
-		status("enable", "Enable a disabled tenant", tenants.StatusActive))
+		status("enable", "Enable a disabled tenant", tenants.StatusActive), c.tenantDestroyKeysCmd())
 	return cmd
 }
 

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/relais-dev/relais/internal/keys"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -29,6 +31,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if errors.Is(err, keys.ErrShredded) {
+			fmt.Fprintln(stderr, "relais: this tenant's data is crypto-shredded: its keys were destroyed, so it can never be decrypted again (see `relais keys status`)")
+			return 1
+		}
 		fmt.Fprintf(stderr, "relais: %s\n", oneLine(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {

@@ -120,13 +120,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	} else if err := db.Ready(ctx); err != nil {
 		return nil, err
 	}
-	master, err := keys.LoadOrCreateFileMasterKey(cfg.MasterKeyPath())
+	master, err := OpenMasterKey(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
+		return nil, err
 	}
+	defer func() {
+		if !ok {
+			_ = CloseMasterKey(master)
+		}
+	}()
 	a := &App{Config: cfg, Log: log, DB: db, Master: master, Now: time.Now}
 	a.Tenants = &tenants.Service{DB: db, Master: master, Defaults: cfg.Policy}
-	a.Keyring = tenants.NewKeyring(db, master, 0)
+	a.Keyring = tenants.NewKeyring(db, master, cfg.Keys.CacheTTL.D())
 	a.Access = &access.Service{DB: db}
 	a.Identity = &identity.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Perms: access.Source{S: a.Access}, Issuer: "Relais"}
 	a.SSO = &sso.Service{DB: db, Tenants: a.Tenants, Keyring: a.Keyring, Identity: a.Identity, Access: a.Access}
@@ -169,8 +174,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	return a, nil
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.DB.Close() }
+// Close releases the store and the master-key provider.
+func (a *App) Close() error {
+	err := a.DB.Close()
+	if cerr := CloseMasterKey(a.Master); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Front is what `serve` prepares before it touches the store: the
 // listeners (so a port in use fails before anything is written) and the TLS
@@ -272,7 +283,8 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 		so.Out = io.Discard
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		tenants.NewKeyCollector(a.DB))
 	if err := a.JWTKeys.EnsureCurrent(ctx); err != nil {
 		return fmt.Errorf("token signing keys: %w", err)
 	}
@@ -344,6 +356,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	rotErr := make(chan error, 1)
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
 	go a.maintainSigningKeys(runCtx)
+	go a.resumeKeyRotations(runCtx)
 	// The audit trail's checkpoints (every minute for logs that grew) and
 	// retention (daily), on every node: the store serialises them.
 	auditJob := &audit.Service{DB: a.DB, Master: a.Master, Logger: a.Log}
@@ -485,6 +498,23 @@ func forwardMetrics(reg prometheus.Registerer) func(string, time.Duration, int, 
 		sent.WithLabelValues(sink).Add(float64(n))
 		if err != nil {
 			failed.WithLabelValues(sink).Inc()
+		}
+	}
+}
+
+// resumeKeyRotations finishes, every few minutes, any tenant data-key
+// rotation left unfinished (its CLI run was interrupted), in the background.
+func (a *App) resumeKeyRotations(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.Tenants.ResumeRotations(ctx, a.Keyring, tenants.RunOptions{}); err != nil && ctx.Err() == nil {
+				a.Log.Error("key rotation failed; it will be retried", "error", err)
+			}
 		}
 	}
 }

@@ -54,12 +54,13 @@ type Config struct {
 	// on a loopback or management network). Empty disables it.
 	MetricsListen string `toml:"metrics_listen" json:"metrics_listen"`
 
-	TLS    TLS    `toml:"tls" json:"tls"`
-	Auth   Auth   `toml:"auth" json:"auth"`
-	Log    Log    `toml:"log" json:"log"`
-	HTTP   HTTP   `toml:"http" json:"http"`
-	SFTP   SFTP   `toml:"sftp" json:"sftp"`
-	Policy Policy `toml:"policy" json:"policy"`
+	TLS    TLS           `toml:"tls" json:"tls"`
+	Auth   Auth          `toml:"auth" json:"auth"`
+	Log    Log           `toml:"log" json:"log"`
+	HTTP   HTTP          `toml:"http" json:"http"`
+	SFTP   SFTP          `toml:"sftp" json:"sftp"`
+	Keys   KeyManagement `toml:"keys" json:"keys"`
+	Policy Policy        `toml:"policy" json:"policy"`
 	// AuditForward copies the audit trail to a central log system.
 	AuditForward AuditForward `toml:"audit_forward" json:"audit_forward"`
 	// Monitor configures supervision: the clock check, the built-in
@@ -155,6 +156,42 @@ type Privacy struct {
 	// JobEvery is how often `serve` applies the tenants' retention rules
 	// and destroys the tenants whose destruction is due: 6 hours.
 	JobEvery Duration `toml:"job_every" json:"job_every"`
+}
+
+// KeyManagement chooses the master-key provider (DATA-2): "file" (master_key_file),
+// "vault" (HashiCorp Vault / OpenBao transit) or "pkcs11" (an HSM; needs a
+// binary built with cgo).
+type KeyManagement struct {
+	Provider string `toml:"provider" json:"provider"`
+	// CacheTTL bounds how long an unwrapped tenant key stays in memory (and
+	// how long another node keeps using a rotated or destroyed key).
+	CacheTTL Duration   `toml:"cache_ttl" json:"cache_ttl"`
+	Vault    VaultKeys  `toml:"vault" json:"vault"`
+	PKCS11   PKCS11Keys `toml:"pkcs11" json:"pkcs11"`
+}
+
+// VaultKeys configures the transit provider. Give Token, or RoleID and
+// SecretID (AppRole); prefer the environment (RELAIS_KEYS_VAULT_TOKEN,
+// RELAIS_KEYS_VAULT_SECRET_ID) to the file for secrets.
+type VaultKeys struct {
+	Address   string   `toml:"address" json:"address"`
+	Mount     string   `toml:"mount" json:"mount"`
+	KeyPrefix string   `toml:"key_prefix" json:"key_prefix"`
+	Token     string   `toml:"token" json:"token"`
+	RoleID    string   `toml:"role_id" json:"role_id"`
+	SecretID  string   `toml:"secret_id" json:"secret_id"`
+	Namespace string   `toml:"namespace" json:"namespace"`
+	CAFile    string   `toml:"ca_file" json:"ca_file"`
+	Timeout   Duration `toml:"timeout" json:"timeout"`
+}
+
+// PKCS11Keys configures the HSM provider; give the PIN in the environment
+// (RELAIS_KEYS_PKCS11_PIN).
+type PKCS11Keys struct {
+	Module         string `toml:"module" json:"module"`
+	TokenLabel     string `toml:"token_label" json:"token_label"`
+	PIN            string `toml:"pin" json:"pin"`
+	KeyLabelPrefix string `toml:"key_label_prefix" json:"key_label_prefix"`
 }
 
 // TLS configures the HTTPS listener.
@@ -331,6 +368,9 @@ func Default() Config {
 		},
 		Log:  Log{Level: "info", Format: "json"},
 		Auth: Auth{TokenIssuer: "relais"},
+		Keys: KeyManagement{Provider: "file", CacheTTL: Duration(5 * time.Minute),
+			Vault:  VaultKeys{Mount: "transit", KeyPrefix: "relais-", Timeout: Duration(10 * time.Second)},
+			PKCS11: PKCS11Keys{Module: "/usr/lib/softhsm/libsofthsm2.so", KeyLabelPrefix: "relais-"}},
 		HTTP: HTTP{
 			MaxBodyBytes:      1 << 20,
 			MaxImportBytes:    1 << 30,
@@ -658,6 +698,25 @@ func (c *Config) Validate() error {
 	if d := c.Privacy.JobEvery.D(); d < time.Minute || d > day {
 		errs = append(errs, errors.New("privacy.job_every must be between 1m and 24h"))
 	}
+	switch c.Keys.Provider {
+	case "file":
+	case "vault":
+		if !strings.HasPrefix(c.Keys.Vault.Address, "https://") {
+			errs = append(errs, errors.New("keys.vault.address must be an https:// URL with the vault provider"))
+		}
+		if c.Keys.Vault.Token == "" && (c.Keys.Vault.RoleID == "" || c.Keys.Vault.SecretID == "") {
+			errs = append(errs, errors.New("keys.vault: set token (RELAIS_KEYS_VAULT_TOKEN), or role_id and secret_id, with the vault provider"))
+		}
+	case "pkcs11":
+		if c.Keys.PKCS11.Module == "" || c.Keys.PKCS11.TokenLabel == "" {
+			errs = append(errs, errors.New("keys.pkcs11: set module and token_label with the pkcs11 provider"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("keys.provider %q: use file, vault or pkcs11", c.Keys.Provider))
+	}
+	if t := c.Keys.CacheTTL.D(); t < time.Second || t > time.Hour {
+		errs = append(errs, errors.New("keys.cache_ttl must be between 1s and 1h"))
+	}
 	if err := c.Policy.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -805,6 +864,11 @@ func (c *Config) MasterKeyPath() string {
 func (c Config) Masked() Config {
 	m := c
 	m.DatabaseURL = MaskURL(c.DatabaseURL)
+	for _, p := range []*string{&m.Keys.Vault.Token, &m.Keys.Vault.SecretID, &m.Keys.PKCS11.PIN} {
+		if *p != "" {
+			*p = "xxxxx"
+		}
+	}
 	m.TLS.Hosts = append([]string(nil), c.TLS.Hosts...)
 	m.TLS.ACMEDomains = append([]string{}, c.TLS.ACMEDomains...)
 	m.HTTP.ProxyProtocolFrom = append([]string{}, c.HTTP.ProxyProtocolFrom...)

@@ -288,7 +288,7 @@ func audienceQuery(ctx context.Context, tx *store.Tx, sc schema, spec AudienceSp
 	cols := `c.id, c.status, c.email_bidx IS NOT NULL, c.phone_bidx IS NOT NULL`
 	if full {
 		cols = `c.id, c.status, c.email_bidx IS NOT NULL, c.phone_bidx IS NOT NULL, c.email_enc, c.phone_enc, c.first_name_enc, c.last_name_enc,
-			c.locale, c.timezone, c.attributes_enc, c.attributes`
+			c.locale, c.timezone, c.attributes_enc, c.attributes, c.key_enc`
 	}
 	chArg, purposeArg := ph(string(spec.Channel)), ph(spec.Purpose)
 	cols += `, (SELECT s.status FROM consents s WHERE s.tenant_id = c.tenant_id AND s.contact_id = c.id AND s.channel = ` + chArg + ` AND s.purpose = ` + purposeArg + `),
@@ -355,7 +355,7 @@ func (e eligibility) verdict(ch Channel) (bool, Reason) {
 }
 
 // readAudiencePage runs a full page query and decrypts the eligible rows.
-func readAudiencePage(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, sc schema, ch Channel, q string, args []any) (AudiencePage, int, error) {
+func readAudiencePage(ctx context.Context, tx *store.Tx, tcr *tenants.Crypto, sc schema, ch Channel, q string, args []any) (AudiencePage, int, error) {
 	page := AudiencePage{Stats: AudienceStats{Excluded: map[Reason]int64{}}}
 	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
@@ -366,9 +366,9 @@ func readAudiencePage(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, sc 
 	for rows.Next() {
 		var e eligibility
 		var id, locale, tz, attrs string
-		var emailEnc, phoneEnc, firstEnc, lastEnc, attrsEnc []byte
+		var emailEnc, phoneEnc, firstEnc, lastEnc, attrsEnc, keyEnc []byte
 		if err := rows.Scan(&id, &e.status, &e.hasEmail, &e.hasPhone, &emailEnc, &phoneEnc, &firstEnc, &lastEnc,
-			&locale, &tz, &attrsEnc, &attrs, &e.consent, &e.blocked); err != nil {
+			&locale, &tz, &attrsEnc, &attrs, &keyEnc, &e.consent, &e.blocked); err != nil {
 			return page, 0, fmt.Errorf("contacts: audience: %w", err)
 		}
 		n++
@@ -381,6 +381,10 @@ func readAudiencePage(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, sc 
 		}
 		page.Stats.Eligible++
 		r := Recipient{ID: id, Locale: locale, TimeZone: tz, Attributes: map[string]any{}}
+		cr, err := tcr.ContactCipher(keyEnc)
+		if err != nil {
+			return page, 0, fmt.Errorf("contacts: audience: contact %s: %w", id, err)
+		}
 		if ch == ChannelEmail {
 			r.Email, err = openOpt(cr, fEmail, emailEnc)
 		} else {

@@ -39,6 +39,7 @@ type prepRow struct {
 	lists    []string       // per-row list memberships (seed)
 	id       string         // the id a new contact gets
 	sealed   sealedContact
+	cipher   fieldSealer // the contact's cipher, once the writer needed it
 	outcome  int
 	contact  string // the contact id written
 	now      time.Time
@@ -319,22 +320,27 @@ func (w *writer) existingPersonal(ctx context.Context, tx *store.Tx, col string,
 	for start := 0; start < len(vals); start += maxRowsPerStatement {
 		chunk := vals[start:min(start+maxRowsPerStatement, len(vals))]
 		v := newValues(w.dialect)
-		q := `SELECT email_bidx, id, attributes_enc FROM contacts WHERE tenant_id = $1 AND email_bidx IN (` + v.in(chunk) + `)`
+		q := `SELECT email_bidx, id, attributes_enc, key_enc FROM contacts WHERE tenant_id = $1 AND email_bidx IN (` + v.in(chunk) + `)`
 		if col == "id" {
-			q = `SELECT email_bidx, id, attributes_enc FROM contacts WHERE tenant_id = $1 AND id IN (` + v.in(chunk) + `)`
+			q = `SELECT email_bidx, id, attributes_enc, key_enc FROM contacts WHERE tenant_id = $1 AND id IN (` + v.in(chunk) + `)`
 		}
 		rs, err := tx.Query(ctx, q, v.args...)
 		if err != nil {
 			return nil, fmt.Errorf("contacts: read personal attributes: %w", err)
 		}
 		for rs.Next() {
-			var bidx, enc []byte
+			var bidx, enc, keyEnc []byte
 			var id string
-			if err := rs.Scan(&bidx, &id, &enc); err != nil {
+			if err := rs.Scan(&bidx, &id, &enc, &keyEnc); err != nil {
 				_ = rs.Close()
 				return nil, fmt.Errorf("contacts: read personal attributes: %w", err)
 			}
-			m, err := openAttrs(w.cr, enc)
+			cc, err := w.cr.ContactCipher(keyEnc)
+			if err != nil {
+				_ = rs.Close()
+				return nil, err
+			}
+			m, err := openAttrs(cc, enc)
 			if err != nil {
 				_ = rs.Close()
 				return nil, err
@@ -365,7 +371,11 @@ func (w *writer) mergePersonal(rows []*prepRow, existing map[string]map[string]a
 		k := keyOf(r)
 		merged := mergeAttrs(existing[k], r.v.personal)
 		existing[k] = merged
-		enc, err := sealAttrs(w.cr, merged)
+		cc, err := w.rowCipher(r)
+		if err != nil {
+			return err
+		}
+		enc, err := sealAttrs(cc, merged)
 		if err != nil {
 			return err
 		}
@@ -376,7 +386,59 @@ func (w *writer) mergePersonal(rows []*prepRow, existing map[string]map[string]a
 
 func (w *writer) insertSQL(vals *values, conflict string) string {
 	return `INSERT INTO contacts (tenant_id, id, email_enc, email_bidx, phone_enc, phone_bidx, first_name_enc, last_name_enc,
-		locale, timezone, attributes_enc, attributes, status, source, created_at, updated_at) VALUES ` + vals.b.String() + conflict
+		locale, timezone, attributes_enc, attributes, status, source, created_at, updated_at, key_enc) VALUES ` + vals.b.String() + conflict
+}
+
+// rowCipher is the cipher r's fields are sealed with: the key made for it,
+// or the existing contact's that resealFor moved them to.
+func (w *writer) rowCipher(r *prepRow) (fieldSealer, error) {
+	if r.cipher != nil {
+		return r.cipher, nil
+	}
+	if len(r.sealed.keyEnc) == 0 {
+		return w.cr, nil
+	}
+	cc, err := w.cr.ContactCipher(r.sealed.keyEnc)
+	if err != nil {
+		return nil, err
+	}
+	r.cipher = cc
+	return cc, nil
+}
+
+// resealFor moves r's sealed fields from the new key made for r to the key
+// of the existing contact r updates (keyEnc, sealed), so that every field of
+// a contact stays under its one key. A contact without a key adopts r's.
+func (w *writer) resealFor(r *prepRow, keyEnc []byte) error {
+	if len(keyEnc) == 0 || bytes.Equal(keyEnc, r.sealed.keyEnc) || len(r.sealed.keyEnc) == 0 {
+		return nil
+	}
+	mine, err := w.rowCipher(r)
+	if err != nil {
+		return err
+	}
+	cc, err := w.cr.ContactCipher(keyEnc)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		ct    *[]byte
+		field string
+	}{{&r.sealed.emailEnc, fEmail}, {&r.sealed.phoneEnc, fPhone}, {&r.sealed.firstEnc, fFirstName},
+		{&r.sealed.lastEnc, fLastName}, {&r.sealed.attrsEnc, fAttributes}} {
+		if len(*f.ct) == 0 {
+			continue
+		}
+		pt, err := mine.OpenString(f.field, *f.ct)
+		if err != nil {
+			return err
+		}
+		if *f.ct, err = cc.SealString(f.field, pt); err != nil {
+			return err
+		}
+	}
+	r.cipher, r.sealed.keyEnc = cc, nil
+	return nil
 }
 
 func (w *writer) contactRow(vals *values, r *prepRow, status string) {
@@ -385,7 +447,8 @@ func (w *writer) contactRow(vals *values, r *prepRow, status string) {
 		attrs = cast{v: attrs, typ: "JSONB"}
 	}
 	vals.row(lit("$1"), r.id, blob(r.sealed.emailEnc), blob(r.sealed.emailBidx), blob(r.sealed.phoneEnc), blob(r.sealed.phoneBidx),
-		blob(r.sealed.firstEnc), blob(r.sealed.lastEnc), r.v.locale, r.v.tz, blob(r.sealed.attrsEnc), attrs, status, w.source, micros(r.now), micros(r.now))
+		blob(r.sealed.firstEnc), blob(r.sealed.lastEnc), r.v.locale, r.v.tz, blob(r.sealed.attrsEnc), attrs, status, w.source, micros(r.now), micros(r.now),
+		blob(r.sealed.keyEnc))
 }
 
 // contacts writes rows in upsert or add mode.
@@ -449,7 +512,7 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 		}
 		rounds[n] = append(rounds[n], r)
 	}
-	conflict := ` ON CONFLICT (tenant_id, email_bidx) DO NOTHING RETURNING id, email_bidx`
+	conflict := ` ON CONFLICT (tenant_id, email_bidx) DO NOTHING RETURNING id, email_bidx, key_enc`
 	if w.mode == ModeUpsert {
 		merge := `json_patch(contacts.attributes, excluded.attributes)`
 		if w.dialect == store.Postgres {
@@ -464,8 +527,8 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 			attributes_enc = COALESCE(excluded.attributes_enc, contacts.attributes_enc),
 			attributes = ` + merge + `,
 			status = CASE WHEN excluded.status = 'blocklisted' THEN 'blocklisted' ELSE contacts.status END,
-			updated_at = excluded.updated_at
-			WHERE contacts.erased_at IS NULL RETURNING id, email_bidx`
+			updated_at = excluded.updated_at, key_enc = COALESCE(contacts.key_enc, excluded.key_enc)
+			WHERE contacts.erased_at IS NULL RETURNING id, email_bidx, key_enc`
 	}
 	for _, round := range rounds {
 		// In index order: concurrent imports then lock rows in the same order
@@ -483,7 +546,8 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 				return err
 			}
 			for _, r := range chunk {
-				id, ok := got[key(r.sealed.emailBidx)]
+				ret, ok := got[key(r.sealed.emailBidx)]
+				id := ret.id
 				switch {
 				case !ok:
 					r.outcome = outSkipped // add mode: it exists; upsert: an erased contact (tombstone)
@@ -491,6 +555,19 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 					r.outcome, r.contact = outCreated, id
 				default:
 					r.outcome, r.contact = outUpdated, id
+					// The row kept its own key: re-seal what this line set.
+					if len(ret.key) > 0 && !bytes.Equal(ret.key, r.sealed.keyEnc) {
+						if err := w.resealFor(r, ret.key); err != nil {
+							return err
+						}
+						if _, err := tx.Exec(ctx, `UPDATE contacts SET email_enc = $3, phone_enc = COALESCE($4, phone_enc),
+							first_name_enc = COALESCE($5, first_name_enc), last_name_enc = COALESCE($6, last_name_enc),
+							attributes_enc = COALESCE($7, attributes_enc) WHERE tenant_id = $1 AND id = $2`,
+							id, blob(r.sealed.emailEnc), blob(r.sealed.phoneEnc), blob(r.sealed.firstEnc), blob(r.sealed.lastEnc),
+							blob(r.sealed.attrsEnc)); err != nil {
+							return fmt.Errorf("contacts: update contact: %w", err)
+						}
+					}
 				}
 			}
 		}
@@ -498,22 +575,28 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 	return nil
 }
 
-// returning runs an INSERT ... RETURNING id, email_bidx and maps the
-// returned blind indexes to ids.
-func (w *writer) returning(ctx context.Context, tx *store.Tx, q string, args []any) (map[string]string, error) {
+// returned is a row an INSERT ... RETURNING gave back.
+type returned struct {
+	id  string
+	key []byte // the contact's sealed key
+}
+
+// returning runs an INSERT ... RETURNING id, email_bidx, key_enc and maps
+// the returned blind indexes to ids and keys.
+func (w *writer) returning(ctx context.Context, tx *store.Tx, q string, args []any) (map[string]returned, error) {
 	rs, err := tx.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("contacts: write contacts: %w", err)
 	}
 	defer func() { _ = rs.Close() }()
-	out := map[string]string{}
+	out := map[string]returned{}
 	for rs.Next() {
-		var id string
+		var r returned
 		var bidx []byte
-		if err := rs.Scan(&id, &bidx); err != nil {
+		if err := rs.Scan(&r.id, &bidx, &r.key); err != nil {
 			return nil, fmt.Errorf("contacts: write contacts: %w", err)
 		}
-		out[key(bidx)] = id
+		out[key(bidx)] = r
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("contacts: write contacts: %w", err)
@@ -529,6 +612,7 @@ func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 		return nil
 	}
 	matches := map[string][]string{}
+	keyOf := map[string][]byte{} // contact id -> its sealed key
 	var phones []any
 	for _, r := range rows {
 		phones = append(phones, r.sealed.phoneBidx)
@@ -536,19 +620,20 @@ func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 	for start := 0; start < len(phones); start += maxRowsPerStatement {
 		chunk := phones[start:min(start+maxRowsPerStatement, len(phones))]
 		v := newValues(w.dialect)
-		rs, err := tx.Query(ctx, `SELECT id, phone_bidx FROM contacts WHERE tenant_id = $1 AND erased_at IS NULL AND phone_bidx IN (`+
+		rs, err := tx.Query(ctx, `SELECT id, phone_bidx, key_enc FROM contacts WHERE tenant_id = $1 AND erased_at IS NULL AND phone_bidx IN (`+
 			v.in(chunk)+`) ORDER BY id`, v.args...)
 		if err != nil {
 			return fmt.Errorf("contacts: match phone numbers: %w", err)
 		}
 		for rs.Next() {
 			var id string
-			var b []byte
-			if err := rs.Scan(&id, &b); err != nil {
+			var b, keyEnc []byte
+			if err := rs.Scan(&id, &b, &keyEnc); err != nil {
 				_ = rs.Close()
 				return fmt.Errorf("contacts: match phone numbers: %w", err)
 			}
 			matches[key(b)] = append(matches[key(b)], id)
+			keyOf[id] = keyEnc
 		}
 		err = rs.Err()
 		_ = rs.Close()
@@ -563,6 +648,7 @@ func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 		case len(m) == 0:
 			inserts = append(inserts, r)
 			matches[key(r.sealed.phoneBidx)] = []string{r.id}
+			keyOf[r.id] = r.sealed.keyEnc
 			r.outcome, r.contact = outCreated, r.id
 		case len(m) > 1:
 			r.fail("", fmt.Sprintf("the phone number matches %d contacts and the line has no email to choose one", len(m)))
@@ -605,19 +691,26 @@ func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 	q := `UPDATE contacts SET phone_enc = $3, first_name_enc = COALESCE($4, first_name_enc), last_name_enc = COALESCE($5, last_name_enc),
 		locale = CASE WHEN $6 = '' THEN locale ELSE $6 END, timezone = CASE WHEN $7 = '' THEN timezone ELSE $7 END,
 		attributes_enc = COALESCE($8, attributes_enc), attributes = json_patch(attributes, $9),
-		status = CASE WHEN $10 = 'blocklisted' THEN 'blocklisted' ELSE status END, updated_at = $11
+		status = CASE WHEN $10 = 'blocklisted' THEN 'blocklisted' ELSE status END, updated_at = $11, key_enc = COALESCE(key_enc, $12)
 		WHERE tenant_id = $1 AND id = $2`
 	if w.dialect == store.Postgres {
 		q = `UPDATE contacts SET phone_enc = $3, first_name_enc = COALESCE($4, first_name_enc), last_name_enc = COALESCE($5, last_name_enc),
 		locale = CASE WHEN CAST($6 AS TEXT) = '' THEN locale ELSE CAST($6 AS TEXT) END,
 		timezone = CASE WHEN CAST($7 AS TEXT) = '' THEN timezone ELSE CAST($7 AS TEXT) END,
 		attributes_enc = COALESCE($8, attributes_enc), attributes = attributes || CAST($9 AS JSONB),
-		status = CASE WHEN CAST($10 AS TEXT) = 'blocklisted' THEN 'blocklisted' ELSE status END, updated_at = $11
-		WHERE tenant_id = $1 AND id = $2`
+		status = CASE WHEN CAST($10 AS TEXT) = 'blocklisted' THEN 'blocklisted' ELSE status END, updated_at = $11,
+		key_enc = COALESCE(key_enc, $12) WHERE tenant_id = $1 AND id = $2`
 	}
 	for _, r := range updates {
+		// Keep every field of the contact under its one key.
+		if err := w.resealFor(r, keyOf[r.contact]); err != nil {
+			return err
+		}
+		if len(keyOf[r.contact]) == 0 {
+			keyOf[r.contact] = r.sealed.keyEnc // the contact adopts this line's key
+		}
 		if _, err := tx.Exec(ctx, q, r.contact, blob(r.sealed.phoneEnc), blob(r.sealed.firstEnc), blob(r.sealed.lastEnc), r.v.locale, r.v.tz,
-			blob(r.sealed.attrsEnc), encodeAttrs(r.v.plain), w.statusOf(r, blocked), micros(now)); err != nil {
+			blob(r.sealed.attrsEnc), encodeAttrs(r.v.plain), w.statusOf(r, blocked), micros(now), blob(r.sealed.keyEnc)); err != nil {
 			return fmt.Errorf("contacts: update contact: %w", err)
 		}
 	}

@@ -17,7 +17,7 @@ import (
 
 // contactCols are the columns read for a contact; scan them with scanRow.
 const contactCols = `c.id, c.email_enc, c.phone_enc, c.first_name_enc, c.last_name_enc, c.locale, c.timezone,
-	c.attributes_enc, c.attributes, c.status, c.source, c.created_at, c.updated_at, c.email_bidx, c.phone_bidx`
+	c.attributes_enc, c.attributes, c.status, c.source, c.created_at, c.updated_at, c.email_bidx, c.phone_bidx, c.key_enc`
 
 // row is a stored contact, still sealed.
 type row struct {
@@ -29,12 +29,13 @@ type row struct {
 	status, source                        string
 	created, updated                      int64
 	emailBidx, phoneBidx                  []byte
+	keyEnc                                []byte // the contact's own key, sealed by the tenant's
 }
 
 func scanRow(sc interface{ Scan(...any) error }) (row, error) {
 	var r row
 	err := sc.Scan(&r.id, &r.emailEnc, &r.phoneEnc, &r.firstEnc, &r.lastEnc, &r.locale, &r.tz,
-		&r.attrsEnc, &r.attrs, &r.status, &r.source, &r.created, &r.updated, &r.emailBidx, &r.phoneBidx)
+		&r.attrsEnc, &r.attrs, &r.status, &r.source, &r.created, &r.updated, &r.emailBidx, &r.phoneBidx, &r.keyEnc)
 	return r, err
 }
 
@@ -46,7 +47,14 @@ func blob(b []byte) any {
 	return b
 }
 
-func sealOpt(cr *tenants.Crypto, field, v string) ([]byte, error) {
+// fieldSealer seals and opens personal text fields: a contact's own cipher
+// (its fields) or the tenant's (consent proofs).
+type fieldSealer interface {
+	SealString(field, plaintext string) ([]byte, error)
+	OpenString(field string, ciphertext []byte) (string, error)
+}
+
+func sealOpt(cr fieldSealer, field, v string) ([]byte, error) {
 	if v == "" {
 		return nil, nil
 	}
@@ -64,25 +72,28 @@ func indexOpt(cr *tenants.Crypto, field, v string) []byte {
 	return cr.Index(field, v)
 }
 
-func openOpt(cr *tenants.Crypto, field string, ct []byte) (string, error) {
+func openOpt(cr fieldSealer, field string, ct []byte) (string, error) {
 	if len(ct) == 0 {
 		return "", nil
 	}
 	s, err := cr.OpenString(field, ct)
+	if errors.Is(err, tenants.ErrShredded) {
+		return "", nil // the contact's key was shredded: the value is gone
+	}
 	if err != nil {
 		return "", fmt.Errorf("contacts: open %s: %w", field, err)
 	}
 	return s, nil
 }
 
-func sealAttrs(cr *tenants.Crypto, personal map[string]any) ([]byte, error) {
+func sealAttrs(cr fieldSealer, personal map[string]any) ([]byte, error) {
 	if len(personal) == 0 {
 		return nil, nil
 	}
 	return sealOpt(cr, fAttributes, encodeAttrs(personal))
 }
 
-func openAttrs(cr *tenants.Crypto, ct []byte) (map[string]any, error) {
+func openAttrs(cr fieldSealer, ct []byte) (map[string]any, error) {
 	s, err := openOpt(cr, fAttributes, ct)
 	if err != nil {
 		return nil, err
@@ -92,10 +103,13 @@ func openAttrs(cr *tenants.Crypto, ct []byte) (map[string]any, error) {
 
 // open decrypts a stored contact. Attributes no longer in the schema are
 // left out.
-func open(cr *tenants.Crypto, r row, sc schema) (Contact, error) {
+func open(tcr *tenants.Crypto, r row, sc schema) (Contact, error) {
 	c := Contact{ID: r.id, Locale: r.locale, TimeZone: r.tz, Status: Status(r.status), Source: r.source,
 		CreatedAt: store.FromMicros(r.created), UpdatedAt: store.FromMicros(r.updated), Attributes: map[string]any{}}
-	var err error
+	cr, err := tcr.ContactCipher(r.keyEnc)
+	if err != nil {
+		return Contact{}, fmt.Errorf("contacts: contact %s: %w", r.id, err)
+	}
 	if c.Email, err = openOpt(cr, fEmail, r.emailEnc); err != nil {
 		return Contact{}, err
 	}
@@ -223,7 +237,7 @@ func (s *Service) Create(ctx context.Context, tenantID string, nc NewContact) (C
 				return err
 			}
 		}
-		sealed, err := sealContact(cr, v)
+		sealed, err := sealContact(cr, nil, v)
 		if err != nil {
 			return err
 		}
@@ -236,10 +250,10 @@ func (s *Service) Create(ctx context.Context, tenantID string, nc NewContact) (C
 			c.Status = StatusBlocklisted
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO contacts (tenant_id, id, email_enc, email_bidx, phone_enc, phone_bidx, first_name_enc,
-			last_name_enc, locale, timezone, attributes_enc, attributes, status, source, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`,
+			last_name_enc, locale, timezone, attributes_enc, attributes, status, source, created_at, updated_at, key_enc)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)`,
 			c.ID, blob(sealed.emailEnc), blob(sealed.emailBidx), blob(sealed.phoneEnc), blob(sealed.phoneBidx), blob(sealed.firstEnc),
-			blob(sealed.lastEnc), v.locale, v.tz, blob(sealed.attrsEnc), encodeAttrs(v.plain), string(c.Status), source, micros(now))
+			blob(sealed.lastEnc), v.locale, v.tz, blob(sealed.attrsEnc), encodeAttrs(v.plain), string(c.Status), source, micros(now), blob(sealed.keyEnc))
 		if store.IsUniqueViolation(err) {
 			return fmt.Errorf("contacts: %w: a contact with this email exists in the tenant", ErrConflict)
 		}
@@ -271,11 +285,26 @@ func (s *Service) Create(ctx context.Context, tenantID string, nc NewContact) (C
 // sealedContact is a contact's personal fields once sealed.
 type sealedContact struct {
 	emailEnc, emailBidx, phoneEnc, phoneBidx, firstEnc, lastEnc, attrsEnc []byte
+	// keyEnc is a new per-contact key, sealed by the tenant's cipher, when
+	// sealContact made one (a new contact, or one without its own key). The
+	// cipher itself is not kept: an import holds thousands of rows in flight,
+	// and each cipher weighs about 3 KiB.
+	keyEnc []byte
 }
 
-func sealContact(cr *tenants.Crypto, v validated) (sealedContact, error) {
+// sealContact seals a contact's personal fields under its own key: cc's, or
+// a new one when cc is nil or has no key (then s.keyEnc must be stored).
+// Blind indexes stay under the tenant key, so that lookups work across
+// contacts.
+func sealContact(tcr *tenants.Crypto, cc *tenants.ContactCipher, v validated) (sealedContact, error) {
 	var s sealedContact
 	var err error
+	if cc == nil || !cc.HasKey() {
+		if s.keyEnc, cc, err = tcr.NewContactKey(); err != nil {
+			return s, fmt.Errorf("contacts: new contact key: %w", err)
+		}
+	}
+	cr := cc
 	if s.emailEnc, err = sealOpt(cr, fEmail, v.email); err != nil {
 		return s, err
 	}
@@ -291,7 +320,7 @@ func sealContact(cr *tenants.Crypto, v validated) (sealedContact, error) {
 	if s.attrsEnc, err = sealAttrs(cr, v.personal); err != nil {
 		return s, err
 	}
-	s.emailBidx, s.phoneBidx = indexOpt(cr, fEmail, v.email), indexOpt(cr, fPhone, v.phone)
+	s.emailBidx, s.phoneBidx = indexOpt(tcr, fEmail, v.email), indexOpt(tcr, fPhone, v.phone)
 	return s, nil
 }
 
@@ -663,13 +692,17 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch) (Con
 		if err != nil {
 			return err
 		}
-		personalAll, err := openAttrs(cr, r.attrsEnc)
+		cc, err := cr.ContactCipher(r.keyEnc)
+		if err != nil {
+			return err
+		}
+		personalAll, err := openAttrs(cc, r.attrsEnc)
 		if err != nil {
 			return err
 		}
 		plainPatch, personalPatch, _ := sc.splitAttributes(p.Attributes, true) // validated by applyPatch
 		plainAll, personalAll = mergeAttrs(plainAll, plainPatch), mergeAttrs(personalAll, personalPatch)
-		sealed, err := sealContact(cr, validated{email: next.Email, phone: next.Phone, first: next.FirstName, last: next.LastName, personal: personalAll})
+		sealed, err := sealContact(cr, cc, validated{email: next.Email, phone: next.Phone, first: next.FirstName, last: next.LastName, personal: personalAll})
 		if err != nil {
 			return err
 		}
@@ -691,9 +724,10 @@ func (s *Service) Update(ctx context.Context, tenantID, id string, p Patch) (Con
 		}
 		_, err = tx.Exec(ctx, `UPDATE contacts SET email_enc = $3, email_bidx = $4, phone_enc = $5, phone_bidx = $6,
 			first_name_enc = $7, last_name_enc = $8, locale = $9, timezone = $10, attributes_enc = $11, attributes = $12,
-			status = $13, updated_at = $14 WHERE tenant_id = $1 AND id = $2`,
+			status = $13, updated_at = $14, key_enc = COALESCE($15, key_enc) WHERE tenant_id = $1 AND id = $2`,
 			id, blob(sealed.emailEnc), blob(sealed.emailBidx), blob(sealed.phoneEnc), blob(sealed.phoneBidx), blob(sealed.firstEnc),
-			blob(sealed.lastEnc), next.Locale, next.TimeZone, blob(sealed.attrsEnc), encodeAttrs(plainAll), string(next.Status), micros(now))
+			blob(sealed.lastEnc), next.Locale, next.TimeZone, blob(sealed.attrsEnc), encodeAttrs(plainAll), string(next.Status), micros(now),
+			blob(sealed.keyEnc))
 		if store.IsUniqueViolation(err) {
 			return fmt.Errorf("contacts: %w: a contact with this email exists in the tenant", ErrConflict)
 		}

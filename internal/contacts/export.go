@@ -184,7 +184,7 @@ func (s *Service) exportPage(ctx context.Context, tenantID string, cr *tenants.C
 			var r row
 			var e exported
 			if err := rows.Scan(&r.id, &r.emailEnc, &r.phoneEnc, &r.firstEnc, &r.lastEnc, &r.locale, &r.tz, &r.attrsEnc, &r.attrs, &r.status,
-				&r.source, &r.created, &r.updated, &r.emailBidx, &r.phoneBidx, &e.consentEmail, &e.consentS); err != nil {
+				&r.source, &r.created, &r.updated, &r.emailBidx, &r.phoneBidx, &r.keyEnc, &e.consentEmail, &e.consentS); err != nil {
 				return fmt.Errorf("contacts: read contacts: %w", err)
 			}
 			if e.c, err = open(cr, r, sc); err != nil {

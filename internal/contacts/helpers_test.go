@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/keys/keystest"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
@@ -41,15 +41,15 @@ type env struct {
 	db   *store.DB
 	a, b tenants.Tenant
 	clk  *clock
+	mk   keys.MasterKey
 }
 
 func setup(t *testing.T, db *store.DB, clk *clock) *env {
 	t.Helper()
 	ctx := context.Background()
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The provider chosen by RELAIS_TEST_KEY_PROVIDER (file, vault,
+	// pkcs11), so that this whole suite runs under each.
+	mk := keystest.Master(t)
 	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
 	a, err := ts.Create(ctx, "Acme", "acme")
 	if err != nil {
@@ -60,7 +60,7 @@ func setup(t *testing.T, db *store.DB, clk *clock) *env {
 		t.Fatal(err)
 	}
 	svc := &contacts.Service{DB: db, Keyring: tenants.NewKeyring(db, mk, 0), Now: clk.Now}
-	return &env{svc: svc, db: db, a: a, b: b, clk: clk}
+	return &env{svc: svc, db: db, a: a, b: b, clk: clk, mk: mk}
 }
 
 func newClock() *clock { return &clock{t: time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)} }

@@ -349,7 +349,7 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 			r.sealed.emailBidx, r.sealed.phoneBidx = indexOpt(cr, fEmail, v.email), indexOpt(cr, fPhone, v.phone)
 			return
 		}
-		sealed, err := sealContact(cr, v)
+		sealed, err := sealContact(cr, nil, v)
 		if err != nil {
 			r.err = &lineError{reason: "could not be encrypted"}
 			return

@@ -199,7 +199,7 @@ func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, 
 		return nil
 	}
 	prepare := func(r *prepRow) {
-		sealed, err := sealContact(cr, r.v)
+		sealed, err := sealContact(cr, nil, r.v)
 		if err != nil {
 			r.err = &lineError{reason: "could not be encrypted"}
 			return

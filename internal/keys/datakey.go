@@ -126,3 +126,25 @@ func checkWrapArgs(mk MasterKey, tenantID string, version int) error {
 	}
 	return checkVersion(version)
 }
+
+// ExportDataKey returns a copy of dk's 32 bytes, to be sealed at once by a
+// key that protects it (per-contact keys are sealed with the tenant's field
+// cipher). The caller must clear the copy.
+func ExportDataKey(dk *DataKey) ([]byte, error) {
+	b, err := dk.bytes()
+	if err != nil {
+		return nil, fmt.Errorf("keys: export data key: %w", err)
+	}
+	return append([]byte(nil), b...), nil
+}
+
+// ImportDataKey makes a DataKey of 32 bytes from [ExportDataKey] (once
+// unsealed). The caller keeps and should clear raw.
+func ImportDataKey(raw []byte) (*DataKey, error) {
+	if len(raw) != keySize {
+		return nil, fmt.Errorf("keys: import data key: %d bytes, want %d: %w", len(raw), keySize, ErrFormat)
+	}
+	k := new([keySize]byte)
+	copy(k[:], raw)
+	return &DataKey{key: k}, nil
+}

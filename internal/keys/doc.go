@@ -41,9 +41,13 @@
 //
 // # How keys must be handled
 //
-// The master key lives outside the database, in a file readable only by the
-// relais user (mode 0600) or, later, in a vault or HSM behind the [MasterKey]
-// interface. It must not be copied into the database nor into the backups of
+// The master key lives outside the database: in a file readable only by the
+// relais user (mode 0600, [FileKeyring], which adds rotation), in Vault or
+// OpenBao's transit engine ([Vault]), or in an HSM ([PKCS11], cgo builds
+// only), all behind the [MasterKey] interface and the optional
+// [TenantScoper], [Rotator], [Rewrapper] and [Destroyer]. Use [ForTenant] to
+// get the master key that wraps a tenant's data keys: with Vault and PKCS#11
+// it is the tenant's own, so that destroying it shreds the tenant. It must not be copied into the database nor into the backups of
 // the database: a backup is then useless without it. Several nodes share one
 // master key: create it on one node with [LoadOrCreateFileMasterKey] and
 // copy the file, unchanged, to the others, which should use
@@ -57,8 +61,15 @@
 //
 // Destroying a tenant's data key (deleting every copy of its wrapped form)
 // makes the tenant's ciphertexts unreadable. Backups still hold the wrapped
-// form, so crypto-shredding is complete only once the master key that can
-// unwrap those copies is itself rotated away, or the backups expire.
+// form: with a per-tenant master key ([Destroyer]) destroying that key closes
+// them too; with the key file, crypto-shredding of backups is complete once
+// the master key that can unwrap those copies is rotated away and its
+// retired file deleted (and every restore re-applies the shredding records).
+//
+// Wrapped by [Vault]: the transit ciphertext "vault:vN:<base64>" as bytes,
+// with aad sent as associated_data. Wrapped by [PKCS11]: 0x01 ||
+// uint32(object version) || IV (12 bytes) || AES-256-GCM ciphertext and tag
+// (16 bytes), additional data 0x01 || uint32(version) || aad.
 //
 // The field cipher uses AES-256-GCM with random 96-bit nonces: one data key
 // version must not seal more than 2^32 fields; rotate well before that.

@@ -108,7 +108,8 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Tenant, error)
 	}
 	defer dk.Destroy()
 	const keyVersion = 1
-	wrapped, err := keys.WrapDataKey(ctx, s.Master, t.ID, keyVersion, dk)
+	tenantMaster := keys.ForTenant(s.Master, t.ID)
+	wrapped, err := keys.WrapDataKey(ctx, tenantMaster, t.ID, keyVersion, dk)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("wrap tenant data key: %w", err)
 	}
@@ -125,7 +126,7 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Tenant, error)
 		}
 		tx := ptx.Tenant(t.ID)
 		if _, err := tx.Exec(ctx, `INSERT INTO tenant_keys (tenant_id, version, master_key_id, wrapped, state, created_at)
-			VALUES ($1, $2, $3, $4, 'active', $5)`, keyVersion, s.Master.ID(), wrapped, store.Micros(now)); err != nil {
+			VALUES ($1, $2, $3, $4, 'active', $5)`, keyVersion, tenantMaster.ID(), wrapped, store.Micros(now)); err != nil {
 			return fmt.Errorf("insert tenant key: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, policy, updated_at) VALUES ($1, '{}', $2)`, store.Micros(now)); err != nil {
@@ -146,7 +147,7 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Tenant, error)
 		}
 		_, err = audit.Append(ctx, tx, audit.Event{
 			Category: audit.CategoryKey, Action: "key.create", ObjectType: "tenant_key", ObjectID: "1",
-			Details: map[string]any{"master_key_id": s.Master.ID(), "algorithm": "AES-256-GCM"},
+			Details: map[string]any{"master_key_id": tenantMaster.ID(), "algorithm": "AES-256-GCM"},
 		})
 		return err
 	})
@@ -325,7 +326,7 @@ func (s *Service) DataKey(ctx context.Context, tenantID string) (*keys.DataKey, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("read tenant key: %w", err)
 	}
-	dk, err := keys.UnwrapDataKey(ctx, s.Master, tenantID, version, wrapped)
+	dk, err := keys.UnwrapDataKey(ctx, keys.ForTenant(s.Master, tenantID), tenantID, version, wrapped)
 	if err != nil {
 		return nil, 0, fmt.Errorf("unwrap tenant key: %w", err)
 	}

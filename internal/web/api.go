@@ -171,6 +171,12 @@ func bearer(r *http.Request) (string, bool) {
 
 // serverError logs err and answers a problem document without details.
 func (s *Server) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, tenants.ErrShredded) {
+		// Crypto-shredding is a state, not a failure: say so, stably.
+		problem.Write(w, r, problem.Problem{Status: http.StatusGone, Code: problem.CodeShredded, Title: "Data shredded",
+			Detail: "This data was crypto-shredded: its keys were destroyed, so it can never be decrypted again."})
+		return
+	}
 	s.log.ErrorContext(r.Context(), "request failed", "request_id", problem.RequestID(r.Context()), "error", err)
 	problem.Write(w, r, problem.Problem{Status: http.StatusInternalServerError, Code: problem.CodeInternal,
 		Title: "Internal error", Detail: "The server could not complete the request; quote the request id to the operator."})

@@ -41,6 +41,7 @@ const (
 	CodeInternal             = "internal"               // 500
 	CodeUnavailable          = "unavailable"            // 503
 	CodeRateLimited          = "rate_limited"           // 429
+	CodeShredded             = "shredded"               // 410: the tenant's (or the contact's) keys were destroyed; its data is unreadable for good
 )
 
 // TypePrefix is the prefix of the Type of a problem that has a Code.
