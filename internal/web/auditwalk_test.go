@@ -19,7 +19,10 @@ import (
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/monitor"
+	"github.com/relais-dev/relais/internal/monitor/supervise"
 	"github.com/relais-dev/relais/internal/optoken"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/sftpd"
 	"github.com/relais-dev/relais/internal/sso"
@@ -71,6 +74,8 @@ var walkAreas = map[string]func() map[string]walkExample{
 	"sso":       ssoWalkExamples,
 	"scim":      scimWalkExamples,
 	"pages":     pageWalkExamples,
+	"privacy":   privacyWalkExamples,
+	"monitor":   monitorWalkExamples,
 }
 
 // notExercised are the mutating, non-public routes the walk does not
@@ -123,11 +128,22 @@ func walkOptions(t *testing.T, e *adminEnv) (Options, *walkEnv) {
 	ts := &templates.Service{DB: db}
 	camp := &campaigns.Service{DB: db, Contacts: cs, Templates: ts, Router: rs, PublicBaseURL: "https://relais.example"}
 	sf := &sftpd.Service{DB: db, Keyring: kr, Tenants: e.ts, Contacts: cs, Blobs: sftpd.DirBlobs{Root: filepath.Join(t.TempDir(), "sftp")}, Config: config.Default().SFTP}
+	// As app.Open builds them: privacy over the same keyring, tenants
+	// and contacts; supervision with no other feature's provider.
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	priv := &privacy.Service{DB: db, Master: e.ts.Master, Keyring: kr, Tenants: e.ts, Contacts: cs,
+		Audit: &audit.Service{DB: db, Master: e.ts.Master}, DestroyDelay: cfg.Privacy.DestroyDelay.D()}
+	sup, err := supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: e.ts, Master: e.ts.Master,
+		Providers: monitor.Providers{}, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	jc := jwtauth.Config{}
 	o := Options{DB: db, Tenants: e.ts, Identity: e.id, Access: e.acc, SSO: ssoSvc,
 		Verifier: jwtauth.NewVerifier(ks, jc), Issuer: jwtauth.NewIssuer(ks, jc), Keys: ks,
 		Router: rs, Connectors: &router.Connectors{Service: rs, Open: registry.Open, Redact: registry.Redact}, Contacts: cs,
-		Campaigns: camp, Templates: ts, SFTP: sf,
+		Campaigns: camp, Templates: ts, SFTP: sf, Privacy: priv, Monitor: sup,
 		MaxBodyBytes: 64 << 10, MaxImportBytes: 1 << 20, ShutdownTimeout: time.Second, Version: "test"}
 	return o, &walkEnv{adminEnv: e, t: t, ctx: ctx, contacts: cs, camp: camp, tmpl: ts, router: rs, sftp: sf, sso: ssoSvc}
 }
