@@ -62,6 +62,14 @@ var uiFuncs = template.FuncMap{
 		}
 		return id
 	},
+	// tail is the end of a UUIDv7 (its random part: ids made the same
+	// millisecond share their beginning).
+	"tail": func(id string) string {
+		if len(id) > 13 {
+			return "…" + id[len(id)-8:]
+		}
+		return id
+	},
 	"deref": func(p *int64) int64 {
 		if p == nil {
 			return 0

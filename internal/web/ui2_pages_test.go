@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/monitor/flags"
 	"github.com/relais-dev/relais/internal/privacy"
+	"github.com/relais-dev/relais/internal/sftpd"
 	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 )
@@ -375,4 +378,90 @@ func TestUIFlagsAndAlerts(t *testing.T) {
 	if on, _ := e.sup.Flags.Enabled(ctx, e.tenant.ID, flags.SMSSending); on {
 		t.Error("the viewer switched the flag")
 	}
+}
+
+// TestBrowserPrivacyAndSettings: in a real browser, a data-protection
+// officer answers an access request from the form and gets the report to
+// download, records an erasure request, and sees both in the list; the
+// sign-in page offers the organisation's identity provider; the SSO, SFTP,
+// flags and retention pages render. Screenshots are saved (RELAIS_ARTEFACTS).
+func TestBrowserPrivacyAndSettings(t *testing.T) {
+	e := newE2E(t)
+	ctx := context.Background()
+	e.user(t, "dana@acme.example", "Dana Moreau", "admin")
+	if _, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "chloe.dubois@example.com", FirstName: "Chloé", LastName: "Dubois"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "dev.patel@example.com", FirstName: "Dev"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sso.CreateProvider(ctx, e.tenant.ID, sso.NewProvider{Name: "acme-okta", Kind: sso.KindOIDC, ClientSecret: "idp-client-secret",
+		Config: sso.Config{BaseURL: "https://relais.example", Issuer: "https://acme.okta.example", ClientID: "relais", JIT: true}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sso.AddRule(ctx, e.tenant.ID, sso.NewRule{Provider: "acme-okta", Claim: "groups", Value: "marketing", Role: access.RoleEditor}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sftp.AddAccount(ctx, e.tenant.ID, sftpd.NewAccount{Name: "crm-export", Keys: []string{sftpTestKey}, Allow: []string{"203.0.113.0/24"},
+		Permissions: []string{sftpd.PermUpload}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The sign-in page of the organisation: its identity provider's button.
+	e.run(t, "sign-in with SSO", chromedp.Navigate(e.srv.URL+"/login?tenant=acme"), chromedp.WaitVisible(chromedp.ID("sso")))
+	if got := e.text(t, "#sso a"); got != "Sign in with acme-okta" {
+		t.Errorf("SSO button: %q", got)
+	}
+	e.shot(t, "21-sign-in-sso")
+	e.signIn(t, "dana@acme.example")
+
+	// An access request from the form: the report to download.
+	e.run(t, "access request", chromedp.Navigate(e.srv.URL+"/privacy/requests"),
+		chromedp.SetValue(chromedp.ID("pr-kind"), "access"),
+		chromedp.SendKeys(chromedp.ID("pr-email"), "chloe.dubois@example.com"),
+		chromedp.Click(chromedp.ID("pr-submit")),
+		chromedp.WaitVisible(chromedp.ID("report-download")))
+	attr, err := chromedp.Run(e.browser, chromedp.AttributeValue(chromedp.ID("report-download"), "href"))
+	href := attr.Value
+	if err != nil || !strings.HasPrefix(href, "data:application/json;base64,") {
+		t.Fatalf("report link: %v %.60q", err, href)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(href, "data:application/json;base64,"))
+	var rep privacy.AccessReport
+	if err := json.Unmarshal(raw, &rep); err != nil || rep.Contact.Email != "chloe.dubois@example.com" {
+		t.Errorf("report: %v %q", err, rep.Contact.Email)
+	}
+	e.shot(t, "22-privacy-access-report")
+	// An erasure request recorded while the identity is checked.
+	e.run(t, "erasure request", chromedp.Navigate(e.srv.URL+"/privacy/requests"),
+		chromedp.SetValue(chromedp.ID("pr-kind"), "erasure"),
+		chromedp.SendKeys(chromedp.ID("pr-email"), "dev.patel@example.com"),
+		chromedp.Click(chromedp.CSS(`input[name="defer"]`)),
+		chromedp.SendKeys(chromedp.ID("pr-note"), "letter received 3 May"),
+		chromedp.Click(chromedp.ID("pr-submit")),
+		chromedp.WaitVisible(chromedp.CSS(".notice")))
+	if got := e.text(t, "#count-open"); got != "1" {
+		t.Errorf("open requests: %q", got)
+	}
+	if rows := e.text(t, "#requests tbody"); !strings.Contains(rows, "access") || !strings.Contains(rows, "erasure") || !strings.Contains(rows, "letter received 3 May") {
+		t.Errorf("request list:\n%s", rows)
+	}
+	e.shot(t, "23-privacy-requests")
+	e.run(t, "dashboard", chromedp.Navigate(e.srv.URL+"/"), chromedp.WaitVisible(chromedp.ID("open-requests")))
+	e.shot(t, "24-dashboard-requests")
+	e.run(t, "retention dry run", chromedp.Navigate(e.srv.URL+"/privacy/retention"),
+		chromedp.SetValue(chromedp.ID("m-inactive_contacts"), "18"),
+		chromedp.Submit(chromedp.ID("m-inactive_contacts")),
+		chromedp.WaitVisible(chromedp.CSS(".notice")),
+		chromedp.Click(chromedp.ID("dry-run")),
+		chromedp.WaitVisible(chromedp.ID("dry-run-report")))
+	e.shot(t, "25-retention")
+	for _, p := range []struct{ path, sel, name string }{{"/admin/sso", "#sso-rules", "26-sso"}, {"/admin/sftp", "#sftp-accounts", "27-sftp"}, {"/admin/flags", "#flags", "28-flags"}} {
+		e.run(t, p.path, chromedp.Navigate(e.srv.URL+p.path), chromedp.WaitVisible(chromedp.CSS(p.sel)))
+		e.shot(t, p.name)
+	}
+	if got := e.text(t, "#flags tbody"); !strings.Contains(got, flags.SMSSending) {
+		t.Errorf("flags: %q", got)
+	}
+	t.Logf("screenshots in %s", e.shots)
 }
