@@ -154,6 +154,9 @@ type pageData struct {
 	// its password form (the organisation signs in through its IdP).
 	SSO        []sso.PublicProvider
 	NoPassword bool
+	// SSOOn: the server runs single sign-on (the page offers to look up
+	// an organisation's providers).
+	SSOOn bool
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {

@@ -217,6 +217,7 @@ func (s *Server) ssoPasswordSwitch(w http.ResponseWriter, r *http.Request) {
 // organisation named in the form or the query (an unknown one gets none,
 // like any organisation without a provider).
 func (s *Server) loginSSO(r *http.Request, d *pageData) {
+	d.SSOOn = s.opts.SSO != nil
 	tenant := strings.TrimSpace(d.Form["tenant"])
 	if s.opts.SSO == nil || tenant == "" || len(tenant) > 63 {
 		return
