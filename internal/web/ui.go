@@ -16,6 +16,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -61,6 +62,14 @@ var uiFuncs = template.FuncMap{
 		}
 		return id
 	},
+	// tail is the end of a UUIDv7 (its random part: ids made the same
+	// millisecond share their beginning).
+	"tail": func(id string) string {
+		if len(id) > 13 {
+			return "…" + id[len(id)-8:]
+		}
+		return id
+	},
 	"deref": func(p *int64) int64 {
 		if p == nil {
 			return 0
@@ -100,7 +109,13 @@ type navData struct {
 	// user before it ends (AUTH-6).
 	IdleSeconds int
 	perms       map[string]bool
+	// features are the optional services this server runs (privacy, sso,
+	// sftp, monitor): a section without its service is not linked.
+	features map[string]bool
 }
+
+// On reports whether an optional service runs on this server.
+func (n *navData) On(feature string) bool { return n != nil && n.features[feature] }
 
 // Can reports whether the user holds a permission (to show a link or a
 // button; the handler checks it again).
@@ -135,6 +150,13 @@ type pageData struct {
 	User           identity.User
 	TenantName     string
 	Permissions    []string
+	// SSO are the sign-in page's single sign-on buttons; NoPassword hides
+	// its password form (the organisation signs in through its IdP).
+	SSO        []sso.PublicProvider
+	NoPassword bool
+	// SSOOn: the server runs single sign-on (the page offers to look up
+	// an organisation's providers).
+	SSOOn bool
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {
@@ -293,7 +315,8 @@ func (s *Server) signedData(r *http.Request, title string) pageData {
 	if p == nil {
 		return d
 	}
-	n := &navData{perms: p.Permissions}
+	n := &navData{perms: p.Permissions, features: map[string]bool{"privacy": s.opts.Privacy != nil, "sso": s.opts.SSO != nil,
+		"sftp": s.opts.SFTP != nil, "monitor": s.opts.Monitor != nil && s.opts.DB != nil}}
 	if p.Restricted() {
 		n.perms = nil // a user who must finish set-up sees only the account pages
 	}
@@ -346,6 +369,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("expired") != "" {
 		d.Notice = "You were signed out after a period of inactivity. Sign in again to continue."
 	}
+	s.loginSSO(r, &d)
 	s.render(w, r, http.StatusOK, "login", d)
 }
 
@@ -399,7 +423,9 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	res, err := s.opts.Identity.Login(r.Context(), identity.LoginRequest{Tenant: form["tenant"], Email: form["email"],
 		Password: r.PostForm.Get("password"), Client: s.clientOf(r)})
 	if err != nil {
-		s.pageError(w, r, "login", pageData{Title: "Sign in", Form: form}, err)
+		d := pageData{Title: "Sign in", Form: form}
+		s.loginSSO(r, &d)
+		s.pageError(w, r, "login", d, err)
 		return
 	}
 	if res.MFAToken != "" {

@@ -22,13 +22,18 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/relais-dev/relais/internal/access"
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors/registry"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/monitor/supervise"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
+	"github.com/relais-dev/relais/internal/sftpd"
+	"github.com/relais-dev/relais/internal/sso"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
@@ -93,6 +98,10 @@ type e2eEnv struct {
 	cs      *contacts.Service
 	camp    *campaigns.Service
 	sink    *smtpsink.Sink
+	priv    *privacy.Service
+	sso     *sso.Service
+	sftp    *sftpd.Service
+	sup     *supervise.Supervisor
 	offset  atomic.Int64 // the identity clock's advance, in nanoseconds
 	shots   string
 	browser context.Context
@@ -156,8 +165,19 @@ func newUIStackOn(t *testing.T, db *store.DB) *e2eEnv {
 	go func() { defer wg.Done(); _ = e.camp.Run(runCtx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
+	// Privacy, single sign-on, SFTP accounts and supervision, as app.Open
+	// builds them.
+	e.priv = &privacy.Service{DB: e.db, Master: mk, Keyring: kr, Tenants: ts, Contacts: e.cs, Audit: &audit.Service{DB: e.db, Master: mk}}
+	e.sso = &sso.Service{DB: e.db, Tenants: ts, Keyring: kr, Identity: e.id, Access: e.acc}
+	e.id.PasswordLogin = e.sso.PasswordLogin
+	e.sftp = &sftpd.Service{DB: e.db, Keyring: kr, Tenants: ts, Contacts: e.cs, Blobs: sftpd.DirBlobs{Root: filepath.Join(t.TempDir(), "sftp")}, Config: config.Default().SFTP}
+	mcfg := config.Default()
+	mcfg.DataDir = t.TempDir()
+	if e.sup, err = supervise.New(supervise.Options{DB: e.db, Config: mcfg, Tenants: ts, Master: mk, Version: "e2e"}); err != nil {
+		t.Fatal(err)
+	}
 	s := New(Options{DB: e.db, Tenants: ts, Identity: e.id, Access: e.acc, Router: rs, Connectors: conns, Contacts: e.cs, Campaigns: e.camp, Templates: tmpl,
-		ShutdownTimeout: time.Second, Version: "e2e"})
+		Privacy: e.priv, SSO: e.sso, SFTP: e.sftp, Monitor: e.sup, ShutdownTimeout: time.Second, Version: "e2e"})
 	e.server, e.handler = s, s.Handler()
 	e.srv = httptest.NewTLSServer(e.handler)
 	t.Cleanup(e.srv.Close)

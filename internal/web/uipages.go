@@ -15,6 +15,8 @@ import (
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/monitor/alerts"
+	"github.com/relais-dev/relais/internal/privacy"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
@@ -62,6 +64,8 @@ func (s *Server) uiAppRoutes() []Route {
 		rs = append(rs, Route{"GET /messages", string(access.MessagesRead), s.messagePage})
 	}
 	rs = append(rs, s.uiAdminRoutes()...)
+	rs = append(rs, s.uiPrivacyRoutes()...)
+	rs = append(rs, s.uiSettingsRoutes()...)
 	return rs
 }
 
@@ -222,6 +226,15 @@ type dashboardData struct {
 	ShowContact bool
 	ShowCamp    bool
 	Permissions []string
+	// Firing are the tenant's firing alerts (reports:read, with the
+	// supervision service).
+	Firing     []alerts.Alert
+	ShowAlerts bool
+	// OpenRequests are the open subject requests, soonest due first
+	// (privacy:requests); Overdue counts those past their deadline.
+	OpenRequests []privacy.Request
+	Overdue      int
+	ShowPrivacy  bool
 }
 
 func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request) {
@@ -293,6 +306,28 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request) {
 			}
 			d.Campaigns = append(d.Campaigns, c)
 		}
+	}
+	if s.opts.Monitor != nil && p.Has(string(access.ReportsRead)) {
+		d.ShowAlerts = true
+		if d.Firing, err = s.dashboardAlerts(ctx, p.TenantID); err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+	}
+	if s.opts.Privacy != nil && p.Has(string(access.PrivacyRequests)) {
+		d.ShowPrivacy = true
+		open, err := s.opts.Privacy.Requests(ctx, p.TenantID, true)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		sort.SliceStable(open, func(i, j int) bool { return open[i].DueAt.Before(open[j].DueAt) })
+		for _, q := range open {
+			if q.Overdue {
+				d.Overdue++
+			}
+		}
+		d.OpenRequests = open
 	}
 	s.page(w, r, http.StatusOK, "dashboard", "Dashboard", "dashboard", d)
 }
