@@ -59,4 +59,3 @@ func TestRestoreAcrossDialects(t *testing.T) {
 	compareDumps(t, want2, dump(t, lite2, e.acme.ID))
 	verifyAudit(t, lite2, mk, e.acme.ID)
 }
-

@@ -108,7 +108,9 @@ func (k *setKeys) chunkID(plain []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func chunkAAD(setID, id string) []byte { return []byte("relais-backup-chunk/v1\x00" + setID + "\x00" + id) }
+func chunkAAD(setID, id string) []byte {
+	return []byte("relais-backup-chunk/v1\x00" + setID + "\x00" + id)
+}
 
 func manifestAAD(header []byte) []byte {
 	return append([]byte("relais-backup-manifest/v1\x00"), header...)

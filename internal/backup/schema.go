@@ -44,7 +44,7 @@ type table struct {
 	Serial  bool     // PK is a database-generated integer (message_events.id)
 	// PKTenant: tenant_id is part of the primary key.
 	PKTenant bool
-	Tracked bool     // changes logged in backup_changes
+	Tracked  bool // changes logged in backup_changes
 }
 
 func (t *table) kindOf(name string) string {

@@ -12,7 +12,8 @@ CREATE TABLE backup_changes (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id TEXT    NOT NULL,
     tbl       TEXT    NOT NULL,
-    pk        TEXT    NOT NULL
+    pk        TEXT    NOT NULL,
+    xid       INTEGER NOT NULL DEFAULT 0 -- PostgreSQL's transaction id; unused here
 );
 CREATE INDEX backup_changes_tenant ON backup_changes (tenant_id, seq);
 
