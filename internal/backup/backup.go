@@ -871,8 +871,12 @@ func readManifest(ctx context.Context, t Target, name string) (Header, []byte, [
 	if err := json.Unmarshal(hdr, &h); err != nil || h.Format != Format {
 		return Header{}, nil, nil, fmt.Errorf("%w: %s: unreadable header", ErrAuth, name)
 	}
-	ct, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(rest)))
-	if err != nil {
+	b64, ok := bytes.CutSuffix(rest, []byte("\n"))
+	if !ok {
+		return Header{}, nil, nil, fmt.Errorf("%w: %s: no final newline", ErrAuth, name)
+	}
+	ct, err := base64.StdEncoding.Strict().DecodeString(string(b64))
+	if err != nil || bytes.ContainsAny(b64, "\r\n") {
 		return Header{}, nil, nil, fmt.Errorf("%w: %s: body is not base64", ErrAuth, name)
 	}
 	return h, hdr, ct, nil
