@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
@@ -37,7 +38,7 @@ type Target interface {
 }
 
 // OpenTarget opens a target URL: dir:///absolute/path, or
-// s3://bucket/prefix?endpoint=host:port[&region=R][&tls=false] with the
+// s3://bucket/prefix?endpoint=host:port[&region=R][&tls=false][&retries=N] with the
 // credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. tls=false
 // (plain HTTP) is accepted for a loopback endpoint only.
 func OpenTarget(raw string) (Target, error) {
@@ -225,9 +226,17 @@ func openS3(u *url.URL) (*S3Target, error) {
 	if ak == "" || sk == "" {
 		return nil, errors.New("backup: s3 target: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	}
+	retries := 5
+	if r := q.Get("retries"); r != "" {
+		n, err := strconv.Atoi(r)
+		if err != nil || n < 1 || n > 10 {
+			return nil, errors.New("backup: s3 target: retries must be 1 to 10")
+		}
+		retries = n
+	}
 	c, err := minio.New(endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(ak, sk, os.Getenv("AWS_SESSION_TOKEN")),
-		Secure: secure, Region: q.Get("region"), MaxRetries: 5,
+		Secure: secure, Region: q.Get("region"), MaxRetries: retries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backup: s3 target: %w", err)
