@@ -460,6 +460,7 @@ func (b *builder) read(ctx context.Context, tx *store.Tx) error {
 		return fmt.Errorf("backup: read the tenant: %w", err)
 	}
 	b.body.Tenant = ti
+	b.h.TenantSlug = ti.Slug
 	krows, err := tx.Query(ctx, `SELECT version, master_key_id, wrapped, state FROM tenant_keys WHERE tenant_id = $1 ORDER BY version`)
 	if err != nil {
 		return err
@@ -931,6 +932,37 @@ func (s *Service) points(ctx context.Context, t Target, tenantID string) ([]Poin
 		return out[i].Seq < out[j].Seq
 	})
 	return out, nil
+}
+
+// FindTenant finds a tenant's id in the target from its id or the slug its
+// backups were taken under (the newest point wins).
+func (s *Service) FindTenant(ctx context.Context, t Target, ref string) (string, error) {
+	names, err := t.List(ctx, "tenants/")
+	if err != nil {
+		return "", err
+	}
+	var id string
+	var at int64
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".manifest") {
+			continue
+		}
+		tid, _, _ := strings.Cut(strings.TrimPrefix(n, "tenants/"), "/")
+		if tid == ref {
+			return tid, nil
+		}
+		h, _, _, err := readManifest(ctx, t, n)
+		if err != nil {
+			continue
+		}
+		if h.TenantSlug == ref && h.TakenAt >= at {
+			id, at = h.TenantID, h.TakenAt
+		}
+	}
+	if id == "" {
+		return "", fmt.Errorf("backup: no backup of tenant %q in %s", ref, t.ID())
+	}
+	return id, nil
 }
 
 // List returns the tenant's backup points in the target, oldest first.

@@ -29,13 +29,16 @@ const (
 type Header struct {
 	Format   string `json:"format"`
 	TenantID string `json:"tenant_id"`
-	SetID    string `json:"set_id"`
-	PointID  string `json:"point_id"`
-	Seq      int    `json:"seq"`      // 0 for the full, 1, 2... for its incrementals
-	Kind     string `json:"kind"`     // full or incremental
-	Parent   string `json:"parent"`   // the previous point of the set ("" for the full)
-	TakenAt  int64  `json:"taken_at"` // Unix microseconds of the snapshot
-	Dialect  string `json:"dialect"`
+	// TenantSlug is the tenant's slug at the point (to find its backups
+	// by slug when the tenant is gone from the store).
+	TenantSlug string `json:"tenant_slug"`
+	SetID      string `json:"set_id"`
+	PointID    string `json:"point_id"`
+	Seq        int    `json:"seq"`      // 0 for the full, 1, 2... for its incrementals
+	Kind       string `json:"kind"`     // full or incremental
+	Parent     string `json:"parent"`   // the previous point of the set ("" for the full)
+	TakenAt    int64  `json:"taken_at"` // Unix microseconds of the snapshot
+	Dialect    string `json:"dialect"`
 	// SetKey is the set's random 256-bit key sealed by the tenant's field
 	// cipher (AES-256-GCM under the tenant data key, bound to the tenant,
 	// the key version and the set id).

@@ -53,7 +53,24 @@ type Config struct {
 	Auth   Auth   `toml:"auth" json:"auth"`
 	Log    Log    `toml:"log" json:"log"`
 	HTTP   HTTP   `toml:"http" json:"http"`
+	Backup Backup `toml:"backup" json:"backup"`
 	Policy Policy `toml:"policy" json:"policy"`
+}
+
+// Backup configures the scheduled per-tenant backups (BAK-1..6); the
+// schedule itself is policy.backup (per tenant).
+type Backup struct {
+	// Target is where serve's scheduler writes every tenant's backups:
+	// dir:///absolute/path or s3://bucket/prefix?endpoint=host:port (S3
+	// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Empty:
+	// no scheduled backups.
+	Target string `toml:"target" json:"target"`
+	// PGPRecipients is a file of OpenPGP public keys: each point is also
+	// written as a tar encrypted to them (empty: none).
+	PGPRecipients string `toml:"pgp_recipients" json:"pgp_recipients"`
+	// KeepSets is how many backup sets (a full and its incrementals) are
+	// kept per tenant; older ones are deleted after a new full.
+	KeepSets int `toml:"keep_sets" json:"keep_sets"`
 }
 
 // TLS configures the HTTPS listener.
@@ -196,6 +213,7 @@ func Default() Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
 		},
+		Backup: Backup{KeepSets: 10},
 		Policy: DefaultPolicy(),
 	}
 }
@@ -414,6 +432,12 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			errs = append(errs, errors.New("database_url must be a postgres:// URL (or empty for the embedded SQLite store)"))
 		}
+	}
+	if c.Backup.KeepSets < 1 || c.Backup.KeepSets > 1000 {
+		errs = append(errs, errors.New("backup.keep_sets must be between 1 and 1000"))
+	}
+	if t := c.Backup.Target; t != "" && !strings.HasPrefix(t, "dir:///") && !strings.HasPrefix(t, "s3://") {
+		errs = append(errs, errors.New("backup.target must be dir:///absolute/path or s3://bucket/prefix?endpoint=host:port"))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls.cert and tls.key go together: set both, or neither for a self-signed certificate"))

@@ -1,0 +1,92 @@
+package backup
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/contacts"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
+)
+
+// TestScheduler: the policy's schedule (full every 3 days, incremental
+// every 2 hours when something changed, verify daily, restore test) runs
+// from Tick; two nodes never work one tenant at once; retention keeps the
+// newest sets; the metrics follow.
+func TestScheduler(t *testing.T) {
+	clk := newClock()
+	mk := newMaster(t)
+	db := storetest.OpenSQLite(t, storetest.Options{Now: clk.Now})
+	e := setup(t, db, mk, clk, 10)
+	reg := prometheus.NewRegistry()
+	e.svc.Metrics = NewMetrics(reg)
+	target := dirTarget(t)
+	pol := config.DefaultPolicy().Backup
+	sched := func(node string) *Scheduler {
+		return &Scheduler{Svc: e.svc, Target: target, Node: node, KeepSets: 2,
+			Tenants: func(context.Context) ([]string, error) { return []string{e.acme.ID}, nil },
+			Policy:  func(context.Context, string) (config.BackupPolicy, error) { return pol, nil }}
+	}
+	a, b := sched("node-a"), sched("node-b")
+	// node-b holds the lease: node-a does nothing.
+	if _, ok, err := b.lease(bg, e.acme.ID); err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	if err := a.Tick(bg); err != nil {
+		t.Fatal(err)
+	}
+	if pts, _ := e.svc.List(bg, e.acme.ID, target); len(pts) != 0 {
+		t.Fatal("a node worked a tenant leased by another")
+	}
+	b.release(bg, e.acme.ID)
+	if err := a.Tick(bg); err != nil {
+		t.Fatal(err)
+	}
+	pts, _ := e.svc.List(bg, e.acme.ID, target)
+	if len(pts) != 1 || pts[0].Kind != KindFull {
+		t.Fatalf("first tick: %d points", len(pts))
+	}
+	if got := testutil.ToFloat64(e.svc.Metrics.verifyOK.WithLabelValues(e.acme.ID)); got != 1 {
+		t.Fatalf("verify metric %v", got)
+	}
+	if got := testutil.ToFloat64(e.svc.Metrics.restoreOK.WithLabelValues(e.acme.ID)); got != 1 {
+		t.Fatalf("restore test metric %v", got)
+	}
+	// One hour later, a change: nothing yet (incremental every 2 hours).
+	clk.Add(time.Hour)
+	if _, err := e.contacts.Create(bg, e.acme.ID, contacts.NewContact{Email: "sched@example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Tick(bg)
+	if pts, _ = e.svc.List(bg, e.acme.ID, target); len(pts) != 1 {
+		t.Fatalf("after 1h: %d points", len(pts))
+	}
+	clk.Add(time.Hour)
+	_ = a.Tick(bg)
+	if pts, _ = e.svc.List(bg, e.acme.ID, target); len(pts) != 2 || pts[1].Kind != KindIncremental {
+		t.Fatalf("after 2h: %d points", len(pts))
+	}
+	// Three fulls later, only the newest two sets are kept.
+	for range 3 {
+		clk.Add(73 * time.Hour)
+		_ = a.Tick(bg)
+	}
+	pts, _ = e.svc.List(bg, e.acme.ID, target)
+	sets := map[string]bool{}
+	for _, p := range pts {
+		sets[p.SetID] = true
+	}
+	if len(sets) != 2 {
+		t.Fatalf("retention kept %d sets", len(sets))
+	}
+	if n, err := e.svc.DeleteAll(bg, e.acme.ID, target); err != nil || n == 0 {
+		t.Fatalf("delete all: %d %v", n, err)
+	}
+	if pts, _ = e.svc.List(bg, e.acme.ID, target); len(pts) != 0 {
+		t.Fatal("points left after DeleteAll")
+	}
+}
