@@ -199,7 +199,7 @@ are bound to it) under the slug --into. It goes into this store, or with
 --store into another one (a postgres:// URL or an SQLite data directory,
 migrated first); a store that already has the tenant is refused.`,
 		Example: `  relais backup restore --tenant acme --target dir:///var/backups/relais --at 2026-03-10T12:00:00Z --into acme-restored --store /srv/relais-scratch`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			atS, _ := cmd.Flags().GetString("at")
 			at, err := parseAuditTime("at", atS)
