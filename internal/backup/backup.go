@@ -253,7 +253,7 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	b.start(ctx, o.Workers(s))
 	if len(o.PGP) > 0 {
 		if err := b.startPGP(ctx, o.PGP); err != nil {
-			b.stop()
+			_ = b.stop()
 			return Point{}, err
 		}
 	}
