@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -266,14 +267,43 @@ func decodeValue(kind string, raw json.RawMessage) (any, error) {
 }
 
 // checksum is an order-independent digest of a table's rows: the sum
-// modulo 2^256 of SHA-256 of each row's neutral encoding. It is the same for
-// the same rows in either dialect, whatever order they are read in.
+// modulo 2^256 of SHA-256 of each row's neutral encoding (big-endian
+// integers). It is the same for the same rows in either dialect, whatever
+// order they are read in.
 type checksum struct {
-	sum  big.Int
-	rows int64
+	sum   [4]uint64 // little-endian limbs
+	rows  int64
+	canon map[string]string // canonical JSON of recent values
 }
 
-var mod256 = new(big.Int).Lsh(big.NewInt(1), 256)
+// canonical is canonicalJSON with a small cache: the same attribute
+// objects recur across rows.
+func (c *checksum) canonical(v any) (any, bool) {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case []byte:
+		s = string(x)
+	default:
+		return v, false
+	}
+	if len(s) < 3 || (s[0] != '{' && s[0] != '[') {
+		return v, false
+	}
+	if out, ok := c.canon[s]; ok {
+		return out, true
+	}
+	out, ok := canonicalJSON(s)
+	if !ok {
+		return v, false
+	}
+	if c.canon == nil || len(c.canon) > 4096 {
+		c.canon = map[string]string{}
+	}
+	c.canon[s] = out.(string)
+	return out, true
+}
 
 // addRow adds a row given its encoding and values: rows with JSON text
 // are re-encoded with that text in canonical form first.
@@ -283,7 +313,7 @@ func (c *checksum) addRow(line []byte, t *table, vals []any) error {
 		if col.Kind != kindText {
 			continue
 		}
-		if v, ok := canonicalJSON(vals[i]); ok {
+		if v, ok := c.canonical(vals[i]); ok {
 			if canon == nil {
 				canon = append([]any(nil), vals...)
 			}
@@ -303,15 +333,18 @@ func (c *checksum) addRow(line []byte, t *table, vals []any) error {
 
 func (c *checksum) add(line []byte) {
 	h := sha256.Sum256(line)
-	var x big.Int
-	x.SetBytes(h[:])
-	c.sum.Add(&c.sum, &x)
-	c.sum.Mod(&c.sum, mod256)
+	var carry uint64
+	for i := range 4 {
+		limb := binary.BigEndian.Uint64(h[24-8*i:])
+		c.sum[i], carry = bits.Add64(c.sum[i], limb, carry)
+	}
 	c.rows++
 }
 
 func (c *checksum) String() string {
 	b := make([]byte, 32)
-	c.sum.FillBytes(b)
+	for i := range 4 {
+		binary.BigEndian.PutUint64(b[24-8*i:], c.sum[i])
+	}
 	return fmt.Sprintf("%x", b)
 }

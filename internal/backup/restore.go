@@ -161,6 +161,9 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			return fmt.Errorf("backup: create the tenant: %w", err)
 		}
 		tx := ptx.Tenant(tenantID)
+		if _, err := tx.Exec(ctx, `INSERT INTO backup_restoring (tenant_id) VALUES ($1)`); err != nil {
+			return err
+		}
 		for _, p := range chain {
 			if err := r.apply(ctx, tx, p); err != nil {
 				return err
@@ -172,7 +175,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if err := fixSerials(ctx, ptx, tables); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM backup_changes WHERE tenant_id = $1`); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM backup_restoring WHERE tenant_id = $1`); err != nil {
 			return err
 		}
 		sums, err := checksums(ctx, tx, tables, last.body.Tables)

@@ -24,7 +24,7 @@ const (
 // per-address failure counters), and the backup machinery itself.
 var excluded = map[string]bool{
 	"sessions": true, "mfa_challenges": true, "user_tokens": true, "ip_failures": true,
-	"backup_changes": true, "backup_state": true,
+	"backup_changes": true, "backup_state": true, "backup_restoring": true,
 }
 
 // column is one column of a backed-up table.

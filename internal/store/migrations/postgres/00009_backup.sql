@@ -30,6 +30,18 @@ CREATE TABLE backup_state (
     PRIMARY KEY (tenant_id, target)
 );
 
+-- A restore in progress (inside its own transaction): the trigger logs
+-- nothing for that tenant, since its change log starts empty after it.
+CREATE TABLE backup_restoring (
+    tenant_id TEXT PRIMARY KEY
+);
+
+ALTER TABLE backup_restoring ENABLE ROW LEVEL SECURITY;
+ALTER TABLE backup_restoring FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON backup_restoring
+    USING (relais_platform() OR tenant_id = relais_tenant())
+    WITH CHECK (relais_platform() OR tenant_id = relais_tenant());
+
 ALTER TABLE backup_changes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE backup_changes FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON backup_changes
@@ -54,6 +66,10 @@ DECLARE
     knew jsonb := '[]'::jsonb;
     kold jsonb := '[]'::jsonb;
 BEGIN
+    IF EXISTS (SELECT 1 FROM backup_restoring b
+               WHERE b.tenant_id = CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP <> 'DELETE' THEN
         IF NEW.tenant_id = '' THEN RETURN NULL; END IF;
         r := to_jsonb(NEW);
@@ -190,5 +206,6 @@ DROP TRIGGER backup_change ON audit_checkpoints;
 DROP TRIGGER backup_change ON campaigns;
 DROP TRIGGER backup_change ON campaign_settings;
 DROP FUNCTION relais_backup_change();
+DROP TABLE backup_restoring;
 DROP TABLE backup_state;
 DROP TABLE backup_changes;
