@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,5 +89,41 @@ func TestBackupCLI(t *testing.T) {
 	rel, _ := filepath.Rel(bdir, chunk)
 	if r = relais(t, dir, env, "", "backup", "verify", "--tenant", "acme", "--target", target); r.code != 1 || !strings.Contains(r.stderr, rel) {
 		t.Fatalf("verify after a flipped byte: %+v", r)
+	}
+}
+
+// TestOperationsRunbook runs the backup runbook of docs/operations.md (the
+// ```sh runbook block) as written, with bash, the built relais on the PATH
+// and $BACKUPS an empty directory: every step must succeed.
+func TestOperationsRunbook(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```sh runbook\n")
+	if !ok {
+		t.Fatal("no ```sh runbook block in docs/operations.md")
+	}
+	script, _, ok := strings.Cut(rest, "```")
+	if !ok || strings.Count(script, "relais backup") < 6 {
+		t.Fatalf("runbook block too short:\n%s", script)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "runbook.sh")
+	if err := os.WriteFile(path, []byte("set -euo pipefail\nset -x\n"+script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := cleanEnv("BACKUPS="+t.TempDir(), "PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd := exec.Command("bash", path)
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the runbook failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "verifies") || !strings.Contains(string(out), "restored tenant") {
+		t.Fatalf("unexpected runbook output:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "relais-snapshot.db")); err != nil {
+		t.Fatalf("instance snapshot not restored: %v", err)
 	}
 }
