@@ -348,3 +348,100 @@ func (c *checksum) String() string {
 	}
 	return fmt.Sprintf("%x", b)
 }
+
+// parseLine decodes one chunk line (a JSON array of neutral values) by
+// kind, without reflection: the fast path for restores. Strings with
+// escapes go through encoding/json.
+func parseLine(line []byte, kinds []string) ([]any, error) {
+	out := make([]any, 0, len(kinds))
+	i := 0
+	skip := func() {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+	}
+	skip()
+	if i >= len(line) || line[i] != '[' {
+		return nil, errors.New("not a JSON array")
+	}
+	i++
+	for k := 0; ; k++ {
+		skip()
+		if i < len(line) && line[i] == ']' && k == 0 && len(kinds) == 0 {
+			i++
+			break
+		}
+		if k >= len(kinds) {
+			return nil, errors.New("too many values")
+		}
+		start := i
+		var raw []byte
+		if i < len(line) && line[i] == '"' {
+			i++
+			escaped := false
+			for i < len(line) && line[i] != '"' {
+				if line[i] == '\\' {
+					escaped = true
+					i++
+				}
+				i++
+			}
+			if i >= len(line) {
+				return nil, errors.New("unterminated string")
+			}
+			i++
+			raw = line[start:i]
+			if !escaped {
+				s := raw[1 : len(raw)-1]
+				switch kinds[k] {
+				case kindBytes:
+					b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+					n, err := base64.StdEncoding.Decode(b, s)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, b[:n])
+				case kindText:
+					out = append(out, string(s))
+				default:
+					v, err := decodeValue(kinds[k], raw)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, v)
+				}
+				goto next
+			}
+		} else {
+			for i < len(line) && line[i] != ',' && line[i] != ']' && line[i] != ' ' {
+				i++
+			}
+			raw = line[start:i]
+		}
+		{
+			v, err := decodeValue(kinds[k], raw)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+	next:
+		skip()
+		if i >= len(line) {
+			return nil, errors.New("unterminated array")
+		}
+		if line[i] == ']' {
+			i++
+			break
+		}
+		if line[i] != ',' {
+			return nil, errors.New("expected a comma")
+		}
+		i++
+	}
+	skip()
+	if i != len(line) || len(out) != len(kinds) {
+		return nil, fmt.Errorf("%d values, want %d", len(out), len(kinds))
+	}
+	return out, nil
+}

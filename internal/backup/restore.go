@@ -327,15 +327,9 @@ func (r *restorer) chunk(ctx context.Context, tx *store.Tx, p openedPoint, t *ta
 		}
 	}
 	for sc.Scan() {
-		var raw []json.RawMessage
-		if err := json.Unmarshal(sc.Bytes(), &raw); err != nil || len(raw) != len(kinds) {
-			return fmt.Errorf("backup: chunk %s holds a malformed line", name)
-		}
-		vals := make([]any, len(raw))
-		for i, v := range raw {
-			if vals[i], err = decodeValue(kinds[i], v); err != nil {
-				return fmt.Errorf("backup: chunk %s holds a malformed value: %w", name, err)
-			}
+		vals, err := parseLine(sc.Bytes(), kinds)
+		if err != nil {
+			return fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
 		}
 		if err := w.add(ctx, tx, vals); err != nil {
 			return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
