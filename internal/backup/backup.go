@@ -29,9 +29,14 @@
 //     1 MiB segments, tink-go), the header line as additional data. A
 //     point exists once its manifest exists: it is written last.
 //   - chunks/<id>: chunk plaintexts encrypted the same way (additional data:
-//     set id and chunk id). The id is HMAC-SHA256 of the plaintext under a
-//     key derived from the set key: content-addressed, so an unchanged chunk
-//     is stored once per set, and verification recomputes it.
+//     set id and chunk id). The id is HMAC-SHA256 of the plaintext under the
+//     tenant's address key (random, sealed like the set key, the same in
+//     every set): content-addressed, so an unchanged chunk is stored once. A
+//     point may reference a chunk stored by an earlier set ([ChunkRef].Set);
+//     its header then carries that set's key too, sealed by the tenant key,
+//     and retention keeps such chunks. Chunks are cut after rows chosen by
+//     their content (past half the chunk size, after a row whose digest
+//     falls under a threshold), so a changed row moves one cut at most.
 //   - points/<seq>-<point id>.tar.pgp (optional): the same point as a tar
 //     (manifest.json, then each chunk as tables/<table>/<n>.jsonl) encrypted
 //     to OpenPGP recipients; its SHA-256 is in the authenticated body.
@@ -72,6 +77,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -213,15 +219,24 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}); err != nil {
 		return Point{}, fmt.Errorf("backup: read the backup state: %w", err)
 	}
-	b := &builder{s: s, t: t, tenantID: tenantID, tables: tables}
+	points, err := s.points(ctx, t, tenantID)
+	if err != nil {
+		return Point{}, err
+	}
+	b := &builder{s: s, t: t, tenantID: tenantID, tables: tables, crypto: crypto,
+		keys: &pointKeys{sets: map[string]*setKeys{}}, setKey: map[string]keySrc{}}
+	for _, p := range points {
+		b.setKey[p.SetID] = keySrc{h: p.Header, sealed: p.SetKey}
+		for set, sealed := range p.OtherSetKeys {
+			if _, ok := b.setKey[set]; !ok {
+				b.setKey[set] = keySrc{h: p.Header, sealed: sealed}
+			}
+		}
+	}
 	// An incremental continues the set this store last wrote to this target,
 	// when its last point is still there.
 	dialect := string(s.DB.Dialect())
 	if !o.Full && st.SetID != "" && strings.HasPrefix(st.Watermark, dialect+":") {
-		points, err := s.points(ctx, t, tenantID)
-		if err != nil {
-			return Point{}, err
-		}
 		var last *Point
 		for i := range points {
 			if points[i].SetID == st.SetID {
@@ -229,9 +244,14 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 			}
 		}
 		if last != nil {
-			k, err := openSetKey(ctx, s.Master, last.Header)
+			raw, err := openSealed(ctx, s.Master, last.Header, setKeyField(last.SetID), last.SetKey)
 			if err == nil {
-				b.keys, b.sealedKey = k, last.SetKey
+				k, err := deriveSetKeys(raw)
+				clear(raw)
+				if err != nil {
+					return Point{}, err
+				}
+				b.keys.sets[st.SetID], b.sealedKey = k, last.SetKey
 				b.h = Header{SetID: st.SetID, Seq: last.Seq + 1, Kind: KindIncremental, Parent: last.PointID}
 				b.prevWatermark = st.Watermark
 			}
@@ -239,9 +259,32 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}
 	taken := s.now()
 	pointID := newPointID(taken)
-	if b.keys == nil {
+	if b.sealedKey == nil {
 		b.h = Header{SetID: pointID, Seq: 0, Kind: KindFull}
-		if b.keys, b.sealedKey, err = newSetKey(crypto, pointID); err != nil {
+		raw, sealed, err := newSealedKey(crypto, setKeyField(pointID))
+		if err != nil {
+			return Point{}, err
+		}
+		k, err := deriveSetKeys(raw)
+		clear(raw)
+		if err != nil {
+			return Point{}, err
+		}
+		b.keys.sets[pointID], b.sealedKey = k, sealed
+	}
+	b.keys.set = b.h.SetID
+	// The tenant's address key: the newest point's, so that chunks keep
+	// their names across sets; a new one for the first point.
+	for i := len(points) - 1; i >= 0 && b.keys.address == nil; i-- {
+		if raw, err := openSealed(ctx, s.Master, points[i].Header, addressKeyField, points[i].AddrKey); err == nil {
+			if b.h.AddrKey, err = crypto.Seal(addressKeyField, raw); err != nil {
+				return Point{}, err
+			}
+			b.keys.address = raw
+		}
+	}
+	if b.keys.address == nil {
+		if b.keys.address, b.h.AddrKey, err = newSealedKey(crypto, addressKeyField); err != nil {
 			return Point{}, err
 		}
 	}
@@ -335,10 +378,14 @@ type builder struct {
 	tables        []*table
 	h             Header
 	body          Body
-	keys          *setKeys
+	crypto        *tenants.Crypto
+	keys          *pointKeys
 	sealedKey     []byte
 	prevWatermark string
-	have          map[string]bool // chunks already in the set
+	have          map[string]bool     // chunks already in this set
+	elsewhere     map[string][]string // chunk id -> earlier sets holding it
+	setKey        map[string]keySrc   // where each set's key can be opened
+	noReuse       map[string]bool     // sets whose key could not be opened
 
 	rows, bytes int64
 	uploaded    int
@@ -352,21 +399,69 @@ type builder struct {
 	pgp *pgpWriter
 }
 
+// keySrc is a sealed set key and the header whose tenant keys open it.
+type keySrc struct {
+	h      Header
+	sealed []byte
+}
+
 type chunkJob struct {
 	name, id string
 	plain    []byte
 }
 
 func (b *builder) known(ctx context.Context) error {
-	b.have = map[string]bool{}
-	names, err := b.t.List(ctx, setPrefix(b.tenantID, b.h.SetID)+"chunks/")
+	b.have, b.elsewhere, b.noReuse = map[string]bool{}, map[string][]string{}, map[string]bool{}
+	prefix := tenantPrefix(b.tenantID) + "sets/"
+	names, err := b.t.List(ctx, prefix)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		b.have[n[strings.LastIndexByte(n, '/')+1:]] = true
+		set, rest, _ := strings.Cut(strings.TrimPrefix(n, prefix), "/")
+		id, ok := strings.CutPrefix(rest, "chunks/")
+		if !ok {
+			continue
+		}
+		switch {
+		case set == b.h.SetID:
+			b.have[id] = true
+		case b.setKey[set].sealed != nil:
+			// Only sets whose key a manifest holds.
+			b.elsewhere[id] = append(b.elsewhere[id], set)
+		}
 	}
 	return nil
+}
+
+// reuse returns the earlier set whose copy of chunk id this point can
+// reference, sealing that set's key into this point's header.
+func (b *builder) reuse(id string) string {
+	for _, set := range b.elsewhere[id] {
+		if b.noReuse[set] {
+			continue
+		}
+		if b.h.OtherSetKeys[set] == nil {
+			src := b.setKey[set]
+			raw, err := openSealed(context.Background(), b.s.Master, src.h, setKeyField(set), src.sealed)
+			if err != nil {
+				b.noReuse[set] = true
+				continue
+			}
+			sealed, err := b.crypto.Seal(setKeyField(set), raw)
+			clear(raw)
+			if err != nil {
+				b.noReuse[set] = true
+				continue
+			}
+			if b.h.OtherSetKeys == nil {
+				b.h.OtherSetKeys = map[string][]byte{}
+			}
+			b.h.OtherSetKeys[set] = sealed
+		}
+		return set
+	}
+	return ""
 }
 
 func (b *builder) start(ctx context.Context, workers int) {
@@ -380,7 +475,7 @@ func (b *builder) start(ctx context.Context, workers int) {
 				if b.failed() != nil {
 					continue
 				}
-				ct, err := b.keys.seal(j.plain, chunkAAD(b.h.SetID, j.id))
+				ct, err := b.keys.own().seal(j.plain, chunkAAD(b.h.SetID, j.id))
 				if err == nil {
 					err = b.t.Put(ctx, j.name, bytes.NewReader(ct), int64(len(ct)))
 				}
@@ -431,6 +526,10 @@ func (b *builder) emit(tbl string, plain []byte, count int) (ChunkRef, error) {
 	}
 	b.bytes += int64(len(plain))
 	if b.have[id] {
+		return ref, nil
+	}
+	if set := b.reuse(id); set != "" {
+		ref.Set = set
 		return ref, nil
 	}
 	b.have[id] = true
@@ -626,7 +725,7 @@ func (b *builder) newChunker(t *table, op string) *chunker {
 }
 
 func (c *chunker) reset() {
-	c.buf = make([]byte, 0, c.limit+c.limit/8)
+	c.buf = make([]byte, 0, c.limit+c.limit/2)
 	c.buf = append(c.buf, c.header...)
 	c.count = 0
 }
@@ -637,6 +736,29 @@ func (c *chunker) line(l []byte) error {
 	c.count++
 	if len(c.buf) >= c.limit {
 		return c.flush()
+	}
+	return nil
+}
+
+// rowLine adds a row and cuts the chunk where the content says: past half
+// the chunk size, after a row whose digest falls under a threshold
+// proportional to its length (about one cut per chunk size of rows), and
+// at twice the chunk size at most. Cuts follow the rows, not their offsets,
+// so a row inserted or changed moves one cut at most: the chunks around it
+// keep their content and names, and a later set reuses them.
+func (c *chunker) rowLine(l []byte, digest [32]byte) error {
+	c.buf = append(c.buf, l...)
+	c.buf = append(c.buf, '\n')
+	c.count++
+	n := len(c.buf)
+	if n >= 2*c.limit {
+		return c.flush()
+	}
+	if n >= c.limit/2 {
+		threshold := uint64(len(l)+1) * (1 << 32) / uint64(c.limit)
+		if uint64(binary.BigEndian.Uint32(digest[:4])) < threshold {
+			return c.flush()
+		}
 	}
 	return nil
 }
@@ -684,11 +806,12 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 		if line, err = encodeRow(line[:0], t, vals); err != nil {
 			return err
 		}
-		if err := sum.addRow(line, t, vals); err != nil {
+		digest, err := sum.addRow(line, t, vals)
+		if err != nil {
 			return err
 		}
 		if ch != nil {
-			if err := ch.line(line); err != nil {
+			if err := ch.rowLine(line, digest); err != nil {
 				return err
 			}
 			b.rows++
@@ -838,7 +961,7 @@ func (b *builder) writeManifest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ct, err := b.keys.seal(body, manifestAAD(hdr))
+	ct, err := b.keys.own().seal(body, manifestAAD(hdr))
 	if err != nil {
 		return err
 	}
@@ -884,7 +1007,7 @@ func readManifest(ctx context.Context, t Target, name string) (Header, []byte, [
 }
 
 // openManifest authenticates and decrypts a manifest.
-func (s *Service) openManifest(ctx context.Context, t Target, name string) (Header, Body, *setKeys, error) {
+func (s *Service) openManifest(ctx context.Context, t Target, name string) (Header, Body, *pointKeys, error) {
 	h, hdr, ct, err := readManifest(ctx, t, name)
 	if err != nil {
 		return Header{}, Body{}, nil, err
@@ -892,11 +1015,11 @@ func (s *Service) openManifest(ctx context.Context, t Target, name string) (Head
 	if name != manifestName(h) {
 		return Header{}, Body{}, nil, fmt.Errorf("%w: %s: its header names another point", ErrAuth, name)
 	}
-	k, err := openSetKey(ctx, s.Master, h)
+	k, err := openPointKeys(ctx, s.Master, h)
 	if err != nil {
 		return Header{}, Body{}, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	plain, err := k.open(bytes.NewReader(ct), manifestAAD(hdr))
+	plain, err := k.own().open(bytes.NewReader(ct), manifestAAD(hdr))
 	if err != nil {
 		return Header{}, Body{}, nil, fmt.Errorf("%w: %s", ErrAuth, name)
 	}

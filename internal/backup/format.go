@@ -44,6 +44,12 @@ type Header struct {
 	// cipher (AES-256-GCM under the tenant data key, bound to the tenant,
 	// the key version and the set id).
 	SetKey []byte `json:"set_key"`
+	// OtherSetKeys are the sealed keys of earlier sets whose chunks this
+	// point reuses (by set id).
+	OtherSetKeys map[string][]byte `json:"other_set_keys,omitempty"`
+	// AddrKey is the tenant's chunk-address key (HMAC), sealed like SetKey;
+	// the same in every set of the target.
+	AddrKey []byte `json:"addr_key"`
 	// TenantKeys are the tenant's data keys as stored (wrapped by the
 	// master key, bound to the tenant id): a restore into a store that
 	// does not have the tenant needs them to open SetKey.
@@ -91,9 +97,11 @@ type TableEntry struct {
 	Checksum string     `json:"checksum"`
 }
 
-// ChunkRef names a chunk object and its plaintext length.
+// ChunkRef names a chunk object and its plaintext length. Set, when not
+// empty, is the earlier set that stores it.
 type ChunkRef struct {
 	ID    string `json:"id"`
+	Set   string `json:"set,omitempty"`
 	Size  int64  `json:"size"`
 	Count int    `json:"count"`
 }
@@ -307,7 +315,7 @@ func (c *checksum) canonical(v any) (any, bool) {
 
 // addRow adds a row given its encoding and values: rows with JSON text
 // are re-encoded with that text in canonical form first.
-func (c *checksum) addRow(line []byte, t *table, vals []any) error {
+func (c *checksum) addRow(line []byte, t *table, vals []any) ([32]byte, error) {
 	var canon []any
 	for i, col := range t.Columns {
 		if col.Kind != kindText {
@@ -323,15 +331,14 @@ func (c *checksum) addRow(line []byte, t *table, vals []any) error {
 	if canon != nil {
 		l, err := encodeRow(nil, t, canon)
 		if err != nil {
-			return err
+			return [32]byte{}, err
 		}
 		line = l
 	}
-	c.add(line)
-	return nil
+	return c.add(line), nil
 }
 
-func (c *checksum) add(line []byte) {
+func (c *checksum) add(line []byte) [32]byte {
 	h := sha256.Sum256(line)
 	var carry uint64
 	for i := range 4 {
@@ -339,6 +346,7 @@ func (c *checksum) add(line []byte) {
 		c.sum[i], carry = bits.Add64(c.sum[i], limb, carry)
 	}
 	c.rows++
+	return h
 }
 
 func (c *checksum) String() string {

@@ -55,7 +55,7 @@ type RestoreResult struct {
 type openedPoint struct {
 	h    Header
 	body Body
-	keys *setKeys
+	keys *pointKeys
 }
 
 // chain returns the authenticated points to apply for time at: the last
@@ -292,8 +292,8 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 // chunk applies one chunk: inserts (a full point), upserts (an
 // incremental) or deletes.
 func (r *restorer) chunk(ctx context.Context, tx *store.Tx, p openedPoint, t *table, e TableEntry, c ChunkRef, op string) error {
-	name := chunkName(r.tenantID, p.h.SetID, c.ID)
-	plain, err := r.s.readChunk(ctx, r.t, p.keys, r.tenantID, p.h.SetID, c)
+	name := chunkName(r.tenantID, refSet(p.h, c), c.ID)
+	plain, err := r.s.readChunk(ctx, r.t, p.keys, r.tenantID, c)
 	if err != nil {
 		return fmt.Errorf("backup: chunk %s: %s", name, reason(err))
 	}
@@ -519,7 +519,7 @@ func checksums(ctx context.Context, tx *store.Tx, tables []*table, entries []Tab
 				_ = rows.Close()
 				return nil, err
 			}
-			if err := sum.addRow(line, src, vals); err != nil {
+			if _, err := sum.addRow(line, src, vals); err != nil {
 				_ = rows.Close()
 				return nil, err
 			}

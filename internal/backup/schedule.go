@@ -163,7 +163,9 @@ func (s *Scheduler) tenant(ctx context.Context, tenantID string) error {
 	return errors.Join(errs...)
 }
 
-// Prune deletes the tenant's oldest sets beyond the keep newest (retention).
+// Prune deletes the tenant's oldest sets beyond the keep newest
+// (retention). Chunks of a deleted set that a kept point reuses stay; the
+// kept points carry the keys to read them.
 func (s *Service) Prune(ctx context.Context, tenantID string, t Target, keep int) error {
 	if keep <= 0 {
 		keep = 10
@@ -178,20 +180,66 @@ func (s *Service) Prune(ctx context.Context, tenantID string, t Target, keep int
 		set, _, _ := strings.Cut(rest, "/")
 		bySet[set] = append(bySet[set], n)
 	}
+	// Sets in time order (set ids start with their UTC time); those without
+	// a manifest (interrupted fulls) count as old.
 	var sets []string
-	for id := range bySet {
-		sets = append(sets, id)
-	}
-	sort.Strings(sets) // set ids start with their UTC time
-	if len(sets) <= keep {
-		return nil
-	}
-	old := sets[:len(sets)-keep]
-	for _, id := range old {
-		if err := deleteSet(ctx, t, bySet[id]); err != nil {
-			return err
+	for id, objs := range bySet {
+		for _, n := range objs {
+			if strings.HasSuffix(n, ".manifest") {
+				sets = append(sets, id)
+				break
+			}
 		}
 	}
+	sort.Strings(sets)
+	kept := map[string]bool{}
+	if len(sets) > keep {
+		sets = sets[len(sets)-keep:]
+	}
+	for _, id := range sets {
+		kept[id] = true
+	}
+	// What the kept points reference.
+	used := map[string]bool{}
+	for _, id := range sets {
+		for _, n := range bySet[id] {
+			if !strings.HasSuffix(n, ".manifest") {
+				continue
+			}
+			h, body, _, err := s.openManifest(ctx, t, n)
+			if err != nil {
+				return fmt.Errorf("backup: retention stopped, a kept point does not open: %w", err)
+			}
+			for _, e := range body.Tables {
+				for _, c := range append(append([]ChunkRef(nil), e.Chunks...), e.Deletes...) {
+					used[chunkName(tenantID, refSet(h, c), c.ID)] = true
+				}
+			}
+		}
+	}
+	var old []string
+	for id, objs := range bySet {
+		if kept[id] {
+			continue
+		}
+		var drop []string
+		for _, n := range objs {
+			if !used[n] {
+				drop = append(drop, n)
+			}
+		}
+		if len(drop) == 0 {
+			continue
+		}
+		if err := deleteSet(ctx, t, drop); err != nil {
+			return err
+		}
+		old = append(old, id)
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	sort.Strings(old)
 	return s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "backup.prune", ObjectType: "backup_target",
 			ObjectID: t.ID(), Details: map[string]any{"sets_deleted": old}})

@@ -90,3 +90,66 @@ func TestScheduler(t *testing.T) {
 		t.Fatal("points left after DeleteAll")
 	}
 }
+
+// TestChunksReusedAcrossSets: a new full after a small change stores only
+// the chunks that changed and reuses the earlier set's others; it restores,
+// verifies, and still does after retention deleted the earlier set (the
+// reused chunks stay).
+func TestChunksReusedAcrossSets(t *testing.T) {
+	clk := newClock()
+	mk := newMaster(t)
+	db := storetest.OpenSQLite(t, storetest.Options{Now: clk.Now})
+	e := setup(t, db, mk, clk, 400)
+	e.svc.ChunkBytes = 16 << 10
+	target := dirTarget(t)
+	p0, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	countChunks := func(set string) int {
+		names, _ := target.List(bg, setPrefix(e.acme.ID, set)+"chunks/")
+		return len(names)
+	}
+	first := countChunks(p0.SetID)
+	clk.Add(time.Hour)
+	page, _ := e.contacts.List(bg, e.acme.ID, contacts.ListOptions{Limit: 200})
+	if _, err := e.contacts.Update(bg, e.acme.ID, page.Contacts[150].ID, contacts.Patch{FirstName: strp("Changed")}); err != nil {
+		t.Fatal(err)
+	}
+	want := dump(t, db, e.acme.ID)
+	p1, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := countChunks(p1.SetID)
+	if first < 10 || second*3 > first {
+		t.Fatalf("the second full stored %d chunks, the first %d: unchanged chunks not reused", second, first)
+	}
+	if err := e.svc.Prune(bg, e.acme.ID, target, 1); err != nil {
+		t.Fatal(err)
+	}
+	if pts, _ := e.svc.List(bg, e.acme.ID, target); len(pts) != 1 || pts[0].SetID != p1.SetID {
+		t.Fatalf("after retention: %+v", pts)
+	}
+	rep, err := e.svc.Verify(bg, e.acme.ID, target)
+	if err != nil || len(rep.Unreferenced) != 0 {
+		t.Fatalf("verify after retention: %+v %v", rep, err)
+	}
+	dest := storetest.OpenSQLite(t, storetest.Options{Now: clk.Now})
+	if _, err := e.svc.Restore(bg, e.acme.ID, target, RestoreOptions{IntoSlug: "acme", Dest: dest}); err != nil {
+		t.Fatal(err)
+	}
+	compareDumps(t, want, dump(t, dest, e.acme.ID))
+	// A third full reuses chunks through the second set's keys.
+	clk.Add(time.Hour)
+	p2, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countChunks(p2.SetID); n*3 > first {
+		t.Fatalf("the third full stored %d chunks", n)
+	}
+	if _, err := e.svc.Verify(bg, e.acme.ID, target); err != nil {
+		t.Fatal(err)
+	}
+}

