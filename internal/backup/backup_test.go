@@ -203,6 +203,22 @@ func TestRestoreRefusals(t *testing.T) {
 	if _, err := e.svc.Restore(bg, e.acme.ID, target, RestoreOptions{IntoSlug: "Bad Slug", Dest: dest}); err == nil {
 		t.Fatal("bad slug accepted")
 	}
+	// Leftover rows of the tenant id in the target store: refused too.
+	if err := dest.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
+		_, err := tx.Exec(bg, `INSERT INTO message_events (tenant_id, message_id, at, kind) VALUES ($1, 'left', 1, 'x')`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Restore(bg, e.acme.ID, target, RestoreOptions{IntoSlug: "acme", Dest: dest}); !errors.Is(err, ErrTenantExists) {
+		t.Fatalf("restore over leftover rows: %v", err)
+	}
+	if err := dest.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
+		_, err := tx.Exec(bg, `DELETE FROM message_events WHERE tenant_id = $1`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	other := &Service{DB: db, Master: newMaster(t), Keyring: e.svc.Keyring, Now: clk.Now}
 	if _, err := other.Restore(bg, e.acme.ID, target, RestoreOptions{IntoSlug: "acme", Dest: dest}); err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("restore with another master key: %v", err)

@@ -146,6 +146,18 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if n > 0 {
 			return ErrTenantExists
 		}
+		// Leftover rows of that tenant id (a tenant removed without its
+		// data): never restore over them.
+		for _, tb := range tables {
+			var one int
+			err := ptx.Tenant(tenantID).QueryRow(ctx, `SELECT 1 FROM `+quote(tb.Name)+` WHERE tenant_id = $1 LIMIT 1`).Scan(&one)
+			if err == nil {
+				return fmt.Errorf("%w: table %s still holds rows of tenant %s", ErrTenantExists, tb.Name, tenantID)
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
 		ti := last.body.Tenant
 		name := ti.Name
 		if o.IntoName != "" {
