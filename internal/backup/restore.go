@@ -139,6 +139,15 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	r := &restorer{s: s, t: t, tenantID: tenantID, tables: tables, total: total, progress: o.Progress, dialect: dest.Dialect()}
 	res := RestoreResult{TenantID: tenantID, Slug: o.IntoSlug, Point: Point{Header: last.h, Object: manifestName(last.h)}, Points: len(chain)}
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
+		if ptx.Dialect() == store.SQLite {
+			// A restore writes every index of the tenant at once: a 256 MiB
+			// page cache for this connection while it runs, then SQLite's
+			// default again.
+			if _, err := ptx.Exec(ctx, `PRAGMA cache_size = -262144`); err != nil {
+				return err
+			}
+			defer func() { _, _ = ptx.Exec(context.WithoutCancel(ctx), `PRAGMA cache_size = -2000`) }()
+		}
 		var n int
 		if err := ptx.QueryRow(ctx, `SELECT count(*) FROM tenants WHERE id = $1`, tenantID).Scan(&n); err != nil {
 			return err
