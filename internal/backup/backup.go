@@ -755,8 +755,8 @@ func (c *chunker) rowLine(l []byte, digest [32]byte) error {
 		return c.flush()
 	}
 	if n >= c.limit/2 {
-		threshold := uint64(len(l)+1) * (1 << 32) / uint64(c.limit)
-		if uint64(binary.BigEndian.Uint32(digest[:4])) < threshold {
+		threshold := int64(len(l)+1) * (1 << 32) / int64(c.limit)
+		if int64(binary.BigEndian.Uint32(digest[:4])) < threshold {
 			return c.flush()
 		}
 	}
