@@ -67,7 +67,7 @@ process listings).`,
 	pf.StringVar(&c.configPath, "config", "", "configuration file (TOML); also RELAIS_CONFIG")
 	pf.StringVar(&c.dataDir, "data-dir", "", "data directory (SQLite store, master key, certificates); default ./relais-data, also RELAIS_DATA_DIR")
 
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd(), c.tlsCmd(), c.keysCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.tenantCmd(), c.configCmd(), c.operatorCmd(), c.versionCmd(), c.userCmd(), c.clientCmd(), c.roleCmd(), c.groupCmd(), c.accessCmd(), c.connectorCmd(), c.routeCmd(), c.auditCmd(), c.contactsCmd(), c.seedCmd(), c.pkiCmd(), c.sftpCmd(), c.ssoCmd(), c.tlsCmd(), c.keysCmd(), c.backupCmd())
 	c.addPrivacyCommands(root)
 	root.AddCommand(c.monitorCmds()...)
 	return root

@@ -24,6 +24,7 @@ import (
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/audit/forward"
+	"github.com/relais-dev/relais/internal/backup"
 	"github.com/relais-dev/relais/internal/bounces"
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/config"
@@ -83,6 +84,9 @@ type App struct {
 	// Monitor is supervision: indicators, clock check, built-in alerts,
 	// incidents, feature flags, compliance report (its jobs run in Serve).
 	Monitor *supervise.Supervisor
+	// Backup makes, verifies and restores per-tenant backups; its
+	// scheduler runs in Serve when backup.target is set.
+	Backup *backup.Service
 }
 
 // NewLogger builds the structured logger from the settings.
@@ -170,6 +174,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState)}, Logger: log, Now: a.Now}); err != nil {
 		return nil, err
 	}
+	a.Backup = &backup.Service{DB: db, Master: master, Keyring: a.Keyring, Logger: log}
 	ok = true
 	return a, nil
 }
@@ -401,6 +406,9 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 			}
 		}()
 	}
+	if err := a.startBackups(runCtx, reg, node); err != nil {
+		return err
+	}
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(runCtx) }()
 	// Delivery status notifications in the SMTP connectors' bounce
@@ -517,6 +525,45 @@ func (a *App) resumeKeyRotations(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// startBackups runs the backup scheduler when backup.target is set (on
+// every node: a lease per tenant lets one node at a time work on it).
+func (a *App) startBackups(ctx context.Context, reg prometheus.Registerer, node string) error {
+	a.Backup.Metrics = backup.NewMetrics(reg)
+	cfg := a.Config.Backup
+	if cfg.Target == "" {
+		return nil
+	}
+	target, err := backup.OpenTarget(cfg.Target)
+	if err != nil {
+		return err
+	}
+	s := &backup.Scheduler{Svc: a.Backup, Target: target, Node: node, KeepSets: cfg.KeepSets,
+		Tenants: func(ctx context.Context) ([]string, error) {
+			ts, err := a.Tenants.List(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var ids []string
+			for _, t := range ts {
+				if t.Status == tenants.StatusActive {
+					ids = append(ids, t.ID)
+				}
+			}
+			return ids, nil
+		},
+		Policy: func(ctx context.Context, id string) (config.BackupPolicy, error) {
+			p, err := a.Tenants.Policy(ctx, id)
+			return p.Backup, err
+		}}
+	if cfg.PGPRecipients != "" {
+		if s.PGP, err = backup.ReadRecipients(cfg.PGPRecipients); err != nil {
+			return err
+		}
+	}
+	go func() { _ = s.Run(ctx, time.Minute) }()
+	return nil
 }
 
 // maintainSigningKeys rotates and prunes the token signing keys every few

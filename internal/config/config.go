@@ -60,6 +60,7 @@ type Config struct {
 	HTTP   HTTP          `toml:"http" json:"http"`
 	SFTP   SFTP          `toml:"sftp" json:"sftp"`
 	Keys   KeyManagement `toml:"keys" json:"keys"`
+	Backup Backup        `toml:"backup" json:"backup"`
 	Policy Policy        `toml:"policy" json:"policy"`
 	// AuditForward copies the audit trail to a central log system.
 	AuditForward AuditForward `toml:"audit_forward" json:"audit_forward"`
@@ -192,6 +193,22 @@ type PKCS11Keys struct {
 	TokenLabel     string `toml:"token_label" json:"token_label"`
 	PIN            string `toml:"pin" json:"pin"`
 	KeyLabelPrefix string `toml:"key_label_prefix" json:"key_label_prefix"`
+}
+
+// Backup configures the scheduled per-tenant backups (BAK-1..6); the
+// schedule itself is policy.backup (per tenant).
+type Backup struct {
+	// Target is where serve's scheduler writes every tenant's backups:
+	// dir:///absolute/path or s3://bucket/prefix?endpoint=host:port (S3
+	// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Empty:
+	// no scheduled backups.
+	Target string `toml:"target" json:"target"`
+	// PGPRecipients is a file of OpenPGP public keys: each point is also
+	// written as a tar encrypted to them (empty: none).
+	PGPRecipients string `toml:"pgp_recipients" json:"pgp_recipients"`
+	// KeepSets is how many backup sets (a full and its incrementals) are
+	// kept per tenant; older ones are deleted after a new full.
+	KeepSets int `toml:"keep_sets" json:"keep_sets"`
 }
 
 // TLS configures the HTTPS listener.
@@ -390,6 +407,7 @@ func Default() Config {
 			MaxFileBytes: 1 << 30,
 		},
 		Policy:       DefaultPolicy(),
+		Backup:       Backup{KeepSets: 10},
 		AuditForward: AuditForward{Every: Duration(time.Second), Batch: 500},
 		Monitor:      DefaultMonitor(),
 		Privacy:      Privacy{DestroyDelay: Duration(30 * day), JobEvery: Duration(6 * time.Hour)},
@@ -642,6 +660,12 @@ func (c *Config) Validate() error {
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 			errs = append(errs, errors.New("public_url must be an https:// URL with a host and no query, as in https://relais.example.com"))
 		}
+	}
+	if c.Backup.KeepSets < 1 || c.Backup.KeepSets > 1000 {
+		errs = append(errs, errors.New("backup.keep_sets must be between 1 and 1000"))
+	}
+	if t := c.Backup.Target; t != "" && !strings.HasPrefix(t, "dir:///") && !strings.HasPrefix(t, "s3://") {
+		errs = append(errs, errors.New("backup.target must be dir:///absolute/path or s3://bucket/prefix?endpoint=host:port"))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls.cert and tls.key go together: set both, or neither for a self-signed certificate"))

@@ -229,3 +229,17 @@ func IsUniqueViolation(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
 }
+
+// VacuumInto writes a consistent snapshot of an SQLite store to path (which
+// must not exist), with VACUUM INTO: online, without blocking writers for
+// longer than the copy of each page. It is refused on PostgreSQL, whose
+// physical backups belong to pgBackRest or WAL-G.
+func (db *DB) VacuumInto(ctx context.Context, path string) error {
+	if db.dialect != SQLite {
+		return errors.New("store: VACUUM INTO is for SQLite; back up PostgreSQL with pgBackRest or WAL-G")
+	}
+	if _, err := db.sql.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("store: snapshot into %s: %w", path, err)
+	}
+	return nil
+}

@@ -28,7 +28,25 @@ func (ts *TenantStore) Tx(ctx context.Context, fn func(*Tx) error) error {
 	if ts.id == "" {
 		return ErrNoTenant
 	}
-	return ts.db.run(ctx, false, ts.id, func(stx *sql.Tx, h *hooks) error {
+	return ts.db.run(ctx, nil, false, ts.id, func(stx *sql.Tx, h *hooks) error {
+		return fn(&Tx{tx: stx, tenant: ts.id, db: ts.db, hooks: h})
+	})
+}
+
+// Snapshot runs fn in one read-only transaction bound to the tenant that
+// sees a single consistent state of the database for its whole length
+// (REPEATABLE READ on PostgreSQL; a deferred read transaction on SQLite,
+// whose WAL snapshot starts at the first read and blocks no writer).
+// Backups read through it.
+func (ts *TenantStore) Snapshot(ctx context.Context, fn func(*Tx) error) error {
+	if ts.id == "" {
+		return ErrNoTenant
+	}
+	opts := &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	if ts.db.dialect == SQLite {
+		opts = &sql.TxOptions{ReadOnly: true}
+	}
+	return ts.db.run(ctx, opts, false, ts.id, func(stx *sql.Tx, h *hooks) error {
 		return fn(&Tx{tx: stx, tenant: ts.id, db: ts.db, hooks: h})
 	})
 }
@@ -38,16 +56,16 @@ func (ts *TenantStore) Tx(ctx context.Context, fn func(*Tx) error) error {
 // 'platform', which the row-level security policies admit. Use it only for
 // work that is not one tenant's.
 func (db *DB) Platform(ctx context.Context, fn func(*PlatformTx) error) error {
-	return db.run(ctx, true, "", func(stx *sql.Tx, h *hooks) error {
+	return db.run(ctx, nil, true, "", func(stx *sql.Tx, h *hooks) error {
 		return fn(&PlatformTx{tx: stx, db: db, hooks: h})
 	})
 }
 
 type hooks struct{ after []func() }
 
-func (db *DB) run(ctx context.Context, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
+func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
 	h := &hooks{}
-	stx, err := db.sql.BeginTx(ctx, nil)
+	stx, err := db.sql.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}

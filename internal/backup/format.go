@@ -1,0 +1,455 @@
+package backup
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Format is the version of the backup format written in every manifest.
+const Format = "relais-backup/v1"
+
+// Kinds of backup points.
+const (
+	KindFull        = "full"
+	KindIncremental = "incremental"
+)
+
+// Header is the clear part of a point's manifest: enough to list points and
+// find the key, authenticated (as the additional data of the encrypted
+// body) but not secret. It holds nothing personal.
+type Header struct {
+	Format   string `json:"format"`
+	TenantID string `json:"tenant_id"`
+	// TenantSlug is the tenant's slug at the point (to find its backups
+	// by slug when the tenant is gone from the store).
+	TenantSlug string `json:"tenant_slug"`
+	SetID      string `json:"set_id"`
+	PointID    string `json:"point_id"`
+	Seq        int    `json:"seq"`      // 0 for the full, 1, 2... for its incrementals
+	Kind       string `json:"kind"`     // full or incremental
+	Parent     string `json:"parent"`   // the previous point of the set ("" for the full)
+	TakenAt    int64  `json:"taken_at"` // Unix microseconds of the snapshot
+	Dialect    string `json:"dialect"`
+	// SetKey is the set's random 256-bit key sealed by the tenant's field
+	// cipher (AES-256-GCM under the tenant data key, bound to the tenant,
+	// the key version and the set id).
+	SetKey []byte `json:"set_key"`
+	// OtherSetKeys are the sealed keys of earlier sets whose chunks this
+	// point reuses (by set id).
+	OtherSetKeys map[string][]byte `json:"other_set_keys,omitempty"`
+	// AddrKey is the tenant's chunk-address key (HMAC), sealed like SetKey;
+	// the same in every set of the target.
+	AddrKey []byte `json:"addr_key"`
+	// TenantKeys are the tenant's data keys as stored (wrapped by the
+	// master key, bound to the tenant id): a restore into a store that
+	// does not have the tenant needs them to open SetKey.
+	TenantKeys []WrappedKey `json:"tenant_keys"`
+}
+
+// WrappedKey is a tenant_keys row.
+type WrappedKey struct {
+	Version     int    `json:"version"`
+	MasterKeyID string `json:"master_key_id"`
+	Wrapped     []byte `json:"wrapped"`
+	State       string `json:"state"`
+}
+
+// Body is the encrypted part of a manifest.
+type Body struct {
+	Tenant    TenantInfo   `json:"tenant"`
+	Watermark string       `json:"watermark"`
+	Tables    []TableEntry `json:"tables"`
+	PGP       *ObjectRef   `json:"pgp,omitempty"`
+}
+
+// TenantInfo is the tenant row at the point.
+type TenantInfo struct {
+	ID        string `json:"id"`
+	Slug      string `json:"slug"`
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	CreatedAt int64  `json:"created_at"`
+	UpdatedAt int64  `json:"updated_at"`
+}
+
+// TableEntry describes one table in a point: the chunks holding its rows
+// (all of them in a full point; the changed ones in an incremental) and
+// deletes, and the table's row count and content checksum at the point
+// (for restore tests).
+type TableEntry struct {
+	Name     string     `json:"name"`
+	Columns  []column   `json:"columns"`
+	PK       []string   `json:"pk"`
+	Whole    bool       `json:"whole"` // rows are the whole table (full point, or an untracked table)
+	Chunks   []ChunkRef `json:"chunks"`
+	Deletes  []ChunkRef `json:"deletes"`
+	Rows     int64      `json:"rows"`
+	Checksum string     `json:"checksum"`
+}
+
+// ChunkRef names a chunk object and its plaintext length. Set, when not
+// empty, is the earlier set that stores it.
+type ChunkRef struct {
+	ID    string `json:"id"`
+	Set   string `json:"set,omitempty"`
+	Size  int64  `json:"size"`
+	Count int    `json:"count"`
+}
+
+// ObjectRef names an object by its SHA-256.
+type ObjectRef struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Point is a backup point as listed.
+type Point struct {
+	Header
+	Object string `json:"object"`
+}
+
+// Time is the point's snapshot time.
+func (p Point) Time() time.Time { return time.UnixMicro(p.TakenAt).UTC() }
+
+// appendValue appends v, of the given kind, in the neutral encoding: a JSON
+// value (text as a string, bytes as standard base64, int and float as
+// numbers, bool, null).
+func appendValue(dst []byte, kind string, v any) ([]byte, error) {
+	if v == nil {
+		return append(dst, "null"...), nil
+	}
+	switch kind {
+	case kindBytes:
+		var b []byte
+		switch x := v.(type) {
+		case []byte:
+			b = x
+		case string:
+			b = []byte(x)
+		default:
+			return nil, fmt.Errorf("bytes column holds %T", v)
+		}
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, b)
+		return append(dst, '"'), nil
+	case kindInt:
+		switch x := v.(type) {
+		case int64:
+			return strconv.AppendInt(dst, x, 10), nil
+		case int32:
+			return strconv.AppendInt(dst, int64(x), 10), nil
+		case int:
+			return strconv.AppendInt(dst, int64(x), 10), nil
+		case bool:
+			if x {
+				return append(dst, '1'), nil
+			}
+			return append(dst, '0'), nil
+		case float64:
+			return strconv.AppendInt(dst, int64(x), 10), nil
+		case []byte:
+			return append(dst, x...), nil
+		case string:
+			return append(dst, x...), nil
+		}
+		return nil, fmt.Errorf("int column holds %T", v)
+	case kindBool:
+		switch x := v.(type) {
+		case bool:
+			return strconv.AppendBool(dst, x), nil
+		case int64:
+			return strconv.AppendBool(dst, x != 0), nil
+		}
+		return nil, fmt.Errorf("bool column holds %T", v)
+	case kindFloat:
+		switch x := v.(type) {
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, errors.New("float column holds NaN or infinity")
+			}
+			return strconv.AppendFloat(dst, x, 'g', -1, 64), nil
+		case int64:
+			return strconv.AppendInt(dst, x, 10), nil
+		}
+		return nil, fmt.Errorf("float column holds %T", v)
+	default:
+		switch x := v.(type) {
+		case string:
+			return appendJSONString(dst, x), nil
+		case []byte:
+			return appendJSONString(dst, string(x)), nil
+		case int64:
+			return appendJSONString(dst, strconv.FormatInt(x, 10)), nil
+		}
+		return nil, fmt.Errorf("text column holds %T", v)
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string (RFC 8259), escaping quotes,
+// backslashes and control characters; invalid UTF-8 is refused by the
+// caller's data (the stores keep valid text).
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// decodeValue turns a decoded JSON value back into a Go value for the
+// store, by kind.
+func decodeValue(kind string, raw json.RawMessage) (any, error) {
+	if bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	switch kind {
+	case kindBytes:
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	case kindInt:
+		return strconv.ParseInt(string(raw), 10, 64)
+	case kindBool:
+		var b bool
+		err := json.Unmarshal(raw, &b)
+		return b, err
+	case kindFloat:
+		return strconv.ParseFloat(string(raw), 64)
+	default:
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+}
+
+// checksum is an order-independent digest of a table's rows: the sum
+// modulo 2^256 of SHA-256 of each row's neutral encoding (big-endian
+// integers). It is the same for the same rows in either dialect, whatever
+// order they are read in.
+type checksum struct {
+	sum   [4]uint64 // little-endian limbs
+	rows  int64
+	canon map[string]string // canonical JSON of recent values
+}
+
+// canonical is canonicalJSON with a small cache: the same attribute
+// objects recur across rows.
+func (c *checksum) canonical(v any) (any, bool) {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case []byte:
+		s = string(x)
+	default:
+		return v, false
+	}
+	if len(s) < 3 || (s[0] != '{' && s[0] != '[') {
+		return v, false
+	}
+	if out, ok := c.canon[s]; ok {
+		return out, true
+	}
+	out, ok := canonicalJSON(s)
+	if !ok {
+		return v, false
+	}
+	if c.canon == nil || len(c.canon) > 4096 {
+		c.canon = map[string]string{}
+	}
+	c.canon[s] = out.(string)
+	return out, true
+}
+
+// addRow adds a row given its encoding and values: rows with JSON text
+// are re-encoded with that text in canonical form first.
+func (c *checksum) addRow(line []byte, t *table, vals []any) ([32]byte, error) {
+	var canon []any
+	for i, col := range t.Columns {
+		if col.Kind != kindText {
+			continue
+		}
+		if v, ok := c.canonical(vals[i]); ok {
+			if canon == nil {
+				canon = append([]any(nil), vals...)
+			}
+			canon[i] = v
+		}
+	}
+	if canon != nil {
+		l, err := encodeRow(nil, t, canon)
+		if err != nil {
+			return [32]byte{}, err
+		}
+		line = l
+	}
+	return c.add(line), nil
+}
+
+func (c *checksum) add(line []byte) [32]byte {
+	h := sha256.Sum256(line)
+	var carry uint64
+	for i := range 4 {
+		limb := binary.BigEndian.Uint64(h[24-8*i:])
+		c.sum[i], carry = bits.Add64(c.sum[i], limb, carry)
+	}
+	c.rows++
+	return h
+}
+
+func (c *checksum) String() string {
+	b := make([]byte, 32)
+	for i := range 4 {
+		binary.BigEndian.PutUint64(b[24-8*i:], c.sum[i])
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+// parseLine decodes one chunk line (a JSON array of neutral values) by
+// kind, without reflection: the fast path for restores. Strings with
+// escapes go through encoding/json.
+func parseLine(line []byte, kinds []string) ([]any, error) {
+	out := make([]any, 0, len(kinds))
+	i := 0
+	skip := func() {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+	}
+	skip()
+	if i >= len(line) || line[i] != '[' {
+		return nil, errors.New("not a JSON array")
+	}
+	i++
+	for k := 0; ; k++ {
+		skip()
+		if i < len(line) && line[i] == ']' && k == 0 && len(kinds) == 0 {
+			i++
+			break
+		}
+		if k >= len(kinds) {
+			return nil, errors.New("too many values")
+		}
+		start := i
+		var raw []byte
+		if i < len(line) && line[i] == '"' {
+			i++
+			escaped := false
+			for i < len(line) && line[i] != '"' {
+				if line[i] == '\\' {
+					escaped = true
+					i++
+				}
+				i++
+			}
+			if i >= len(line) {
+				return nil, errors.New("unterminated string")
+			}
+			i++
+			raw = line[start:i]
+			if !escaped {
+				s := raw[1 : len(raw)-1]
+				switch kinds[k] {
+				case kindBytes:
+					b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+					n, err := base64.StdEncoding.Decode(b, s)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, b[:n])
+				case kindText:
+					out = append(out, string(s))
+				default:
+					v, err := decodeValue(kinds[k], raw)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, v)
+				}
+				goto next
+			}
+		} else {
+			for i < len(line) && line[i] != ',' && line[i] != ']' && line[i] != ' ' {
+				i++
+			}
+			raw = line[start:i]
+		}
+		{
+			v, err := decodeValue(kinds[k], raw)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+	next:
+		skip()
+		if i >= len(line) {
+			return nil, errors.New("unterminated array")
+		}
+		if line[i] == ']' {
+			i++
+			break
+		}
+		if line[i] != ',' {
+			return nil, errors.New("expected a comma")
+		}
+		i++
+	}
+	skip()
+	if i != len(line) || len(out) != len(kinds) {
+		return nil, fmt.Errorf("%d values, want %d", len(out), len(kinds))
+	}
+	return out, nil
+}

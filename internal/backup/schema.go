@@ -1,0 +1,305 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/relais-dev/relais/internal/store"
+)
+
+// Column kinds of the dialect-neutral format.
+const (
+	kindText  = "text"
+	kindBytes = "bytes"
+	kindInt   = "int"
+	kindBool  = "bool"
+	kindFloat = "float"
+)
+
+// excluded tables hold no tenant data worth restoring, or must not come
+// back: authentication state that a restore must never revive (sessions,
+// pending second-factor challenges, one-time enrolment and reset links,
+// per-address failure counters), and the backup machinery itself.
+var excluded = map[string]bool{
+	"sessions": true, "mfa_challenges": true, "user_tokens": true, "ip_failures": true,
+	"backup_changes": true, "backup_state": true, "backup_restoring": true,
+}
+
+// column is one column of a backed-up table.
+type column struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// table is a backed-up tenant table: its columns other than tenant_id
+// (sorted by name, so both dialects agree), its primary key after
+// tenant_id, the tables it references, and whether triggers log its changes.
+type table struct {
+	Name    string
+	Columns []column
+	PK      []string // primary-key columns other than tenant_id
+	Refs    []string // tables referenced by foreign keys
+	Serial  bool     // PK is a database-generated integer (message_events.id)
+	// PKTenant: tenant_id is part of the primary key.
+	PKTenant bool
+	Tracked  bool // changes logged in backup_changes
+}
+
+func (t *table) kindOf(name string) string {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c.Kind
+		}
+	}
+	return kindText
+}
+
+func kindFromType(typ string) string {
+	t := strings.ToUpper(typ)
+	switch {
+	case strings.Contains(t, "BOOL"):
+		return kindBool
+	case strings.Contains(t, "INT"), t == "BIGSERIAL", t == "SERIAL":
+		return kindInt
+	case strings.Contains(t, "BLOB"), strings.Contains(t, "BYTEA"):
+		return kindBytes
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"), strings.Contains(t, "NUMERIC"):
+		return kindFloat
+	default:
+		return kindText
+	}
+}
+
+// loadSchema reads the backed-up tables of the store, in an order where
+// every table comes after those it references (so rows insert parents
+// first).
+func loadSchema(ctx context.Context, db *store.DB) ([]*table, error) {
+	byName := map[string]*table{}
+	err := db.Platform(ctx, func(p *store.PlatformTx) error {
+		if db.Dialect() == store.Postgres {
+			return loadPostgres(ctx, p, byName)
+		}
+		return loadSQLite(ctx, p, byName)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backup: read the schema: %w", err)
+	}
+	var names []string
+	for n, t := range byName {
+		has := false
+		for _, c := range t.Columns {
+			if c.Name == "tenant_id" {
+				has = true
+			}
+		}
+		if !has || excluded[n] {
+			delete(byName, n)
+			continue
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	// Topological order by foreign keys, ties by name.
+	var out []*table
+	state := map[string]int{}
+	var visit func(n string) error
+	visit = func(n string) error {
+		t, ok := byName[n]
+		if !ok || state[n] == 2 {
+			return nil
+		}
+		if state[n] == 1 {
+			return fmt.Errorf("backup: foreign-key cycle through table %s", n)
+		}
+		state[n] = 1
+		refs := append([]string(nil), t.Refs...)
+		sort.Strings(refs)
+		for _, r := range refs {
+			if r != n {
+				if err := visit(r); err != nil {
+					return err
+				}
+			}
+		}
+		state[n] = 2
+		t.Columns = withoutTenant(t.Columns)
+		sort.Slice(t.Columns, func(i, j int) bool { return t.Columns[i].Name < t.Columns[j].Name })
+		out = append(out, t)
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func withoutTenant(cs []column) []column {
+	out := cs[:0:0]
+	for _, c := range cs {
+		if c.Name != "tenant_id" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func loadSQLite(ctx context.Context, p *store.PlatformTx, byName map[string]*table) error {
+	rows, err := p.Query(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version'`)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		t := &table{Name: n}
+		byName[n] = t
+		cr, err := p.Query(ctx, `SELECT name, type, pk FROM pragma_table_info(?)`, n)
+		if err != nil {
+			return err
+		}
+		pk := map[int]string{}
+		for cr.Next() {
+			var name, typ string
+			var pkPos int
+			if err := cr.Scan(&name, &typ, &pkPos); err != nil {
+				_ = cr.Close()
+				return err
+			}
+			t.Columns = append(t.Columns, column{Name: name, Kind: kindFromType(typ)})
+			if pkPos > 0 {
+				pk[pkPos] = name
+			}
+		}
+		_ = cr.Close()
+		for i := 1; i <= len(pk); i++ {
+			if pk[i] == "tenant_id" {
+				t.PKTenant = true
+			} else {
+				t.PK = append(t.PK, pk[i])
+			}
+		}
+		if len(pk) == 1 && pk[1] != "tenant_id" && t.kindOf(pk[1]) == kindInt {
+			t.Serial = true
+		}
+		fr, err := p.Query(ctx, `SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)`, n)
+		if err != nil {
+			return err
+		}
+		for fr.Next() {
+			var r string
+			if err := fr.Scan(&r); err != nil {
+				_ = fr.Close()
+				return err
+			}
+			t.Refs = append(t.Refs, r)
+		}
+		_ = fr.Close()
+		var trig int
+		if err := p.QueryRow(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? AND name LIKE 'backup_change_%'`, n).Scan(&trig); err != nil {
+			return err
+		}
+		t.Tracked = trig >= 3
+	}
+	return nil
+}
+
+func loadPostgres(ctx context.Context, p *store.PlatformTx, byName map[string]*table) error {
+	rows, err := p.Query(ctx, `SELECT table_name, column_name, data_type, COALESCE(column_default, '')
+		FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var tn, cn, typ, def string
+		if err := rows.Scan(&tn, &cn, &typ, &def); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		t := byName[tn]
+		if t == nil {
+			t = &table{Name: tn}
+			byName[tn] = t
+		}
+		t.Columns = append(t.Columns, column{Name: cn, Kind: kindFromType(typ)})
+		if strings.HasPrefix(def, "nextval(") {
+			t.Serial = true
+		}
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	pr, err := p.Query(ctx, `SELECT c.relname, a.attname
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+		WHERE i.indisprimary AND n.nspname = current_schema() ORDER BY c.relname, k.ord`)
+	if err != nil {
+		return err
+	}
+	for pr.Next() {
+		var tn, cn string
+		if err := pr.Scan(&tn, &cn); err != nil {
+			_ = pr.Close()
+			return err
+		}
+		if t := byName[tn]; t != nil {
+			if cn == "tenant_id" {
+				t.PKTenant = true
+			} else {
+				t.PK = append(t.PK, cn)
+			}
+		}
+	}
+	_ = pr.Close()
+	fr, err := p.Query(ctx, `SELECT DISTINCT c.relname, r.relname FROM pg_constraint k
+		JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE k.contype = 'f' AND n.nspname = current_schema()`)
+	if err != nil {
+		return err
+	}
+	for fr.Next() {
+		var tn, rn string
+		if err := fr.Scan(&tn, &rn); err != nil {
+			_ = fr.Close()
+			return err
+		}
+		if t := byName[tn]; t != nil {
+			t.Refs = append(t.Refs, rn)
+		}
+	}
+	_ = fr.Close()
+	tr, err := p.Query(ctx, `SELECT c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE g.tgname = 'backup_change' AND n.nspname = current_schema()`)
+	if err != nil {
+		return err
+	}
+	for tr.Next() {
+		var tn string
+		if err := tr.Scan(&tn); err != nil {
+			_ = tr.Close()
+			return err
+		}
+		if t := byName[tn]; t != nil {
+			t.Tracked = true
+		}
+	}
+	_ = tr.Close()
+	return tr.Err()
+}
