@@ -61,6 +61,9 @@ var excludedColumns = map[string]bool{
 	"users.password_hash": true, "users.password_changed_at": true, "users.totp_secret_enc": true,
 	"users.totp_enabled": true, "users.totp_last_step": true, "users.token_version": true,
 	"message_events.id": true, "contacts.key_enc": true,
+	// Single sign-on secrets (sealed under the source tenant's key): the
+	// restored tenant's administrator enters them again.
+	"sso_providers.secret_enc": true, "sso_providers.sp_key_enc": true,
 }
 
 // keyColumns names, per table, the column holding the row's own key (sealed
