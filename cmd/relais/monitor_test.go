@@ -112,9 +112,32 @@ func TestMonitorCommands(t *testing.T) {
 			ID      string
 			InForce bool `json:"in_force"`
 		}
+		Keys struct {
+			MasterProvider string `json:"master_key_provider"`
+			Providers      string `json:"providers"`
+			Keys           []struct {
+				Name     string `json:"name"`
+				Provider string `json:"provider"`
+				AgeDays  *int   `json:"age_days"`
+			} `json:"keys"`
+		} `json:"keys"`
 	}
 	if err := json.Unmarshal([]byte(report14), &rep); err != nil {
 		t.Fatal(err)
+	}
+	// The key source app.Open plugs in (issue 7): the master key's provider
+	// and age, and the tenant's active data key with the provider that
+	// wraps it.
+	if rep.Keys.Providers != "configured" || !strings.HasPrefix(rep.Keys.MasterProvider, "file (") {
+		t.Fatalf("compliance keys: %+v", rep.Keys)
+	}
+	var master, dataKey bool
+	for _, k := range rep.Keys.Keys {
+		master = master || (k.Name == "master" && strings.HasPrefix(k.Provider, "file (") && k.AgeDays != nil && *k.AgeDays == 0)
+		dataKey = dataKey || (strings.HasPrefix(k.Name, "tenant data key v1 (active") && strings.Contains(k.Provider, "wraps it: file:") && k.AgeDays != nil)
+	}
+	if !master || !dataKey {
+		t.Fatalf("compliance keys: no master key or active data key with its provider and age: %+v", rep.Keys.Keys)
 	}
 	if rep.Password.Policy.MinLength != 14 || len(rep.Clock.Servers) != 1 {
 		t.Fatalf("report does not follow the settings: %+v %+v", rep.Password, rep.Clock)

@@ -163,15 +163,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	}
 	a.SFTP = &sftpd.Service{DB: db, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts, Blobs: sftpd.DirBlobs{Root: sftpDir},
 		Config: cfg.SFTP, Logger: log}
-	// Issue 7 (keys) and 8 (backup) plug in here: Privacy.ContactShredder
-	// (per-contact keys), Privacy.KeyShredder (tenant key shredding) and
-	// Privacy.Backups (the tenant's backup sets).
+	// Erasure crypto-shreds the contact's own key (PRIV-4), destruction the
+	// tenant's data keys and provider key, with shredding records that
+	// outlive the tenant (REV-3). Issue 8 (backup) plugs Privacy.Backups
+	// (the tenant's backup sets) in here.
 	a.Privacy = &privacy.Service{DB: db, Master: master, Keyring: a.Keyring, Tenants: a.Tenants, Contacts: a.Contacts,
-		Audit: &audit.Service{DB: db, Master: master, Logger: log}, DestroyDelay: cfg.Privacy.DestroyDelay.D()}
-	// Providers of other features (backups, keys, SSO, an ACME
-	// certificate) plug into monitor.Providers here as they land.
+		Audit: &audit.Service{DB: db, Master: master, Logger: log}, DestroyDelay: cfg.Privacy.DestroyDelay.D(),
+		ContactShredder: contacts.KeyShredder{}, KeyShredder: a.Tenants}
+	// Providers of other features (backups, an ACME certificate) plug into
+	// monitor.Providers here as they land.
 	if a.Monitor, err = supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: a.Tenants, Master: master,
-		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState)}, Logger: log, Now: a.Now}); err != nil {
+		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState), Keys: monitor.KeySourceFunc(a.keyInfo)}, Logger: log, Now: a.Now}); err != nil {
 		return nil, err
 	}
 	a.Backup = &backup.Service{DB: db, Master: master, Keyring: a.Keyring, Logger: log}

@@ -347,12 +347,16 @@ func (s *Service) copyAnonymised(ctx context.Context, src, copyT tenants.Tenant,
 			if len(batch) == 0 {
 				return nil
 			}
-			err := d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error { return insertRows(ctx, tx, t, ocs, batch) })
+			err := d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error { return insertRows(ctx, tx, t, insertCols(t, ocs), batch) })
 			batch = batch[:0]
 			return err
 		}
-		err := s.eachRow(ctx, src.ID, t, func(row []any) error {
-			rec, err := encodeRow(scr, book, t, ocs, row)
+		err := s.eachRow(ctx, src.ID, t, func(row []any, keyEnc []byte) error {
+			fc, err := rowCipher(scr, t, keyEnc)
+			if err != nil {
+				return err
+			}
+			rec, err := encodeRow(fc, book, t, ocs, row)
 			if err != nil {
 				return err
 			}

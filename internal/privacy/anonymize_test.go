@@ -66,6 +66,11 @@ func TestAnonymize(t *testing.T) {
 				t.Errorf("%s: source %d, copy %d", q, a, b)
 			}
 		}
+		// Per-contact keys: every copied person has a new key of its own.
+		withKey := `SELECT count(DISTINCT key_enc) FROM contacts WHERE tenant_id = $1 AND key_enc IS NOT NULL`
+		if a, b := count(t, e, e.a.ID, withKey), count(t, e, cp.ID, withKey); a == 0 || a != b {
+			t.Fatalf("contacts with their own key: source %d, copy %d", a, b)
+		}
 		// Joins: every message still joins its contact, and its fake
 		// recipient is that contact's fake email.
 		joined := `SELECT count(*) FROM messages m JOIN contacts c ON c.tenant_id = m.tenant_id AND c.id = m.contact_id WHERE m.tenant_id = $1`

@@ -42,22 +42,73 @@ var addressSources = []struct{ table, bidx, enc, label string }{
 	{"users", "email_bidx", "email_enc", "user.email"},
 }
 
-// excludedTables are not part of a tenant's data export: its keys, its
+// excludedTables are not part of a tenant's data export: its keys (with
+// their rotations and shredding records, which name the source's keys), its
 // audit trail's internal tables (the trail is exported in its own verifiable
 // format), and credentials and sessions, which are not restituted (a
 // restored tenant enrols its users and issues API clients again).
 var excludedTables = map[string]bool{
-	"tenant_keys": true, "audit_heads": true, "audit_events": true, "audit_trees": true,
+	"tenant_keys": true, "key_rotations": true, "shredding_records": true, "audit_heads": true, "audit_events": true, "audit_trees": true,
 	"audit_tree_hashes": true, "audit_signing_keys": true, "audit_checkpoints": true,
 	"sessions": true, "user_tokens": true, "mfa_challenges": true, "recovery_codes": true,
 	"password_history": true, "ip_failures": true, "api_clients": true, "client_roles": true,
 }
 
-// excludedColumns are credentials, and the store's own row numbers.
+// excludedColumns are credentials, the store's own row numbers, and keys:
+// a contact's own key (key_enc, see keyColumns) is never exported; the
+// import gives each contact a new one.
 var excludedColumns = map[string]bool{
 	"users.password_hash": true, "users.password_changed_at": true, "users.totp_secret_enc": true,
 	"users.totp_enabled": true, "users.totp_last_step": true, "users.token_version": true,
-	"message_events.id": true,
+	"message_events.id": true, "contacts.key_enc": true,
+	// Single sign-on secrets (sealed under the source tenant's key): the
+	// restored tenant's administrator enters them again.
+	"sso_providers.secret_enc": true, "sso_providers.sp_key_enc": true,
+}
+
+// keyColumns names, per table, the column holding the row's own key (sealed
+// by the tenant key): the row's personal fields are sealed under that key
+// (per-contact keys, PRIV-4 crypto-shredding), and opened through
+// tenants.Crypto.ContactCipher. A row without one (written before
+// per-contact keys) has its fields under the tenant key.
+var keyColumns = map[string]string{"contacts": "key_enc"}
+
+// fieldCipher seals and opens the personal fields of one row: the tenant's
+// Crypto, or a contact's ContactCipher.
+type fieldCipher interface {
+	OpenString(field string, ciphertext []byte) (string, error)
+	SealString(field, plaintext string) ([]byte, error)
+}
+
+// keyColumn returns t's own-key column, if it has one.
+func keyColumn(t table) (column, bool) {
+	name, ok := keyColumns[t.Name]
+	if !ok {
+		return column{}, false
+	}
+	return t.col(name)
+}
+
+// rowCipher returns the cipher of a row of t whose own key (if t has a key
+// column) is keyEnc.
+func rowCipher(cr *tenants.Crypto, t table, keyEnc []byte) (fieldCipher, error) {
+	if _, ok := keyColumn(t); !ok || len(keyEnc) == 0 {
+		return cr, nil
+	}
+	cc, err := cr.ContactCipher(keyEnc)
+	if err != nil {
+		return nil, fmt.Errorf("privacy: %s row key: %w", t.Name, err)
+	}
+	return cc, nil
+}
+
+// insertCols are the columns decodeRecord's values are for: ocs, and the
+// row's own key column when t has one.
+func insertCols(t table, ocs []outCol) []outCol {
+	if kc, ok := keyColumn(t); ok {
+		return append(ocs[:len(ocs):len(ocs)], outCol{src: kc, name: kc.Name})
+	}
+	return ocs
 }
 
 // outCol is one column of an exported table as it appears in the files.
@@ -200,7 +251,10 @@ func buildAddrBook(ctx context.Context, db *store.DB, cr *tenants.Crypto, tenant
 		if !ok {
 			continue
 		}
-		cols := []column{{Name: src.bidx, Kind: kindBlob}, {Name: src.enc, Kind: kindBlob}}
+		cols := []column{{Name: src.bidx, Kind: kindBlob}, {Name: src.enc, Kind: kindBlob}, {Name: src.bidx, Kind: kindBlob}}
+		if kc, ok := keyColumn(t); ok {
+			cols[2] = kc // the row's own key; else a placeholder
+		}
 		for _, k := range pkOrder(t) {
 			c, _ := t.col(k)
 			cols = append(cols, c)
@@ -222,7 +276,15 @@ func buildAddrBook(ctx context.Context, db *store.DB, cr *tenants.Crypto, tenant
 				if len(idx) == 0 || len(enc) == 0 {
 					continue
 				}
-				v, err := cr.OpenString(src.label, enc)
+				var keyEnc []byte
+				if _, ok := keyColumn(t); ok {
+					keyEnc, _ = row[2].([]byte)
+				}
+				fc, err := rowCipher(cr, t, keyEnc)
+				if err != nil {
+					return nil, err
+				}
+				v, err := fc.OpenString(src.label, enc)
 				if err != nil {
 					return nil, fmt.Errorf("privacy: decrypt %s.%s: %w", src.table, src.enc, err)
 				}
@@ -231,14 +293,15 @@ func buildAddrBook(ctx context.Context, db *store.DB, cr *tenants.Crypto, tenant
 			if len(page) < 2000 {
 				break
 			}
-			after = page[len(page)-1][2:]
+			after = page[len(page)-1][3:]
 		}
 	}
 	return book, nil
 }
 
-// encodeRow turns a stored row (read with t's columns) into an export record.
-func encodeRow(cr *tenants.Crypto, book addrBook, t table, ocs []outCol, row []any) (record, error) {
+// encodeRow turns a stored row (read with t's columns) into an export record;
+// fc is the row's cipher (rowCipher).
+func encodeRow(fc fieldCipher, book addrBook, t table, ocs []outCol, row []any) (record, error) {
 	r := record{names: make([]string, len(ocs)), vals: make([]json.RawMessage, len(ocs))}
 	for i, oc := range ocs {
 		r.names[i] = oc.name
@@ -252,7 +315,7 @@ func encodeRow(cr *tenants.Crypto, book addrBook, t table, ocs []outCol, row []a
 				r.vals[i] = jsonValue("")
 				continue
 			}
-			pt, err := cr.OpenString(oc.label, b)
+			pt, err := fc.OpenString(oc.label, b)
 			if err != nil {
 				return record{}, fmt.Errorf("privacy: decrypt %s.%s: %w", t.Name, oc.src.Name, err)
 			}
@@ -271,10 +334,23 @@ func encodeRow(cr *tenants.Crypto, book addrBook, t table, ocs []outCol, row []a
 	return r, nil
 }
 
-// decodeRecord turns an export record into values for t's exported columns,
-// sealing and indexing under the target tenant's crypto.
+// decodeRecord turns an export record into values for insertCols(t, ocs),
+// sealing and indexing under the target tenant's crypto. A row of a table
+// with its own key column (contacts) that has personal fields gets a new
+// key of its own, sealed by the target tenant's key, and its fields are
+// sealed under it, so that the imported person can be crypto-shredded.
 func decodeRecord(cr *tenants.Crypto, t table, ocs []outCol, r record) ([]any, error) {
-	out := make([]any, len(ocs))
+	out := make([]any, len(ocs), len(ocs)+1)
+	var fc fieldCipher = cr
+	var keyEnc []byte
+	_, ownKey := keyColumn(t)
+	if ownKey && hasSealedValue(ocs, r) {
+		k, cc, err := cr.NewContactKey()
+		if err != nil {
+			return nil, err
+		}
+		keyEnc, fc = k, cc
+	}
 	for i, oc := range ocs {
 		raw, ok := r.get(oc.name)
 		if !ok || string(raw) == "null" {
@@ -287,7 +363,7 @@ func decodeRecord(cr *tenants.Crypto, t table, ocs []outCol, r record) ([]any, e
 			if err := json.Unmarshal(raw, &s); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", t.Name, oc.name, err)
 			}
-			ct, err := cr.SealString(oc.label, s)
+			ct, err := fc.SealString(oc.label, s)
 			if err != nil {
 				return nil, err
 			}
@@ -321,7 +397,21 @@ func decodeRecord(cr *tenants.Crypto, t table, ocs []outCol, r record) ([]any, e
 			out[i] = v
 		}
 	}
+	if ownKey {
+		out = append(out, keyEnc)
+	}
 	return out, nil
+}
+
+// hasSealedValue reports whether r has a non-null value for one of the
+// sealed columns.
+func hasSealedValue(ocs []outCol, r record) bool {
+	for _, oc := range ocs {
+		if raw, ok := r.get(oc.name); oc.label != "" && ok && string(raw) != "null" {
+			return true
+		}
+	}
+	return false
 }
 
 // insertRows inserts rows (values for ocs) into t for the transaction's tenant.

@@ -296,7 +296,13 @@ func (StoreKeyShredder) ShredTenantKeys(ctx context.Context, ptx *store.Platform
 	return ids, nil
 }
 
-// destroy deletes every row of the tenant, shreds its keys, deletes or
+// outlivesTenant are the tables whose rows of a tenant survive its
+// destruction: the shredding records (no foreign key to the tenant), which a
+// restore of an older backup re-applies (tenants.Service.ReapplyShredding),
+// so that the restore does not bring the destroyed tenant's keys back.
+var outlivesTenant = map[string]bool{"shredding_records": true}
+
+// destroy deletes every row of the tenant (but its shredding records), shreds its keys, deletes or
 // expires its backup sets, and issues the signed certificate.
 func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) (*SignedCertificate, error) {
 	var busy string
@@ -341,6 +347,9 @@ func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) 
 			return fmt.Errorf("privacy: shred the tenant's keys: %w", err)
 		}
 		for i := len(tabs) - 1; i >= 0; i-- {
+			if outlivesTenant[tabs[i].Name] {
+				continue
+			}
 			r, err := tx.Exec(ctx, `DELETE FROM `+quoteIdent(tabs[i].Name)+` WHERE tenant_id = $1`)
 			if err != nil {
 				return fmt.Errorf("privacy: delete %s: %w", tabs[i].Name, err)
@@ -351,6 +360,9 @@ func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) 
 			}
 		}
 		for _, tb := range tabs {
+			if outlivesTenant[tb.Name] {
+				continue
+			}
 			var n int64
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+quoteIdent(tb.Name)+` WHERE tenant_id = $1`).Scan(&n); err != nil {
 				return err
@@ -364,7 +376,7 @@ func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) 
 			return fmt.Errorf("privacy: delete the tenant: %w", err)
 		}
 		cert.Methods = []string{
-			"deletion of every row of the tenant in every table of the store (" + string(s.DB.Dialect()) + ")",
+			"deletion of every row of the tenant in every table of the store (" + string(s.DB.Dialect()) + "), but its shredding records, kept so that a restore of an older backup re-applies them",
 			"crypto-shredding: the tenant's data keys overwritten then deleted, so that its ciphertexts in any copy or backup cannot be decrypted",
 		}
 		if s.DB.Dialect() == store.SQLite {

@@ -68,13 +68,25 @@ func TestDestruction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Rows and keys gone.
+		// Rows and keys gone, but the shredding record (REV-3): it outlives
+		// the tenant, so that a restore of an older backup re-applies it.
 		fp, err := privacy.Fingerprint(bg, e.db, e.a.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(fp) != 0 {
+		if len(fp) != 1 || fp["shredding_records"] == "" {
 			t.Fatalf("rows left: %v", fp)
+		}
+		recs, err := e.tenants.ShreddingRecords(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var shredded bool
+		for _, r := range recs {
+			shredded = shredded || (r.TenantID == e.a.ID && r.Kind == "tenant" && r.Reason == "tenant destruction")
+		}
+		if !shredded {
+			t.Fatalf("no tenant shredding record after destruction: %+v", recs)
 		}
 		if _, err := e.tenants.Get(bg, "acme"); !errors.Is(err, tenants.ErrNotFound) {
 			t.Fatalf("tenant row: %v", err)

@@ -32,15 +32,20 @@
 // column (sealedFields; an unknown "_enc" column is exported as opaque
 // ciphertext and named in the manifest), and what is not exported
 // (excludedTables, excludedColumns: keys, credentials, sessions, the audit
-// trail's internals). A table that holds secrets must be added there.
+// trail's internals). A table that holds secrets must be added there. A
+// table whose rows carry their own key (keyColumns: contacts.key_enc, the
+// per-contact keys) has its fields opened through that key, and the import
+// gives each row a new one.
 //
 // # Hooks
 //
 // Three small interfaces let key management and backups plug in:
 // [ContactShredder] (a per-contact key destroyed on erasure, so that a
-// backup cannot bring the person back), [TenantKeyShredder]
-// ([StoreKeyShredder] by default) and [BackupSets] (a tenant's backup sets
-// deleted or left to expire on destruction, listed in the certificate).
+// backup cannot bring the person back; app.Open sets contacts.KeyShredder),
+// [TenantKeyShredder] ([StoreKeyShredder] by default; app.Open sets
+// tenants.Service, whose shredding records outlive the destroyed tenant)
+// and [BackupSets] (a tenant's backup sets deleted or left to expire on
+// destruction, listed in the certificate).
 //
 // # Errors
 //

@@ -20,8 +20,10 @@ var labels = []string{"contact.email", "contact.phone", "contact.first_name", "c
 	"consent.source_ip", "user.email", "user.name", "message.to", "message.content", "connector.config"}
 
 // traces scans every row of every table of the tenant, decrypting every
-// blob it can with the tenant's key under every label, and reports where
-// any of the needles (case-insensitive) or raw byte patterns appear.
+// blob it can with the tenant's key under every label (and a contact's
+// fields with the contact's own key, contacts.key_enc, when the row still
+// has one), and reports where any of the needles (case-insensitive) or raw
+// byte patterns appear.
 func traces(t *testing.T, e *env, tenantID string, needles []string, raw [][]byte) []string {
 	t.Helper()
 	keyring := tenants.NewKeyring(e.db, e.mk, 0)
@@ -39,6 +41,14 @@ func traces(t *testing.T, e *env, tenantID string, needles []string, raw [][]byt
 		}
 	}
 	err = privacy.ScanTenant(bg, e.db, tenantID, func(table string, row []any, cols []string) error {
+		var cc *tenants.ContactCipher
+		for i, c := range cols {
+			if k, ok := row[i].([]byte); ok && table == "contacts" && c == "key_enc" && len(k) > 0 {
+				if cc, err = cr.ContactCipher(k); err != nil {
+					return err
+				}
+			}
+		}
 		for i, v := range row {
 			where := table + "." + cols[i]
 			switch x := v.(type) {
@@ -54,6 +64,12 @@ func traces(t *testing.T, e *env, tenantID string, needles []string, raw [][]byt
 				for _, l := range labels {
 					if pt, err := cr.Open(l, x); err == nil {
 						check(where+" (decrypted)", pt)
+					}
+					if cc == nil {
+						continue
+					}
+					if pt, err := cc.OpenString(l, x); err == nil {
+						check(where+" (decrypted with the contact's key)", []byte(pt))
 					}
 				}
 			}
@@ -92,6 +108,17 @@ func TestErasure(t *testing.T) {
 		}
 		cr, _ := e.keyring.Crypto(bg, e.a.ID)
 		idx := [][]byte{cr.Index("contact.email", ps[0].email), cr.Index("contact.phone", ps[0].phone)}
+		// What an older backup holds of the person: the contact row's sealed
+		// fields and its own key (sealed by the tenant key).
+		var oldKey, oldEmail, oldLast []byte
+		if err := e.db.Tenant(e.a.ID).Tx(bg, func(tx *store.Tx) error {
+			return tx.QueryRow(bg, `SELECT key_enc, email_enc, last_name_enc FROM contacts WHERE tenant_id = $1 AND id = $2`, ids[0]).Scan(&oldKey, &oldEmail, &oldLast)
+		}); err != nil || len(oldKey) == 0 {
+			t.Fatalf("the contact has no key of its own: %v", err)
+		}
+		if _, err := cr.Open("contact.email", oldEmail); err == nil {
+			t.Fatal("the contact's email opens with the tenant key alone: it is not under the contact's key")
+		}
 
 		// Bad input: nobody by that address; Beta's contact id in Acme.
 		if _, _, err := e.svc.Erase(bg, e.a.ID, privacy.Subject{Email: "nobody@example.com"}, privacy.EraseOptions{}); !errors.Is(err, privacy.ErrNotFound) {
@@ -114,6 +141,59 @@ func TestErasure(t *testing.T) {
 		}
 		if left := traces(t, e, e.a.ID, needlesOf(ps[0]), idx); len(left) > 0 {
 			t.Fatalf("traces left after erasure: %v", left)
+		}
+		// Crypto-shredding (PRIV-4): the contact's key is gone and a shredding
+		// record names it; the person's fields as a backup holds them do not
+		// open with the tenant key.
+		if !strings.HasPrefix(res.ContactKeyShredded, "contact-key "+ids[0]) {
+			t.Fatalf("contact key shredded: %q", res.ContactKeyShredded)
+		}
+		var keyNow []byte
+		if err := e.db.Tenant(e.a.ID).Tx(bg, func(tx *store.Tx) error {
+			return tx.QueryRow(bg, `SELECT key_enc FROM contacts WHERE tenant_id = $1 AND id = $2`, ids[0]).Scan(&keyNow)
+		}); err != nil || keyNow != nil {
+			t.Fatalf("the contact's key after erasure: %x %v", keyNow, err)
+		}
+		recs, err := e.tenants.ShreddingRecords(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec []tenants.ShreddingRecord
+		for _, r := range recs {
+			if r.TenantID == e.a.ID && r.Kind == "contact" && r.SubjectID == ids[0] {
+				rec = append(rec, r)
+			}
+		}
+		if len(rec) != 1 {
+			t.Fatalf("shredding records of the person: %+v", recs)
+		}
+		noKey, _ := cr.ContactCipher(nil)
+		for _, ct := range [][]byte{oldEmail, oldLast} {
+			for _, l := range labels {
+				if _, err := cr.Open(l, ct); err == nil {
+					t.Fatal("a backed-up field of the person opens with the tenant key")
+				}
+			}
+			if _, err := noKey.OpenString("contact.email", ct); !errors.Is(err, tenants.ErrShredded) {
+				t.Fatalf("a backed-up field without the contact's key: %v", err)
+			}
+		}
+		// A restore of the older backup brings the row back with its key;
+		// re-applying the shredding record deletes the key again.
+		if err := e.db.Tenant(e.a.ID).Tx(bg, func(tx *store.Tx) error {
+			_, err := tx.Exec(bg, `UPDATE contacts SET key_enc = $3, email_enc = $4, last_name_enc = $5 WHERE tenant_id = $1 AND id = $2`, ids[0], oldKey, oldEmail, oldLast)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if left := traces(t, e, e.a.ID, []string{ps[0].email}, nil); len(left) == 0 {
+			t.Fatal("the restored row is invisible to the scan")
+		}
+		if err := e.tenants.ReapplyShredding(bg, rec); err != nil {
+			t.Fatal(err)
+		}
+		if left := traces(t, e, e.a.ID, needlesOf(ps[0]), idx); len(left) > 0 {
+			t.Fatalf("traces left after the shredding is re-applied: %v", left)
 		}
 		// The others are intact.
 		if left := traces(t, e, e.a.ID, needlesOf(ps[1]), nil); len(left) == 0 {

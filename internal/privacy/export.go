@@ -204,8 +204,12 @@ func (s *Service) exportTables(ctx context.Context, tenantID string, tmp string)
 		}
 		sorted := keyDependentOrder(t)
 		var held []record
-		if err := s.eachRow(ctx, tenantID, t, func(row []any) error {
-			rec, err := encodeRow(cr, book, t, ocs, row)
+		if err := s.eachRow(ctx, tenantID, t, func(row []any, keyEnc []byte) error {
+			fc, err := rowCipher(cr, t, keyEnc)
+			if err != nil {
+				return err
+			}
+			rec, err := encodeRow(fc, book, t, ocs, row)
 			if err != nil {
 				return err
 			}
@@ -240,12 +244,21 @@ func (s *Service) exportTables(ctx context.Context, tenantID string, tmp string)
 
 // eachRow reads every row of a tenant table (all stored columns minus
 // tenant_id and the excluded ones, in exportCols order) in key order, one
-// short transaction per page.
-func (s *Service) eachRow(ctx context.Context, tenantID string, t table, fn func([]any) error) error {
+// short transaction per page. fn also gets the row's own key (keyColumns;
+// nil for other tables).
+func (s *Service) eachRow(ctx context.Context, tenantID string, t table, fn func(row []any, keyEnc []byte) error) error {
 	ocs := exportCols(t)
-	cols := make([]column, 0, len(ocs)+len(t.PK))
+	cols := make([]column, 0, len(ocs)+len(t.PK)+1)
 	for _, oc := range ocs {
 		cols = append(cols, oc.src)
+	}
+	kc, ownKey := keyColumn(t)
+	if ownKey {
+		cols = append(cols, kc)
+	}
+	nk := len(ocs)
+	if ownKey {
+		nk++
 	}
 	pk := pkOrder(t)
 	for _, k := range pk {
@@ -264,14 +277,18 @@ func (s *Service) eachRow(ctx context.Context, tenantID string, t table, fn func
 			return err
 		}
 		for _, row := range page {
-			if err := fn(row[:len(ocs)]); err != nil {
+			var keyEnc []byte
+			if ownKey {
+				keyEnc, _ = row[len(ocs)].([]byte)
+			}
+			if err := fn(row[:len(ocs)], keyEnc); err != nil {
 				return err
 			}
 		}
 		if len(page) < exportPage {
 			return nil
 		}
-		after = page[len(page)-1][len(ocs):]
+		after = page[len(page)-1][nk:]
 	}
 }
 

@@ -134,10 +134,19 @@ func TestExportImportRoundTrip(t *testing.T) {
 				t.Errorf("%s: checksum differs after the round trip", p)
 			}
 		}
-		// The restored tenant works: its contact is found by email.
+		// The restored tenant works: its contact is found by email, and
+		// read through the contact's own new key (per-contact keys, PRIV-4):
+		// every restored person has a key of its own, never the source's.
 		c, err := e.contacts.FindByEmail(bg, fresh.ID, ps[0].email)
 		if err != nil || c.LastName != ps[0].last {
 			t.Fatalf("restored contact: %+v %v", c, err)
+		}
+		withKey := `SELECT count(DISTINCT key_enc) FROM contacts WHERE tenant_id = $1 AND key_enc IS NOT NULL`
+		if a, b := count(t, e, e.a.ID, withKey), count(t, e, fresh.ID, withKey); a != 3 || b != 3 {
+			t.Fatalf("contacts with their own key: source %d, restored %d", a, b)
+		}
+		if _, res, err := e.svc.Erase(bg, fresh.ID, privacy.Subject{Email: ps[0].email}, privacy.EraseOptions{}); err != nil || res.ContactKeyShredded == "" {
+			t.Fatalf("erasure in the restored tenant: %+v %v", res, err)
 		}
 		blocked, err := e.contacts.IsBlocked(bg, fresh.ID, "email", ps[2].email)
 		if err != nil || !blocked {

@@ -68,7 +68,10 @@ func setup(t *testing.T, db *store.DB, clk *clock) *env {
 	e.contacts = &contacts.Service{DB: db, Keyring: e.keyring, Now: clk.Now}
 	e.router = &router.Service{DB: db, Keyring: e.keyring}
 	e.audit = &audit.Service{DB: db, Master: mk}
-	e.svc = &privacy.Service{DB: db, Master: mk, Keyring: e.keyring, Tenants: e.tenants, Contacts: e.contacts, Audit: e.audit, Now: clk.Now}
+	// The real shredders (issue 7): erasure deletes the contact's own key,
+	// destruction destroys the tenant's data keys with a shredding record.
+	e.svc = &privacy.Service{DB: db, Master: mk, Keyring: e.keyring, Tenants: e.tenants, Contacts: e.contacts, Audit: e.audit, Now: clk.Now,
+		ContactShredder: contacts.KeyShredder{}, KeyShredder: e.tenants}
 	if e.a, err = e.tenants.Create(bg, "Acme", "acme"); err != nil {
 		t.Fatal(err)
 	}

@@ -228,7 +228,7 @@ func loadTable(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, t table, o
 	var batch [][]any
 	var n int64
 	flush := func() error {
-		err := insertRows(ctx, tx, t, ocs, batch)
+		err := insertRows(ctx, tx, t, insertCols(t, ocs), batch)
 		batch = batch[:0]
 		return err
 	}

@@ -16,9 +16,9 @@ import (
 // ContactShredder destroys what makes one contact's past ciphertexts
 // readable (a per-contact data key), so that a backup taken before an
 // erasure cannot bring the person back. It runs inside the erasure's
-// transaction. Issue 7 (internal/keys per-contact keys) provides the real
-// one; until then Service.ContactShredder is nil and erasure overwrites the
-// person's ciphertexts in the store, which does not reach backups.
+// transaction. contacts.KeyShredder is the real one (app.Open sets it);
+// without one, erasure only overwrites the person's ciphertexts in the
+// store, which does not reach backups.
 type ContactShredder interface {
 	ShredContact(ctx context.Context, tx *store.Tx, contactID string) (keyID string, err error)
 }
@@ -27,8 +27,9 @@ type ContactShredder interface {
 // ciphertext of the tenant, backups included, becomes unreadable). It runs
 // inside the destruction's platform transaction, before the rows go, and
 // returns the ids of the keys it destroyed. StoreKeyShredder is the
-// implementation over the tenant_keys table; issue 7's `relais tenant
-// destroy-keys` may replace it (a vault- or HSM-held key, say).
+// default over the tenant_keys table; app.Open sets tenants.Service
+// (ShredTenantKeys: also the provider's per-tenant key, and a shredding
+// record that the destruction keeps).
 type TenantKeyShredder interface {
 	ShredTenantKeys(ctx context.Context, ptx *store.PlatformTx, tenantID string) ([]string, error)
 }

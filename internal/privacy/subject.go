@@ -380,14 +380,21 @@ func (s *Service) inSecureTx(ctx context.Context, tenantID string, fn func(*stor
 // old message contents with the message_content retention rule.
 func (s *Service) eraseTx(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, id string, suppress bool, reason string) (EraseResult, error) {
 	res := EraseResult{ContactID: id}
-	var emailEnc, phoneEnc, emailIdx, phoneIdx []byte
-	err := tx.QueryRow(ctx, `SELECT email_enc, phone_enc, email_bidx, phone_bidx FROM contacts WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL`, id).
-		Scan(&emailEnc, &phoneEnc, &emailIdx, &phoneIdx)
+	var emailEnc, phoneEnc, emailIdx, phoneIdx, keyEnc []byte
+	err := tx.QueryRow(ctx, `SELECT email_enc, phone_enc, email_bidx, phone_bidx, key_enc FROM contacts WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL`, id).
+		Scan(&emailEnc, &phoneEnc, &emailIdx, &phoneIdx, &keyEnc)
 	if errors.Is(err, store.ErrNotFound) {
 		return res, fmt.Errorf("contact %w in this tenant", ErrNotFound)
 	}
 	if err != nil {
 		return res, fmt.Errorf("privacy: read the contact: %w", err)
+	}
+	// The person's fields are sealed under the contact's own key (sealed
+	// by the tenant key in key_enc); contacts written before per-contact
+	// keys have none and their fields open with the tenant key.
+	cc, err := cr.ContactCipher(keyEnc)
+	if err != nil {
+		return res, fmt.Errorf("privacy: the contact's key: %w", err)
 	}
 	var addrs []string
 	for _, p := range []struct {
@@ -395,7 +402,7 @@ func (s *Service) eraseTx(ctx context.Context, tx *store.Tx, cr *tenants.Crypto,
 		ct    []byte
 	}{{"contact.email", emailEnc}, {"contact.phone", phoneEnc}} {
 		if len(p.ct) > 0 {
-			v, err := cr.OpenString(p.label, p.ct)
+			v, err := cc.OpenString(p.label, p.ct)
 			if err != nil {
 				return res, fmt.Errorf("privacy: decrypt the contact: %w", err)
 			}

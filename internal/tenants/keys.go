@@ -39,7 +39,16 @@ var SealedColumns = []SealedColumn{
 	{Table: "consent_events", Key: []string{"id"}, Columns: [][2]string{{"source_ip_enc", "consent.source_ip"}}},
 	{Table: "connectors", Key: []string{"id"}, Columns: [][2]string{{"config_enc", "connector.config"}}},
 	{Table: "messages", Key: []string{"id"}, Columns: [][2]string{{"recipient_enc", "message.to"}, {"content_enc", "message.content"}}},
+	// Single sign-on secrets (issue 11): the OIDC client secret and the SAML
+	// SP private key.
+	{Table: "sso_providers", Key: []string{"id"}, Columns: [][2]string{{"secret_enc", "sso.client_secret"}, {"sp_key_enc", "sso.sp_key"}}},
 }
+
+// Sealed with the tenant key but not in a column, so not re-encrypted by a
+// rotation: the per-file key in the header of each stored SFTP file
+// (internal/sftpd, field "sftp.file_key"). Those files are transient (kept
+// for sftp.retention); a rotation retires the old key version, which stays
+// readable, so they still open; destroying the keys shreds them too.
 
 // KeyVersion is one of a tenant's data-key versions.
 type KeyVersion struct {

@@ -135,7 +135,8 @@ func walkOptions(t *testing.T, e *adminEnv) (Options, *walkEnv) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	priv := &privacy.Service{DB: db, Master: e.ts.Master, Keyring: kr, Tenants: e.ts, Contacts: cs,
-		Audit: &audit.Service{DB: db, Master: e.ts.Master}, DestroyDelay: cfg.Privacy.DestroyDelay.D()}
+		Audit: &audit.Service{DB: db, Master: e.ts.Master}, DestroyDelay: cfg.Privacy.DestroyDelay.D(),
+		ContactShredder: contacts.KeyShredder{}, KeyShredder: e.ts}
 	sup, err := supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: e.ts, Master: e.ts.Master,
 		Providers: monitor.Providers{}, Version: "test"})
 	if err != nil {

@@ -33,7 +33,9 @@ func TestPrivacyAPI(t *testing.T) {
 		}
 		kr := tenants.NewKeyring(db, e.ts.Master, 0)
 		cs := &contacts.Service{DB: db, Keyring: kr}
-		ps := &privacy.Service{DB: db, Master: e.ts.Master, Keyring: kr, Tenants: e.ts, Contacts: cs, Audit: &audit.Service{DB: db, Master: e.ts.Master}}
+		// The real shredders, as app.Open wires them (issue 7).
+		ps := &privacy.Service{DB: db, Master: e.ts.Master, Keyring: kr, Tenants: e.ts, Contacts: cs, Audit: &audit.Service{DB: db, Master: e.ts.Master},
+			ContactShredder: contacts.KeyShredder{}, KeyShredder: e.ts}
 		e.srv = New(Options{DB: db, Tenants: e.ts, Identity: e.id, Access: e.acc, Contacts: cs, Privacy: ps, Keys: ks,
 			Issuer: jwtauth.NewIssuer(ks, jwtauth.Config{}), Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{}),
 			MaxBodyBytes: ctMaxBody, ShutdownTimeout: time.Second, Version: "test"})
