@@ -176,7 +176,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState), Keys: monitor.KeySourceFunc(a.keyInfo)}, Logger: log, Now: a.Now}); err != nil {
 		return nil, err
 	}
-	a.Backup = &backup.Service{DB: db, Master: master, Keyring: a.Keyring, Logger: log}
+	// A restore re-applies the live store's shredding records: a person
+	// erased since the backup stays erased (keys, consents, messages).
+	a.Backup = &backup.Service{DB: db, Master: master, Keyring: a.Keyring, Logger: log,
+		Shred: backup.StoreShredding{DB: db, EraseContact: a.Privacy.EraseRestored}}
+	if cfg.Backup.Target != "" {
+		// Destruction deletes the tenant's backup sets on the target.
+		a.Privacy.Backups = backupSets{svc: a.Backup, target: cfg.Backup.Target}
+	}
 	ok = true
 	return a, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
 )
 
 // Metrics are the backup metrics; a nil *Metrics records nothing.
@@ -87,31 +88,91 @@ type ShredRecords interface {
 	// TenantShredded reports whether the tenant's keys were destroyed on
 	// this platform: its backups must then not be restored.
 	TenantShredded(ctx context.Context, tenantID string) (bool, error)
+	// Records reads the platform's shredding records of the tenant, before
+	// the restore's transaction starts (from the live store, which may not
+	// be the store restored into).
+	Records(ctx context.Context, tenantID string) ([]tenants.ShreddingRecord, error)
 	// Reapply runs inside the restore's transaction, after the rows are in
-	// and before it commits: it re-applies the platform's shredding records
-	// to the restored tenant (e.g. per-contact keys destroyed since the
-	// backup: their contacts' sealed fields must stay unreadable).
-	Reapply(ctx context.Context, tx *store.Tx) error
+	// and before it commits: it re-applies those records to the restored
+	// tenant (per-contact keys destroyed since the backup: their contacts'
+	// sealed fields stay unreadable) and keeps the records in the store
+	// restored into.
+	Reapply(ctx context.Context, tx *store.Tx, records []tenants.ShreddingRecord) error
 }
 
-// StoreShredding is the ShredRecords of this store as it is today: a tenant
-// is shredded when it has tenant_keys rows and none is usable (all
-// 'destroyed'). There are no per-contact keys yet, so Reapply does nothing:
-// HOOK for the keys work (issue 7) to fill in.
-type StoreShredding struct{ DB *store.DB }
+// StoreShredding is the ShredRecords of the live store: a tenant is shredded
+// when a tenant shredding record names it (destruction, `relais tenant
+// destroy-keys`) or when it has tenant_keys rows and none is usable (all
+// 'destroyed'); per-contact shredding records are re-applied to a restore.
+type StoreShredding struct {
+	DB *store.DB
+	// EraseContact, when set, also erases what the restored rows hold of
+	// a shredded contact outside its sealed fields (list memberships,
+	// consent proofs, messages): privacy.Service.EraseRestored.
+	EraseContact func(ctx context.Context, tx *store.Tx, contactID string) error
+}
 
 // TenantShredded implements ShredRecords.
 func (s StoreShredding) TenantShredded(ctx context.Context, tenantID string) (bool, error) {
-	var total, destroyed int
+	var total, destroyed, records int
 	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM shredding_records WHERE tenant_id = $1 AND kind = 'tenant'`).Scan(&records); err != nil {
+			return err
+		}
 		return tx.QueryRow(ctx, `SELECT count(*), COALESCE(SUM(CASE WHEN state = 'destroyed' THEN 1 ELSE 0 END), 0)
 			FROM tenant_keys WHERE tenant_id = $1`).Scan(&total, &destroyed)
 	})
 	if err != nil {
 		return false, fmt.Errorf("backup: read the shredding records: %w", err)
 	}
-	return total > 0 && total == destroyed, nil
+	return records > 0 || (total > 0 && total == destroyed), nil
 }
 
-// Reapply implements ShredRecords (nothing to re-apply yet).
-func (s StoreShredding) Reapply(context.Context, *store.Tx) error { return nil }
+// Records implements ShredRecords.
+func (s StoreShredding) Records(ctx context.Context, tenantID string) ([]tenants.ShreddingRecord, error) {
+	var out []tenants.ShreddingRecord
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, kind, subject_id, reason, actor, at FROM shredding_records WHERE tenant_id = $1 ORDER BY at, id`)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			r := tenants.ShreddingRecord{TenantID: tenantID}
+			var at int64
+			if err := rows.Scan(&r.ID, &r.Kind, &r.SubjectID, &r.Reason, &r.Actor, &at); err != nil {
+				return err
+			}
+			r.At = store.FromMicros(at)
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backup: read the shredding records: %w", err)
+	}
+	return out, nil
+}
+
+// Reapply implements ShredRecords: every contact key shredded since the
+// backup is deleted again (with the contact's sealed fields and blind
+// indexes), and the records are kept in the store restored into.
+func (s StoreShredding) Reapply(ctx context.Context, tx *store.Tx, records []tenants.ShreddingRecord) error {
+	for _, r := range records {
+		if r.Kind == "contact" {
+			if _, err := tx.Exec(ctx, tenants.ShredContactSQL, r.SubjectID); err != nil {
+				return fmt.Errorf("shred contact %s again: %w", r.SubjectID, err)
+			}
+			if s.EraseContact != nil {
+				if err := s.EraseContact(ctx, tx, r.SubjectID); err != nil {
+					return fmt.Errorf("erase contact %s again: %w", r.SubjectID, err)
+				}
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO shredding_records (tenant_id, id, kind, subject_id, reason, actor, at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, r.ID, r.Kind, r.SubjectID, r.Reason, r.Actor, store.Micros(r.At)); err != nil {
+			return fmt.Errorf("keep shredding record %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}

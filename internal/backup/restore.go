@@ -136,6 +136,12 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			}
 		}
 	}
+	// The live store's shredding records, read before the restore's
+	// transaction (the store restored into may be this one).
+	shredRecords, err := s.shred().Records(ctx, tenantID)
+	if err != nil {
+		return RestoreResult{}, err
+	}
 	r := &restorer{s: s, t: t, tenantID: tenantID, tables: tables, total: total, progress: o.Progress, dialect: dest.Dialect()}
 	res := RestoreResult{TenantID: tenantID, Slug: o.IntoSlug, Point: Point{Header: last.h, Object: manifestName(last.h)}, Points: len(chain)}
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
@@ -190,9 +196,6 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 				return err
 			}
 		}
-		if err := s.shred().Reapply(ctx, tx); err != nil {
-			return fmt.Errorf("backup: re-apply the shredding records: %w", err)
-		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
 			return err
 		}
@@ -212,6 +215,11 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			res.Rows += e.Rows
 		}
 		res.Tables = len(last.body.Tables)
+		// Only once the rows are proven to be the backup's: shredding done
+		// since the backup is applied again, in this same transaction.
+		if err := s.shred().Reapply(ctx, tx, shredRecords); err != nil {
+			return fmt.Errorf("backup: re-apply the shredding records: %w", err)
+		}
 		// The log head's hash is kept differently by each dialect (SQLite:
 		// the event before the last, fixed up at the next append;
 		// PostgreSQL: the last event's): set it to the last event's, which

@@ -25,6 +25,13 @@ const (
 var excluded = map[string]bool{
 	"sessions": true, "mfa_challenges": true, "user_tokens": true, "ip_failures": true,
 	"backup_changes": true, "backup_state": true, "backup_restoring": true,
+	// Transient or platform state of later features: login flows and the
+	// SAML replay cache (expire within minutes), audit forwarding cursors,
+	// alert state, key rotation progress, shredding records (the live
+	// store's are re-applied to every restore), destruction requests, and
+	// the SFTP file index (its encrypted blobs live outside the store).
+	"sso_flows": true, "sso_replay": true, "audit_forward_cursors": true, "monitor_alerts": true,
+	"key_rotations": true, "shredding_records": true, "tenant_destructions": true, "sftp_files": true,
 }
 
 // column is one column of a backed-up table.

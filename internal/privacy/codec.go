@@ -52,6 +52,9 @@ var excludedTables = map[string]bool{
 	"audit_tree_hashes": true, "audit_signing_keys": true, "audit_checkpoints": true,
 	"sessions": true, "user_tokens": true, "mfa_challenges": true, "recovery_codes": true,
 	"password_history": true, "ip_failures": true, "api_clients": true, "client_roles": true,
+	// The backup machinery's own state (change log, schedule, restore
+	// marker): the platform's, not the tenant's data.
+	"backup_changes": true, "backup_state": true, "backup_restoring": true,
 }
 
 // excludedColumns are credentials, the store's own row numbers, and keys:

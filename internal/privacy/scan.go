@@ -27,6 +27,9 @@ func ScanTenant(ctx context.Context, db *store.DB, tenantID string, fn func(tabl
 				names = append(names, c.Name)
 			}
 		}
+		if len(cols) == 0 {
+			continue // a marker table holding only the tenant id (backup_restoring)
+		}
 		pk := pkOrder(t)
 		keyAt := make([]int, len(pk))
 		for i, k := range pk {

@@ -558,3 +558,37 @@ func clearMessages(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, ids []
 	}
 	return stopped, cleared, nil
 }
+
+// EraseRestored erases, in a restore's transaction, what a backup taken
+// before an erasure brings back of that person besides their sealed
+// fields (which the restore already made unreadable by deleting the
+// contact's key again): list memberships, consent source IPs and proofs,
+// and the personal content of their messages. Backups call it for every
+// contact shredding record of the live store (backup.StoreShredding).
+// The message placeholders are sealed with the live tenant key.
+func (s *Service) EraseRestored(ctx context.Context, tx *store.Tx, contactID string) error {
+	cr, err := s.crypto(ctx, tx.TenantID())
+	if err != nil {
+		return err
+	}
+	now := store.Micros(tx.Now())
+	if _, err := tx.Exec(ctx, `UPDATE contacts SET email_enc = NULL, email_bidx = NULL, phone_enc = NULL, phone_bidx = NULL, first_name_enc = NULL,
+		last_name_enc = NULL, attributes_enc = NULL, attributes = '{}', erased_at = COALESCE(erased_at, $3) WHERE tenant_id = $1 AND id = $2`, contactID, now); err != nil {
+		return fmt.Errorf("privacy: erase the restored contact: %w", err)
+	}
+	for _, q := range []string{
+		`DELETE FROM list_members WHERE tenant_id = $1 AND contact_id = $2`,
+		`UPDATE consents SET source_ip_enc = NULL WHERE tenant_id = $1 AND contact_id = $2`,
+		`DELETE FROM consent_events WHERE tenant_id = $1 AND contact_id = $2`,
+	} {
+		if _, err := tx.Exec(ctx, q, contactID); err != nil {
+			return fmt.Errorf("privacy: erase the restored contact: %w", err)
+		}
+	}
+	ids, err := messageIDs(ctx, tx, `SELECT id FROM messages WHERE tenant_id = $1 AND contact_id = $2`, contactID)
+	if err != nil {
+		return err
+	}
+	_, _, err = clearMessages(ctx, tx, cr, ids, "erased")
+	return err
+}
