@@ -173,7 +173,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	// Providers of other features (backups, an ACME certificate) plug into
 	// monitor.Providers here as they land.
 	if a.Monitor, err = supervise.New(supervise.Options{DB: db, Config: cfg, Tenants: a.Tenants, Master: master,
-		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState), Keys: monitor.KeySourceFunc(a.keyInfo)}, Logger: log, Now: a.Now}); err != nil {
+		Providers: monitor.Providers{SSO: monitor.SSOSourceFunc(a.ssoState), Keys: monitor.KeySourceFunc(a.keyInfo),
+			Backups: monitor.BackupSourceFunc(a.backupStatus)}, Logger: log, Now: a.Now}); err != nil {
 		return nil, err
 	}
 	// A restore re-applies the live store's shredding records: a person

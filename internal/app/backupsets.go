@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/relais-dev/relais/internal/backup"
+	"github.com/relais-dev/relais/internal/monitor"
 	"github.com/relais-dev/relais/internal/privacy"
 )
 
@@ -43,4 +44,15 @@ func (b backupSets) DestroyTenantBackups(ctx context.Context, tenantID string) (
 		out = append(out, privacy.BackupSet{ID: id, Target: t.ID(), TakenAt: first[id], Action: "deleted"})
 	}
 	return out, nil
+}
+
+// backupStatus is supervision's view of a tenant's backups
+// (monitor.BackupSource over backup_state).
+func (a *App) backupStatus(ctx context.Context, tenantID string) (monitor.BackupStatus, error) {
+	st, ok, err := a.Backup.Status(ctx, tenantID)
+	if err != nil || !ok {
+		return monitor.BackupStatus{Configured: a.Config.Backup.Target != ""}, err
+	}
+	return monitor.BackupStatus{Configured: true, Target: st.Target, LastFull: st.LastFull, LastBackup: st.LastPoint,
+		LastVerify: st.LastVerify, VerifyOK: st.VerifyOK, LastRestoreTest: st.LastRestoreTest, RestoreOK: st.RestoreOK}, nil
 }

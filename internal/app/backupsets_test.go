@@ -47,3 +47,35 @@ func TestBackupSetsForDestruction(t *testing.T) {
 		t.Fatalf("left on the target: %d %v", len(left), err)
 	}
 }
+
+// Supervision reads the backups' state: after a backup and a verification,
+// the tenant's status says when, and that it verified.
+func TestBackupStatusForSupervision(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Backup.Target = "dir://" + filepath.ToSlash(t.TempDir())
+	a, err := Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	tn, err := a.Tenants.Create(ctx, "Acme", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.backupStatus(ctx, tn.ID); err != nil || !st.Configured || !st.LastBackup.IsZero() {
+		t.Fatalf("before any backup: %+v %v", st, err)
+	}
+	target, _ := backup.OpenTarget(cfg.Backup.Target)
+	if _, err := a.Backup.Run(ctx, tn.ID, target, backup.RunOptions{Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Backup.Verify(ctx, tn.ID, target); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.backupStatus(ctx, tn.ID)
+	if err != nil || st.LastBackup.IsZero() || st.LastFull.IsZero() || st.LastVerify.IsZero() || !st.VerifyOK {
+		t.Fatalf("after a backup and a verification: %+v %v", st, err)
+	}
+}

@@ -15,8 +15,6 @@ type Metrics struct {
 	points      *prometheus.CounterVec
 	failures    *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
-	verifyOK    *prometheus.GaugeVec
-	restoreOK   *prometheus.GaugeVec
 	bytes       *prometheus.CounterVec
 }
 
@@ -29,15 +27,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed backups, verifications and restore tests, by tenant and operation."}, []string{"tenant", "op"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_backup_last_success_timestamp_seconds",
 			Help: "When the tenant's last backup point was taken."}, []string{"tenant"}),
-		verifyOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_backup_verify_ok",
-			Help: "1 when the tenant's last verification authenticated every object, 0 when it failed."}, []string{"tenant"}),
-		restoreOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "relais_backup_restore_test_ok",
-			Help: "1 when the tenant's last automatic restore test matched, 0 when it failed."}, []string{"tenant"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relais_backup_bytes_total",
 			Help: "Plaintext bytes of backup chunks written, by tenant."}, []string{"tenant"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.points, m.failures, m.lastSuccess, m.verifyOK, m.restoreOK, m.bytes)
+		reg.MustRegister(m.points, m.failures, m.lastSuccess, m.bytes)
 	}
 	return m
 }
@@ -61,11 +55,11 @@ func (m *Metrics) verified(tenant string, ok bool) {
 	if m == nil {
 		return
 	}
+	// The verification's result itself is a supervision indicator
+	// (relais_backup_verify_ok, internal/monitor, read from backup_state).
 	if ok {
-		m.verifyOK.WithLabelValues(tenant).Set(1)
 		return
 	}
-	m.verifyOK.WithLabelValues(tenant).Set(0)
 	m.failures.WithLabelValues(tenant, "verify").Inc()
 }
 
@@ -73,11 +67,10 @@ func (m *Metrics) restoreTested(tenant string, ok bool) {
 	if m == nil {
 		return
 	}
+	// The result itself is relais_backup_restore_test_ok (internal/monitor).
 	if ok {
-		m.restoreOK.WithLabelValues(tenant).Set(1)
 		return
 	}
-	m.restoreOK.WithLabelValues(tenant).Set(0)
 	m.failures.WithLabelValues(tenant, "restore_test").Inc()
 }
 

@@ -273,3 +273,45 @@ func (s *Service) DeleteAll(ctx context.Context, tenantID string, t Target) (int
 	}
 	return len(names), nil
 }
+
+// Status is a tenant's backup state on its most recently used target: what
+// supervision reports (backup age, BAK-5 verification, BAK-6 restore test).
+type Status struct {
+	Target          string
+	LastFull        time.Time
+	LastPoint       time.Time
+	LastVerify      time.Time
+	VerifyOK        bool
+	LastRestoreTest time.Time
+	RestoreOK       bool
+}
+
+// Status reads the tenant's backup state; ok is false when the tenant was
+// never backed up.
+func (s *Service) Status(ctx context.Context, tenantID string) (st Status, ok bool, err error) {
+	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		var full, point, verify, restore int64
+		err := tx.QueryRow(ctx, `SELECT target, last_full_at, last_point_at, last_verify_at, last_verify_ok, last_restore_at, last_restore_ok
+			FROM backup_state WHERE tenant_id = $1 ORDER BY last_point_at DESC LIMIT 1`).
+			Scan(&st.Target, &full, &point, &verify, &st.VerifyOK, &restore, &st.RestoreOK)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok = true
+		at := func(us int64) time.Time {
+			if us == 0 {
+				return time.Time{}
+			}
+			return store.FromMicros(us)
+		}
+		st.LastFull, st.LastPoint, st.LastVerify, st.LastRestoreTest = at(full), at(point), at(verify), at(restore)
+		return nil
+	})
+	if err != nil {
+		return Status{}, false, fmt.Errorf("backup: status: %w", err)
+	}
+	return st, ok, nil
+}

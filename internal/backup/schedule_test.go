@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
@@ -51,11 +50,9 @@ func TestScheduler(t *testing.T) {
 	if len(pts) != 1 || pts[0].Kind != KindFull {
 		t.Fatalf("first tick: %d points", len(pts))
 	}
-	if got := testutil.ToFloat64(e.svc.Metrics.verifyOK.WithLabelValues(e.acme.ID)); got != 1 {
-		t.Fatalf("verify metric %v", got)
-	}
-	if got := testutil.ToFloat64(e.svc.Metrics.restoreOK.WithLabelValues(e.acme.ID)); got != 1 {
-		t.Fatalf("restore test metric %v", got)
+	if st, ok, err := e.svc.Status(bg, e.acme.ID); err != nil || !ok || !st.VerifyOK || !st.RestoreOK || st.LastVerify.IsZero() ||
+		st.LastRestoreTest.IsZero() || st.LastFull.IsZero() {
+		t.Fatalf("status after the first tick: %+v %v %v", st, ok, err)
 	}
 	// One hour later, a change: nothing yet (incremental every 2 hours).
 	clk.Add(time.Hour)

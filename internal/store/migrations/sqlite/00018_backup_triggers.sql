@@ -166,18 +166,18 @@ END;
 -- +goose StatementEnd
 -- +goose StatementBegin
 CREATE TRIGGER backup_change_sso_links_i AFTER INSERT ON sso_links WHEN NEW.tenant_id <> '' AND NOT EXISTS (SELECT 1 FROM backup_restoring r WHERE r.tenant_id = NEW.tenant_id) BEGIN
-    INSERT INTO backup_changes (tenant_id, tbl, pk) VALUES (NEW.tenant_id, 'sso_links', json_array(NEW.provider_id, NEW.subject_bidx));
+    INSERT INTO backup_changes (tenant_id, tbl, pk) VALUES (NEW.tenant_id, 'sso_links', json_array(NEW.provider_id, hex(NEW.subject_bidx)));
 END;
 -- +goose StatementEnd
 -- +goose StatementBegin
 CREATE TRIGGER backup_change_sso_links_u AFTER UPDATE ON sso_links WHEN NEW.tenant_id <> '' AND NOT EXISTS (SELECT 1 FROM backup_restoring r WHERE r.tenant_id = NEW.tenant_id) BEGIN
-    INSERT INTO backup_changes (tenant_id, tbl, pk) VALUES (NEW.tenant_id, 'sso_links', json_array(NEW.provider_id, NEW.subject_bidx));
-    INSERT INTO backup_changes (tenant_id, tbl, pk) SELECT OLD.tenant_id, 'sso_links', json_array(OLD.provider_id, OLD.subject_bidx) WHERE json_array(OLD.provider_id, OLD.subject_bidx) <> json_array(NEW.provider_id, NEW.subject_bidx);
+    INSERT INTO backup_changes (tenant_id, tbl, pk) VALUES (NEW.tenant_id, 'sso_links', json_array(NEW.provider_id, hex(NEW.subject_bidx)));
+    INSERT INTO backup_changes (tenant_id, tbl, pk) SELECT OLD.tenant_id, 'sso_links', json_array(OLD.provider_id, hex(OLD.subject_bidx)) WHERE json_array(OLD.provider_id, hex(OLD.subject_bidx)) <> json_array(NEW.provider_id, hex(NEW.subject_bidx));
 END;
 -- +goose StatementEnd
 -- +goose StatementBegin
 CREATE TRIGGER backup_change_sso_links_d AFTER DELETE ON sso_links WHEN OLD.tenant_id <> '' AND NOT EXISTS (SELECT 1 FROM backup_restoring r WHERE r.tenant_id = OLD.tenant_id) BEGIN
-    INSERT INTO backup_changes (tenant_id, tbl, pk) VALUES (OLD.tenant_id, 'sso_links', json_array(OLD.provider_id, OLD.subject_bidx));
+    INSERT INTO backup_changes (tenant_id, tbl, pk) VALUES (OLD.tenant_id, 'sso_links', json_array(OLD.provider_id, hex(OLD.subject_bidx)));
 END;
 -- +goose StatementEnd
 -- +goose StatementBegin
