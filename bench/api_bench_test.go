@@ -14,10 +14,13 @@ import (
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/web"
+	"github.com/relais-dev/relais/internal/web/ratelimit"
 )
 
-// apiServer runs the real HTTPS handler stack (request id, security
-// headers, metrics, JSON access log, cross-origin protection, bearer token
+// apiServer runs the real HTTPS handler stack as `relais serve` wires it
+// (request id, security headers, metrics, supervision's per-tenant request
+// observation, JSON access log, the edge rate limiter with rates high enough
+// that nothing is refused, cross-origin protection, bearer token
 // verification, credential revocation check, permission check) over plain
 // HTTP on loopback, so that it compares with a bare handler served the
 // same way. It returns the server and a valid access token.
@@ -51,7 +54,9 @@ func apiServer(b *testing.B) (*httptest.Server, string) {
 		b.Fatal(err)
 	}
 	s := web.New(web.Options{Logger: log, DB: a.DB, Tenants: a.Tenants, Identity: a.Identity, Access: a.Access,
-		Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys})
+		Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys, Monitor: a.Monitor,
+		RateLimit: ratelimit.New(ratelimit.Options{PerIP: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30},
+			PerCredential: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30}, SessionCookie: web.SessionCookie})})
 	srv := httptest.NewServer(s.Handler())
 	b.Cleanup(srv.Close)
 	return srv, tok

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -152,14 +153,17 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header().Set("X-Request-Id", id)
+		w.Header()["X-Request-Id"] = []string{id} // canonical already: Set would canonicalise it again
 		ip, port := clientAddr(r)
-		ctx := problem.WithRequestID(r.Context(), id)
-		ctx = audit.WithMeta(ctx, audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id})
-		info := &requestInfo{sourcePort: port}
-		ctx = context.WithValue(ctx, requestInfoKey{}, info)
+		// One context node carries the request id, the audit metadata and
+		// the access log's requestInfo (four context values before).
+		rc := &requestContext{Context: r.Context(), info: requestInfo{sourcePort: port,
+			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
+		info := &rc.info
+		var ctx context.Context = rc
 		r = r.WithContext(ctx)
-		if r.Body != nil {
+		// A request without a body (every GET) has http.NoBody: nothing to bound.
+		if r.Body != nil && r.Body != http.NoBody {
 			limit := s.maxBody
 			if r.Method == http.MethodPost && (r.URL.Path == "/api/v1/contacts/imports" || r.URL.Path == "/contacts/import") {
 				limit = s.opts.MaxImportBytes // contact files are large; the handler streams them to disk
@@ -218,9 +222,69 @@ type requestInfo struct {
 	sourcePort string
 	tenant     string
 	actor      string
+	// meta is the request's audit metadata (audit.MetaFrom); principal the
+	// authenticated caller (PrincipalFrom), set by require before the
+	// handler runs, on the request's own goroutine.
+	meta      audit.Meta
+	principal *identity.Principal
 }
 
 type requestInfoKey struct{}
+
+// requestContext is the context instrument gives each request: one node,
+// one allocation, answering the lookups of problem.RequestID,
+// audit.MetaFrom, PrincipalFrom and requestInfo, which four context values
+// and a second request copy (in require) answered before. Other keys go to
+// the parent.
+type requestContext struct {
+	context.Context
+	info requestInfo
+}
+
+// Value implements context.Context.
+func (c *requestContext) Value(key any) any {
+	switch key {
+	case requestInfoKey{}:
+		return &c.info
+	case principalKey{}:
+		if c.info.principal != nil {
+			return c.info.principal
+		}
+	case ctxKeys.requestID:
+		return c.info.meta.RequestID
+	case ctxKeys.auditMeta:
+		return c.info.meta
+	}
+	return c.Context.Value(key)
+}
+
+// ctxKeys are the (unexported) context keys of problem.RequestID and
+// audit.MetaFrom, learnt once by asking each function to read a probe
+// context; TestRequestContext checks that the node answers both.
+var ctxKeys = struct{ requestID, auditMeta any }{
+	requestID: probeKey(func(c context.Context) { problem.RequestID(c) }),
+	auditMeta: probeKey(func(c context.Context) { audit.MetaFrom(c) }),
+}
+
+// keyProbe records the key its Value is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	return nil
+}
+
+func probeKey(read func(context.Context)) any {
+	p := &keyProbe{Context: context.Background()}
+	read(p)
+	if p.key == nil {
+		panic("web: context key probe: the reader asked for no key")
+	}
+	return p.key
+}
 
 // SetPrincipal records, for the access log, which tenant and actor a request
 // was authenticated as. Authentication middleware calls it.
