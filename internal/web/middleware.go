@@ -170,7 +170,8 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &rc.sw // allocated with the context node
+		sw.ResponseWriter = w
 		s.metrics.inflight.Inc()
 		defer func() {
 			s.metrics.inflight.Dec()
@@ -239,6 +240,7 @@ type requestInfoKey struct{}
 type requestContext struct {
 	context.Context
 	info requestInfo
+	sw   statusWriter // instrument's response writer, in the same allocation
 }
 
 // Value implements context.Context.
