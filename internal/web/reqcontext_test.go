@@ -1,11 +1,24 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -58,4 +71,67 @@ func TestRequestContext(t *testing.T) {
 	if rc.Err() == nil {
 		t.Fatal("cancellation not passed through")
 	}
+}
+
+// TestAccessLogLineOfABearerRequest: the access log line of an API request
+// keeps its fields (request id, route, status, duration, remote IP, tenant,
+// actor), and the handler sees the caller through the one context node.
+func TestAccessLogLineOfABearerRequest(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+		a, err := ts.Create(ctx, "A", "ta")
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc := &access.Service{DB: db}
+		id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: access.Source{S: acc}}
+		ks, err := jwtauth.NewKeyStore(db, mk, jwtauth.KeyStoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.EnsureCurrent(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cl, _, err := id.CreateClient(ctx, a.ID, "ci", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		iss := jwtauth.NewIssuer(ks, jwtauth.Config{})
+		tok, _, err := iss.Issue(ctx, jwtauth.IssueRequest{Tenant: a.ID, Subject: cl.ID, ClientID: cl.ID, Scopes: []string{"contacts:read"}, Version: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		s := New(Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), DB: db, Tenants: ts, Identity: id, Access: acc,
+			Keys: ks, Issuer: iss, Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{})})
+		req := httptest.NewRequest("GET", "/api/v1/me", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), cl.ID) {
+			t.Fatalf("GET /api/v1/me: %d %s", rec.Code, rec.Body)
+		}
+		var line map[string]any
+		if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+			t.Fatalf("access log %q: %v", logs.String(), err)
+		}
+		want := map[string]any{"msg": "request", "level": "INFO", "request_id": rec.Header().Get("X-Request-Id"), "method": "GET",
+			"route": "GET /api/v1/me", "path": "/api/v1/me", "status": float64(200), "remote_ip": "192.0.2.1",
+			"tenant": a.ID, "actor": "api:" + cl.ID}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("access log %s = %v, want %v", k, line[k], v)
+			}
+		}
+		for _, k := range []string{"time", "bytes", "duration_us"} {
+			if _, ok := line[k]; !ok {
+				t.Errorf("access log without %s: %s", k, logs.String())
+			}
+		}
+	})
 }
