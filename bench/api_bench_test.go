@@ -15,6 +15,7 @@ import (
 	"github.com/relais-dev/relais/internal/identity/jwtauth"
 	"github.com/relais-dev/relais/internal/web"
 	"github.com/relais-dev/relais/internal/web/ratelimit"
+	"github.com/relais-dev/relais/internal/web/secheaders"
 )
 
 // apiServer runs the real HTTPS handler stack as `relais serve` wires it
@@ -111,6 +112,34 @@ func BenchmarkAPIBareHandler(b *testing.B) {
 	}))
 	b.Cleanup(srv.Close)
 	parallelGet(b, srv.URL, "")
+}
+
+// BenchmarkAPIBareHandlerSameHeaders is a diagnostic, not the target's
+// reference: the bare handler writing the same response headers as the
+// stack (the seven security headers, X-Request-Id, Content-Type,
+// Cache-Control) to a client sending the same Authorization header, so
+// that what the longer request and response cost on the wire and in the
+// (same-process) client shows apart from the stack's own work.
+func BenchmarkAPIBareHandlerSameHeaders(b *testing.B) {
+	body, err := json.Marshal(map[string]any{"permissions": access.Catalogue()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body = append(body, '\n')
+	_, tok := apiServer(b) // a real token, for its length
+	hs := secheaders.Headers()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		for _, kv := range hs {
+			h.Set(kv.Name, kv.Value)
+		}
+		h.Set("X-Request-Id", "0123456789abcdef01234567")
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		_, _ = w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	parallelGet(b, srv.URL, tok)
 }
 
 // BenchmarkAPIAuthenticatedInProcess calls the handler stack directly (no
