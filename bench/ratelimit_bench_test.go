@@ -63,8 +63,9 @@ func BenchmarkRateLimited(b *testing.B) {
 }
 
 // BenchmarkAPIRateLimitedInProcess is BenchmarkAPIAuthenticatedInProcess
-// with the edge limiter in front (both buckets, nothing refused): compare
-// the two in one run for the limiter's share of a real API request.
+// with one more edge limiter in front (both buckets, nothing refused; the
+// stack of apiServer already has one, as relais serve wires it): compare
+// the two in one run for one limiter's share of a real API request.
 func BenchmarkAPIRateLimitedInProcess(b *testing.B) {
 	srv, tok := apiServer(b)
 	l := ratelimit.New(ratelimit.Options{PerIP: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30},

@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -152,21 +154,25 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header().Set("X-Request-Id", id)
+		w.Header()["X-Request-Id"] = []string{id} // canonical already: Set would canonicalise it again
 		ip, port := clientAddr(r)
-		ctx := problem.WithRequestID(r.Context(), id)
-		ctx = audit.WithMeta(ctx, audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id})
-		info := &requestInfo{sourcePort: port}
-		ctx = context.WithValue(ctx, requestInfoKey{}, info)
+		// One context node carries the request id, the audit metadata and
+		// the access log's requestInfo (four context values before).
+		rc := &requestContext{Context: r.Context(), info: requestInfo{sourcePort: port,
+			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
+		info := &rc.info
+		var ctx context.Context = rc
 		r = r.WithContext(ctx)
-		if r.Body != nil {
+		// A request without a body (every GET) has http.NoBody: nothing to bound.
+		if r.Body != nil && r.Body != http.NoBody {
 			limit := s.maxBody
 			if r.Method == http.MethodPost && (r.URL.Path == "/api/v1/contacts/imports" || r.URL.Path == "/contacts/import") {
 				limit = s.opts.MaxImportBytes // contact files are large; the handler streams them to disk
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &rc.sw // allocated with the context node
+		sw.ResponseWriter = w
 		s.metrics.inflight.Inc()
 		defer func() {
 			s.metrics.inflight.Dec()
@@ -193,19 +199,26 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if sw.status >= 500 {
 				level = slog.LevelError
 			}
-			s.log.LogAttrs(ctx, level, "request",
-				slog.String("request_id", id),
-				slog.String("method", r.Method),
-				slog.String("route", route),
-				slog.String("path", logPath(r.URL.Path)),
-				slog.Int("status", sw.status),
-				slog.Int64("bytes", sw.bytes),
-				// An integer: slog's JSON handler encodes floats through json.Marshal.
-				slog.Int64("duration_us", elapsed.Microseconds()),
-				slog.String("remote_ip", ip),
-				slog.String("tenant", info.tenant),
-				slog.String("actor", info.actor),
-			)
+			// The record is built here rather than by Logger.LogAttrs, which
+			// also walks the stack for the caller's PC (runtime.Callers) on
+			// every request; no Relais handler reports the source.
+			if h := s.log.Handler(); h.Enabled(ctx, level) {
+				rec := slog.NewRecord(time.Now(), level, "request", 0)
+				rec.AddAttrs(
+					slog.String("request_id", id),
+					slog.String("method", r.Method),
+					slog.String("route", route),
+					slog.String("path", logPath(r.URL.Path)),
+					slog.Int("status", sw.status),
+					slog.Int64("bytes", sw.bytes),
+					// An integer: slog's JSON handler encodes floats through json.Marshal.
+					slog.Int64("duration_us", elapsed.Microseconds()),
+					slog.String("remote_ip", ip),
+					slog.String("tenant", info.tenant),
+					slog.String("actor", info.actor),
+				)
+				_ = h.Handle(ctx, rec) // as Logger.LogAttrs: a handler's error has nowhere to go
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -218,9 +231,70 @@ type requestInfo struct {
 	sourcePort string
 	tenant     string
 	actor      string
+	// meta is the request's audit metadata (audit.MetaFrom); principal the
+	// authenticated caller (PrincipalFrom), set by require before the
+	// handler runs, on the request's own goroutine.
+	meta      audit.Meta
+	principal *identity.Principal
 }
 
 type requestInfoKey struct{}
+
+// requestContext is the context instrument gives each request: one node,
+// one allocation, answering the lookups of problem.RequestID,
+// audit.MetaFrom, PrincipalFrom and requestInfo, which four context values
+// and a second request copy (in require) answered before. Other keys go to
+// the parent.
+type requestContext struct {
+	context.Context
+	info requestInfo
+	sw   statusWriter // instrument's response writer, in the same allocation
+}
+
+// Value implements context.Context.
+func (c *requestContext) Value(key any) any {
+	switch key {
+	case requestInfoKey{}:
+		return &c.info
+	case principalKey{}:
+		if c.info.principal != nil {
+			return c.info.principal
+		}
+	case ctxKeys.requestID:
+		return c.info.meta.RequestID
+	case ctxKeys.auditMeta:
+		return c.info.meta
+	}
+	return c.Context.Value(key)
+}
+
+// ctxKeys are the (unexported) context keys of problem.RequestID and
+// audit.MetaFrom, learnt once by asking each function to read a probe
+// context; TestRequestContext checks that the node answers both.
+var ctxKeys = struct{ requestID, auditMeta any }{
+	requestID: probeKey(func(c context.Context) { problem.RequestID(c) }),
+	auditMeta: probeKey(func(c context.Context) { audit.MetaFrom(c) }),
+}
+
+// keyProbe records the key its Value is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	return nil
+}
+
+func probeKey(read func(context.Context)) any {
+	p := &keyProbe{Context: context.Background()}
+	read(p)
+	if p.key == nil {
+		panic("web: context key probe: the reader asked for no key")
+	}
+	return p.key
+}
 
 // SetPrincipal records, for the access log, which tenant and actor a request
 // was authenticated as. Authentication middleware calls it.

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -237,6 +239,37 @@ type Verifier struct {
 	cfg    Config
 	parser *jwt.Parser
 	cache  *verifiedCache
+	// hashers are reused SHA-256 states for the cache key: hashing the
+	// token through them costs no allocation, where sha256.Sum256 of
+	// []byte(token) copies the token to the heap on every request.
+	hashers sync.Pool
+}
+
+// tokenHasher is a reusable SHA-256 state with its copy buffer and output,
+// kept together on the heap (buffers passed through the hash.Hash interface
+// would escape, one allocation each).
+type tokenHasher struct {
+	h   hash.Hash
+	buf [512]byte
+	sum [sha256.Size]byte
+}
+
+// tokenSum is the SHA-256 of token, the cache key.
+func (v *Verifier) tokenSum(token string) [sha256.Size]byte {
+	th, _ := v.hashers.Get().(*tokenHasher)
+	if th == nil {
+		th = &tokenHasher{h: sha256.New()}
+	}
+	th.h.Reset()
+	for s := token; len(s) > 0; {
+		n := copy(th.buf[:], s)
+		_, _ = th.h.Write(th.buf[:n]) // hash.Hash.Write never fails
+		s = s[n:]
+	}
+	th.h.Sum(th.sum[:0])
+	sum := th.sum
+	v.hashers.Put(th)
+	return sum
 }
 
 // NewVerifier returns a Verifier that accepts the tokens of an Issuer with
@@ -282,7 +315,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(token), MaxTokenBytes)
 	}
-	sum := sha256.Sum256([]byte(token))
+	sum := v.tokenSum(token)
 	now := v.ks.clock()
 	if c := v.cache.get(sum, now); c != nil {
 		return c, nil

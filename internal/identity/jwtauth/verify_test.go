@@ -395,3 +395,15 @@ func TestAlgorithmPinnedBeforeKeyLookup(t *testing.T) {
 		}
 	})
 }
+
+// TestTokenSum: the pooled hashing of the cache key is SHA-256 of the
+// token, for tokens shorter and longer than its copy buffer.
+func TestTokenSum(t *testing.T) {
+	v := &Verifier{}
+	for _, n := range []int{0, 1, 511, 512, 513, 1500, MaxTokenBytes} {
+		tok := strings.Repeat("ab.", n)[:n]
+		if got, want := v.tokenSum(tok), sha256.Sum256([]byte(tok)); got != want {
+			t.Fatalf("len %d: tokenSum differs from SHA-256", n)
+		}
+	}
+}

@@ -64,14 +64,27 @@ func Headers() []Header {
 func Middleware(next http.Handler) http.Handler {
 	// The names are already canonical: assign them directly (Set would
 	// canonicalise each name on every response). Each response gets its
-	// own one-element slices, so a handler that adds to a header cannot
-	// touch another response's.
+	// own values, in one array allocated per response; each header's slice
+	// has capacity 1, so a handler that adds to a header gets a new array
+	// and cannot touch another header's or another response's values.
 	hs := Headers()
+	var tmpl [nHeaders]string
+	if len(hs) != nHeaders {
+		panic("secheaders: nHeaders does not match Headers")
+	}
+	for i, kv := range hs {
+		tmpl[i] = kv.Value
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		for _, kv := range hs {
-			h[kv.Name] = []string{kv.Value}
+		vals := new([nHeaders]string)
+		*vals = tmpl
+		for i := range hs {
+			h[hs[i].Name] = vals[i : i+1 : i+1]
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// nHeaders is len(Headers()).
+const nHeaders = 7

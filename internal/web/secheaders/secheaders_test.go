@@ -105,3 +105,30 @@ func TestHeadersList(t *testing.T) {
 		t.Error("Headers returns shared state")
 	}
 }
+
+// TestHandlerChangeStaysInItsResponse: the values of one response share an
+// array; a handler adding to or replacing one header must change neither
+// the other headers nor the next response's.
+func TestHandlerChangeStaysInItsResponse(t *testing.T) {
+	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/change" {
+			w.Header().Add("X-Frame-Options", "SAMEORIGIN")
+			w.Header()["Content-Security-Policy"][0] = "changed"
+		}
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/change", nil))
+	if got := rec.Header().Values("X-Frame-Options"); len(got) != 2 || got[0] != "DENY" {
+		t.Fatalf("X-Frame-Options after Add = %q", got)
+	}
+	if got := rec.Header().Get("Cross-Origin-Opener-Policy"); got != want["Cross-Origin-Opener-Policy"] {
+		t.Fatalf("a neighbouring header changed: %q", got)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	for name, v := range want {
+		if got := rec.Header().Values(name); len(got) != 1 || got[0] != v {
+			t.Fatalf("next response %s = %q, want %q", name, got, v)
+		}
+	}
+}

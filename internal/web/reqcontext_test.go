@@ -1,0 +1,137 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/relais-dev/relais/internal/access"
+	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/identity/jwtauth"
+	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
+	"github.com/relais-dev/relais/internal/web/problem"
+)
+
+type otherKey struct{}
+
+// TestRequestContext: the one context node instrument makes answers every
+// lookup the four context values answered (request id, audit metadata,
+// access log info, principal), passes other keys and cancellation to its
+// parent, and a context derived from it still sees its values.
+func TestRequestContext(t *testing.T) {
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), otherKey{}, "kept"))
+	defer cancel()
+	rc := &requestContext{Context: parent, info: requestInfo{sourcePort: "4242",
+		meta: audit.Meta{IP: "192.0.2.7", UserAgent: "ua", RequestID: "req-1"}}}
+	var ctx context.Context = rc
+	if got := problem.RequestID(ctx); got != "req-1" {
+		t.Fatalf("problem.RequestID = %q", got)
+	}
+	if m := audit.MetaFrom(ctx); m.IP != "192.0.2.7" || m.RequestID != "req-1" || m.UserAgent != "ua" || m.Actor != (audit.Actor{}) {
+		t.Fatalf("audit.MetaFrom = %+v", m)
+	}
+	if SourcePort(ctx) != "4242" || ctx.Value(otherKey{}) != "kept" {
+		t.Fatal("source port or a parent value lost")
+	}
+	if PrincipalFrom(ctx) != nil {
+		t.Fatal("principal before authentication")
+	}
+	// A principal set in a parent (no node in between) is still found.
+	pp := &identity.Principal{ClientID: "outer"}
+	inner := &requestContext{Context: context.WithValue(parent, principalKey{}, pp)}
+	if PrincipalFrom(inner) != pp {
+		t.Fatal("parent principal hidden by an empty node")
+	}
+	// What require records.
+	p := &identity.Principal{TenantID: "t1", ClientID: "c1"}
+	SetPrincipal(ctx, p.TenantID, actorOf(p))
+	rc.info.principal, rc.info.meta.Actor = p, actorOf(p)
+	derived, stop := context.WithTimeout(ctx, 1<<40)
+	defer stop()
+	if PrincipalFrom(derived) != p || audit.MetaFrom(derived).Actor != (audit.Actor{Type: audit.ActorAPI, ID: "c1"}) ||
+		problem.RequestID(derived) != "req-1" || rc.info.tenant != "t1" || rc.info.actor != "api:c1" {
+		t.Fatal("values lost through a derived context")
+	}
+	// Values added below the node shadow it, as with context.WithValue.
+	if got := audit.MetaFrom(audit.WithMeta(derived, audit.Meta{RequestID: "x"})); got.RequestID != "x" {
+		t.Fatalf("inner metadata not preferred: %+v", got)
+	}
+	cancel()
+	<-derived.Done()
+	if rc.Err() == nil {
+		t.Fatal("cancellation not passed through")
+	}
+}
+
+// TestAccessLogLineOfABearerRequest: the access log line of an API request
+// keeps its fields (request id, route, status, duration, remote IP, tenant,
+// actor), and the handler sees the caller through the one context node.
+func TestAccessLogLineOfABearerRequest(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(t.TempDir(), "master.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
+		a, err := ts.Create(ctx, "A", "ta")
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc := &access.Service{DB: db}
+		id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0), Perms: access.Source{S: acc}}
+		ks, err := jwtauth.NewKeyStore(db, mk, jwtauth.KeyStoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.EnsureCurrent(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cl, _, err := id.CreateClient(ctx, a.ID, "ci", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		iss := jwtauth.NewIssuer(ks, jwtauth.Config{})
+		tok, _, err := iss.Issue(ctx, jwtauth.IssueRequest{Tenant: a.ID, Subject: cl.ID, ClientID: cl.ID, Scopes: []string{"contacts:read"}, Version: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		s := New(Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), DB: db, Tenants: ts, Identity: id, Access: acc,
+			Keys: ks, Issuer: iss, Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{})})
+		req := httptest.NewRequest("GET", "/api/v1/me", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), cl.ID) {
+			t.Fatalf("GET /api/v1/me: %d %s", rec.Code, rec.Body)
+		}
+		var line map[string]any
+		if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+			t.Fatalf("access log %q: %v", logs.String(), err)
+		}
+		want := map[string]any{"msg": "request", "level": "INFO", "request_id": rec.Header().Get("X-Request-Id"), "method": "GET",
+			"route": "GET /api/v1/me", "path": "/api/v1/me", "status": float64(200), "remote_ip": "192.0.2.1",
+			"tenant": a.ID, "actor": "api:" + cl.ID}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("access log %s = %v, want %v", k, line[k], v)
+			}
+		}
+		for _, k := range []string{"time", "bytes", "duration_us"} {
+			if _, ok := line[k]; !ok {
+				t.Errorf("access log without %s: %s", k, logs.String())
+			}
+		}
+	})
+}
