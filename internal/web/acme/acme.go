@@ -50,6 +50,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	xacme "golang.org/x/crypto/acme"
+	"golang.org/x/time/rate"
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/keys"
@@ -113,6 +114,10 @@ type Manager struct {
 	chMu   sync.Mutex
 	alpn   map[string]*tls.Certificate // domain -> tls-alpn-01 certificate
 	http01 map[string]string           // token -> key authorisation
+	// lookups bounds the store reads for challenges this node does not
+	// hold (accepted by another node): they come from unauthenticated
+	// requests, and on SQLite every transaction takes the write lock.
+	lookups *rate.Limiter
 
 	// Issued counts the certificates this Manager obtained from the CA.
 	issued atomic.Int64
@@ -164,7 +169,8 @@ func New(opts Options) (*Manager, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{opts: opts, name: strings.Join(opts.Domains, ","), log: opts.Logger, now: opts.Now,
-		alpn: map[string]*tls.Certificate{}, http01: map[string]string{}}
+		alpn: map[string]*tls.Certificate{}, http01: map[string]string{},
+		lookups: rate.NewLimiter(rate.Limit(challengeLookupsPerSecond), challengeLookupBurst)}
 	if opts.Registerer != nil {
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "relais_certificate_expiry_timestamp_seconds",
@@ -223,6 +229,19 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // to tls.Config.NextProtos) for tls-alpn-01 challenges to work.
 const ALPNProto = xacme.ALPNProto
 
+// Limits of the store look-ups for challenges held by another node: a CA
+// validates from a few vantage points at once and retries, so a handful per
+// second is plenty; a flood of unauthenticated probes is answered from
+// memory only.
+const (
+	challengeLookupsPerSecond = 5
+	challengeLookupBurst      = 20
+)
+
+// lookupAllowed reports whether a store look-up for an unknown challenge
+// may run now.
+func (m *Manager) lookupAllowed() bool { return m.lookups.Allow() }
+
 func (m *Manager) challengeCert(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := strings.ToLower(hello.ServerName)
 	m.chMu.Lock()
@@ -230,6 +249,11 @@ func (m *Manager) challengeCert(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	m.chMu.Unlock()
 	if c != nil {
 		return c, nil
+	}
+	// Only the configured names are ever validated; anything else is a
+	// probe and never reaches the store.
+	if !slices.Contains(m.opts.Domains, name) || !m.lookupAllowed() {
+		return nil, fmt.Errorf("acme: no pending tls-alpn-01 challenge for %q", name)
 	}
 	// Another node may have accepted the challenge: the CA can reach any.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -258,7 +282,7 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 		m.chMu.Lock()
 		v, ok := m.http01[token]
 		m.chMu.Unlock()
-		if !ok && token != "" && len(token) < 200 {
+		if !ok && token != "" && len(token) < 200 && m.lookupAllowed() {
 			if rec, err := m.load(r.Context(), "http01:"+token); err == nil && rec != nil && rec.notAfter.After(m.now()) {
 				v, ok = string(rec.public), true
 			}
