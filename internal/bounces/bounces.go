@@ -18,6 +18,7 @@
 package bounces
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func (s *Service) Poll(ctx context.Context) (Stats, error) {
 
 func (s *Service) drain(ctx context.Context, tenantID, connectorID string, cfg bouncebox.Config, opts bouncebox.Options, st *Stats) error {
 	_, err := bouncebox.Drain(ctx, cfg, opts, func(raw []byte) error {
-		rep, err := dsn.Parse(strings.NewReader(string(raw)))
+		rep, err := dsn.Parse(bytes.NewReader(raw))
 		if err != nil {
 			st.Kept++
 			return bouncebox.ErrKeep

@@ -172,8 +172,7 @@ func TestBouncesFromTheMailbox(t *testing.T) {
 		cfg, _ := json.Marshal(map[string]any{"host": "127.0.0.1", "port": sink.Port(), "tls": "starttls", "from": "news@acme.test",
 			"envelope_from": "bounces@acme.test", "root_cas_pem": string(sink.CertPEM()) + box.caPEM,
 			"bounce_mailbox": map[string]any{"url": "imaps://" + box.addr + "/INBOX", "username": "bounces", "password": "imap-password-1"}})
-		ci, err := conns.AddConnector(ctx, tn.ID, "mail", registry.TypeSMTP, cfg)
-		if err != nil {
+		if _, err := conns.AddConnector(ctx, tn.ID, "mail", registry.TypeSMTP, cfg); err != nil {
 			t.Fatal(err)
 		}
 		// The password of the mailbox is a secret like the relay's.
@@ -262,7 +261,6 @@ func TestBouncesFromTheMailbox(t *testing.T) {
 		if st, err := svc.Poll(ctx); err != nil || st.Applied != 0 || st.Ignored != 1 {
 			t.Fatalf("replayed report: %+v %v", st, err)
 		}
-		_ = ci
 	})
 }
 

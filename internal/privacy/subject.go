@@ -432,26 +432,9 @@ func (s *Service) eraseTx(ctx context.Context, tx *store.Tx, cr *tenants.Crypto,
 		}
 		res.ContactKeyShredded = kid
 	}
-	if _, err := tx.Exec(ctx, `UPDATE contacts SET email_enc = NULL, email_bidx = NULL, phone_enc = NULL, phone_bidx = NULL, first_name_enc = NULL,
-		last_name_enc = NULL, attributes_enc = NULL, attributes = '{}', erased_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2`, id, now); err != nil {
-		return res, fmt.Errorf("privacy: erase the contact: %w", err)
+	if res.ListMemberships, res.ConsentProofs, err = eraseRows(ctx, tx, id, now); err != nil {
+		return res, err
 	}
-	r, err := tx.Exec(ctx, `DELETE FROM list_members WHERE tenant_id = $1 AND contact_id = $2`, id)
-	if err != nil {
-		return res, fmt.Errorf("privacy: list memberships: %w", err)
-	}
-	res.ListMemberships, _ = r.RowsAffected()
-	if _, err := tx.Exec(ctx, `UPDATE consents SET source_ip_enc = NULL WHERE tenant_id = $1 AND contact_id = $2`, id); err != nil {
-		return res, fmt.Errorf("privacy: consents: %w", err)
-	}
-	// Consent proofs are append-only (PostgreSQL admits no UPDATE on them):
-	// the proofs of an erased person's consents are deleted; the current
-	// consents stay, without source IP, as anonymous statistics.
-	r, err = tx.Exec(ctx, `DELETE FROM consent_events WHERE tenant_id = $1 AND contact_id = $2`, id)
-	if err != nil {
-		return res, fmt.Errorf("privacy: consent proofs: %w", err)
-	}
-	res.ConsentProofs, _ = r.RowsAffected()
 	ids, err := messageIDs(ctx, tx, `SELECT id FROM messages WHERE tenant_id = $1 AND contact_id = $2`, id)
 	if err != nil {
 		return res, err
@@ -474,6 +457,31 @@ func (s *Service) eraseTx(ctx context.Context, tx *store.Tx, cr *tenants.Crypto,
 		Details: map[string]any{"reason": reason, "messages_cleared": res.MessagesCleared, "messages_stopped": res.MessagesStopped,
 			"suppressed": res.Suppressed, "method": "deletion and overwrite"}})
 	return res, err
+}
+
+// eraseRows clears an erased contact's row (sealed fields, blind indexes,
+// attributes), deletes its list memberships and consent proofs, and drops
+// the source IPs of its current consents. Consent proofs are append-only
+// (PostgreSQL admits no UPDATE on them): they are deleted; the current
+// consents stay, without source IP, as anonymous statistics.
+func eraseRows(ctx context.Context, tx *store.Tx, id string, now int64) (lists, proofs int64, err error) {
+	if _, err := tx.Exec(ctx, `UPDATE contacts SET email_enc = NULL, email_bidx = NULL, phone_enc = NULL, phone_bidx = NULL, first_name_enc = NULL,
+		last_name_enc = NULL, attributes_enc = NULL, attributes = '{}', erased_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2`, id, now); err != nil {
+		return 0, 0, fmt.Errorf("privacy: erase the contact: %w", err)
+	}
+	r, err := tx.Exec(ctx, `DELETE FROM list_members WHERE tenant_id = $1 AND contact_id = $2`, id)
+	if err != nil {
+		return 0, 0, fmt.Errorf("privacy: list memberships: %w", err)
+	}
+	lists, _ = r.RowsAffected()
+	if _, err := tx.Exec(ctx, `UPDATE consents SET source_ip_enc = NULL WHERE tenant_id = $1 AND contact_id = $2`, id); err != nil {
+		return 0, 0, fmt.Errorf("privacy: consents: %w", err)
+	}
+	if r, err = tx.Exec(ctx, `DELETE FROM consent_events WHERE tenant_id = $1 AND contact_id = $2`, id); err != nil {
+		return 0, 0, fmt.Errorf("privacy: consent proofs: %w", err)
+	}
+	proofs, _ = r.RowsAffected()
+	return lists, proofs, nil
 }
 
 func messageIDs(ctx context.Context, tx *store.Tx, q string, args ...any) ([]string, error) {
@@ -571,19 +579,8 @@ func (s *Service) EraseRestored(ctx context.Context, tx *store.Tx, contactID str
 	if err != nil {
 		return err
 	}
-	now := store.Micros(tx.Now())
-	if _, err := tx.Exec(ctx, `UPDATE contacts SET email_enc = NULL, email_bidx = NULL, phone_enc = NULL, phone_bidx = NULL, first_name_enc = NULL,
-		last_name_enc = NULL, attributes_enc = NULL, attributes = '{}', erased_at = COALESCE(erased_at, $3) WHERE tenant_id = $1 AND id = $2`, contactID, now); err != nil {
-		return fmt.Errorf("privacy: erase the restored contact: %w", err)
-	}
-	for _, q := range []string{
-		`DELETE FROM list_members WHERE tenant_id = $1 AND contact_id = $2`,
-		`UPDATE consents SET source_ip_enc = NULL WHERE tenant_id = $1 AND contact_id = $2`,
-		`DELETE FROM consent_events WHERE tenant_id = $1 AND contact_id = $2`,
-	} {
-		if _, err := tx.Exec(ctx, q, contactID); err != nil {
-			return fmt.Errorf("privacy: erase the restored contact: %w", err)
-		}
+	if _, _, err := eraseRows(ctx, tx, contactID, store.Micros(tx.Now())); err != nil {
+		return err
 	}
 	ids, err := messageIDs(ctx, tx, `SELECT id FROM messages WHERE tenant_id = $1 AND contact_id = $2`, contactID)
 	if err != nil {

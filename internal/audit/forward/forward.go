@@ -48,7 +48,7 @@ type Options struct {
 	Timeout time.Duration
 }
 
-func (o *Options) defaults() error {
+func (o *Options) defaults() {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
@@ -59,14 +59,11 @@ func (o *Options) defaults() error {
 		}
 		o.Hostname = h
 	}
-	return nil
 }
 
 // Open builds the sink a URL names (see the package comment).
 func Open(rawURL string, o Options) (audit.Sink, error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
+	o.defaults()
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("audit forwarding: invalid URL: %w", err)
