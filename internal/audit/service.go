@@ -61,6 +61,10 @@ func (s *Service) Checkpoint(ctx context.Context, tenantID, reason string) (Chec
 	if _, err := s.PublicKey(ctx, tenantID); err != nil {
 		return Checkpoint{}, err
 	}
+	// The key's creation event, and everything committed before now.
+	if _, err := Sequence(ctx, s.DB, tenantID); err != nil {
+		return Checkpoint{}, err
+	}
 	for {
 		var cp Checkpoint
 		done := false
@@ -126,6 +130,9 @@ func (s *Service) Logs(ctx context.Context) ([]LogState, error) {
 // one (ReasonPeriodic) and returns how many it signed. A log that does not
 // verify is logged and skipped; the others go on.
 func (s *Service) CheckpointAll(ctx context.Context) (int, error) {
+	if _, err := SequenceAll(ctx, s.DB); err != nil {
+		s.logger().WarnContext(ctx, "audit sequencing failed", "error", err)
+	}
 	logs, err := s.Logs(ctx)
 	if err != nil {
 		return 0, err
@@ -228,6 +235,9 @@ type VerifyOptions struct {
 // transactions (so that appends go on meanwhile), and also authenticates
 // the log's signing key with the master key (and against opts.Key).
 func (s *Service) Verify(ctx context.Context, tenantID string, opts VerifyOptions) (Report, error) {
+	if _, err := Sequence(ctx, s.DB, tenantID); err != nil {
+		return Report{}, err
+	}
 	run := func(ctx context.Context, fn func(*store.Tx) error) error { return s.inLog(ctx, tenantID, fn) }
 	return verifyLog(ctx, tenantID, run, verifyConfig{master: s.Master, pinned: opts.Key})
 }

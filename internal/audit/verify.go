@@ -87,6 +87,9 @@ type verifyConfig struct {
 // event (events removed at the end). Use Service.Verify to also
 // authenticate the signing key with the master key.
 func Verify(ctx context.Context, tx *store.Tx) (Report, error) {
+	if err := SequenceLog(ctx, tx); err != nil {
+		return Report{}, err
+	}
 	return verifyLog(ctx, tx.TenantID(), func(ctx context.Context, fn func(*store.Tx) error) error { return fn(tx) }, verifyConfig{})
 }
 

@@ -168,7 +168,7 @@ func TestEveryBackedUpTableIsTracked(t *testing.T) {
 			t.Fatalf("only %d tables", len(tables))
 		}
 		for _, tb := range tables {
-			if !tb.Tracked {
+			if !tb.Tracked && !copiedWhole[tb.Name] {
 				t.Errorf("table %s has no backup change triggers: add them in a migration (both dialects)", tb.Name)
 			}
 		}
