@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/monitor"
-	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
 )
 

@@ -17,8 +17,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
-	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/contacts"
-	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/audit"
+	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/store"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/router"
-	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
 )
 

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/monitor"
 	"github.com/relais-dev/relais/internal/monitor/clock"
 	"github.com/relais-dev/relais/internal/router"
-	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
 )
 
