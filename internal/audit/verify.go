@@ -78,7 +78,8 @@ type verifyConfig struct {
 	pinned string         // a verifier key the log's key must equal
 }
 
-// Verify recomputes the log of tx's tenant and reports the first
+// Verify sequences the queued events of tx's log (a read-write
+// transaction), then recomputes the log and reports the first
 // inconsistency: each event's leaf (its content, or for a purged event its
 // header and body digest) and chain hash; that purged events are covered by
 // a later purge report; the stored Merkle tree hashes; every signed
