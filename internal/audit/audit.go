@@ -258,11 +258,7 @@ func enqueue(ctx context.Context, tx *store.Tx, ev Event, wantID bool) (Record, 
 
 	// Queue it: one narrow row, no index but its id. The sequencer
 	// (sequence.go) numbers and chains it soon after, in commit order.
-	q, err := json.Marshal(queued{rec.Category, rec.Action, rec.ActorType, rec.ActorID, rec.ObjectType, rec.ObjectID,
-		rec.IP, rec.UserAgent, rec.RequestID, rec.Details})
-	if err != nil {
-		return Record{}, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
+	q := encodeQueued(rec)
 	insert := `INSERT INTO audit_queue (tenant_id, at, event) VALUES ($1, $2, $3)`
 	if tx.Dialect() == store.SQLite {
 		// SQLite would reuse the ids of sequenced rows once the queue is

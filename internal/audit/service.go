@@ -103,8 +103,13 @@ type LogState struct {
 }
 
 // Logs lists every log (the operator's is tenant id "") with its head and
-// newest checkpoint, in platform scope.
+// newest checkpoint, in platform scope, once the queued events are
+// sequenced (a log whose queue cannot be sequenced is logged and listed
+// as it is; verifying it reports why).
 func (s *Service) Logs(ctx context.Context) ([]LogState, error) {
+	if _, err := SequenceAll(ctx, s.DB); err != nil {
+		s.logger().WarnContext(ctx, "audit sequencing failed", "error", err)
+	}
 	var out []LogState
 	err := s.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `SELECT h.tenant_id, h.seq,
@@ -130,9 +135,6 @@ func (s *Service) Logs(ctx context.Context) ([]LogState, error) {
 // one (ReasonPeriodic) and returns how many it signed. A log that does not
 // verify is logged and skipped; the others go on.
 func (s *Service) CheckpointAll(ctx context.Context) (int, error) {
-	if _, err := SequenceAll(ctx, s.DB); err != nil {
-		s.logger().WarnContext(ctx, "audit sequencing failed", "error", err)
-	}
 	logs, err := s.Logs(ctx)
 	if err != nil {
 		return 0, err
