@@ -28,7 +28,7 @@ import (
 // Every reader of the log runs the sequencer first (Search, Verify,
 // Export, Checkpoint, Purge, Forward, the tenant export, backups, the
 // monitor's rules), so they see every committed event; `relais serve` also
-// runs it in the background (Service.Sequencer).
+// runs it in the background (Sequencer).
 
 // sequenceBatch is how many queued events one transaction sequences.
 const sequenceBatch = 1000
@@ -139,6 +139,14 @@ func sequenceTx(ctx context.Context, tx *store.Tx) ([]sequenced, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: lock the log head: %w", err)
+	}
+	if head > 0 {
+		// Link to the last event's own hash, not to the head's: logs
+		// last appended to on SQLite before deferred sequencing keep
+		// there the hash of the event before the last.
+		if err := tx.QueryRow(ctx, `SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2`, head).Scan(&prev); err != nil {
+			return nil, fmt.Errorf("audit: read the last event (%d): %w", head, err)
+		}
 	}
 	// Take the oldest queued rows. On PostgreSQL a row a concurrent
 	// sequencer deleted first is skipped, so each row is taken once.

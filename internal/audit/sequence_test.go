@@ -232,6 +232,24 @@ func TestAnUnreadableQueuedEventStopsSequencing(t *testing.T) {
 	})
 }
 
+// TestSequencingContinuesAnOlderHead: a log last appended to on SQLite
+// before deferred sequencing keeps in its head the hash of the event before
+// the last; the sequencer links new events to the last event all the same.
+func TestSequencingContinuesAnOlderHead(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		newTenant(t, db, "acme")
+		appendN(t, db, "acme", 3)
+		tamper(t, db, "acme", `UPDATE audit_heads SET hash = (SELECT e.hash FROM audit_events e WHERE e.tenant_id = $1 AND e.seq = 2) WHERE tenant_id = $1`)
+		if rep := verify(t, db, "acme"); !rep.OK {
+			t.Fatalf("the older head form: %+v", rep)
+		}
+		appendN(t, db, "acme", 2)
+		if rep := verify(t, db, "acme"); !rep.OK || rep.Events != 5 {
+			t.Fatalf("after sequencing on an older head: %+v", rep)
+		}
+	})
+}
+
 // TestQueueIsTenantScoped: a tenant's transaction neither sees nor takes
 // another tenant's queued events.
 func TestQueueIsTenantScoped(t *testing.T) {
