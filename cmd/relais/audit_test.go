@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
 )
 
@@ -111,6 +112,9 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Tenant(tenant.ID).Tx(ctx, func(tx *store.Tx) error {
+		if err := audit.SequenceLog(ctx, tx); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `UPDATE audit_events SET actor_id = 'mallory' WHERE tenant_id = $1 AND seq = 3`)
 		return err
 	})

@@ -372,8 +372,10 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	go func() { rotErr <- f.Rotator.Run(runCtx) }()
 	go a.maintainSigningKeys(runCtx)
 	go a.resumeKeyRotations(runCtx)
-	// The audit trail's checkpoints (every minute for logs that grew) and
-	// retention (daily), on every node: the store serialises them.
+	// The audit trail's sequencer (queued events into their logs, every
+	// 200 ms), checkpoints (every minute for logs that grew) and retention
+	// (daily), on every node: the store serialises them.
+	go audit.Sequencer(runCtx, a.DB, 0, a.Log)
 	auditJob := &audit.Service{DB: a.DB, Master: a.Master, Logger: a.Log}
 	go func() {
 		_ = auditJob.Run(runCtx, audit.RunOptions{Retention: func(ctx context.Context, tenantID string) (audit.Retention, error) {

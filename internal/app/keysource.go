@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/monitor"
 	"github.com/relais-dev/relais/internal/store"
@@ -67,6 +68,9 @@ func (a *App) masterProvider() string {
 // (`relais keys rotate-master`; zero if never).
 func (a *App) masterKeyDates(ctx context.Context) (created, rotated time.Time, err error) {
 	err = a.DB.Platform(ctx, func(p *store.PlatformTx) error {
+		if err := audit.SequenceLog(ctx, p.Tenant("")); err != nil {
+			return err
+		}
 		var first, last sql.NullInt64
 		if err := p.QueryRow(ctx, `SELECT MIN(at), MAX(CASE WHEN action = 'key.master.rotate' THEN at END) FROM audit_events WHERE tenant_id = ''`).
 			Scan(&first, &last); err != nil {

@@ -178,9 +178,46 @@ var ErrInvalid = errors.New("audit: invalid event")
 // genesis is the chain hash before the first event.
 func genesis() []byte { return make([]byte, sha256.Size) }
 
-// Append records ev in tx's tenant log, hash-linked to the previous event.
-// It must run in the transaction that makes the change it records.
+// Append records ev in tx's tenant log. It must run in the transaction that
+// makes the change it records: the event commits with the change or not at
+// all. It is queued there (audit_queue) and given its place in the log, its
+// seq and its hashes by the sequencer ([Sequence]), which every reader of
+// the log runs first and `relais serve` runs in the background; so the
+// returned Record has Seq 0 and no hashes.
 func Append(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
+	rec, _, err := enqueue(ctx, tx, ev, false)
+	return rec, err
+}
+
+// AppendSequenced is Append followed by sequencing the log in the same
+// transaction: the returned Record has its seq and hashes. It holds the log
+// head's lock until the transaction ends (appends of other transactions
+// still go on), so use it only where the seq is needed at once, as in a
+// certificate that cites it.
+func AppendSequenced(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
+	_, id, err := enqueue(ctx, tx, ev, true)
+	if err != nil {
+		return Record{}, err
+	}
+	for {
+		got, err := sequenceTx(ctx, tx)
+		if err != nil {
+			return Record{}, err
+		}
+		for _, g := range got {
+			if g.id == id {
+				return g.rec, nil
+			}
+		}
+		if len(got) == 0 {
+			return Record{}, fmt.Errorf("audit: the event just queued (%d) was not sequenced", id)
+		}
+	}
+}
+
+// enqueue validates ev and queues it, returning the queue row's id when
+// wantID.
+func enqueue(ctx context.Context, tx *store.Tx, ev Event, wantID bool) (Record, int64, error) {
 	m := MetaFrom(ctx)
 	if ev.Actor.Type == "" {
 		ev.Actor = m.Actor
@@ -198,11 +235,11 @@ func Append(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
 		ev.RequestID = m.RequestID
 	}
 	if ev.Category == "" || ev.Action == "" || len(ev.Action) > maxActionLen {
-		return Record{}, fmt.Errorf("%w: category and action are required (action at most %d bytes)", ErrInvalid, maxActionLen)
+		return Record{}, 0, fmt.Errorf("%w: category and action are required (action at most %d bytes)", ErrInvalid, maxActionLen)
 	}
 	details, err := encodeDetails(ev)
 	if err != nil {
-		return Record{}, err
+		return Record{}, 0, err
 	}
 	rec := Record{
 		TenantID:   tx.TenantID(),
@@ -219,54 +256,28 @@ func Append(ctx context.Context, tx *store.Tx, ev Event) (Record, error) {
 		Details:    details,
 	}
 
-	// Take the head row first: on PostgreSQL the UPDATE locks it, so
-	// appends to one tenant's log serialise; SQLite serialises writers.
-	//
-	// On SQLite the same statement also moves the head's hash to the chain
-	// hash of the event before the new one (the last event's, read by its
-	// primary key): the hash the new event links to, so an append is two
-	// statements. PostgreSQL cannot do that safely (a statement that waited
-	// for a concurrent append would read the last event from a snapshot
-	// without it), so there the head keeps the last event's own hash, set
-	// by the statement that inserts the event. Verify accepts both.
-	var prev []byte
-	take := `UPDATE audit_heads SET seq = seq + 1,
-		hash = COALESCE((SELECT e.hash FROM audit_events e WHERE e.tenant_id = $1 AND e.seq = audit_heads.seq), audit_heads.hash)
-		WHERE tenant_id = $1 RETURNING seq, hash`
-	pg := tx.Dialect() == store.Postgres
-	if pg {
-		take = `UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash`
+	// Queue it: one narrow row, no index but its id. The sequencer
+	// (sequence.go) numbers and chains it soon after, in commit order.
+	q := encodeQueued(rec)
+	insert := `INSERT INTO audit_queue (tenant_id, at, event) VALUES ($1, $2, $3)`
+	if tx.Dialect() == store.SQLite {
+		// SQLite would reuse the ids of sequenced rows once the queue is
+		// empty: the id is the time (microseconds) or one more than the
+		// last, so it keeps growing across restarts and a queued row
+		// restored from a backup cannot collide with a live one.
+		insert = `INSERT INTO audit_queue (id, tenant_id, at, event)
+			VALUES (MAX(COALESCE((SELECT MAX(id) FROM audit_queue), 0) + 1, $2), $1, $2, $3)`
 	}
-	err = tx.QueryRow(ctx, take).Scan(&rec.Seq, &prev)
-	if errors.Is(err, store.ErrNotFound) {
-		// First event of this log. Two first appends may race: the
-		// insert that loses does nothing and waits on the winner's row.
-		if _, err = tx.Exec(ctx, `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING`, genesis()); err != nil {
-			return Record{}, fmt.Errorf("audit: start the log: %w", err)
-		}
-		err = tx.QueryRow(ctx, take).Scan(&rec.Seq, &prev)
+	var id int64
+	if wantID {
+		err = tx.QueryRow(ctx, insert+` RETURNING id`, store.Micros(rec.At), string(q)).Scan(&id)
+	} else {
+		_, err = tx.Exec(ctx, insert, store.Micros(rec.At), string(q))
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("audit: read the log head: %w", err)
+		return Record{}, 0, fmt.Errorf("audit: append: %w", err)
 	}
-	rec.BodyHash = bodyDigest(rec)
-	leaf := leafV2(rec, rec.BodyHash)
-	rec.LeafHash, rec.Hash = leaf[:], chainHash(prev, leaf)
-	insert := `INSERT INTO audit_events (tenant_id, seq, at, category, action, actor_type, actor_id,
-		object_type, object_id, ip, user_agent, request_id, details, leaf_hash, hash, body_hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
-	if pg {
-		// One round trip: the insert and the head's hash together.
-		insert = `WITH ins AS (` + insert + ` RETURNING hash)
-		UPDATE audit_heads SET hash = ins.hash FROM ins WHERE audit_heads.tenant_id = $1`
-	}
-	_, err = tx.Exec(ctx, insert,
-		rec.Seq, store.Micros(rec.At), rec.Category, rec.Action, rec.ActorType, rec.ActorID,
-		rec.ObjectType, rec.ObjectID, rec.IP, rec.UserAgent, rec.RequestID, string(rec.Details), rec.LeafHash, rec.Hash, rec.BodyHash)
-	if err != nil {
-		return Record{}, fmt.Errorf("audit: append: %w", err)
-	}
-	return rec, nil
+	return rec, id, nil
 }
 
 func truncate(s string, n int) string {
@@ -301,6 +312,9 @@ func encodeDetails(ev Event) (json.RawMessage, error) {
 
 // List returns a tenant's events with seq > after, oldest first, at most limit.
 func List(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, error) {
+	if err := SequenceLog(ctx, tx); err != nil {
+		return nil, err
+	}
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}

@@ -62,10 +62,13 @@ func verify(t *testing.T, db *store.DB, tenant string) audit.Report {
 }
 
 // tamper runs a raw statement against the tenant's rows (what an attacker
-// with database access could do).
+// with database access could do), once the queued events are sequenced.
 func tamper(t *testing.T, db *store.DB, tenant, stmt string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
+	if _, err := audit.Sequence(ctx, db, tenant); err != nil {
+		t.Fatal(err)
+	}
 	err := db.Tenant(tenant).Tx(ctx, func(tx *store.Tx) error {
 		res, err := tx.Exec(ctx, stmt, args...)
 		if err != nil {

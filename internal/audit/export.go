@@ -125,6 +125,9 @@ func (s *Service) Export(ctx context.Context, tenantID string, req ExportRequest
 		return sum, err
 	}
 	err = s.inLog(ctx, tenantID, func(tx *store.Tx) error {
+		if err := SequenceLog(ctx, tx); err != nil {
+			return err
+		}
 		head, _, err := readHead(ctx, tx)
 		if err != nil {
 			return err
@@ -153,7 +156,7 @@ func (s *Service) Export(ctx context.Context, tenantID string, req ExportRequest
 		if !req.To.IsZero() {
 			det["to"] = req.To.UTC().Format(time.RFC3339Nano)
 		}
-		r, err := Append(ctx, tx, Event{Category: CategoryExport, Action: ActionExport, ObjectType: "audit_log", ObjectID: tenantID, Details: det})
+		r, err := AppendSequenced(ctx, tx, Event{Category: CategoryExport, Action: ActionExport, ObjectType: "audit_log", ObjectID: tenantID, Details: det})
 		sum.ExportSeq = r.Seq
 		return err
 	})

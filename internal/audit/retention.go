@@ -109,6 +109,9 @@ func (s *Service) Purge(ctx context.Context, tenantID string, ret Retention, dry
 		}
 	}
 	err := s.inLog(ctx, tenantID, func(tx *store.Tx) error {
+		if err := SequenceLog(ctx, tx); err != nil {
+			return err
+		}
 		rep.Categories, rep.Total = nil, 0
 		now := tx.Now().UTC().Truncate(time.Microsecond)
 		rep.At = now
@@ -191,7 +194,7 @@ func (s *Service) Purge(ctx context.Context, tenantID string, ret Retention, dry
 		if MetaFrom(ctx).Actor.Type == "" {
 			ev.Actor = Actor{Type: ActorSystem, ID: "retention"}
 		}
-		r, err := Append(ctx, tx, ev)
+		r, err := AppendSequenced(ctx, tx, ev)
 		if err != nil {
 			return err
 		}

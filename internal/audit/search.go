@@ -67,6 +67,9 @@ func (f Filter) Used() []string {
 // first. Bad filters are ErrInvalid.
 func Search(ctx context.Context, tx *store.Tx, f Filter) (Page, error) {
 	var page Page
+	if err := SequenceLog(ctx, tx); err != nil {
+		return page, err
+	}
 	if f.Limit == 0 {
 		f.Limit = DefaultPage
 	}

@@ -61,6 +61,10 @@ func (s *Service) Checkpoint(ctx context.Context, tenantID, reason string) (Chec
 	if _, err := s.PublicKey(ctx, tenantID); err != nil {
 		return Checkpoint{}, err
 	}
+	// The key's creation event, and everything committed before now.
+	if _, err := Sequence(ctx, s.DB, tenantID); err != nil {
+		return Checkpoint{}, err
+	}
 	for {
 		var cp Checkpoint
 		done := false
@@ -99,8 +103,13 @@ type LogState struct {
 }
 
 // Logs lists every log (the operator's is tenant id "") with its head and
-// newest checkpoint, in platform scope.
+// newest checkpoint, in platform scope, once the queued events are
+// sequenced (a log whose queue cannot be sequenced is logged and listed
+// as it is; verifying it reports why).
 func (s *Service) Logs(ctx context.Context) ([]LogState, error) {
+	if _, err := SequenceAll(ctx, s.DB); err != nil {
+		s.logger().WarnContext(ctx, "audit sequencing failed", "error", err)
+	}
 	var out []LogState
 	err := s.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `SELECT h.tenant_id, h.seq,
@@ -228,6 +237,9 @@ type VerifyOptions struct {
 // transactions (so that appends go on meanwhile), and also authenticates
 // the log's signing key with the master key (and against opts.Key).
 func (s *Service) Verify(ctx context.Context, tenantID string, opts VerifyOptions) (Report, error) {
+	if _, err := Sequence(ctx, s.DB, tenantID); err != nil {
+		return Report{}, err
+	}
 	run := func(ctx context.Context, fn func(*store.Tx) error) error { return s.inLog(ctx, tenantID, fn) }
 	return verifyLog(ctx, tenantID, run, verifyConfig{master: s.Master, pinned: opts.Key})
 }

@@ -78,7 +78,8 @@ type verifyConfig struct {
 	pinned string         // a verifier key the log's key must equal
 }
 
-// Verify recomputes the log of tx's tenant and reports the first
+// Verify sequences the queued events of tx's log (a read-write
+// transaction), then recomputes the log and reports the first
 // inconsistency: each event's leaf (its content, or for a purged event its
 // header and body digest) and chain hash; that purged events are covered by
 // a later purge report; the stored Merkle tree hashes; every signed
@@ -87,6 +88,9 @@ type verifyConfig struct {
 // event (events removed at the end). Use Service.Verify to also
 // authenticate the signing key with the master key.
 func Verify(ctx context.Context, tx *store.Tx) (Report, error) {
+	if err := SequenceLog(ctx, tx); err != nil {
+		return Report{}, err
+	}
 	return verifyLog(ctx, tx.TenantID(), func(ctx context.Context, fn func(*store.Tx) error) error { return fn(tx) }, verifyConfig{})
 }
 

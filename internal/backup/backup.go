@@ -294,6 +294,11 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	if err := b.known(ctx); err != nil {
 		return Point{}, err
 	}
+	// The audit events committed so far get their place in the log first;
+	// those committed meanwhile are in the point's copy of audit_queue.
+	if _, err := audit.Sequence(ctx, s.DB, tenantID); err != nil {
+		return Point{}, err
+	}
 	b.start(ctx, o.Workers(s))
 	if len(o.PGP) > 0 {
 		if err := b.startPGP(ctx, o.PGP); err != nil {

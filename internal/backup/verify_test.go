@@ -17,6 +17,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
@@ -112,6 +113,9 @@ func TestVerifyNamesTheAlteredObject(t *testing.T) {
 	// The alert's audit event names the object.
 	var details string
 	if err := e.db.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
+		if err := audit.SequenceLog(bg, tx); err != nil {
+			return err
+		}
 		return tx.QueryRow(bg, `SELECT details FROM audit_events WHERE tenant_id = $1 AND action = 'backup.verify.fail' ORDER BY seq DESC LIMIT 1`).Scan(&details)
 	}); err != nil || !strings.Contains(details, "tenants/") {
 		t.Fatalf("verify failure audit event: %q %v", details, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/campaigns"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/store"
@@ -73,6 +74,9 @@ func TestAudienceOfListsAndSegments(t *testing.T) {
 		}
 		var events int
 		err = db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			if err := audit.SequenceLog(ctx, tx); err != nil {
+				return err
+			}
 			return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'contact.audience'`).Scan(&events)
 		})
 		if err != nil || events != 1 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/store"
 )
@@ -60,6 +61,10 @@ func (e *env) errorsOf(t *testing.T, tenant, job string) map[int64]contacts.Impo
 func rawValues(t *testing.T, db *store.DB) map[string][][]byte {
 	t.Helper()
 	out := map[string][][]byte{}
+	// Queued audit events hold what their events will (audit_events.ip).
+	if _, err := audit.SequenceAll(bg, db); err != nil {
+		t.Fatal(err)
+	}
 	err := db.Platform(bg, func(p *store.PlatformTx) error {
 		q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`
 		if p.Dialect() == store.Postgres {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
@@ -189,6 +190,9 @@ func (ix *Indicators) compute(ctx context.Context) (Report, error) {
 	r := Report{At: now.UTC(), Window: ix.window(), FailedLogins: map[string]int64{}}
 	from := store.Micros(now.Add(-ix.window()))
 	var tenantIDs []string
+	if _, err := audit.SequenceAll(ctx, ix.DB); err != nil { // failed logins still queued
+		return Report{}, err
+	}
 	err := ix.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		if err := scanRows(ctx, p, `SELECT id FROM tenants ORDER BY id`, nil, func(sc func(...any) error) error {
 			var id string

@@ -48,7 +48,7 @@ var addressSources = []struct{ table, bidx, enc, label string }{
 // format), and credentials and sessions, which are not restituted (a
 // restored tenant enrols its users and issues API clients again).
 var excludedTables = map[string]bool{
-	"tenant_keys": true, "key_rotations": true, "shredding_records": true, "audit_heads": true, "audit_events": true, "audit_trees": true,
+	"tenant_keys": true, "key_rotations": true, "shredding_records": true, "audit_heads": true, "audit_events": true, "audit_queue": true, "audit_trees": true,
 	"audit_tree_hashes": true, "audit_signing_keys": true, "audit_checkpoints": true,
 	"sessions": true, "user_tokens": true, "mfa_challenges": true, "recovery_codes": true,
 	"password_history": true, "ip_failures": true, "api_clients": true, "client_roles": true,

@@ -404,7 +404,7 @@ func (s *Service) destroy(ctx context.Context, t tenants.Tenant, d Destruction) 
 			t.ID, store.Micros(cert.DestroyedAt), string(body)); err != nil {
 			return err
 		}
-		rec, err := audit.Append(ctx, p.Tenant(""), audit.Event{Category: audit.CategoryAdmin, Action: "tenant.destroy", ObjectType: "tenant", ObjectID: t.ID,
+		rec, err := audit.AppendSequenced(ctx, p.Tenant(""), audit.Event{Category: audit.CategoryAdmin, Action: "tenant.destroy", ObjectType: "tenant", ObjectID: t.ID,
 			Details: map[string]any{"slug": t.Slug, "rows": cert.TotalRows, "keys_shredded": len(cert.KeysShredded), "backup_sets": len(cert.BackupSets)}})
 		if err != nil {
 			return err

@@ -24,7 +24,7 @@ var keptByPurgeAll = map[string]bool{
 	"tenant_keys": true, "tenant_settings": true, "users": true, "password_history": true, "user_tokens": true,
 	"sessions": true, "mfa_challenges": true, "recovery_codes": true, "ip_failures": true, "api_clients": true,
 	"roles": true, "groups": true, "group_members": true, "group_roles": true, "user_roles": true, "client_roles": true,
-	"audit_heads": true, "audit_events": true, "audit_trees": true, "audit_tree_hashes": true, "audit_signing_keys": true,
+	"audit_heads": true, "audit_events": true, "audit_queue": true, "audit_trees": true, "audit_tree_hashes": true, "audit_signing_keys": true,
 	"audit_checkpoints": true, "privacy_requests": true, "retention_rules": true,
 }
 

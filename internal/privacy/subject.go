@@ -206,6 +206,9 @@ func subjectMessages(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, id s
 }
 
 func subjectAccesses(ctx context.Context, tx *store.Tx, id string) ([]AccessEvent, error) {
+	if err := audit.SequenceLog(ctx, tx); err != nil { // the queued reads too
+		return nil, err
+	}
 	rows, err := tx.Query(ctx, `SELECT at, action, actor_type, actor_id, details FROM audit_events
 		WHERE tenant_id = $1 AND category = 'access' AND (object_id = $2 OR details LIKE $3) ORDER BY seq LIMIT 10000`, id, `%"`+id+`"%`)
 	if err != nil {

@@ -184,7 +184,7 @@ func TestRowLevelSecurityBlocksForgottenTenantClause(t *testing.T) {
 	}
 	defer raw.Close()
 	var n int
-	for _, table := range []string{"tenants", "tenant_settings", "tenant_keys", "audit_events", "audit_heads", "operator_tokens"} {
+	for _, table := range []string{"tenants", "tenant_settings", "tenant_keys", "audit_events", "audit_heads", "audit_queue", "operator_tokens"} {
 		if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil || n != 0 {
 			t.Errorf("raw query on %s without a tenant saw %d rows (%v)", table, n, err)
 		}

@@ -58,6 +58,9 @@ func TestPrivacyAPI(t *testing.T) {
 		events := func() int64 {
 			var n int64
 			if err := db.Tenant(e.a.ID).Tx(ctx, func(tx *store.Tx) error {
+				if err := audit.SequenceLog(ctx, tx); err != nil {
+					return err
+				}
 				return tx.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND actor_type = 'user'`).Scan(&n)
 			}); err != nil {
 				t.Fatal(err)

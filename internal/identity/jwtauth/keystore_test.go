@@ -269,6 +269,9 @@ func TestPrivateKeyNotStoredInClear(t *testing.T) {
 				return err
 			}
 			cols = append(cols, []byte(kid), []byte(alg), pub, wrap)
+			if err := audit.SequenceLog(context.Background(), p.Tenant("")); err != nil {
+				return err
+			}
 			rows, err := p.Query(context.Background(), `SELECT details FROM audit_events`)
 			if err != nil {
 				return err

@@ -386,7 +386,7 @@ func TestEachBuiltinAlertQuietFiringResolved(t *testing.T) {
 				t.Helper()
 				var seq int64
 				err := e.db.Tenant(e.acme.ID).Tx(ctx, func(tx *store.Tx) error {
-					rec, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "user.role.grant", ObjectType: "user", ObjectID: users[0],
+					rec, err := audit.AppendSequenced(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "user.role.grant", ObjectType: "user", ObjectID: users[0],
 						Actor: actor, Details: map[string]any{"role": "admins", "alert": "admin_grant", "permissions": []string{"roles:admin"}, "users": users}})
 					seq = rec.Seq
 					return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/monitor"
 	"github.com/relais-dev/relais/internal/monitor/clock"
@@ -314,6 +315,9 @@ func (r *FailedLoginRule) Evaluate(ctx context.Context, now time.Time) ([]Condit
 	perAccount := map[[2]string]int64{}
 	accounts := map[string]map[string]bool{}
 	perIP := map[string]int64{}
+	if _, err := audit.SequenceAll(ctx, r.DB); err != nil { // the attempts still queued
+		return nil, err
+	}
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		// Log by log (the operator's and each tenant's), on the (tenant_id, at) index.
 		rows, err := p.Query(ctx, `SELECT tenant_id, ip, object_id, details FROM audit_events WHERE tenant_id IN (`+everyLog+`)
@@ -387,6 +391,9 @@ func (r *AdminGrantRule) Name() string { return RuleAdminGrant }
 // Evaluate implements Rule.
 func (r *AdminGrantRule) Evaluate(ctx context.Context, now time.Time) ([]Condition, error) {
 	var out []Condition
+	if _, err := audit.SequenceAll(ctx, r.DB); err != nil {
+		return nil, err
+	}
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `SELECT tenant_id, seq, at, action, actor_type, actor_id, details FROM audit_events
 			WHERE tenant_id IN (`+everyLog+`) AND at >= $1 AND at <= $2 AND category = 'admin' AND details LIKE $3`,

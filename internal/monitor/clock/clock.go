@@ -283,6 +283,9 @@ func Flagged(ctx context.Context, db *store.DB, tenantID string, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	if _, err := audit.Sequence(ctx, db, tenantID); err != nil {
+		return nil, err
+	}
 	var seqs []int64
 	read := func(tx *store.Tx) error {
 		for _, e := range ex {
