@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -167,8 +168,17 @@ func New(opts Options) *Server {
 	if opts.RateLimit != nil {
 		h = opts.RateLimit.Middleware(h)
 	}
-	s.handler = s.instrument(secheaders.Middleware(h))
+	s.handler = s.instrument(secheaders.Split(isAPIRequest, h))
 	return s
+}
+
+// isAPIRequest tells the machine endpoints (JSON API, token endpoint, JWKS,
+// SCIM), which get secheaders.APIHeaders, from the pages, which get the
+// full set.
+func isAPIRequest(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/oauth2/") || strings.HasPrefix(p, "/.well-known/") ||
+		strings.HasPrefix(p, "/scim/")
 }
 
 // Handler is the whole HTTPS handler (for tests and embedding).
