@@ -224,7 +224,7 @@ func BenchmarkAPIBareHandlerSameHeaders(b *testing.B) {
 		b.Fatal(err)
 	}
 	body = append(body, '\n')
-	_, tok := apiServer(b) // a real token, for its length
+	_, tok := apiServer(b)        // a real token, for its length
 	hs := secheaders.APIHeaders() // the set the stack sends on API responses
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
