@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -34,7 +33,7 @@ func apiServer(b *testing.B) (*httptest.Server, string) {
 	ctx := context.Background()
 	cfg := config.Default()
 	cfg.DataDir = b.TempDir()
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil)) // the log lines are built and written, to nowhere
+	log := app.NewLogger(cfg, io.Discard) // relais serve's logger; the lines are built and written, to nowhere
 	a, err := app.Open(ctx, cfg, log, true)
 	if err != nil {
 		b.Fatal(err)

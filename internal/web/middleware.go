@@ -17,6 +17,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/web/accesslog"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -199,11 +200,20 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if sw.status >= 500 {
 				level = slog.LevelError
 			}
+			if s.accessLog != nil {
+				// The process logger is accesslog's JSON handler: the line
+				// is encoded directly, the same bytes as slog would write.
+				line := accesslog.Line{RequestID: id, Method: r.Method, Route: route, Path: logPath(r.URL.Path), Status: sw.status,
+					Bytes: sw.bytes, DurationUS: elapsed.Microseconds(), RemoteIP: ip, Tenant: info.tenant,
+					ActorType: info.actor.Type, ActorID: info.actor.ID}
+				_ = s.accessLog.Write(ctx, time.Now(), level, &line) // a write error has nowhere to go
+				return
+			}
 			// The record is built here rather than by Logger.LogAttrs, which
 			// also walks the stack for the caller's PC (runtime.Callers) on
 			// every request; no Relais handler reports the source.
 			if h := s.log.Handler(); h.Enabled(ctx, level) {
-				rec := slog.NewRecord(time.Now(), level, "request", 0)
+				rec := slog.NewRecord(time.Now(), level, accesslog.Message, 0)
 				rec.AddAttrs(
 					slog.String("request_id", id),
 					slog.String("method", r.Method),
@@ -215,7 +225,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 					slog.Int64("duration_us", elapsed.Microseconds()),
 					slog.String("remote_ip", ip),
 					slog.String("tenant", info.tenant),
-					slog.String("actor", info.actor),
+					slog.String("actor", info.actorString()),
 				)
 				_ = h.Handle(ctx, rec) // as Logger.LogAttrs: a handler's error has nowhere to go
 			}
@@ -230,7 +240,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 type requestInfo struct {
 	sourcePort string
 	tenant     string
-	actor      string
+	actor      audit.Actor
 	// meta is the request's audit metadata (audit.MetaFrom); principal the
 	// authenticated caller (PrincipalFrom), set by require before the
 	// handler runs, on the request's own goroutine.
@@ -239,6 +249,15 @@ type requestInfo struct {
 }
 
 type requestInfoKey struct{}
+
+// actorString is the access log's actor, "type:id" ("" before
+// authentication).
+func (i *requestInfo) actorString() string {
+	if i.actor == (audit.Actor{}) {
+		return ""
+	}
+	return i.actor.Type + ":" + i.actor.ID
+}
 
 // requestContext is the context instrument gives each request: one node,
 // one allocation, answering the lookups of problem.RequestID,
@@ -300,7 +319,7 @@ func probeKey(read func(context.Context)) any {
 // was authenticated as. Authentication middleware calls it.
 func SetPrincipal(ctx context.Context, tenant string, actor audit.Actor) {
 	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
-		info.tenant, info.actor = tenant, actor.Type+":"+actor.ID
+		info.tenant, info.actor = tenant, actor
 	}
 }
 

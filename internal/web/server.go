@@ -34,6 +34,7 @@ import (
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/web/accesslog"
 	"github.com/relais-dev/relais/internal/web/mtls"
 	"github.com/relais-dev/relais/internal/web/problem"
 	"github.com/relais-dev/relais/internal/web/ratelimit"
@@ -110,6 +111,9 @@ type Server struct {
 	handler http.Handler
 	caches  *authCaches
 	pages   pages
+	// accessLog is the logger's handler when it can write access lines
+	// directly (accesslog.NewHandler), else nil: lines go through slog.
+	accessLog *accesslog.Handler
 
 	catalogueOnce sync.Once
 	catalogueJSON []byte
@@ -145,6 +149,7 @@ func New(opts Options) *Server {
 		panic(fmt.Sprintf("web: templates: %v", err))
 	}
 	s.pages = pg
+	s.accessLog, _ = opts.Logger.Handler().(*accesslog.Handler)
 	mux := http.NewServeMux()
 	s.routes(mux)
 	// AUTH-2: cross-origin state-changing browser requests are refused
