@@ -155,12 +155,16 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header()["X-Request-Id"] = []string{id} // canonical already: Set would canonicalise it again
 		ip, port := clientAddr(r)
 		// One context node carries the request id, the audit metadata and
 		// the access log's requestInfo (four context values before).
 		rc := &requestContext{Context: r.Context(), info: requestInfo{sourcePort: port,
 			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
+		// The name is canonical already (Set would canonicalise it again);
+		// the value's slice lives in the node, capacity 1 so that an Add
+		// gets a new array.
+		rc.reqID[0] = id
+		w.Header()["X-Request-Id"] = rc.reqID[:1:1]
 		info := &rc.info
 		var ctx context.Context = rc
 		r = r.WithContext(ctx)
@@ -268,6 +272,8 @@ type requestContext struct {
 	context.Context
 	info requestInfo
 	sw   statusWriter // instrument's response writer, in the same allocation
+	// reqID backs the X-Request-Id header's value slice.
+	reqID [1]string
 }
 
 // Value implements context.Context.
