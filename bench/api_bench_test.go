@@ -61,9 +61,26 @@ func apiServer(b *testing.B) (*httptest.Server, string) {
 		Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys, Monitor: a.Monitor,
 		RateLimit: ratelimit.New(ratelimit.Options{PerIP: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30},
 			PerCredential: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30}, SessionCookie: web.SessionCookie})})
-	srv := httptest.NewServer(s.Handler())
+	srv := serveLike(s.Handler())
 	b.Cleanup(srv.Close)
 	return srv, tok
+}
+
+// serveLike serves h over plain HTTP on loopback with the http.Server
+// settings relais serve uses (config defaults: read-header, read, write
+// and idle timeouts, header size limit). Every server of these benchmarks,
+// the stack and its references alike, runs with them: they are the
+// server's, not the stack's.
+func serveLike(h http.Handler) *httptest.Server {
+	c := config.Default().HTTP
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadHeaderTimeout = c.ReadHeaderTimeout.D()
+	srv.Config.ReadTimeout = c.ReadTimeout.D()
+	srv.Config.WriteTimeout = c.WriteTimeout.D()
+	srv.Config.IdleTimeout = c.IdleTimeout.D()
+	srv.Config.MaxHeaderBytes = c.MaxHeaderBytes
+	srv.Start()
+	return srv
 }
 
 func parallelGet(b *testing.B, url, token string) {
@@ -121,7 +138,7 @@ func bareServer(b *testing.B) *httptest.Server {
 		b.Fatal(err)
 	}
 	body = append(body, '\n')
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveLike(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	}))
@@ -225,7 +242,7 @@ func BenchmarkAPIBareHandlerSameHeaders(b *testing.B) {
 	body = append(body, '\n')
 	_, tok := apiServer(b)        // a real token, for its length
 	hs := secheaders.APIHeaders() // the set the stack sends on API responses
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveLike(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		for _, kv := range hs {
 			h.Set(kv.Name, kv.Value)
