@@ -195,7 +195,14 @@ func problemFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			mux.ServeHTTP(w, r)
+			if r.RequestURI != "*" && strings.IndexByte(pattern, '{') < 0 {
+				// A pattern without wildcards (most API routes): what
+				// mux.ServeHTTP does, without matching the path again.
+				r.Pattern = pattern
+				h.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r) // it records the wildcards' values for PathValue
 			return
 		}
 		// Let the mux decide 404, 405 or a redirect (trailing slash,
