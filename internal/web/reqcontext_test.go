@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/relais-dev/relais/internal/access"
@@ -149,4 +150,31 @@ func TestAccessLogLineOfABearerRequest(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRequestIDs: ids from the batched source are 24 hex digits and never
+// repeat, from many goroutines at once.
+func TestRequestIDs(t *testing.T) {
+	var src idSource
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				id := src.newID()
+				if len(id) != 24 || strings.Trim(id, "0123456789abcdef") != "" {
+					t.Errorf("id %q", id)
+					return
+				}
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("id %s twice", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -114,6 +114,7 @@ type Server struct {
 	// accessLog is the logger's handler when it can write access lines
 	// directly (accesslog.NewHandler), else nil: lines go through slog.
 	accessLog *accesslog.Handler
+	ids       idSource
 
 	catalogueOnce sync.Once
 	catalogueJSON []byte
