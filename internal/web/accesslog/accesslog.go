@@ -92,6 +92,8 @@ func (h *Handler) Write(ctx context.Context, t time.Time, level slog.Level, l *L
 
 // AppendJSON appends l as slog's JSON handler would write the record
 // (t, level, Message, then l's fields as attributes), newline included.
+// t's year must be within [0, 9999] (always so for time.Now), where slog
+// would add an error text.
 func AppendJSON(buf []byte, t time.Time, level slog.Level, l *Line) []byte {
 	buf = append(buf, `{"time":"`...)
 	buf = t.Round(0).AppendFormat(buf, time.RFC3339Nano)
