@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/app"
@@ -30,7 +33,7 @@ func apiServer(b *testing.B) (*httptest.Server, string) {
 	ctx := context.Background()
 	cfg := config.Default()
 	cfg.DataDir = b.TempDir()
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil)) // the log lines are built and written, to nowhere
+	log := app.NewLogger(cfg, io.Discard) // relais serve's logger; the lines are built and written, to nowhere
 	a, err := app.Open(ctx, cfg, log, true)
 	if err != nil {
 		b.Fatal(err)
@@ -58,9 +61,26 @@ func apiServer(b *testing.B) (*httptest.Server, string) {
 		Verifier: a.Verifier, Issuer: a.Issuer, Keys: a.JWTKeys, Monitor: a.Monitor,
 		RateLimit: ratelimit.New(ratelimit.Options{PerIP: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30},
 			PerCredential: ratelimit.Rate{PerSecond: 1e9, Burst: 1 << 30}, SessionCookie: web.SessionCookie})})
-	srv := httptest.NewServer(s.Handler())
+	srv := serveLike(s.Handler())
 	b.Cleanup(srv.Close)
 	return srv, tok
+}
+
+// serveLike serves h over plain HTTP on loopback with the http.Server
+// settings relais serve uses (config defaults: read-header, read, write
+// and idle timeouts, header size limit). Every server of these benchmarks,
+// the stack and its references alike, runs with them: they are the
+// server's, not the stack's.
+func serveLike(h http.Handler) *httptest.Server {
+	c := config.Default().HTTP
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadHeaderTimeout = c.ReadHeaderTimeout.D()
+	srv.Config.ReadTimeout = c.ReadTimeout.D()
+	srv.Config.WriteTimeout = c.WriteTimeout.D()
+	srv.Config.IdleTimeout = c.IdleTimeout.D()
+	srv.Config.MaxHeaderBytes = c.MaxHeaderBytes
+	srv.Start()
+	return srv
 }
 
 func parallelGet(b *testing.B, url, token string) {
@@ -70,6 +90,12 @@ func parallelGet(b *testing.B, url, token string) {
 	b.Cleanup(tr.CloseIdleConnections)
 	b.SetParallelism(4)
 	b.ResetTimer()
+	cpu0 := processCPU()
+	defer func() {
+		// CPU per request (client, server and GC of the process): unlike
+		// ns/op, it hardly moves with the other load on the machine.
+		b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest("GET", url, nil)
@@ -101,22 +127,129 @@ func BenchmarkAPIAuthenticated(b *testing.B) {
 // BenchmarkAPIBareHandler is the reference: a bare net/http handler
 // writing the same JSON document, served the same way.
 func BenchmarkAPIBareHandler(b *testing.B) {
+	parallelGet(b, bareServer(b).URL, "")
+}
+
+// bareServer serves the reference handler.
+func bareServer(b *testing.B) *httptest.Server {
+	b.Helper()
 	body, err := json.Marshal(map[string]any{"permissions": access.Catalogue()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	body = append(body, '\n')
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveLike(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	}))
 	b.Cleanup(srv.Close)
-	parallelGet(b, srv.URL, "")
+	return srv
+}
+
+// BenchmarkAPIRatio measures BenchmarkAPIAuthenticated and
+// BenchmarkAPIBareHandler in the same process, in alternating slices
+// (ten of each, the order swapped every slice), so that both see the same
+// load from the rest of the machine; it reports each one's time and CPU
+// per request and the throughput ratio (bare time / authenticated time).
+func BenchmarkAPIRatio(b *testing.B) { apiRatio(b, false) }
+
+// BenchmarkAPIRatioRoundTrip is a diagnostic, not the target's measure:
+// BenchmarkAPIRatio with clients that call http.Transport.RoundTrip
+// directly instead of http.Client.Do, whose redirect machinery copies
+// each request's headers (the Authorization header: only the stack's
+// requests have one), so that less of the in-process client's own work is
+// counted.
+func BenchmarkAPIRatioRoundTrip(b *testing.B) { apiRatio(b, true) }
+
+func apiRatio(b *testing.B, direct bool) {
+	srv, tok := apiServer(b)
+	bare := bareServer(b)
+	stack := newGetter(b, srv.URL+"/api/v1/permissions", tok)
+	ref := newGetter(b, bare.URL, "")
+	stack.direct, ref.direct = direct, direct
+	const slices = 10
+	per := max(b.N/slices, 1)
+	stack.run(b, 1) // open the connections
+	ref.run(b, 1)
+	var wallS, cpuS, wallR, cpuR time.Duration
+	b.ResetTimer()
+	for i := range slices {
+		if i%2 == 0 {
+			w, c := stack.run(b, per)
+			wallS, cpuS = wallS+w, cpuS+c
+			w, c = ref.run(b, per)
+			wallR, cpuR = wallR+w, cpuR+c
+		} else {
+			w, c := ref.run(b, per)
+			wallR, cpuR = wallR+w, cpuR+c
+			w, c = stack.run(b, per)
+			wallS, cpuS = wallS+w, cpuS+c
+		}
+	}
+	n := float64(per * slices)
+	b.ReportMetric(float64(wallS.Nanoseconds())/n, "auth-ns/op")
+	b.ReportMetric(float64(wallR.Nanoseconds())/n, "bare-ns/op")
+	b.ReportMetric(float64(cpuS.Nanoseconds())/n, "auth-cpu-ns/op")
+	b.ReportMetric(float64(cpuR.Nanoseconds())/n, "bare-cpu-ns/op")
+	b.ReportMetric(float64(wallR)/float64(wallS), "ratio")
+	b.ReportMetric(float64(cpuR)/float64(cpuS), "cpu-ratio")
+}
+
+// getter sends GET requests from as many goroutines as RunParallel with
+// SetParallelism(4) would, over keep-alive connections.
+type getter struct {
+	tr         *http.Transport
+	client     *http.Client
+	url, token string
+	direct     bool // tr.RoundTrip rather than client.Do
+}
+
+func newGetter(b *testing.B, url, token string) *getter {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &getter{tr: tr, client: &http.Client{Transport: tr}, url: url, token: token}
+}
+
+// run sends n requests and returns the time and the process CPU they took.
+func (g *getter) run(b *testing.B, n int) (wall, cpu time.Duration) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	var wg sync.WaitGroup
+	start, cpu0 := time.Now(), processCPU()
+	for range 4 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				req, _ := http.NewRequest("GET", g.url, nil)
+				if g.token != "" {
+					req.Header.Set("Authorization", "Bearer "+g.token)
+				}
+				var res *http.Response
+				var err error
+				if g.direct {
+					res, err = g.tr.RoundTrip(req)
+				} else {
+					res, err = g.client.Do(req)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+				if res.StatusCode != 200 {
+					b.Errorf("status %d", res.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), processCPU() - cpu0
 }
 
 // BenchmarkAPIBareHandlerSameHeaders is a diagnostic, not the target's
 // reference: the bare handler writing the same response headers as the
-// stack (the seven security headers, X-Request-Id, Content-Type,
+// stack (the five API security headers, X-Request-Id, Content-Type,
 // Cache-Control) to a client sending the same Authorization header, so
 // that what the longer request and response cost on the wire and in the
 // (same-process) client shows apart from the stack's own work.
@@ -126,9 +259,9 @@ func BenchmarkAPIBareHandlerSameHeaders(b *testing.B) {
 		b.Fatal(err)
 	}
 	body = append(body, '\n')
-	_, tok := apiServer(b) // a real token, for its length
-	hs := secheaders.Headers()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, tok := apiServer(b)        // a real token, for its length
+	hs := secheaders.APIHeaders() // the set the stack sends on API responses
+	srv := serveLike(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		for _, kv := range hs {
 			h.Set(kv.Name, kv.Value)

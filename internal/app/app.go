@@ -45,6 +45,7 @@ import (
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web"
+	"github.com/relais-dev/relais/internal/web/accesslog"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
 )
 
@@ -97,7 +98,9 @@ func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	// slog's JSON handler, through which the web server also writes its
+	// access lines directly (the same bytes, without slog's per-record cost).
+	return slog.New(accesslog.NewHandler(w, opts))
 }
 
 // Open connects the store, migrates it when migrate is true (otherwise

@@ -657,7 +657,7 @@ func (s *Server) bumpClients(ctx context.Context, tenantID string, ids []string)
 		if err := s.opts.Identity.BumpClientVersion(ctx, tenantID, id); err != nil {
 			return err
 		}
-		s.caches.clients.forget(tenantID + "|" + id)
+		s.caches.clients.forget(clientKey{tenantID, id})
 	}
 	return nil
 }
@@ -863,7 +863,7 @@ func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
 			if derr := s.opts.Identity.SetClientStatus(r.Context(), p.TenantID, cl.ID, identity.StatusDisabled); derr != nil {
 				s.log.ErrorContext(r.Context(), "could not disable a client whose role grant failed", "client", cl.ID, "error", derr)
 			}
-			s.caches.clients.forget(p.TenantID + "|" + cl.ID)
+			s.caches.clients.forget(clientKey{p.TenantID, cl.ID})
 			s.adminError(w, r, err)
 			return
 		}
@@ -887,7 +887,7 @@ func (s *Server) setClientStatus(status string) http.HandlerFunc {
 			s.adminError(w, r, err)
 			return
 		}
-		s.caches.clients.forget(p.TenantID + "|" + id)
+		s.caches.clients.forget(clientKey{p.TenantID, id})
 		v, err := s.adminLoadClient(r.Context(), p.TenantID, id)
 		if err != nil {
 			s.adminError(w, r, err)

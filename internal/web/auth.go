@@ -44,10 +44,10 @@ func PrincipalFrom(ctx context.Context) *identity.Principal {
 // ttlCache is a small map with expiry, for per-request lookups that may be
 // a few seconds stale (client token versions, tenant policies); local
 // changes call forget so this node sees them at once.
-type ttlCache[V any] struct {
+type ttlCache[K comparable, V any] struct {
 	mu  sync.Mutex
 	ttl time.Duration
-	m   map[string]ttlEntry[V]
+	m   map[K]ttlEntry[V]
 }
 
 type ttlEntry[V any] struct {
@@ -55,35 +55,40 @@ type ttlEntry[V any] struct {
 	at time.Time
 }
 
-func newTTLCache[V any](ttl time.Duration) *ttlCache[V] {
-	return &ttlCache[V]{ttl: ttl, m: map[string]ttlEntry[V]{}}
+func newTTLCache[K comparable, V any](ttl time.Duration) *ttlCache[K, V] {
+	return &ttlCache[K, V]{ttl: ttl, m: map[K]ttlEntry[V]{}}
 }
 
-func (c *ttlCache[V]) get(key string, now time.Time, load func() (V, error)) (V, error) {
+// lookup returns the value cached for key if it is still fresh at now.
+func (c *ttlCache[K, V]) lookup(key K, now time.Time) (V, bool) {
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
 	if ok && now.Sub(e.at) < c.ttl {
-		return e.v, nil
+		return e.v, true
 	}
-	v, err := load()
-	if err != nil {
-		return v, err
-	}
+	var zero V
+	return zero, false
+}
+
+// store caches v for key, loaded at now.
+func (c *ttlCache[K, V]) store(key K, v V, now time.Time) {
 	c.mu.Lock()
 	if len(c.m) > 100_000 {
-		c.m = map[string]ttlEntry[V]{}
+		c.m = map[K]ttlEntry[V]{}
 	}
 	c.m[key] = ttlEntry[V]{v: v, at: now}
 	c.mu.Unlock()
-	return v, nil
 }
 
-func (c *ttlCache[V]) forget(key string) {
+func (c *ttlCache[K, V]) forget(key K) {
 	c.mu.Lock()
 	delete(c.m, key)
 	c.mu.Unlock()
 }
+
+// clientKey names an API client in the client cache.
+type clientKey struct{ tenant, client string }
 
 type clientState struct {
 	active  bool
@@ -92,8 +97,8 @@ type clientState struct {
 
 // authCaches are the web layer's short-lived caches.
 type authCaches struct {
-	clients  *ttlCache[clientState]
-	policies *ttlCache[config.Policy]
+	clients  *ttlCache[clientKey, clientState]
+	policies *ttlCache[string, config.Policy]
 }
 
 // ClientCacheTTL bounds how long a revoked or changed API client's tokens
@@ -106,13 +111,36 @@ const ClientCacheTTL = time.Second
 const PolicyCacheTTL = 5 * time.Second
 
 func newAuthCaches() *authCaches {
-	return &authCaches{clients: newTTLCache[clientState](ClientCacheTTL), policies: newTTLCache[config.Policy](PolicyCacheTTL)}
+	return &authCaches{clients: newTTLCache[clientKey, clientState](ClientCacheTTL), policies: newTTLCache[string, config.Policy](PolicyCacheTTL)}
 }
 
 func (s *Server) tenantPolicy(ctx context.Context, tenantID string) (config.Policy, error) {
-	return s.caches.policies.get(tenantID, s.now(), func() (config.Policy, error) {
-		return s.opts.Tenants.Policy(ctx, tenantID)
-	})
+	now := s.now()
+	if pol, ok := s.caches.policies.lookup(tenantID, now); ok {
+		return pol, nil
+	}
+	pol, err := s.opts.Tenants.Policy(ctx, tenantID)
+	if err != nil {
+		return pol, err
+	}
+	s.caches.policies.store(tenantID, pol, now)
+	return pol, nil
+}
+
+// clientState returns the API client's state, from the cache unless it is
+// stale or older than a token of version minVersion (a token newer than
+// the cached state: the client changed since).
+func (s *Server) clientState(ctx context.Context, key clientKey, minVersion int, now time.Time) (clientState, error) {
+	if st, ok := s.caches.clients.lookup(key, now); ok && st.version >= minVersion {
+		return st, nil
+	}
+	active, v, err := s.opts.Identity.ClientVersion(ctx, key.tenant, key.client)
+	if err != nil {
+		return clientState{}, err
+	}
+	st := clientState{active, v}
+	s.caches.clients.store(key, st, now)
+	return st, nil
 }
 
 // authenticate finds the caller: a bearer JWT (API clients) or the session
@@ -177,7 +205,7 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 	if s.opts.Verifier == nil {
 		return nil, unauth("invalid_token", "Access tokens are not accepted by this server.")
 	}
-	claims, err := s.opts.Verifier.Verify(ctx, tok)
+	claims, err := s.opts.Verifier.VerifyAccess(ctx, tok) // the cached claims' fields, without a copy
 	if err != nil {
 		switch {
 		case errors.Is(err, jwtauth.ErrExpired):
@@ -189,18 +217,7 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 		s.log.ErrorContext(ctx, "token verification unavailable", "error", err)
 		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
 	}
-	now := s.now()
-	key := claims.Tenant + "|" + claims.ClientID
-	load := func() (clientState, error) {
-		active, v, err := s.opts.Identity.ClientVersion(ctx, claims.Tenant, claims.ClientID)
-		return clientState{active, v}, err
-	}
-	st, err := s.caches.clients.get(key, now, load)
-	if err == nil && st.version < claims.Version {
-		// A token newer than the cached state: the cache is stale.
-		s.caches.clients.forget(key)
-		st, err = s.caches.clients.get(key, now, load)
-	}
+	st, err := s.clientState(ctx, clientKey{claims.Tenant, claims.ClientID}, claims.Version, s.now())
 	if err != nil {
 		s.log.ErrorContext(ctx, "client lookup failed", "error", err)
 		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}

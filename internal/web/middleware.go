@@ -17,6 +17,7 @@ import (
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/identity"
+	"github.com/relais-dev/relais/internal/web/accesslog"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -61,10 +62,29 @@ func validRequestID(id string) bool {
 	return true
 }
 
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
+// idSource hands out request ids, 96 random bits each in hex, reading
+// crypto/rand for 32 ids at a time rather than once per request.
+type idSource struct{ pool sync.Pool } // of *idBatch
+
+type idBatch struct {
+	buf  [32 * 12]byte
+	next int
+}
+
+func (s *idSource) newID() string {
+	b, _ := s.pool.Get().(*idBatch)
+	if b == nil {
+		b = &idBatch{next: len(idBatch{}.buf)}
+	}
+	if b.next == len(b.buf) {
+		_, _ = rand.Read(b.buf[:]) // crypto/rand.Read never fails (Go 1.24+)
+		b.next = 0
+	}
+	var out [24]byte
+	hex.Encode(out[:], b.buf[b.next:b.next+12])
+	b.next += 12 // each batch is used by one goroutine between Get and Put: no id twice
+	s.pool.Put(b)
+	return string(out[:])
 }
 
 // clientAddr splits the peer address into IP and port (AUTH-3 records both).
@@ -152,14 +172,18 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		start := s.now()
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
-			id = newRequestID()
+			id = s.ids.newID()
 		}
-		w.Header()["X-Request-Id"] = []string{id} // canonical already: Set would canonicalise it again
 		ip, port := clientAddr(r)
 		// One context node carries the request id, the audit metadata and
 		// the access log's requestInfo (four context values before).
 		rc := &requestContext{Context: r.Context(), info: requestInfo{sourcePort: port,
 			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
+		// The name is canonical already (Set would canonicalise it again);
+		// the value's slice lives in the node, capacity 1 so that an Add
+		// gets a new array.
+		rc.reqID[0] = id
+		w.Header()["X-Request-Id"] = rc.reqID[:1:1]
 		info := &rc.info
 		var ctx context.Context = rc
 		r = r.WithContext(ctx)
@@ -199,11 +223,20 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if sw.status >= 500 {
 				level = slog.LevelError
 			}
+			if s.accessLog != nil {
+				// The process logger is accesslog's JSON handler: the line
+				// is encoded directly, the same bytes as slog would write.
+				line := accesslog.Line{RequestID: id, Method: r.Method, Route: route, Path: logPath(r.URL.Path), Status: sw.status,
+					Bytes: sw.bytes, DurationUS: elapsed.Microseconds(), RemoteIP: ip, Tenant: info.tenant,
+					ActorType: info.actor.Type, ActorID: info.actor.ID}
+				_ = s.accessLog.Write(ctx, time.Now(), level, &line) // a write error has nowhere to go
+				return
+			}
 			// The record is built here rather than by Logger.LogAttrs, which
 			// also walks the stack for the caller's PC (runtime.Callers) on
 			// every request; no Relais handler reports the source.
 			if h := s.log.Handler(); h.Enabled(ctx, level) {
-				rec := slog.NewRecord(time.Now(), level, "request", 0)
+				rec := slog.NewRecord(time.Now(), level, accesslog.Message, 0)
 				rec.AddAttrs(
 					slog.String("request_id", id),
 					slog.String("method", r.Method),
@@ -215,7 +248,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 					slog.Int64("duration_us", elapsed.Microseconds()),
 					slog.String("remote_ip", ip),
 					slog.String("tenant", info.tenant),
-					slog.String("actor", info.actor),
+					slog.String("actor", info.actorString()),
 				)
 				_ = h.Handle(ctx, rec) // as Logger.LogAttrs: a handler's error has nowhere to go
 			}
@@ -230,7 +263,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 type requestInfo struct {
 	sourcePort string
 	tenant     string
-	actor      string
+	actor      audit.Actor
 	// meta is the request's audit metadata (audit.MetaFrom); principal the
 	// authenticated caller (PrincipalFrom), set by require before the
 	// handler runs, on the request's own goroutine.
@@ -239,6 +272,15 @@ type requestInfo struct {
 }
 
 type requestInfoKey struct{}
+
+// actorString is the access log's actor, "type:id" ("" before
+// authentication).
+func (i *requestInfo) actorString() string {
+	if i.actor == (audit.Actor{}) {
+		return ""
+	}
+	return i.actor.Type + ":" + i.actor.ID
+}
 
 // requestContext is the context instrument gives each request: one node,
 // one allocation, answering the lookups of problem.RequestID,
@@ -249,6 +291,8 @@ type requestContext struct {
 	context.Context
 	info requestInfo
 	sw   statusWriter // instrument's response writer, in the same allocation
+	// reqID backs the X-Request-Id header's value slice.
+	reqID [1]string
 }
 
 // Value implements context.Context.
@@ -300,7 +344,7 @@ func probeKey(read func(context.Context)) any {
 // was authenticated as. Authentication middleware calls it.
 func SetPrincipal(ctx context.Context, tenant string, actor audit.Actor) {
 	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
-		info.tenant, info.actor = tenant, actor.Type+":"+actor.ID
+		info.tenant, info.actor = tenant, actor
 	}
 }
 

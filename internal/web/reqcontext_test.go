@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/relais-dev/relais/internal/access"
@@ -19,6 +21,7 @@ import (
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
+	"github.com/relais-dev/relais/internal/web/accesslog"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -59,7 +62,7 @@ func TestRequestContext(t *testing.T) {
 	derived, stop := context.WithTimeout(ctx, 1<<40)
 	defer stop()
 	if PrincipalFrom(derived) != p || audit.MetaFrom(derived).Actor != (audit.Actor{Type: audit.ActorAPI, ID: "c1"}) ||
-		problem.RequestID(derived) != "req-1" || rc.info.tenant != "t1" || rc.info.actor != "api:c1" {
+		problem.RequestID(derived) != "req-1" || rc.info.tenant != "t1" || rc.info.actorString() != "api:c1" {
 		t.Fatal("values lost through a derived context")
 	}
 	// Values added below the node shadow it, as with context.WithValue.
@@ -106,32 +109,72 @@ func TestAccessLogLineOfABearerRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs bytes.Buffer
-		s := New(Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), DB: db, Tenants: ts, Identity: id, Access: acc,
-			Keys: ks, Issuer: iss, Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{})})
-		req := httptest.NewRequest("GET", "/api/v1/me", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, req)
-		if rec.Code != 200 || !strings.Contains(rec.Body.String(), cl.ID) {
-			t.Fatalf("GET /api/v1/me: %d %s", rec.Code, rec.Body)
-		}
-		var line map[string]any
-		if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
-			t.Fatalf("access log %q: %v", logs.String(), err)
-		}
-		want := map[string]any{"msg": "request", "level": "INFO", "request_id": rec.Header().Get("X-Request-Id"), "method": "GET",
-			"route": "GET /api/v1/me", "path": "/api/v1/me", "status": float64(200), "remote_ip": "192.0.2.1",
-			"tenant": a.ID, "actor": "api:" + cl.ID}
-		for k, v := range want {
-			if line[k] != v {
-				t.Errorf("access log %s = %v, want %v", k, line[k], v)
+		// Through slog's JSON handler and through accesslog's direct
+		// encoder (the logger relais serve uses): the same fields.
+		for name, mk := range map[string]func(io.Writer) slog.Handler{
+			"slog":      func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+			"accesslog": func(w io.Writer) slog.Handler { return accesslog.NewHandler(w, nil) },
+		} {
+			var logs bytes.Buffer
+			s := New(Options{Logger: slog.New(mk(&logs)), DB: db, Tenants: ts, Identity: id, Access: acc,
+				Keys: ks, Issuer: iss, Verifier: jwtauth.NewVerifier(ks, jwtauth.Config{})})
+			if (s.accessLog != nil) != (name == "accesslog") {
+				t.Fatalf("%s: direct access log %v", name, s.accessLog != nil)
 			}
-		}
-		for _, k := range []string{"time", "bytes", "duration_us"} {
-			if _, ok := line[k]; !ok {
-				t.Errorf("access log without %s: %s", k, logs.String())
+			req := httptest.NewRequest("GET", "/api/v1/me", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != 200 || !strings.Contains(rec.Body.String(), cl.ID) {
+				t.Fatalf("GET /api/v1/me: %d %s", rec.Code, rec.Body)
+			}
+			var line map[string]any
+			if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+				t.Fatalf("%s: access log %q: %v", name, logs.String(), err)
+			}
+			want := map[string]any{"msg": "request", "level": "INFO", "request_id": rec.Header().Get("X-Request-Id"), "method": "GET",
+				"route": "GET /api/v1/me", "path": "/api/v1/me", "status": float64(200), "remote_ip": "192.0.2.1",
+				"tenant": a.ID, "actor": "api:" + cl.ID}
+			for k, v := range want {
+				if line[k] != v {
+					t.Errorf("%s: access log %s = %v, want %v", name, k, line[k], v)
+				}
+			}
+			for _, k := range []string{"time", "bytes", "duration_us"} {
+				if _, ok := line[k]; !ok {
+					t.Errorf("%s: access log without %s: %s", name, k, logs.String())
+				}
+			}
+			if len(line) != len(want)+3 {
+				t.Errorf("%s: access log fields %v", name, line)
 			}
 		}
 	})
+}
+
+// TestRequestIDs: ids from the batched source are 24 hex digits and never
+// repeat, from many goroutines at once.
+func TestRequestIDs(t *testing.T) {
+	var src idSource
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				id := src.newID()
+				if len(id) != 24 || strings.Trim(id, "0123456789abcdef") != "" {
+					t.Errorf("id %q", id)
+					return
+				}
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("id %s twice", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
 	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/web/accesslog"
 	"github.com/relais-dev/relais/internal/web/mtls"
 	"github.com/relais-dev/relais/internal/web/problem"
 	"github.com/relais-dev/relais/internal/web/ratelimit"
@@ -109,6 +111,10 @@ type Server struct {
 	handler http.Handler
 	caches  *authCaches
 	pages   pages
+	// accessLog is the logger's handler when it can write access lines
+	// directly (accesslog.NewHandler), else nil: lines go through slog.
+	accessLog *accesslog.Handler
+	ids       idSource
 
 	catalogueOnce sync.Once
 	catalogueJSON []byte
@@ -144,6 +150,7 @@ func New(opts Options) *Server {
 		panic(fmt.Sprintf("web: templates: %v", err))
 	}
 	s.pages = pg
+	s.accessLog, _ = opts.Logger.Handler().(*accesslog.Handler)
 	mux := http.NewServeMux()
 	s.routes(mux)
 	// AUTH-2: cross-origin state-changing browser requests are refused
@@ -167,8 +174,17 @@ func New(opts Options) *Server {
 	if opts.RateLimit != nil {
 		h = opts.RateLimit.Middleware(h)
 	}
-	s.handler = s.instrument(secheaders.Middleware(h))
+	s.handler = s.instrument(secheaders.Split(isAPIRequest, h))
 	return s
+}
+
+// isAPIRequest tells the machine endpoints (JSON API, token endpoint, JWKS,
+// SCIM), which get secheaders.APIHeaders, from the pages, which get the
+// full set.
+func isAPIRequest(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/oauth2/") || strings.HasPrefix(p, "/.well-known/") ||
+		strings.HasPrefix(p, "/scim/")
 }
 
 // Handler is the whole HTTPS handler (for tests and embedding).
@@ -180,7 +196,14 @@ func problemFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			mux.ServeHTTP(w, r)
+			if r.RequestURI != "*" && strings.IndexByte(pattern, '{') < 0 {
+				// A pattern without wildcards (most API routes): what
+				// mux.ServeHTTP does, without matching the path again.
+				r.Pattern = pattern
+				h.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r) // it records the wildcards' values for PathValue
 			return
 		}
 		// Let the mux decide 404, 405 or a redirect (trailing slash,

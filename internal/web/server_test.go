@@ -25,6 +25,7 @@ import (
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 	"github.com/relais-dev/relais/internal/web/problem"
+	"github.com/relais-dev/relais/internal/web/secheaders"
 	"github.com/relais-dev/relais/internal/web/tlsconf"
 )
 
@@ -103,6 +104,15 @@ func TestHealthReadyAndHeaders(t *testing.T) {
 			}
 			if res.Header.Get("X-Request-Id") == "" {
 				t.Errorf("%s: no request id", path)
+			}
+			// API responses carry the API set (secheaders.APIHeaders), the
+			// others the page set.
+			wantCSP := secheaders.ContentSecurityPolicy
+			if strings.HasPrefix(path, "/api/") {
+				wantCSP = secheaders.APIContentSecurityPolicy
+			}
+			if got := res.Header.Get("Content-Security-Policy"); got != wantCSP || res.Header.Get("X-Frame-Options") != "DENY" {
+				t.Errorf("%s: CSP %q, X-Frame-Options %q", path, got, res.Header.Get("X-Frame-Options"))
 			}
 			switch path {
 			case "/healthz", "/readyz", "/api/v1":

@@ -555,7 +555,7 @@ func (s *Server) clientAction(w http.ResponseWriter, r *http.Request) {
 		s.failAdmin(w, r, err, nil)
 		return
 	}
-	s.caches.clients.forget(tid + "|" + id)
+	s.caches.clients.forget(clientKey{tid, id})
 	http.Redirect(w, r, "/admin/clients?done=done", http.StatusSeeOther)
 }
 

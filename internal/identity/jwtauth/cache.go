@@ -29,8 +29,9 @@ func newVerifiedCache(max int) *verifiedCache {
 	return &verifiedCache{max: max, entries: make(map[[sha256.Size]byte]verifiedEntry)}
 }
 
-// get returns a copy of the claims cached for sum, or nil when there are
-// none or they are no longer valid at now.
+// get returns the claims cached for sum (shared: the caller must not
+// modify them), or nil when there are none or they are no longer valid at
+// now.
 func (c *verifiedCache) get(sum [sha256.Size]byte, now time.Time) *Claims {
 	c.mu.RLock()
 	e, ok := c.entries[sum]
@@ -38,7 +39,7 @@ func (c *verifiedCache) get(sum [sha256.Size]byte, now time.Time) *Claims {
 	if !ok || !now.Before(e.until) {
 		return nil
 	}
-	return e.claims.clone()
+	return e.claims
 }
 
 // put remembers claims for sum until until.

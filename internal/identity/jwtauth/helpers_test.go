@@ -121,6 +121,14 @@ func mustVerify(t testing.TB, n *node, tok string) *Claims {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
+	// VerifyAccess accepts it too, with the same claims.
+	a, err := n.ver.VerifyAccess(context.Background(), tok)
+	if err != nil {
+		t.Fatalf("VerifyAccess: %v", err)
+	}
+	if a != (Access{Tenant: c.Tenant, ClientID: c.ClientID, Subject: c.Subject, Scope: c.Scope, Version: c.Version, ExpiresAt: c.ExpiresAt.Time}) {
+		t.Fatalf("VerifyAccess = %+v, claims %+v", a, c)
+	}
 	return c
 }
 
@@ -136,6 +144,11 @@ func refused(t testing.TB, n *node, tok string, want error) {
 	}
 	if c != nil {
 		t.Fatalf("Verify returned claims with error %v", err)
+	}
+	// VerifyAccess refuses it the same way.
+	a, err := n.ver.VerifyAccess(context.Background(), tok)
+	if !errors.Is(err, want) || a != (Access{}) {
+		t.Fatalf("VerifyAccess: %+v, %v, want an error wrapping %v", a, err, want)
 	}
 }
 

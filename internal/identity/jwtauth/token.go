@@ -309,6 +309,36 @@ func NewVerifier(ks *KeyStore, cfg Config) *Verifier {
 // Verify does not know about revocation: the caller must compare the
 // returned Version with the credential's current token version.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	c, err := v.verified(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return c.clone(), nil
+}
+
+// Access is what a verified token grants, as a value: the claims an API
+// request checks (tenant, client, subject, scope and the credential's token
+// version, which the caller must still compare, see Verify) and the expiry.
+type Access struct {
+	Tenant, ClientID, Subject, Scope string
+	Version                          int
+	ExpiresAt                        time.Time
+}
+
+// VerifyAccess is Verify returning the Access instead of a copy of the
+// claims: the same checks and cache, without an allocation per call.
+func (v *Verifier) VerifyAccess(ctx context.Context, token string) (Access, error) {
+	c, err := v.verified(ctx, token)
+	if err != nil {
+		return Access{}, err
+	}
+	return Access{Tenant: c.Tenant, ClientID: c.ClientID, Subject: c.Subject, Scope: c.Scope, Version: c.Version,
+		ExpiresAt: c.ExpiresAt.Time}, nil
+}
+
+// verified is Verify's work: it returns the cached claims, which the
+// caller must not modify.
+func (v *Verifier) verified(ctx context.Context, token string) (*Claims, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: empty", ErrMalformed)
 	}
@@ -325,7 +355,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, err
 	}
 	v.cache.put(sum, c, until, now)
-	return c.clone(), nil
+	return c, nil
 }
 
 // errBadType, errCrit and errNoKid are header problems.

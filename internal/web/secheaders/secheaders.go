@@ -7,6 +7,13 @@
 //
 //	srv.Handler = secheaders.Middleware(mux)
 //
+// Machine endpoints (the JSON API) get the shorter set of [APIHeaders]
+// through [Split]: HSTS, a policy that lets nothing load or frame the
+// response, nosniff, no referrer and no framing, as the OWASP REST
+// Security Cheat Sheet recommends for APIs. The headers that only act on
+// documents a browser renders and scripts (the page policy's sources,
+// Cross-Origin-Opener-Policy, Permissions-Policy) stay on the pages.
+//
 // Do not wrap the plain-HTTP redirect handler: HSTS must not be sent over
 // plain HTTP (RFC 6797 section 7.2).
 package secheaders
@@ -33,6 +40,10 @@ const (
 	CrossOriginOpenerPolicy = "same-origin"
 	// PermissionsPolicy denies the camera, microphone and geolocation.
 	PermissionsPolicy = "camera=(), microphone=(), geolocation=()"
+	// APIContentSecurityPolicy is the policy of API responses: nothing may
+	// load from them (no script, style, image or frame even if a browser
+	// renders one), and no page may frame them.
+	APIContentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'"
 )
 
 // Header is one header name and value set by [Middleware].
@@ -54,6 +65,23 @@ func Headers() []Header {
 	}
 }
 
+// APIHeaders returns the headers [Split] sets on API responses, in a fresh
+// slice: HSTS, the API policy, nosniff, no referrer and no framing (the
+// OWASP REST Security Cheat Sheet's set). Five headers keep a JSON
+// response's header map (with X-Request-Id, Content-Type and
+// Cache-Control) within eight entries, the size Go keeps in one small
+// map group, and each response shorter by about 260 bytes to write and
+// parse.
+func APIHeaders() []Header {
+	return []Header{
+		{"Strict-Transport-Security", StrictTransportSecurity},
+		{"Content-Security-Policy", APIContentSecurityPolicy},
+		{"X-Content-Type-Options", ContentTypeOptions},
+		{"Referrer-Policy", ReferrerPolicy},
+		{"X-Frame-Options", FrameOptions},
+	}
+}
+
 // Middleware returns a handler that sets the security [Headers] on the
 // response and then calls next. The headers are set before next runs, so
 // they are on every response next writes, error pages included, and on the
@@ -62,29 +90,54 @@ func Headers() []Header {
 // looser Content-Security-Policy on one page): that is a deliberate,
 // reviewable choice in that handler.
 func Middleware(next http.Handler) http.Handler {
-	// The names are already canonical: assign them directly (Set would
-	// canonicalise each name on every response). Each response gets its
-	// own values, in one array allocated per response; each header's slice
-	// has capacity 1, so a handler that adds to a header gets a new array
-	// and cannot touch another header's or another response's values.
-	hs := Headers()
-	var tmpl [nHeaders]string
-	if len(hs) != nHeaders {
-		panic("secheaders: nHeaders does not match Headers")
-	}
-	for i, kv := range hs {
-		tmpl[i] = kv.Value
-	}
+	return Split(func(*http.Request) bool { return false }, next)
+}
+
+// Split is [Middleware] with the [APIHeaders] instead of [Headers] on the
+// responses to requests for which isAPI returns true. isAPI must decide
+// from the request alone (its path), before next runs.
+func Split(isAPI func(*http.Request) bool, next http.Handler) http.Handler {
+	page, api := newSetter(Headers()), newSetter(APIHeaders())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		vals := new([nHeaders]string)
-		*vals = tmpl
-		for i := range hs {
-			h[hs[i].Name] = vals[i : i+1 : i+1]
+		if isAPI(r) {
+			api.set(w.Header())
+		} else {
+			page.set(w.Header())
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// nHeaders is len(Headers()).
-const nHeaders = 7
+// maxHeaders bounds a header set's length.
+const maxHeaders = 8
+
+// setter assigns one header set. The names are already canonical: it
+// assigns them directly (Set would canonicalise each name on every
+// response). Each response gets its own values, in one array allocated per
+// response; each header's slice has capacity 1, so a handler that adds to a
+// header gets a new array and cannot touch another header's or another
+// response's values.
+type setter struct {
+	names []string
+	tmpl  [maxHeaders]string
+}
+
+func newSetter(hs []Header) *setter {
+	if len(hs) > maxHeaders {
+		panic("secheaders: more headers than maxHeaders")
+	}
+	s := &setter{}
+	for i, kv := range hs {
+		s.names = append(s.names, kv.Name)
+		s.tmpl[i] = kv.Value
+	}
+	return s
+}
+
+func (s *setter) set(h http.Header) {
+	vals := new([maxHeaders]string)
+	*vals = s.tmpl
+	for i, name := range s.names {
+		h[name] = vals[i : i+1 : i+1]
+	}
+}

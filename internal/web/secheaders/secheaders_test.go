@@ -132,3 +132,52 @@ func TestHandlerChangeStaysInItsResponse(t *testing.T) {
 		}
 	}
 }
+
+// wantAPI is the API set (OWASP REST Security Cheat Sheet), written out.
+var wantAPI = map[string]string{
+	"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+	"Content-Security-Policy":   "default-src 'none'; frame-ancestors 'none'",
+	"X-Content-Type-Options":    "nosniff",
+	"Referrer-Policy":           "no-referrer",
+	"X-Frame-Options":           "DENY",
+}
+
+// TestSplit: API requests get exactly the API set, every other request the
+// full set, error responses included.
+func TestSplit(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/ok", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /page", func(w http.ResponseWriter, r *http.Request) {})
+	h := Split(func(r *http.Request) bool { return len(r.URL.Path) >= 5 && r.URL.Path[:5] == "/api/" }, mux)
+	for _, tc := range []struct {
+		path   string
+		status int
+		want   map[string]string
+	}{
+		{"/api/ok", 200, wantAPI},
+		{"/api/missing", 404, wantAPI},
+		{"/page", 200, want},
+		{"/missing", 404, want},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", tc.path, nil))
+		if rec.Code != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.path, rec.Code, tc.status)
+		}
+		for k, v := range tc.want {
+			if got := rec.Header().Values(k); len(got) != 1 || got[0] != v {
+				t.Errorf("%s: %s = %q, want %q", tc.path, k, got, v)
+			}
+		}
+		if len(tc.want) == len(wantAPI) {
+			for _, k := range []string{"Cross-Origin-Opener-Policy", "Permissions-Policy"} {
+				if rec.Header().Get(k) != "" {
+					t.Errorf("%s: %s set on an API response", tc.path, k)
+				}
+			}
+		}
+	}
+	if len(APIHeaders()) != len(wantAPI) {
+		t.Fatalf("APIHeaders has %d entries, want %d", len(APIHeaders()), len(wantAPI))
+	}
+}
