@@ -88,6 +88,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -319,7 +320,8 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}
 	p := Point{Header: b.h, Object: manifestName(b.h)}
 	written := time.Now()
-	// Record the point, prune the change log, and trace it.
+	// Record the point and trace it. The change log is pruned afterwards,
+	// outside the point's critical path (PruneChangeLog).
 	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		lastFull := st.LastFull
 		if b.h.Kind == KindFull {
@@ -330,9 +332,6 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 			ON CONFLICT (tenant_id, target) DO UPDATE SET set_id = excluded.set_id, last_full_at = excluded.last_full_at,
 				last_point_at = excluded.last_point_at, watermark = excluded.watermark`,
 			t.ID(), b.h.SetID, lastFull, b.h.TakenAt, b.body.Watermark); err != nil {
-			return err
-		}
-		if err := pruneChanges(ctx, tx); err != nil {
 			return err
 		}
 		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "backup.run",
@@ -346,7 +345,7 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}
 	s.log().Info("backup point written", "tenant", tenantID, "kind", b.h.Kind, "point", p.PointID, "target", t.ID(),
 		"rows", b.rows, "bytes", b.bytes, "chunks_uploaded", b.uploaded,
-		"write_ms", written.Sub(started).Milliseconds(), "record_and_prune_ms", time.Since(written).Milliseconds())
+		"write_ms", written.Sub(started).Milliseconds(), "record_ms", time.Since(written).Milliseconds())
 	return p, nil
 }
 
@@ -358,22 +357,54 @@ func (o RunOptions) Workers(s *Service) int {
 	return 4
 }
 
-func pruneChanges(ctx context.Context, tx *store.Tx) error {
-	var err error
-	if tx.Dialect() == store.Postgres {
-		_, err = tx.Exec(ctx, `DELETE FROM backup_changes c WHERE c.tenant_id = $1
+// pruneBatch is the number of change-log entries deleted per transaction
+// by PruneChangeLog.
+const pruneBatch = 20_000
+
+// PruneChangeLog deletes the tenant's change-log entries that every
+// target's last point already covers (up to the lowest watermark), in
+// transactions of a bounded number of entries, so that SQLite's write lock
+// is never held for long, and returns how many it deleted. Run leaves the
+// log as it is: the scheduler and `relais backup run` call this after each
+// point. Entries left behind (an interrupted prune) are harmless: an
+// incremental reads only the entries after its set's watermark, and the
+// next prune deletes them.
+func (s *Service) PruneChangeLog(ctx context.Context, tenantID string) (int64, error) {
+	return s.pruneChangeLog(ctx, tenantID, pruneBatch)
+}
+
+func (s *Service) pruneChangeLog(ctx context.Context, tenantID string, batch int) (int64, error) {
+	var q string
+	if s.DB.Dialect() == store.Postgres {
+		q = `DELETE FROM backup_changes WHERE tenant_id = $1 AND seq IN (SELECT c.seq FROM backup_changes c WHERE c.tenant_id = $1
 			AND EXISTS (SELECT 1 FROM backup_state s WHERE s.tenant_id = $1)
 			AND NOT EXISTS (SELECT 1 FROM backup_state s WHERE s.tenant_id = $1
-				AND (s.watermark NOT LIKE 'postgres:%' OR NOT pg_visible_in_snapshot(c.xid, substr(s.watermark, 10)::pg_snapshot)))`)
+				AND (s.watermark NOT LIKE 'postgres:%' OR NOT pg_visible_in_snapshot(c.xid, substr(s.watermark, 10)::pg_snapshot)))
+			ORDER BY c.seq LIMIT ` + strconv.Itoa(batch) + `)`
 	} else {
-		_, err = tx.Exec(ctx, `DELETE FROM backup_changes WHERE tenant_id = $1 AND seq <= (
+		q = `DELETE FROM backup_changes WHERE seq IN (SELECT seq FROM backup_changes WHERE tenant_id = $1 AND seq <= (
 			SELECT MIN(CASE WHEN watermark LIKE 'sqlite:%' THEN CAST(substr(watermark, 8) AS INTEGER) ELSE 0 END)
-			FROM backup_state WHERE tenant_id = $1)`)
+			FROM backup_state WHERE tenant_id = $1) ORDER BY seq LIMIT ` + strconv.Itoa(batch) + `)`
 	}
-	if err != nil {
-		return fmt.Errorf("backup: prune the change log: %w", err)
+	var total int64
+	for {
+		var n int64
+		err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+			res, err := tx.Exec(ctx, q)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("backup: prune the change log: %w", err)
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
 	}
-	return nil
 }
 
 // builder assembles one point.
@@ -782,8 +813,25 @@ func (c *chunker) flush() error {
 	return nil
 }
 
+// scanBatch is rows read by a table scan's reader, handed to its encoder:
+// rows*columns values, row after row.
+type scanBatch struct {
+	vals []any
+	n    int
+}
+
+// scanBatchRows is the number of rows per batch; scanBatches the batches
+// in flight between the reader and the encoder (memory stays bounded).
+const (
+	scanBatchRows = 256
+	scanBatches   = 4
+)
+
 // scan reads every row of a table: their checksum always, and the rows
-// themselves when whole.
+// themselves when whole. The snapshot's reader (this goroutine, which owns
+// the transaction) only steps and scans rows; an encoder goroutine encodes
+// them, sums their checksum and cuts chunks, which the upload workers
+// encrypt and write: the stages run on separate cores.
 func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntry, whole bool) error {
 	q := `SELECT ` + selectList(t) + ` FROM ` + quote(t.Name) + ` WHERE tenant_id = $1`
 	if len(t.PK) > 0 {
@@ -794,42 +842,89 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 		return err
 	}
 	defer func() { _ = rows.Close() }()
-	vals := make([]any, len(t.Columns))
-	ptrs := make([]any, len(t.Columns))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
+	cols := len(t.Columns)
 	var sum checksum
 	var ch *chunker
 	if whole {
 		ch = b.newChunker(t, "rows")
 	}
-	line := make([]byte, 0, 1024)
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return err
-		}
-		if line, err = encodeRow(line[:0], t, vals); err != nil {
-			return err
-		}
-		digest, err := sum.addRow(line, t, vals)
-		if err != nil {
-			return err
-		}
-		if ch != nil {
-			if err := ch.rowLine(line, digest); err != nil {
-				return err
+	batches := make(chan *scanBatch, scanBatches)
+	free := make(chan *scanBatch, scanBatches+2)
+	var encErr error
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		line := make([]byte, 0, 1024)
+		for bt := range batches {
+			for r := 0; r < bt.n && encErr == nil; r++ {
+				vals := bt.vals[r*cols : (r+1)*cols]
+				if line, encErr = encodeRow(line[:0], t, vals); encErr != nil {
+					break
+				}
+				var digest [32]byte
+				if digest, encErr = sum.addRow(line, t, vals); encErr != nil {
+					break
+				}
+				if ch != nil {
+					if encErr = ch.rowLine(line, digest); encErr != nil {
+						break
+					}
+					b.rows++
+				}
 			}
-			b.rows++
+			if encErr != nil {
+				stop.Store(true)
+			}
+			clear(bt.vals)
+			select {
+			case free <- bt:
+			default:
+			}
+		}
+		if encErr == nil && ch != nil {
+			encErr = ch.flush()
+		}
+	}()
+	next := func() *scanBatch {
+		select {
+		case bt := <-free:
+			bt.n = 0
+			return bt
+		default:
+			return &scanBatch{vals: make([]any, scanBatchRows*cols)}
 		}
 	}
-	if err := rows.Err(); err != nil {
+	ptrs := make([]any, cols)
+	bt := next()
+	for !stop.Load() && rows.Next() {
+		base := bt.n * cols
+		for i := range ptrs {
+			ptrs[i] = &bt.vals[base+i]
+		}
+		if err = rows.Scan(ptrs...); err != nil {
+			break
+		}
+		if bt.n++; bt.n == scanBatchRows {
+			batches <- bt
+			bt = next()
+		}
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	if err == nil && bt.n > 0 {
+		batches <- bt
+	}
+	close(batches)
+	<-done
+	if err == nil {
+		err = encErr
+	}
+	if err != nil {
 		return err
 	}
 	if ch != nil {
-		if err := ch.flush(); err != nil {
-			return err
-		}
 		e.Chunks = ch.refs
 	}
 	e.Rows, e.Checksum = sum.rows, sum.String()
