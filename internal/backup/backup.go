@@ -428,6 +428,7 @@ type builder struct {
 	uploaded    int
 
 	jobs   chan chunkJob
+	bufs   chan []byte // recycled chunk buffers
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	errUp  error
@@ -504,6 +505,7 @@ func (b *builder) reuse(id string) string {
 func (b *builder) start(ctx context.Context, workers int) {
 	ctx, b.cancel = context.WithCancel(ctx)
 	b.jobs = make(chan chunkJob, workers)
+	b.bufs = make(chan []byte, 2*workers+2)
 	for range workers {
 		b.wg.Add(1)
 		go func() {
@@ -513,6 +515,7 @@ func (b *builder) start(ctx context.Context, workers int) {
 					continue
 				}
 				ct, err := b.keys.own().seal(j.plain, chunkAAD(b.h.SetID, j.id))
+				b.recycle(j.plain)
 				if err == nil {
 					err = b.t.Put(ctx, j.name, bytes.NewReader(ct), int64(len(ct)))
 				}
@@ -563,10 +566,12 @@ func (b *builder) emit(tbl string, plain []byte, count int) (ChunkRef, error) {
 	}
 	b.bytes += int64(len(plain))
 	if b.have[id] {
+		b.recycle(plain)
 		return ref, nil
 	}
 	if set := b.reuse(id); set != "" {
 		ref.Set = set
+		b.recycle(plain)
 		return ref, nil
 	}
 	b.have[id] = true
@@ -762,9 +767,30 @@ func (b *builder) newChunker(t *table, op string) *chunker {
 }
 
 func (c *chunker) reset() {
-	c.buf = make([]byte, 0, c.limit+c.limit/2)
-	c.buf = append(c.buf, c.header...)
+	c.buf = append(c.b.buffer(c.limit), c.header...)
 	c.count = 0
+}
+
+// buffer returns an empty chunk buffer: a recycled one (the upload
+// workers hand theirs back) or a new one, large enough for a chunk's
+// longest cut without growing.
+func (b *builder) buffer(limit int) []byte {
+	select {
+	case buf := <-b.bufs:
+		if cap(buf) >= 2*limit+64<<10 {
+			return buf[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, 2*limit+64<<10)
+}
+
+// recycle hands a chunk buffer back once nothing refers to it.
+func (b *builder) recycle(buf []byte) {
+	select {
+	case b.bufs <- buf:
+	default:
+	}
 }
 
 func (c *chunker) line(l []byte) error {
@@ -785,6 +811,12 @@ func (c *chunker) line(l []byte) error {
 // keep their content and names, and a later set reuses them.
 func (c *chunker) rowLine(l []byte, digest [32]byte) error {
 	c.buf = append(c.buf, l...)
+	return c.endRow(len(l), digest)
+}
+
+// endRow ends a row already encoded at the end of the chunk's buffer (l
+// bytes long), and cuts the chunk as rowLine says.
+func (c *chunker) endRow(l int, digest [32]byte) error {
 	c.buf = append(c.buf, '\n')
 	c.count++
 	n := len(c.buf)
@@ -792,7 +824,7 @@ func (c *chunker) rowLine(l []byte, digest [32]byte) error {
 		return c.flush()
 	}
 	if n >= c.limit/2 {
-		threshold := int64(len(l)+1) * (1 << 32) / int64(c.limit)
+		threshold := int64(l+1) * (1 << 32) / int64(c.limit)
 		if int64(binary.BigEndian.Uint32(digest[:4])) < threshold {
 			return c.flush()
 		}
@@ -859,19 +891,25 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 		for bt := range batches {
 			for r := 0; r < bt.n && encErr == nil; r++ {
 				vals := bt.vals[r*cols : (r+1)*cols]
-				if line, encErr = encodeRow(line[:0], t, vals); encErr != nil {
+				if ch == nil {
+					if line, encErr = encodeRow(line[:0], t, vals); encErr == nil {
+						_, encErr = sum.addRow(line, t, vals)
+					}
+					continue
+				}
+				// Encoded in place at the end of the chunk's buffer.
+				start := len(ch.buf)
+				if ch.buf, encErr = encodeRow(ch.buf, t, vals); encErr != nil {
 					break
 				}
 				var digest [32]byte
-				if digest, encErr = sum.addRow(line, t, vals); encErr != nil {
+				if digest, encErr = sum.addRow(ch.buf[start:], t, vals); encErr != nil {
 					break
 				}
-				if ch != nil {
-					if encErr = ch.rowLine(line, digest); encErr != nil {
-						break
-					}
-					b.rows++
+				if encErr = ch.endRow(len(ch.buf)-start, digest); encErr != nil {
+					break
 				}
+				b.rows++
 			}
 			if encErr != nil {
 				stop.Store(true)
