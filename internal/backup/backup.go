@@ -76,6 +76,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -859,59 +860,24 @@ const (
 	scanBatches   = 4
 )
 
-// scan reads every row of a table: their checksum always, and the rows
-// themselves when whole. The snapshot's reader (this goroutine, which owns
-// the transaction) only steps and scans rows; an encoder goroutine encodes
-// them, sums their checksum and cuts chunks, which the upload workers
-// encrypt and write: the stages run on separate cores.
-func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntry, whole bool) error {
-	q := `SELECT ` + selectList(t) + ` FROM ` + quote(t.Name) + ` WHERE tenant_id = $1`
-	if len(t.PK) > 0 {
-		q += ` ORDER BY ` + strings.Join(quoteAll(t.PK), ", ")
-	}
-	rows, err := tx.Query(ctx, q)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rows.Close() }()
-	cols := len(t.Columns)
-	var sum checksum
-	var ch *chunker
-	if whole {
-		ch = b.newChunker(t, "rows")
-	}
+// pipeRows reads rows (of cols columns) in this goroutine, which owns
+// the transaction, and hands them in batches to consume, called in order
+// in another goroutine: reading and what consume does run on separate
+// cores, with scanBatches batches in flight at most. The values passed to
+// consume are valid until it returns. A consume error stops the reading.
+func pipeRows(rows *sql.Rows, cols int, consume func(vals []any) error) error {
 	batches := make(chan *scanBatch, scanBatches)
 	free := make(chan *scanBatch, scanBatches+2)
-	var encErr error
+	var cerr error
 	var stop atomic.Bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		line := make([]byte, 0, 1024)
 		for bt := range batches {
-			for r := 0; r < bt.n && encErr == nil; r++ {
-				vals := bt.vals[r*cols : (r+1)*cols]
-				if ch == nil {
-					if line, encErr = encodeRow(line[:0], t, vals); encErr == nil {
-						_, encErr = sum.addRow(line, t, vals)
-					}
-					continue
-				}
-				// Encoded in place at the end of the chunk's buffer.
-				start := len(ch.buf)
-				if ch.buf, encErr = encodeRow(ch.buf, t, vals); encErr != nil {
-					break
-				}
-				var digest [32]byte
-				if digest, encErr = sum.addRow(ch.buf[start:], t, vals); encErr != nil {
-					break
-				}
-				if encErr = ch.endRow(len(ch.buf)-start, digest); encErr != nil {
-					break
-				}
-				b.rows++
+			for r := 0; r < bt.n && cerr == nil; r++ {
+				cerr = consume(bt.vals[r*cols : (r+1)*cols])
 			}
-			if encErr != nil {
+			if cerr != nil {
 				stop.Store(true)
 			}
 			clear(bt.vals)
@@ -919,9 +885,6 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 			case free <- bt:
 			default:
 			}
-		}
-		if encErr == nil && ch != nil {
-			encErr = ch.flush()
 		}
 	}()
 	next := func() *scanBatch {
@@ -935,6 +898,7 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 	}
 	ptrs := make([]any, cols)
 	bt := next()
+	var err error
 	for !stop.Load() && rows.Next() {
 		base := bt.n * cols
 		for i := range ptrs {
@@ -957,7 +921,57 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 	close(batches)
 	<-done
 	if err == nil {
-		err = encErr
+		err = cerr
+	}
+	return err
+}
+
+// scan reads every row of a table: their checksum always, and the rows
+// themselves when whole. The snapshot's reader (this goroutine, which owns
+// the transaction) only steps and scans rows; an encoder goroutine encodes
+// them, sums their checksum and cuts chunks, which the upload workers
+// encrypt and write: the stages run on separate cores.
+func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntry, whole bool) error {
+	q := `SELECT ` + selectList(t) + ` FROM ` + quote(t.Name) + ` WHERE tenant_id = $1`
+	if len(t.PK) > 0 {
+		q += ` ORDER BY ` + strings.Join(quoteAll(t.PK), ", ")
+	}
+	rows, err := tx.Query(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	cols := len(t.Columns)
+	var sum checksum
+	var ch *chunker
+	if whole {
+		ch = b.newChunker(t, "rows")
+	}
+	line := make([]byte, 0, 1024)
+	err = pipeRows(rows, cols, func(vals []any) error {
+		if ch == nil {
+			var err error
+			if line, err = encodeRow(line[:0], t, vals); err != nil {
+				return err
+			}
+			_, err = sum.addRow(line, t, vals)
+			return err
+		}
+		// Encoded in place at the end of the chunk's buffer.
+		start := len(ch.buf)
+		var err error
+		if ch.buf, err = encodeRow(ch.buf, t, vals); err != nil {
+			return err
+		}
+		digest, err := sum.addRow(ch.buf[start:], t, vals)
+		if err != nil {
+			return err
+		}
+		b.rows++
+		return ch.endRow(len(ch.buf)-start, digest)
+	})
+	if err == nil && ch != nil {
+		err = ch.flush()
 	}
 	if err != nil {
 		return err

@@ -280,12 +280,28 @@ type restorer struct {
 	progress func(done, total int64)
 }
 
+// restoreStep is one step of applying a point: a chunk of rows or
+// deletes of a table, or clearing a table copied whole.
+type restoreStep struct {
+	t  *table
+	e  TableEntry
+	c  ChunkRef
+	op string // "rows", "deletes" or "clear"
+}
+
+// parsedChunk is a step's chunk read, authenticated and parsed.
+type parsedChunk struct {
+	rows [][]any
+	err  error
+}
+
 func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error {
 	entries := map[string]TableEntry{}
 	for _, e := range p.body.Tables {
 		entries[e.Name] = e
 	}
 	// Deletes children first, then rows parents first.
+	var steps []restoreStep
 	for i := len(r.tables) - 1; i >= 0; i-- {
 		t := r.tables[i]
 		e, ok := entries[t.Name]
@@ -294,14 +310,10 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 		}
 		if e.Whole && p.h.Kind == KindIncremental {
 			// An untracked table, copied whole: replace it.
-			if _, err := tx.Exec(ctx, `DELETE FROM `+quote(t.Name)+` WHERE tenant_id = $1`); err != nil {
-				return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
-			}
+			steps = append(steps, restoreStep{t: t, e: e, op: "clear"})
 		}
 		for _, c := range e.Deletes {
-			if err := r.chunk(ctx, tx, p, t, e, c, "deletes"); err != nil {
-				return err
-			}
+			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "deletes"})
 		}
 	}
 	for _, t := range r.tables {
@@ -310,26 +322,69 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 			continue
 		}
 		for _, c := range e.Chunks {
-			if err := r.chunk(ctx, tx, p, t, e, c, "rows"); err != nil {
-				return err
+			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "rows"})
+		}
+	}
+	// A goroutine reads, authenticates and parses the next chunk while
+	// this one, which owns the transaction, writes the current one.
+	pctx, cancel := context.WithCancel(ctx)
+	parsed := make(chan parsedChunk, 1)
+	go func() {
+		defer close(parsed)
+		for _, st := range steps {
+			var pc parsedChunk
+			if st.op != "clear" {
+				pc.rows, pc.err = r.parse(pctx, p, st)
 			}
+			select {
+			case parsed <- pc:
+			case <-pctx.Done():
+				return
+			}
+			if pc.err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range parsed { // drain: the reader stops at the cancel
+		}
+	}()
+	for _, st := range steps {
+		pc, ok := <-parsed
+		if !ok {
+			return fmt.Errorf("backup: restore: %w", pctx.Err())
+		}
+		if pc.err != nil {
+			return pc.err
+		}
+		if st.op == "clear" {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+quote(st.t.Name)+` WHERE tenant_id = $1`); err != nil {
+				return fmt.Errorf("backup: restore table %s: %w", st.t.Name, err)
+			}
+			continue
+		}
+		if err := r.write(ctx, tx, p, st, pc.rows); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// chunk applies one chunk: inserts (a full point), upserts (an
-// incremental) or deletes.
-func (r *restorer) chunk(ctx context.Context, tx *store.Tx, p openedPoint, t *table, e TableEntry, c ChunkRef, op string) error {
+// parse reads, authenticates and parses one chunk: inserts (a full point),
+// upserts (an incremental) or deletes.
+func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep) ([][]any, error) {
+	t, c, op := st.t, st.c, st.op
 	name := chunkName(r.tenantID, refSet(p.h, c), c.ID)
 	plain, err := r.s.readChunk(ctx, r.t, p.keys, r.tenantID, c)
 	if err != nil {
-		return fmt.Errorf("backup: chunk %s: %s", name, reason(err))
+		return nil, fmt.Errorf("backup: chunk %s: %s", name, reason(err))
 	}
 	sc := bufio.NewScanner(bytes.NewReader(plain))
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	if !sc.Scan() {
-		return fmt.Errorf("backup: chunk %s is empty", name)
+		return nil, fmt.Errorf("backup: chunk %s is empty", name)
 	}
 	var hdr struct {
 		Table   string   `json:"table"`
@@ -337,40 +392,50 @@ func (r *restorer) chunk(ctx context.Context, tx *store.Tx, p openedPoint, t *ta
 		Columns []column `json:"columns"`
 	}
 	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Table != t.Name || hdr.Op != op {
-		return fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
+		return nil, fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
 	}
-	var w batchWriter
-	if op == "deletes" {
-		w = &deleter{t: t}
-	} else {
-		w = newInserter(r.dialect, t, e.Columns, p.h.Kind == KindIncremental)
-	}
-	kinds := make([]string, 0, len(e.Columns))
+	kinds := make([]string, 0, len(st.e.Columns))
 	if op == "deletes" {
 		for _, k := range t.PK {
 			kinds = append(kinds, t.kindOf(k))
 		}
 	} else {
-		for _, col := range e.Columns {
+		for _, col := range st.e.Columns {
 			kinds = append(kinds, col.Kind)
 		}
 	}
+	rows := make([][]any, 0, c.Count)
 	for sc.Scan() {
 		vals, err := parseLine(sc.Bytes(), kinds)
 		if err != nil {
-			return fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
+			return nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
 		}
+		rows = append(rows, vals)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// write applies one parsed chunk.
+func (r *restorer) write(ctx context.Context, tx *store.Tx, p openedPoint, st restoreStep, rows [][]any) error {
+	t := st.t
+	var w batchWriter
+	if st.op == "deletes" {
+		w = &deleter{t: t}
+	} else {
+		w = newInserter(r.dialect, t, st.e.Columns, p.h.Kind == KindIncremental)
+	}
+	for _, vals := range rows {
 		if err := w.add(ctx, tx, vals); err != nil {
 			return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
 	if err := w.flush(ctx, tx); err != nil {
 		return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
 	}
-	r.done += c.Size
+	r.done += st.c.Size
 	if r.progress != nil {
 		r.progress(r.done, r.total)
 	}
@@ -533,28 +598,17 @@ func checksums(ctx context.Context, tx *store.Tx, tables []*table, entries []Tab
 			return nil, err
 		}
 		sum := &checksum{}
-		vals := make([]any, len(src.Columns))
-		ptrs := make([]any, len(src.Columns))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
 		var line []byte
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				_ = rows.Close()
-				return nil, err
-			}
+		err = pipeRows(rows, len(src.Columns), func(vals []any) error {
+			var err error
 			if line, err = encodeRow(line[:0], src, vals); err != nil {
-				_ = rows.Close()
-				return nil, err
+				return err
 			}
-			if _, err := sum.addRow(line, src, vals); err != nil {
-				_ = rows.Close()
-				return nil, err
-			}
-		}
+			_, err = sum.addRow(line, src, vals)
+			return err
+		})
 		_ = rows.Close()
-		if err := rows.Err(); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		out[e.Name] = sum
