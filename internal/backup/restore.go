@@ -191,9 +191,18 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if _, err := tx.Exec(ctx, `INSERT INTO backup_restoring (tenant_id) VALUES ($1)`); err != nil {
 			return err
 		}
+		rebuild, err := dropIndexes(ctx, ptx, tables)
+		if err != nil {
+			return err
+		}
 		for _, p := range chain {
 			if err := r.apply(ctx, tx, p); err != nil {
 				return err
+			}
+		}
+		for _, q := range rebuild {
+			if _, err := ptx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("backup: rebuild an index: %w", err)
 			}
 		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
@@ -562,6 +571,55 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 	_, err := tx.Exec(ctx, sb.String(), w.args...)
 	w.args, w.n = w.args[:0], 0
 	return err
+}
+
+// dropIndexes drops, on SQLite, the secondary indexes (those created by
+// CREATE INDEX, not the primary keys and UNIQUE constraints) of the
+// restored tables that hold no row at all, and returns the statements that
+// create them again: a restore builds them once after its rows are in, in
+// its same transaction, instead of inserting every row into them (random
+// keys such as blind indexes make that the larger part of a restore). A
+// table that holds rows of other tenants keeps its indexes (rebuilding
+// would cost their rows too).
+func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([]string, error) {
+	if ptx.Dialect() != store.SQLite {
+		return nil, nil
+	}
+	var rebuild []string
+	for _, t := range tables {
+		var one int
+		err := ptx.QueryRow(ctx, `SELECT 1 FROM `+quote(t.Name)+` LIMIT 1`).Scan(&one)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		rows, err := ptx.Query(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL ORDER BY name`, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for rows.Next() {
+			var name, q string
+			if err := rows.Scan(&name, &q); err != nil {
+				_ = rows.Close()
+				return nil, err
+			}
+			names = append(names, name)
+			rebuild = append(rebuild, q)
+		}
+		_ = rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if _, err := ptx.Exec(ctx, `DROP INDEX `+quote(n)); err != nil {
+				return nil, fmt.Errorf("backup: set aside index %s: %w", n, err)
+			}
+		}
+	}
+	return rebuild, nil
 }
 
 // fixSerials moves PostgreSQL sequences past the restored ids.
