@@ -511,14 +511,23 @@ func (b *builder) start(ctx context.Context, workers int) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
+			// This worker's ciphertext buffer, reused for a directory
+			// target (its Put has read and written the bytes when it
+			// returns; an HTTP client may still hold a request body).
+			_, reuse := b.t.(*DirTarget)
+			var ct []byte
 			for j := range b.jobs {
 				if b.failed() != nil {
 					continue
 				}
-				ct, err := b.keys.own().seal(j.plain, chunkAAD(b.h.SetID, j.id))
+				var err error
+				ct, err = b.keys.own().sealTo(ct, j.plain, chunkAAD(b.h.SetID, j.id))
 				b.recycle(j.plain)
 				if err == nil {
 					err = b.t.Put(ctx, j.name, bytes.NewReader(ct), int64(len(ct)))
+				}
+				if !reuse {
+					ct = nil
 				}
 				if err != nil {
 					b.fail(err)
