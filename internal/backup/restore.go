@@ -287,6 +287,23 @@ type restorer struct {
 	done     int64
 	total    int64
 	progress func(done, total int64)
+	stmts    map[string]*store.Stmt // full-batch INSERTs, prepared once per restore
+}
+
+// prepared returns the statement q prepared in tx, preparing it once.
+func (r *restorer) prepared(ctx context.Context, tx *store.Tx, q string) (*store.Stmt, error) {
+	if st, ok := r.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := tx.Prepare(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if r.stmts == nil {
+		r.stmts = map[string]*store.Stmt{}
+	}
+	r.stmts[q] = st
+	return st, nil
 }
 
 // restoreStep is one step of applying a point: a chunk of rows or
@@ -435,6 +452,7 @@ func (r *restorer) write(ctx context.Context, tx *store.Tx, p openedPoint, st re
 		w = &deleter{t: t}
 	} else {
 		w = newInserter(r.dialect, t, st.e.Columns, p.h.Kind == KindIncremental)
+		w.(*inserter).prepared = r.prepared
 	}
 	for _, vals := range rows {
 		if err := w.add(ctx, tx, vals); err != nil {
@@ -475,6 +493,10 @@ type inserter struct {
 	args    []any
 	n       int
 	kinds   []string // the target store's kinds of cols
+	// prepared, when set, gives a full batch's statement prepared once
+	// (its text is the same for every full batch of the table).
+	prepared func(ctx context.Context, tx *store.Tx, q string) (*store.Stmt, error)
+	fullSQL  string
 }
 
 func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserter {
@@ -523,6 +545,25 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 	if w.n == 0 {
 		return nil
 	}
+	if w.prepared != nil && w.n == w.perStmt {
+		if w.fullSQL == "" {
+			w.fullSQL = w.sql()
+		}
+		st, err := w.prepared(ctx, tx, w.fullSQL)
+		if err != nil {
+			return err
+		}
+		_, err = st.Exec(ctx, w.args...)
+		w.args, w.n = w.args[:0], 0
+		return err
+	}
+	_, err := tx.Exec(ctx, w.sql(), w.args...)
+	w.args, w.n = w.args[:0], 0
+	return err
+}
+
+// sql is the multi-row statement for the batch's w.n rows.
+func (w *inserter) sql() string {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO ` + quote(w.t.Name) + ` (tenant_id`)
 	for _, c := range w.cols {
@@ -568,9 +609,7 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 			sb.WriteString("DO UPDATE SET " + strings.Join(sets, ", "))
 		}
 	}
-	_, err := tx.Exec(ctx, sb.String(), w.args...)
-	w.args, w.n = w.args[:0], 0
-	return err
+	return sb.String()
 }
 
 // dropIndexes drops, on SQLite, the secondary indexes (those created by
