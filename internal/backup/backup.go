@@ -56,8 +56,9 @@
 // in one consistent snapshot ([store.TenantStore.Snapshot]), the rows of the
 // keys changed since the previous point's watermark (SQLite: the highest
 // seq; PostgreSQL: the snapshot, since sequence order is not commit order):
-// a key without a row is a delete. The log is pruned up to the lowest
-// watermark of the tenant's targets. Restoring at time T takes the last full
+// a key without a row is a delete. After a point, [Service.PruneChangeLog]
+// prunes the log up to the lowest watermark of the tenant's targets, in
+// short transactions (not in the point's: it is not on its critical path). Restoring at time T takes the last full
 // point at or before T and applies its incrementals up to T in order.
 //
 // # Restore, tenant ids and the audit trail
