@@ -58,8 +58,9 @@
 // seq; PostgreSQL: the snapshot, since sequence order is not commit order):
 // a key without a row is a delete. After a point, [Service.PruneChangeLog]
 // prunes the log up to the lowest watermark of the tenant's targets, in
-// short transactions (not in the point's: it is not on its critical path). Restoring at time T takes the last full
-// point at or before T and applies its incrementals up to T in order.
+// short transactions (not in the point's: it is not on its critical
+// path). Restoring at time T takes the last full point at or before T and
+// applies its incrementals up to T in order.
 //
 // # Restore, tenant ids and the audit trail
 //
