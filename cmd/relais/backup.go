@@ -104,9 +104,18 @@ policy when backup.target is set. See docs/operations.md.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(c.stdout, p)
+				err = printJSON(c.stdout, p)
+			} else {
+				fmt.Fprintf(c.stdout, "%s backup of %s: point %s (set %s) in %s\n", p.Kind, slug, p.PointID, p.SetID, b.target.ID())
 			}
-			fmt.Fprintf(c.stdout, "%s backup of %s: point %s (set %s) in %s\n", p.Kind, slug, p.PointID, p.SetID, b.target.ID())
+			if err != nil {
+				return err
+			}
+			// The point is written and recorded; the change log it covers
+			// is pruned after it, in short transactions.
+			if _, err := b.a.Backup.PruneChangeLog(b.ctx, id); err != nil {
+				return fmt.Errorf("the backup point %s is written, but %w; the next backup prunes it again", p.PointID, err)
+			}
 			return nil
 		},
 	}

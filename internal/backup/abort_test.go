@@ -62,8 +62,33 @@ func TestInterruptedBackupAndRestore(t *testing.T) {
 	if p, err := e.svc.Run(bg, e.acme.ID, dir, RunOptions{}); err != nil || p.Kind != KindIncremental {
 		t.Fatalf("next backup: %+v %v", p.Header, err)
 	}
-	// A restore cancelled halfway leaves nothing.
+	// A restore cancelled halfway leaves nothing (and the indexes it set
+	// aside to build after loading are all there).
 	dest := storetest.OpenSQLite(t, storetest.Options{Now: clk.Now})
+	indexes := func() string {
+		t.Helper()
+		var out []string
+		err := dest.Platform(bg, func(p *store.PlatformTx) error {
+			rows, err := p.Query(bg, `SELECT name || ': ' || COALESCE(sql, '') FROM sqlite_schema WHERE type = 'index' ORDER BY name`)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = rows.Close() }()
+			for rows.Next() {
+				var s string
+				if err := rows.Scan(&s); err != nil {
+					return err
+				}
+				out = append(out, s)
+			}
+			return rows.Err()
+		})
+		if err != nil || len(out) < 20 {
+			t.Fatalf("indexes: %d, %v", len(out), err)
+		}
+		return strings.Join(out, "\n")
+	}
+	schema := indexes()
 	ctx, cancel := context.WithCancel(bg)
 	defer cancel()
 	_, err = e.svc.Restore(ctx, e.acme.ID, dir, RestoreOptions{IntoSlug: "acme", Dest: dest, Progress: func(done, total int64) {
@@ -79,8 +104,14 @@ func TestInterruptedBackupAndRestore(t *testing.T) {
 	if n != 0 || len(dump(t, dest, e.acme.ID)) != 0 {
 		t.Fatal("a cancelled restore left rows")
 	}
+	if got := indexes(); got != schema {
+		t.Fatalf("indexes after a cancelled restore:\n%s\nwant\n%s", got, schema)
+	}
 	if _, err := e.svc.Restore(bg, e.acme.ID, dir, RestoreOptions{IntoSlug: "acme", Dest: dest}); err != nil {
 		t.Fatal(err)
 	}
 	compareDumps(t, want, dump(t, dest, e.acme.ID))
+	if got := indexes(); got != schema {
+		t.Fatalf("indexes after a restore:\n%s\nwant\n%s", got, schema)
+	}
 }

@@ -56,9 +56,11 @@
 // in one consistent snapshot ([store.TenantStore.Snapshot]), the rows of the
 // keys changed since the previous point's watermark (SQLite: the highest
 // seq; PostgreSQL: the snapshot, since sequence order is not commit order):
-// a key without a row is a delete. The log is pruned up to the lowest
-// watermark of the tenant's targets. Restoring at time T takes the last full
-// point at or before T and applies its incrementals up to T in order.
+// a key without a row is a delete. After a point, [Service.PruneChangeLog]
+// prunes the log up to the lowest watermark of the tenant's targets, in
+// short transactions (not in the point's: it is not on its critical
+// path). Restoring at time T takes the last full point at or before T and
+// applies its incrementals up to T in order.
 //
 // # Restore, tenant ids and the audit trail
 //
@@ -76,6 +78,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -88,6 +91,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -324,7 +328,8 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}
 	p := Point{Header: b.h, Object: manifestName(b.h)}
 	written := time.Now()
-	// Record the point, prune the change log, and trace it.
+	// Record the point and trace it. The change log is pruned afterwards,
+	// outside the point's critical path (PruneChangeLog).
 	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		lastFull := st.LastFull
 		if b.h.Kind == KindFull {
@@ -335,9 +340,6 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 			ON CONFLICT (tenant_id, target) DO UPDATE SET set_id = excluded.set_id, last_full_at = excluded.last_full_at,
 				last_point_at = excluded.last_point_at, watermark = excluded.watermark`,
 			t.ID(), b.h.SetID, lastFull, b.h.TakenAt, b.body.Watermark); err != nil {
-			return err
-		}
-		if err := pruneChanges(ctx, tx); err != nil {
 			return err
 		}
 		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAdmin, Action: "backup.run",
@@ -351,7 +353,7 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}
 	s.log().Info("backup point written", "tenant", tenantID, "kind", b.h.Kind, "point", p.PointID, "target", t.ID(),
 		"rows", b.rows, "bytes", b.bytes, "chunks_uploaded", b.uploaded,
-		"write_ms", written.Sub(started).Milliseconds(), "record_and_prune_ms", time.Since(written).Milliseconds())
+		"write_ms", written.Sub(started).Milliseconds(), "record_ms", time.Since(written).Milliseconds())
 	return p, nil
 }
 
@@ -363,22 +365,54 @@ func (o RunOptions) Workers(s *Service) int {
 	return 4
 }
 
-func pruneChanges(ctx context.Context, tx *store.Tx) error {
-	var err error
-	if tx.Dialect() == store.Postgres {
-		_, err = tx.Exec(ctx, `DELETE FROM backup_changes c WHERE c.tenant_id = $1
+// pruneBatch is the number of change-log entries deleted per transaction
+// by PruneChangeLog.
+const pruneBatch = 20_000
+
+// PruneChangeLog deletes the tenant's change-log entries that every
+// target's last point already covers (up to the lowest watermark), in
+// transactions of a bounded number of entries, so that SQLite's write lock
+// is never held for long, and returns how many it deleted. Run leaves the
+// log as it is: the scheduler and `relais backup run` call this after each
+// point. Entries left behind (an interrupted prune) are harmless: an
+// incremental reads only the entries after its set's watermark, and the
+// next prune deletes them.
+func (s *Service) PruneChangeLog(ctx context.Context, tenantID string) (int64, error) {
+	return s.pruneChangeLog(ctx, tenantID, pruneBatch)
+}
+
+func (s *Service) pruneChangeLog(ctx context.Context, tenantID string, batch int) (int64, error) {
+	var q string
+	if s.DB.Dialect() == store.Postgres {
+		q = `DELETE FROM backup_changes WHERE tenant_id = $1 AND seq IN (SELECT c.seq FROM backup_changes c WHERE c.tenant_id = $1
 			AND EXISTS (SELECT 1 FROM backup_state s WHERE s.tenant_id = $1)
 			AND NOT EXISTS (SELECT 1 FROM backup_state s WHERE s.tenant_id = $1
-				AND (s.watermark NOT LIKE 'postgres:%' OR NOT pg_visible_in_snapshot(c.xid, substr(s.watermark, 10)::pg_snapshot)))`)
+				AND (s.watermark NOT LIKE 'postgres:%' OR NOT pg_visible_in_snapshot(c.xid, substr(s.watermark, 10)::pg_snapshot)))
+			ORDER BY c.seq LIMIT ` + strconv.Itoa(batch) + `)`
 	} else {
-		_, err = tx.Exec(ctx, `DELETE FROM backup_changes WHERE tenant_id = $1 AND seq <= (
+		q = `DELETE FROM backup_changes WHERE seq IN (SELECT seq FROM backup_changes WHERE tenant_id = $1 AND seq <= (
 			SELECT MIN(CASE WHEN watermark LIKE 'sqlite:%' THEN CAST(substr(watermark, 8) AS INTEGER) ELSE 0 END)
-			FROM backup_state WHERE tenant_id = $1)`)
+			FROM backup_state WHERE tenant_id = $1) ORDER BY seq LIMIT ` + strconv.Itoa(batch) + `)`
 	}
-	if err != nil {
-		return fmt.Errorf("backup: prune the change log: %w", err)
+	var total int64
+	for {
+		var n int64
+		err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+			res, err := tx.Exec(ctx, q)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("backup: prune the change log: %w", err)
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
 	}
-	return nil
 }
 
 // builder assembles one point.
@@ -402,6 +436,7 @@ type builder struct {
 	uploaded    int
 
 	jobs   chan chunkJob
+	bufs   chan []byte // recycled chunk buffers
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	errUp  error
@@ -478,17 +513,28 @@ func (b *builder) reuse(id string) string {
 func (b *builder) start(ctx context.Context, workers int) {
 	ctx, b.cancel = context.WithCancel(ctx)
 	b.jobs = make(chan chunkJob, workers)
+	b.bufs = make(chan []byte, 2*workers+2)
 	for range workers {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
+			// This worker's ciphertext buffer, reused for a directory
+			// target (its Put has read and written the bytes when it
+			// returns; an HTTP client may still hold a request body).
+			_, reuse := b.t.(*DirTarget)
+			var ct []byte
 			for j := range b.jobs {
 				if b.failed() != nil {
 					continue
 				}
-				ct, err := b.keys.own().seal(j.plain, chunkAAD(b.h.SetID, j.id))
+				var err error
+				ct, err = b.keys.own().sealTo(ct, j.plain, chunkAAD(b.h.SetID, j.id))
+				b.recycle(j.plain)
 				if err == nil {
 					err = b.t.Put(ctx, j.name, bytes.NewReader(ct), int64(len(ct)))
+				}
+				if !reuse {
+					ct = nil
 				}
 				if err != nil {
 					b.fail(err)
@@ -537,10 +583,12 @@ func (b *builder) emit(tbl string, plain []byte, count int) (ChunkRef, error) {
 	}
 	b.bytes += int64(len(plain))
 	if b.have[id] {
+		b.recycle(plain)
 		return ref, nil
 	}
 	if set := b.reuse(id); set != "" {
 		ref.Set = set
+		b.recycle(plain)
 		return ref, nil
 	}
 	b.have[id] = true
@@ -736,9 +784,30 @@ func (b *builder) newChunker(t *table, op string) *chunker {
 }
 
 func (c *chunker) reset() {
-	c.buf = make([]byte, 0, c.limit+c.limit/2)
-	c.buf = append(c.buf, c.header...)
+	c.buf = append(c.b.buffer(c.limit), c.header...)
 	c.count = 0
+}
+
+// buffer returns an empty chunk buffer: a recycled one (the upload
+// workers hand theirs back) or a new one, large enough for a chunk's
+// longest cut without growing.
+func (b *builder) buffer(limit int) []byte {
+	select {
+	case buf := <-b.bufs:
+		if cap(buf) >= 2*limit+64<<10 {
+			return buf[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, 2*limit+64<<10)
+}
+
+// recycle hands a chunk buffer back once nothing refers to it.
+func (b *builder) recycle(buf []byte) {
+	select {
+	case b.bufs <- buf:
+	default:
+	}
 }
 
 func (c *chunker) line(l []byte) error {
@@ -759,6 +828,12 @@ func (c *chunker) line(l []byte) error {
 // keep their content and names, and a later set reuses them.
 func (c *chunker) rowLine(l []byte, digest [32]byte) error {
 	c.buf = append(c.buf, l...)
+	return c.endRow(len(l), digest)
+}
+
+// endRow ends a row already encoded at the end of the chunk's buffer (l
+// bytes long), and cuts the chunk as rowLine says.
+func (c *chunker) endRow(l int, digest [32]byte) error {
 	c.buf = append(c.buf, '\n')
 	c.count++
 	n := len(c.buf)
@@ -766,7 +841,7 @@ func (c *chunker) rowLine(l []byte, digest [32]byte) error {
 		return c.flush()
 	}
 	if n >= c.limit/2 {
-		threshold := int64(len(l)+1) * (1 << 32) / int64(c.limit)
+		threshold := int64(l+1) * (1 << 32) / int64(c.limit)
 		if int64(binary.BigEndian.Uint32(digest[:4])) < threshold {
 			return c.flush()
 		}
@@ -787,8 +862,91 @@ func (c *chunker) flush() error {
 	return nil
 }
 
+// scanBatch is rows read by a table scan's reader, handed to its encoder:
+// rows*columns values, row after row.
+type scanBatch struct {
+	vals []any
+	n    int
+}
+
+// scanBatchRows is the number of rows per batch; scanBatches the batches
+// in flight between the reader and the encoder (memory stays bounded).
+const (
+	scanBatchRows = 256
+	scanBatches   = 4
+)
+
+// pipeRows reads rows (of cols columns) in this goroutine, which owns
+// the transaction, and hands them in batches to consume, called in order
+// in another goroutine: reading and what consume does run on separate
+// cores, with scanBatches batches in flight at most. The values passed to
+// consume are valid until it returns. A consume error stops the reading.
+func pipeRows(rows *sql.Rows, cols int, consume func(vals []any) error) error {
+	batches := make(chan *scanBatch, scanBatches)
+	free := make(chan *scanBatch, scanBatches+2)
+	var cerr error
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for bt := range batches {
+			for r := 0; r < bt.n && cerr == nil; r++ {
+				cerr = consume(bt.vals[r*cols : (r+1)*cols])
+			}
+			if cerr != nil {
+				stop.Store(true)
+			}
+			clear(bt.vals)
+			select {
+			case free <- bt:
+			default:
+			}
+		}
+	}()
+	next := func() *scanBatch {
+		select {
+		case bt := <-free:
+			bt.n = 0
+			return bt
+		default:
+			return &scanBatch{vals: make([]any, scanBatchRows*cols)}
+		}
+	}
+	ptrs := make([]any, cols)
+	bt := next()
+	var err error
+	for !stop.Load() && rows.Next() {
+		base := bt.n * cols
+		for i := range ptrs {
+			ptrs[i] = &bt.vals[base+i]
+		}
+		if err = rows.Scan(ptrs...); err != nil {
+			break
+		}
+		if bt.n++; bt.n == scanBatchRows {
+			batches <- bt
+			bt = next()
+		}
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	if err == nil && bt.n > 0 {
+		batches <- bt
+	}
+	close(batches)
+	<-done
+	if err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // scan reads every row of a table: their checksum always, and the rows
-// themselves when whole.
+// themselves when whole. The snapshot's reader (this goroutine, which owns
+// the transaction) only steps and scans rows; an encoder goroutine encodes
+// them, sums their checksum and cuts chunks, which the upload workers
+// encrypt and write: the stages run on separate cores.
 func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntry, whole bool) error {
 	q := `SELECT ` + selectList(t) + ` FROM ` + quote(t.Name) + ` WHERE tenant_id = $1`
 	if len(t.PK) > 0 {
@@ -799,42 +957,42 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 		return err
 	}
 	defer func() { _ = rows.Close() }()
-	vals := make([]any, len(t.Columns))
-	ptrs := make([]any, len(t.Columns))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
+	cols := len(t.Columns)
 	var sum checksum
 	var ch *chunker
 	if whole {
 		ch = b.newChunker(t, "rows")
 	}
 	line := make([]byte, 0, 1024)
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
+	err = pipeRows(rows, cols, func(vals []any) error {
+		if ch == nil {
+			var err error
+			if line, err = encodeRow(line[:0], t, vals); err != nil {
+				return err
+			}
+			_, err = sum.addRow(line, t, vals)
 			return err
 		}
-		if line, err = encodeRow(line[:0], t, vals); err != nil {
+		// Encoded in place at the end of the chunk's buffer.
+		start := len(ch.buf)
+		var err error
+		if ch.buf, err = encodeRow(ch.buf, t, vals); err != nil {
 			return err
 		}
-		digest, err := sum.addRow(line, t, vals)
+		digest, err := sum.addRow(ch.buf[start:], t, vals)
 		if err != nil {
 			return err
 		}
-		if ch != nil {
-			if err := ch.rowLine(line, digest); err != nil {
-				return err
-			}
-			b.rows++
-		}
+		b.rows++
+		return ch.endRow(len(ch.buf)-start, digest)
+	})
+	if err == nil && ch != nil {
+		err = ch.flush()
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return err
 	}
 	if ch != nil {
-		if err := ch.flush(); err != nil {
-			return err
-		}
 		e.Chunks = ch.refs
 	}
 	e.Rows, e.Checksum = sum.rows, sum.String()

@@ -237,3 +237,106 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Fatalf("restore of a shredded tenant: %v", err)
 	}
 }
+
+// TestChangeLogPrunedAfterThePoint: a point leaves the change log as it is
+// (pruning is out of its critical path); an incremental taken before any
+// pruning still holds exactly the changes since the full; pruning in small
+// batches deletes exactly the entries the last point covers, and the next
+// incremental holds exactly the change made after it.
+func TestChangeLogPrunedAfterThePoint(t *testing.T) {
+	clk := newClock()
+	mk := newMaster(t)
+	storetest.RunWith(t, storetest.Options{Now: clk.Now}, func(t *testing.T, db *store.DB) {
+		e := setup(t, db, mk, clk, 20)
+		target := dirTarget(t)
+		before, err := e.svc.PendingChanges(bg, e.acme.ID)
+		if err != nil || before == 0 {
+			t.Fatalf("pending before the full: %d %v", before, err)
+		}
+		if _, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// (The point's own audit event adds entries.)
+		if n, _ := e.svc.PendingChanges(bg, e.acme.ID); n < before {
+			t.Fatalf("the point pruned the log: %d entries left of %d", n, before)
+		}
+		page, err := e.contacts.List(bg, e.acme.ID, contacts.ListOptions{Limit: 5})
+		if err != nil || len(page.Contacts) < 3 {
+			t.Fatalf("list: %v", err)
+		}
+		clk.Add(time.Hour)
+		for _, c := range page.Contacts[:2] {
+			if _, err := e.contacts.Update(bg, e.acme.ID, c.ID, contacts.Patch{FirstName: strp("Changed")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.contacts.Delete(bg, e.acme.ID, page.Contacts[2].ID); err != nil {
+			t.Fatal(err)
+		}
+		countContacts := func(p Point) (rows, deletes int) {
+			t.Helper()
+			_, body, _, err := e.svc.openManifest(bg, target, p.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, te := range body.Tables {
+				if te.Name != "contacts" {
+					continue
+				}
+				if te.Whole {
+					t.Fatal("contacts copied whole in an incremental")
+				}
+				for _, c := range te.Chunks {
+					rows += c.Count
+				}
+				for _, c := range te.Deletes {
+					deletes += c.Count
+				}
+			}
+			return rows, deletes
+		}
+		p1, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{})
+		if err != nil || p1.Kind != KindIncremental {
+			t.Fatalf("incremental: %+v %v", p1.Header, err)
+		}
+		if rows, deletes := countContacts(p1); rows != 2 || deletes != 1 {
+			t.Fatalf("incremental after an unpruned full: %d contact rows, %d deletes; want 2 and 1", rows, deletes)
+		}
+		pending, _ := e.svc.PendingChanges(bg, e.acme.ID)
+		pruned, err := e.svc.pruneChangeLog(bg, e.acme.ID, 7)
+		if err != nil || pruned < 7*3 {
+			t.Fatalf("pruned %d of %d entries: %v", pruned, pending, err)
+		}
+		// Only the entries of the point's own record (after its watermark)
+		// are left.
+		left, _ := e.svc.PendingChanges(bg, e.acme.ID)
+		if left != pending-pruned || left > 5 {
+			t.Fatalf("%d entries left after pruning %d of %d", left, pruned, pending)
+		}
+		// The other tenant's log is not touched.
+		if n, _ := e.svc.PendingChanges(bg, e.beta.ID); n == 0 {
+			t.Fatal("the other tenant's change log was pruned")
+		}
+		clk.Add(time.Hour)
+		if _, err := e.contacts.Update(bg, e.acme.ID, page.Contacts[3].ID, contacts.Patch{LastName: strp("Later")}); err != nil {
+			t.Fatal(err)
+		}
+		// Entries after the watermark stay.
+		if n, err := e.svc.pruneChangeLog(bg, e.acme.ID, 7); err != nil || n != 0 {
+			t.Fatalf("pruned %d entries the last point does not cover: %v", n, err)
+		}
+		p2, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows, deletes := countContacts(p2); rows != 1 || deletes != 0 {
+			t.Fatalf("incremental after pruning: %d contact rows, %d deletes; want 1 and 0", rows, deletes)
+		}
+		d := openLike(t, db, clk)
+		want := dump(t, db, e.acme.ID)
+		if _, err := e.svc.Restore(bg, e.acme.ID, target, RestoreOptions{IntoSlug: "acme-r", Dest: d}); err != nil {
+			t.Fatal(err)
+		}
+		compareDumps(t, want, dump(t, d, e.acme.ID))
+	})
+}

@@ -165,9 +165,14 @@ func manifestAAD(header []byte) []byte {
 
 // seal encrypts plain with the streaming AEAD.
 func (k *setKeys) seal(plain, aad []byte) ([]byte, error) {
-	var buf bytes.Buffer
+	return k.sealTo(nil, plain, aad)
+}
+
+// sealTo is seal writing into dst's storage (reused when large enough).
+func (k *setKeys) sealTo(dst, plain, aad []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst[:0])
 	buf.Grow(len(plain) + len(plain)/segmentSize*16 + 64)
-	w, err := k.stream.NewEncryptingWriter(&buf, aad)
+	w, err := k.stream.NewEncryptingWriter(buf, aad)
 	if err != nil {
 		return nil, err
 	}

@@ -299,6 +299,9 @@ func (c *checksum) canonical(v any) (any, bool) {
 	if len(s) < 3 || (s[0] != '{' && s[0] != '[') {
 		return v, false
 	}
+	if isCanonicalJSON(s) {
+		return v, true
+	}
 	if out, ok := c.canon[s]; ok {
 		return out, true
 	}
@@ -452,4 +455,152 @@ func parseLine(line []byte, kinds []string) ([]any, error) {
 		return nil, fmt.Errorf("%d values, want %d", len(out), len(kinds))
 	}
 	return out, nil
+}
+
+// isCanonicalJSON reports whether s is already in the form canonicalJSON
+// gives (what encoding/json writes for the decoded value): no whitespace,
+// object keys strictly increasing, strings without escapes or characters
+// that encoding/json escapes, numbers as JSON numbers. It is the fast path
+// of the checksum: stored JSON is usually written by encoding/json, and
+// checking it costs a scan instead of a decode and an encode. A false
+// answer only sends s to canonicalJSON.
+func isCanonicalJSON(s string) bool {
+	i, ok := canonValue(s, 0, 0)
+	return ok && i == len(s)
+}
+
+// canonValue checks the value starting at s[i] and returns the index after it.
+func canonValue(s string, i, depth int) (int, bool) {
+	if i >= len(s) || depth > 32 {
+		return i, false
+	}
+	switch c := s[i]; {
+	case c == '{':
+		i++
+		if i < len(s) && s[i] == '}' {
+			return i + 1, true
+		}
+		prev := ""
+		for first := true; ; first = false {
+			start := i
+			var ok bool
+			if i, ok = canonString(s, i); !ok {
+				return i, false
+			}
+			key := s[start+1 : i-1]
+			if !first && key <= prev {
+				return i, false
+			}
+			prev = key
+			if i >= len(s) || s[i] != ':' {
+				return i, false
+			}
+			if i, ok = canonValue(s, i+1, depth+1); !ok {
+				return i, false
+			}
+			if i >= len(s) {
+				return i, false
+			}
+			if s[i] == '}' {
+				return i + 1, true
+			}
+			if s[i] != ',' {
+				return i, false
+			}
+			i++
+		}
+	case c == '[':
+		i++
+		if i < len(s) && s[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = canonValue(s, i, depth+1); !ok || i >= len(s) {
+				return i, false
+			}
+			if s[i] == ']' {
+				return i + 1, true
+			}
+			if s[i] != ',' {
+				return i, false
+			}
+			i++
+		}
+	case c == '"':
+		return canonString(s, i)
+	case c == 't':
+		return i + 4, len(s) >= i+4 && s[i:i+4] == "true"
+	case c == 'f':
+		return i + 5, len(s) >= i+5 && s[i:i+5] == "false"
+	case c == 'n':
+		return i + 4, len(s) >= i+4 && s[i:i+4] == "null"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return canonNumber(s, i)
+	}
+	return i, false
+}
+
+// canonString accepts a string of printable ASCII other than '"', '\\',
+// '<', '>' and '&', or valid UTF-8 other than U+2028 and U+2029.
+func canonString(s string, i int) (int, bool) {
+	if i >= len(s) || s[i] != '"' {
+		return i, false
+	}
+	i++
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20 || c == '\\' || c == '<' || c == '>' || c == '&':
+			return i, false
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+				return i, false
+			}
+			i += size
+		}
+	}
+	return i, false
+}
+
+// canonNumber accepts a JSON number (RFC 8259 grammar), which
+// encoding/json keeps as written when decoded with UseNumber.
+func canonNumber(s string, i int) (int, bool) {
+	if s[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case !digits():
+		return i, false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return i, false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return i, false
+		}
+	}
+	return i, true
 }

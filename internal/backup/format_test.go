@@ -37,3 +37,34 @@ func TestEncodingRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestCanonicalJSONFastPath: text the fast path takes as canonical is
+// exactly what canonicalJSON gives, and text in any other form (spacing,
+// key order, duplicate keys, invalid JSON) or with escapes goes the slow
+// way (which may keep it as is: the fast path is conservative).
+func TestCanonicalJSONFastPath(t *testing.T) {
+	canonical := []string{
+		`{"a":1,"b":[true,false,null],"c":{"d":"é漢字"}}`,
+		`{"country":"US","loyalty_points":2966,"vip":false}`,
+		`[1,-0,1.5e-3,2E+7,"x",{},[]]`,
+		`{"":0,"a":{"b":{"c":[{"d":-12.25}]}}}`,
+	}
+	for _, s := range canonical {
+		if !isCanonicalJSON(s) {
+			t.Errorf("%s: not taken as canonical", s)
+		}
+		if out, ok := canonicalJSON(s); !ok || out != s {
+			t.Errorf("%s: canonicalJSON gives %v", s, out)
+		}
+	}
+	other := []string{
+		`{"b":1,"a":2}`, `{"a":1,"a":2}`, `{"a": 1}`, `[1, 2]`, `{"a":"<b>"}`, `{"a":"x\"y"}`,
+		`{"a":"\u00e9"}`, `{"a":01}`, `{"a":1.}`, `{"a":.5}`, `{"a":tru}`, `{"a":1`, `[1,]`, `{"a":1}x`,
+		`{"a":"` + "\u2028" + `"}`, `{"a":"` + "\xff" + `"}`, `[nul]`, `{"a":1e}`, `{"a":-}`,
+	}
+	for _, s := range other {
+		if isCanonicalJSON(s) {
+			t.Errorf("%s: taken as canonical", s)
+		}
+	}
+}

@@ -191,9 +191,18 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if _, err := tx.Exec(ctx, `INSERT INTO backup_restoring (tenant_id) VALUES ($1)`); err != nil {
 			return err
 		}
+		rebuild, err := dropIndexes(ctx, ptx, tables)
+		if err != nil {
+			return err
+		}
 		for _, p := range chain {
 			if err := r.apply(ctx, tx, p); err != nil {
 				return err
+			}
+		}
+		for _, q := range rebuild {
+			if _, err := ptx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("backup: rebuild an index: %w", err)
 			}
 		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
@@ -278,6 +287,38 @@ type restorer struct {
 	done     int64
 	total    int64
 	progress func(done, total int64)
+	stmts    map[string]*store.Stmt // full-batch INSERTs, prepared once per restore
+}
+
+// prepared returns the statement q prepared in tx, preparing it once.
+func (r *restorer) prepared(ctx context.Context, tx *store.Tx, q string) (*store.Stmt, error) {
+	if st, ok := r.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := tx.Prepare(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if r.stmts == nil {
+		r.stmts = map[string]*store.Stmt{}
+	}
+	r.stmts[q] = st
+	return st, nil
+}
+
+// restoreStep is one step of applying a point: a chunk of rows or
+// deletes of a table, or clearing a table copied whole.
+type restoreStep struct {
+	t  *table
+	e  TableEntry
+	c  ChunkRef
+	op string // "rows", "deletes" or "clear"
+}
+
+// parsedChunk is a step's chunk read, authenticated and parsed.
+type parsedChunk struct {
+	rows [][]any
+	err  error
 }
 
 func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error {
@@ -286,6 +327,7 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 		entries[e.Name] = e
 	}
 	// Deletes children first, then rows parents first.
+	var steps []restoreStep
 	for i := len(r.tables) - 1; i >= 0; i-- {
 		t := r.tables[i]
 		e, ok := entries[t.Name]
@@ -294,14 +336,10 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 		}
 		if e.Whole && p.h.Kind == KindIncremental {
 			// An untracked table, copied whole: replace it.
-			if _, err := tx.Exec(ctx, `DELETE FROM `+quote(t.Name)+` WHERE tenant_id = $1`); err != nil {
-				return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
-			}
+			steps = append(steps, restoreStep{t: t, e: e, op: "clear"})
 		}
 		for _, c := range e.Deletes {
-			if err := r.chunk(ctx, tx, p, t, e, c, "deletes"); err != nil {
-				return err
-			}
+			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "deletes"})
 		}
 	}
 	for _, t := range r.tables {
@@ -310,26 +348,69 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 			continue
 		}
 		for _, c := range e.Chunks {
-			if err := r.chunk(ctx, tx, p, t, e, c, "rows"); err != nil {
-				return err
+			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "rows"})
+		}
+	}
+	// A goroutine reads, authenticates and parses the next chunk while
+	// this one, which owns the transaction, writes the current one.
+	pctx, cancel := context.WithCancel(ctx)
+	parsed := make(chan parsedChunk, 1)
+	go func() {
+		defer close(parsed)
+		for _, st := range steps {
+			var pc parsedChunk
+			if st.op != "clear" {
+				pc.rows, pc.err = r.parse(pctx, p, st)
 			}
+			select {
+			case parsed <- pc:
+			case <-pctx.Done():
+				return
+			}
+			if pc.err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range parsed { // drain: the reader stops at the cancel
+		}
+	}()
+	for _, st := range steps {
+		pc, ok := <-parsed
+		if !ok {
+			return fmt.Errorf("backup: restore: %w", pctx.Err())
+		}
+		if pc.err != nil {
+			return pc.err
+		}
+		if st.op == "clear" {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+quote(st.t.Name)+` WHERE tenant_id = $1`); err != nil {
+				return fmt.Errorf("backup: restore table %s: %w", st.t.Name, err)
+			}
+			continue
+		}
+		if err := r.write(ctx, tx, p, st, pc.rows); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// chunk applies one chunk: inserts (a full point), upserts (an
-// incremental) or deletes.
-func (r *restorer) chunk(ctx context.Context, tx *store.Tx, p openedPoint, t *table, e TableEntry, c ChunkRef, op string) error {
+// parse reads, authenticates and parses one chunk: inserts (a full point),
+// upserts (an incremental) or deletes.
+func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep) ([][]any, error) {
+	t, c, op := st.t, st.c, st.op
 	name := chunkName(r.tenantID, refSet(p.h, c), c.ID)
 	plain, err := r.s.readChunk(ctx, r.t, p.keys, r.tenantID, c)
 	if err != nil {
-		return fmt.Errorf("backup: chunk %s: %s", name, reason(err))
+		return nil, fmt.Errorf("backup: chunk %s: %s", name, reason(err))
 	}
 	sc := bufio.NewScanner(bytes.NewReader(plain))
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	if !sc.Scan() {
-		return fmt.Errorf("backup: chunk %s is empty", name)
+		return nil, fmt.Errorf("backup: chunk %s is empty", name)
 	}
 	var hdr struct {
 		Table   string   `json:"table"`
@@ -337,40 +418,51 @@ func (r *restorer) chunk(ctx context.Context, tx *store.Tx, p openedPoint, t *ta
 		Columns []column `json:"columns"`
 	}
 	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Table != t.Name || hdr.Op != op {
-		return fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
+		return nil, fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
 	}
-	var w batchWriter
-	if op == "deletes" {
-		w = &deleter{t: t}
-	} else {
-		w = newInserter(r.dialect, t, e.Columns, p.h.Kind == KindIncremental)
-	}
-	kinds := make([]string, 0, len(e.Columns))
+	kinds := make([]string, 0, len(st.e.Columns))
 	if op == "deletes" {
 		for _, k := range t.PK {
 			kinds = append(kinds, t.kindOf(k))
 		}
 	} else {
-		for _, col := range e.Columns {
+		for _, col := range st.e.Columns {
 			kinds = append(kinds, col.Kind)
 		}
 	}
+	rows := make([][]any, 0, c.Count)
 	for sc.Scan() {
 		vals, err := parseLine(sc.Bytes(), kinds)
 		if err != nil {
-			return fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
+			return nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
 		}
+		rows = append(rows, vals)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// write applies one parsed chunk.
+func (r *restorer) write(ctx context.Context, tx *store.Tx, p openedPoint, st restoreStep, rows [][]any) error {
+	t := st.t
+	var w batchWriter
+	if st.op == "deletes" {
+		w = &deleter{t: t}
+	} else {
+		w = newInserter(r.dialect, t, st.e.Columns, p.h.Kind == KindIncremental)
+		w.(*inserter).prepared = r.prepared
+	}
+	for _, vals := range rows {
 		if err := w.add(ctx, tx, vals); err != nil {
 			return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
 	if err := w.flush(ctx, tx); err != nil {
 		return fmt.Errorf("backup: restore table %s: %w", t.Name, err)
 	}
-	r.done += c.Size
+	r.done += st.c.Size
 	if r.progress != nil {
 		r.progress(r.done, r.total)
 	}
@@ -401,6 +493,10 @@ type inserter struct {
 	args    []any
 	n       int
 	kinds   []string // the target store's kinds of cols
+	// prepared, when set, gives a full batch's statement prepared once
+	// (its text is the same for every full batch of the table).
+	prepared func(ctx context.Context, tx *store.Tx, q string) (*store.Stmt, error)
+	fullSQL  string
 }
 
 func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserter {
@@ -449,6 +545,25 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 	if w.n == 0 {
 		return nil
 	}
+	if w.prepared != nil && w.n == w.perStmt {
+		if w.fullSQL == "" {
+			w.fullSQL = w.sql()
+		}
+		st, err := w.prepared(ctx, tx, w.fullSQL)
+		if err != nil {
+			return err
+		}
+		_, err = st.Exec(ctx, w.args...)
+		w.args, w.n = w.args[:0], 0
+		return err
+	}
+	_, err := tx.Exec(ctx, w.sql(), w.args...)
+	w.args, w.n = w.args[:0], 0
+	return err
+}
+
+// sql is the multi-row statement for the batch's w.n rows.
+func (w *inserter) sql() string {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO ` + quote(w.t.Name) + ` (tenant_id`)
 	for _, c := range w.cols {
@@ -494,9 +609,56 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 			sb.WriteString("DO UPDATE SET " + strings.Join(sets, ", "))
 		}
 	}
-	_, err := tx.Exec(ctx, sb.String(), w.args...)
-	w.args, w.n = w.args[:0], 0
-	return err
+	return sb.String()
+}
+
+// dropIndexes drops, on SQLite, the secondary indexes (those created by
+// CREATE INDEX, not the primary keys and UNIQUE constraints) of the
+// restored tables that hold no row at all, and returns the statements that
+// create them again: a restore builds them once after its rows are in, in
+// its same transaction, instead of inserting every row into them (random
+// keys such as blind indexes make that the larger part of a restore). A
+// table that holds rows of other tenants keeps its indexes (rebuilding
+// would cost their rows too).
+func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([]string, error) {
+	if ptx.Dialect() != store.SQLite {
+		return nil, nil
+	}
+	var rebuild []string
+	for _, t := range tables {
+		var one int
+		err := ptx.QueryRow(ctx, `SELECT 1 FROM `+quote(t.Name)+` LIMIT 1`).Scan(&one)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		rows, err := ptx.Query(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL ORDER BY name`, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for rows.Next() {
+			var name, q string
+			if err := rows.Scan(&name, &q); err != nil {
+				_ = rows.Close()
+				return nil, err
+			}
+			names = append(names, name)
+			rebuild = append(rebuild, q)
+		}
+		_ = rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if _, err := ptx.Exec(ctx, `DROP INDEX `+quote(n)); err != nil {
+				return nil, fmt.Errorf("backup: set aside index %s: %w", n, err)
+			}
+		}
+	}
+	return rebuild, nil
 }
 
 // fixSerials moves PostgreSQL sequences past the restored ids.
@@ -528,33 +690,28 @@ func checksums(ctx context.Context, tx *store.Tx, tables []*table, entries []Tab
 	}
 	for _, e := range entries {
 		src := &table{Name: e.Name, Columns: e.Columns, PK: e.PK}
-		rows, err := tx.Query(ctx, `SELECT `+selectList(src)+` FROM `+quote(e.Name)+` WHERE tenant_id = $1`)
+		q := `SELECT ` + selectList(src) + ` FROM ` + quote(e.Name) + ` WHERE tenant_id = $1`
+		if t := byName[e.Name]; t != nil && len(t.PK) > 0 && tx.Dialect() == store.SQLite {
+			// The sum does not depend on the order; SQLite's planner may
+			// otherwise walk another index (a blind index: random order).
+			q += ` ORDER BY ` + strings.Join(quoteAll(t.PK), ", ")
+		}
+		rows, err := tx.Query(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		sum := &checksum{}
-		vals := make([]any, len(src.Columns))
-		ptrs := make([]any, len(src.Columns))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
 		var line []byte
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				_ = rows.Close()
-				return nil, err
-			}
+		err = pipeRows(rows, len(src.Columns), func(vals []any) error {
+			var err error
 			if line, err = encodeRow(line[:0], src, vals); err != nil {
-				_ = rows.Close()
-				return nil, err
+				return err
 			}
-			if _, err := sum.addRow(line, src, vals); err != nil {
-				_ = rows.Close()
-				return nil, err
-			}
-		}
+			_, err = sum.addRow(line, src, vals)
+			return err
+		})
 		_ = rows.Close()
-		if err := rows.Err(); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		out[e.Name] = sum

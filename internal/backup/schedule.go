@@ -136,8 +136,13 @@ func (s *Scheduler) tenant(ctx context.Context, tenantID string) error {
 	case due(st.lastFull, pol.FullEvery, now):
 		if _, err := s.Svc.Run(ctx, tenantID, s.Target, RunOptions{Full: true, PGP: s.PGP}); err != nil {
 			errs = append(errs, err)
-		} else if err := s.Svc.Prune(ctx, tenantID, s.Target, s.KeepSets); err != nil {
-			errs = append(errs, err)
+		} else {
+			if err := s.Svc.Prune(ctx, tenantID, s.Target, s.KeepSets); err != nil {
+				errs = append(errs, err)
+			}
+			if _, err := s.Svc.PruneChangeLog(ctx, tenantID); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	default:
 		pending, err := s.Svc.PendingChanges(ctx, tenantID)
@@ -146,6 +151,8 @@ func (s *Scheduler) tenant(ctx context.Context, tenantID string) error {
 		}
 		if pending > 0 && (due(st.lastPoint, pol.IncrementalEvery, now) || pending*changeBytesEstimate >= pol.IncrementalMaxBytes) {
 			if _, err := s.Svc.Run(ctx, tenantID, s.Target, RunOptions{PGP: s.PGP}); err != nil {
+				errs = append(errs, err)
+			} else if _, err := s.Svc.PruneChangeLog(ctx, tenantID); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -50,6 +50,11 @@ func TestScheduler(t *testing.T) {
 	if len(pts) != 1 || pts[0].Kind != KindFull {
 		t.Fatalf("first tick: %d points", len(pts))
 	}
+	// The change log the full covers is pruned after it (what is left is
+	// the tick's own audit events: the point, verification, restore test).
+	if n, err := e.svc.PendingChanges(bg, e.acme.ID); err != nil || n > 12 {
+		t.Fatalf("change log after the first tick: %d entries, %v", n, err)
+	}
 	if st, ok, err := e.svc.Status(bg, e.acme.ID); err != nil || !ok || !st.VerifyOK || !st.RestoreOK || st.LastVerify.IsZero() ||
 		st.LastRestoreTest.IsZero() || st.LastFull.IsZero() {
 		t.Fatalf("status after the first tick: %+v %v %v", st, ok, err)

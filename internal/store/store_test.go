@@ -120,6 +120,32 @@ func TestTenantHandleSeesOnlyItsTenant(t *testing.T) {
 			if !errors.Is(err, store.ErrUnscoped) {
 				t.Errorf("QueryRow %q: got %v, want ErrUnscoped", q, err)
 			}
+			err = db.Tenant("ta").Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.Prepare(ctx, q)
+				return err
+			})
+			if !errors.Is(err, store.ErrUnscoped) {
+				t.Errorf("Prepare %q: got %v, want ErrUnscoped", q, err)
+			}
+		}
+		// A prepared statement binds the transaction's tenant as $1.
+		err = db.Tenant("ta").Tx(ctx, func(tx *store.Tx) error {
+			st, err := tx.Prepare(ctx, `UPDATE tenant_settings SET policy = $2 WHERE tenant_id = $1`)
+			if err != nil {
+				return err
+			}
+			for _, v := range []string{`{"p":1}`, `{"p":2}`} {
+				if _, err := st.Exec(ctx, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := policies(t, db, "ta", `SELECT policy FROM tenant_settings WHERE tenant_id = $1`); len(got) != 1 || got[0] != `{"p":2}` {
+			t.Fatalf("tenant a after a prepared update: %v", got)
 		}
 		if got := policies(t, db, "tb", `SELECT policy FROM tenant_settings WHERE tenant_id = $1`); len(got) != 1 || got[0] == "x" {
 			t.Fatalf("tenant b changed by a refused statement: %v", got)

@@ -138,6 +138,33 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return tx.db.txExec(ctx, tx.tx, query, all)
 }
 
+// Stmt is a statement prepared in a tenant transaction (Tx.Prepare).
+type Stmt struct {
+	st     *sql.Stmt
+	tenant string
+}
+
+// Prepare prepares a statement to run many times in this transaction (a
+// bulk load's multi-row INSERT, parsed once); the tenant is $1 as in
+// Exec. It is closed when the transaction ends.
+func (tx *Tx) Prepare(ctx context.Context, query string) (*Stmt, error) {
+	if !usesTenantParam(query) {
+		return nil, ErrUnscoped
+	}
+	st, err := tx.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return &Stmt{st: st, tenant: tx.tenant}, nil
+}
+
+// Exec runs the prepared statement; the tenant is $1.
+func (s *Stmt) Exec(ctx context.Context, args ...any) (sql.Result, error) {
+	all := make([]any, 0, len(args)+1)
+	all = append(all, s.tenant)
+	return s.st.ExecContext(ctx, append(all, args...)...)
+}
+
 // Query runs a query; the tenant is $1.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	all, err := tx.args(query, args)
