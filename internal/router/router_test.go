@@ -279,6 +279,45 @@ func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
 	})
 }
 
+// A batch mixes new keys, a key repeated within the batch, a key used by
+// an earlier request and messages without a key: one multi-row insert,
+// and each duplicate answers the first message's id.
+func TestAcceptBatchDuplicateKeys(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		first, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("old@x.test", "k-old")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-a"), email("old@x.test", "k-old"),
+			email("a@x.test", "k-a"), email("b@x.test", ""), email("c@x.test", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acc[0].Duplicate || acc[0].ID == "" || acc[3].Duplicate || acc[4].Duplicate || acc[3].ID == acc[4].ID {
+			t.Fatalf("new messages: %+v", acc)
+		}
+		if !acc[1].Duplicate || acc[1].ID != first[0].ID || !acc[2].Duplicate || acc[2].ID != acc[0].ID || acc[2].Status != router.StateQueued {
+			t.Fatalf("duplicates: %+v (first %s)", acc, first[0].ID)
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateQueued] != 4 {
+			t.Fatalf("queued %d, want 4", counts[router.StateQueued])
+		}
+		for _, a := range []router.Accepted{acc[0], acc[3]} {
+			m, err := e.svc.Get(ctx, e.tenant, a.ID)
+			if err != nil || len(m.Events) != 1 || m.Events[0].Kind != "accepted" {
+				t.Fatalf("events of %s: %+v %v", a.ID, m.Events, err)
+			}
+		}
+		// A batch of repeats only creates nothing.
+		again, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-a"), email("old@x.test", "k-old")})
+		if err != nil || again[0].ID != acc[0].ID || again[1].ID != first[0].ID || !again[0].Duplicate || !again[1].Duplicate {
+			t.Fatalf("repeat: %+v %v", again, err)
+		}
+	})
+}
+
 func TestRetriesFailoverAndDeadLetter(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
