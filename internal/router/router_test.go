@@ -318,6 +318,49 @@ func TestAcceptBatchDuplicateKeys(t *testing.T) {
 	})
 }
 
+// Run records a batch's outcomes in a goroutine while it claims the next:
+// when Run is stopped in the middle of a hand-off that then succeeds, the
+// outcomes are still recorded (sent, traced) before the leases are given
+// back, instead of being left in doubt for the next owner.
+func TestRunRecordsOutcomesOnShutdown(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		conn := e.conns["primary"]
+		conn.mu.Lock()
+		conn.block, conn.entered = make(chan struct{}), make(chan struct{}, 1)
+		conn.mu.Unlock()
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", ""), email("b@x.test", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		en := e.engine("n1")
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- en.Run(runCtx) }()
+		<-conn.entered // the remote end has the messages; the answer is pending
+		cancel()       // the answer comes back as the node stops
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acc {
+			m, err := e.svc.Get(ctx, e.tenant, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := ""
+			for _, ev := range m.Events {
+				kinds += ev.Kind + ","
+			}
+			if m.State != router.StateSent || kinds != "accepted,attempt,sent," || conn.count(a.ID) != 1 {
+				t.Fatalf("message %s after shutdown: %s, events %s, %d hand-offs", a.ID, m.State, kinds, conn.count(a.ID))
+			}
+		}
+		if len(en.Owned()) != 0 {
+			t.Fatal("the leases are released on shutdown")
+		}
+	})
+}
+
 func TestRetriesFailoverAndDeadLetter(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
