@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,7 +100,7 @@ func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessa
 	}
 	p.campaign = batch[0].CampaignID
 	for _, m := range batch {
-		body, err := json.Marshal(m.Content)
+		body, err := encodeContent(m.Content)
 		if err != nil {
 			return nil, fmt.Errorf("router: encode content: %w", err)
 		}
@@ -126,6 +127,21 @@ func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessa
 		p.rows = append(p.rows, r)
 	}
 	return p, nil
+}
+
+// encodeContent is the JSON of a message's content without HTML escaping
+// (json.Marshal writes "<" as "\u003c"): an HTML part has hundreds of
+// those, which make the document larger and halve the speed of decoding
+// it at every hand-off. The result is the same JSON value.
+func encodeContent(c Content) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(len(c.HTML) + len(c.Text) + len(c.Subject) + 256)
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Enqueue validates, seals and stores messages, in transactions of up to
