@@ -176,15 +176,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	// next one: one batch waits while one is recorded, so at most two
 	// batches are handed off and not yet recorded. The recorder finishes
 	// its work when ctx ends (outcomes of messages the connectors took are
-	// worth writing), then the leases are released.
+	// worth writing), then the leases are released. Lease maintenance
+	// waits until every outcome is recorded: when this node takes back a
+	// shard whose lease lapsed (a slow cycle), recovery must not find its
+	// own hand-offs still in flight and mark them unknown.
 	recordQ := make(chan []outcome, 1)
 	recorded := make(chan struct{})
+	var pending sync.WaitGroup
 	go func() {
 		defer close(recorded)
 		for res := range recordQ {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			e.recordLogged(rctx, res)
 			cancel()
+			pending.Done()
 		}
 	}()
 	defer func() {
@@ -198,12 +203,16 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		}
 		if time.Since(lastLease) >= e.o.LeaseTTL/3 {
+			pending.Wait()
 			if err := e.maintainLeases(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("shard leases", "error", err)
 			}
 			lastLease = time.Now()
 		}
-		n, err := e.step(ctx, func(res []outcome) { recordQ <- res })
+		n, err := e.step(ctx, func(res []outcome) {
+			pending.Add(1)
+			recordQ <- res
+		})
 		if err != nil && ctx.Err() == nil {
 			e.log.Error("router step", "error", err)
 		}
