@@ -332,7 +332,7 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 				return stop, reason, err
 			}
 			return suppress.Check(ctx, tenantID, contactID, channel, campaignID)
-		}})
+		}, SuppressLoad: suppress.Preload})
 	a.Router.Wake = engine.Wake
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

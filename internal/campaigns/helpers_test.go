@@ -89,7 +89,7 @@ func (e *env) run() func() {
 	node := fmt.Sprintf("engine-%d", time.Now().UnixNano())
 	sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: node}
 	eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Poll: 20 * time.Millisecond, LeaseTTL: 3 * time.Second,
-		Suppress: sup.Check})
+		Suppress: sup.Check, SuppressLoad: sup.Preload})
 	e.router.Wake = eng.Wake
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -25,11 +25,13 @@ import (
 // The engine asks about each message of a claimed batch in turn, after the
 // claim and before any hand-off of the batch. Asking the store once per
 // message would cost a transaction each (on SQLite a write lock, on
-// PostgreSQL four round trips), so the first question about a batch reads
-// the answers for every message the node has claimed (router state
-// sending, this node) in one query per 500 contacts and purpose
+// PostgreSQL four round trips), so the engine first hands the batch's
+// contacts to Preload (router.EngineOptions.SuppressLoad), which reads
+// their answers in one query per 500 contacts and purpose
 // (contacts.CanSendMany), and the following questions are answered from
-// that read, each answer used once. The read happens after the claim, as a
+// that read, each answer used once. Without Preload wired, the first
+// question about a batch reads the contacts of every message the node has
+// claimed (router state sending, this node) the same way. The read happens after the claim, as a
 // per-message check would: the guarantee is the same. Answers older than
 // MaxAge are never used; a contact the read did not cover is asked with
 // contacts.CanSend. A campaign's purpose never changes once created, so it
@@ -153,6 +155,14 @@ func (s *Suppressor) load(ctx context.Context, tenantID string) error {
 	if err != nil {
 		return err
 	}
+	return s.Preload(ctx, tenantID, sending)
+}
+
+// Preload reads the answers for the given messages of a tenant (the
+// engine's claimed batch, router.EngineOptions.SuppressLoad), replacing
+// the tenant's previous answers: the engine passes the batch it claimed,
+// so that the read needs no look-up of the messages being sent.
+func (s *Suppressor) Preload(ctx context.Context, tenantID string, sending []router.ContactChannel) error {
 	uses := map[suppressKey]int{}
 	type group struct{ channel, purpose string }
 	byGroup := map[group][]string{}

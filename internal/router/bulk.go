@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,7 +100,7 @@ func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessa
 	}
 	p.campaign = batch[0].CampaignID
 	for _, m := range batch {
-		body, err := json.Marshal(m.Content)
+		body, err := encodeContent(m.Content)
 		if err != nil {
 			return nil, fmt.Errorf("router: encode content: %w", err)
 		}
@@ -126,6 +127,21 @@ func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessa
 		p.rows = append(p.rows, r)
 	}
 	return p, nil
+}
+
+// encodeContent is the JSON of a message's content without HTML escaping
+// (json.Marshal writes "<" as "\u003c"): an HTML part has hundreds of
+// those, which make the document larger and halve the speed of decoding
+// it at every hand-off. The result is the same JSON value.
+func encodeContent(c Content) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(len(c.HTML) + len(c.Text) + len(c.Subject) + 256)
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Enqueue validates, seals and stores messages, in transactions of up to
@@ -206,17 +222,48 @@ func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int
 	if tx.TenantID() != p.tenant {
 		return 0, errors.New("router: prepared batch of another tenant")
 	}
-	now := store.Micros(tx.Now().UTC())
+	created, err := insertMessages(ctx, tx, p.rows, store.Micros(tx.Now().UTC()))
+	if err != nil {
+		return 0, err
+	}
+	if len(created) == 0 {
+		return 0, nil
+	}
+	details := map[string]any{"count": len(created), "skipped_duplicates": len(p.rows) - len(created), "channels": p.channels}
+	ev := audit.Event{Category: audit.CategoryChange, Action: "message.enqueue", ObjectType: "message", ObjectID: created[0], Details: details}
+	if p.campaign != "" {
+		ev.ObjectType, ev.ObjectID = "campaign", p.campaign
+	}
+	if _, err := audit.Append(ctx, tx, ev); err != nil {
+		return 0, fmt.Errorf("router: enqueue audit: %w", err)
+	}
+	if s.Wake != nil {
+		tx.AfterCommit(s.Wake)
+	}
+	return len(created), nil
+}
+
+// insertMessages writes rows with multi-row INSERTs that skip a row whose
+// idempotency key the tenant already used (ON CONFLICT DO NOTHING), and
+// the 'accepted' event of each row created: on PostgreSQL in the same
+// statement (a data-modifying WITH, one round trip), on SQLite in one
+// multi-row INSERT after them. A zero due time is now. It returns the ids
+// created.
+func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
 	sqlite := tx.Dialect() == store.SQLite
-	created := make([]string, 0, len(p.rows))
-	for start := 0; start < len(p.rows); start += enqueueRowsPerStatement {
-		chunk := p.rows[start:min(start+enqueueRowsPerStatement, len(p.rows))]
-		args := make([]any, 0, len(chunk)*11)
+	created := make([]string, 0, len(rows))
+	for start := 0; start < len(rows); start += enqueueRowsPerStatement {
+		chunk := rows[start:min(start+enqueueRowsPerStatement, len(rows))]
+		args := make([]any, 0, len(chunk)*11+1)
 		ph := placeholders(sqlite, &args)
 		var q strings.Builder
-		q.Grow(len(chunk) * 80)
+		q.Grow(len(chunk)*60 + 400)
+		if !sqlite {
+			q.WriteString(`WITH ins AS (`)
+		}
 		q.WriteString(`INSERT INTO messages (tenant_id, id, shard, idem_key, campaign_id, contact_id, channel, recipient_enc, content_enc,
 			state, due_at, accepted_at, updated_at) VALUES `)
+		nowPH := ""
 		for i, r := range chunk {
 			if i > 0 {
 				q.WriteString(", ")
@@ -232,43 +279,44 @@ func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int
 				}
 				q.WriteString(ph(v))
 			}
-			q.WriteString(", 'queued', " + ph(due) + ", " + ph(now) + ", " + ph(now) + ")")
+			q.WriteString(", 'queued', " + ph(due) + ", ")
+			if sqlite {
+				// "?" is positional: one value per mark.
+				q.WriteString(ph(now) + ", " + ph(now) + ")")
+				continue
+			}
+			if nowPH == "" {
+				nowPH = ph(now)
+			}
+			q.WriteString(nowPH + ", " + nowPH + ")")
 		}
 		q.WriteString(` ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING id`)
-		rows, err := tx.Query(ctx, q.String(), args...)
-		if err != nil {
-			return 0, fmt.Errorf("router: enqueue: %w", err)
+		if !sqlite {
+			q.WriteString(`), ev AS (INSERT INTO message_events (tenant_id, message_id, at, kind, detail) SELECT $1, id, ` + nowPH + `, 'accepted', '' FROM ins)
+				SELECT id FROM ins`)
 		}
-		for rows.Next() {
+		rs, err := tx.Query(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("router: insert messages: %w", err)
+		}
+		for rs.Next() {
 			var id string
-			if err := rows.Scan(&id); err != nil {
-				_ = rows.Close()
-				return 0, fmt.Errorf("router: enqueue: %w", err)
+			if err := rs.Scan(&id); err != nil {
+				_ = rs.Close()
+				return nil, fmt.Errorf("router: insert messages: %w", err)
 			}
 			created = append(created, id)
 		}
-		if err := rows.Close(); err != nil {
-			return 0, fmt.Errorf("router: enqueue: %w", err)
+		if err := rs.Close(); err != nil {
+			return nil, fmt.Errorf("router: insert messages: %w", err)
 		}
 	}
-	if len(created) == 0 {
-		return 0, nil
+	if sqlite && len(created) > 0 {
+		if err := insertAcceptedEvents(ctx, tx, created, now, sqlite); err != nil {
+			return nil, err
+		}
 	}
-	if err := insertAcceptedEvents(ctx, tx, created, now, sqlite); err != nil {
-		return 0, err
-	}
-	details := map[string]any{"count": len(created), "skipped_duplicates": len(p.rows) - len(created), "channels": p.channels}
-	ev := audit.Event{Category: audit.CategoryChange, Action: "message.enqueue", ObjectType: "message", ObjectID: created[0], Details: details}
-	if p.campaign != "" {
-		ev.ObjectType, ev.ObjectID = "campaign", p.campaign
-	}
-	if _, err := audit.Append(ctx, tx, ev); err != nil {
-		return 0, fmt.Errorf("router: enqueue audit: %w", err)
-	}
-	if s.Wake != nil {
-		tx.AfterCommit(s.Wake)
-	}
-	return len(created), nil
+	return created, nil
 }
 
 // insertAcceptedEvents writes one 'accepted' event per message, in

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,13 @@ type EngineOptions struct {
 	// message suppressed with the reason instead of sending it. campaignID
 	// is empty for a transactional message.
 	Suppress func(ctx context.Context, tenantID, contactID, channel, campaignID string) (bool, string, error)
+	// SuppressLoad, when set, is called once per tenant of a claimed
+	// batch, before Suppress is asked about the batch's messages, with
+	// the contact, channel and campaign of each of them: a Suppress that
+	// answers a whole batch from one read (campaigns.Suppressor) reads it
+	// here instead of looking the batch up again. An error is logged; the
+	// per-message questions decide.
+	SuppressLoad func(ctx context.Context, tenantID string, list []ContactChannel) error
 }
 
 // Engine works the queue: it holds shard leases, claims due messages,
@@ -164,19 +172,47 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.ensureShards(ctx); err != nil {
 		return err
 	}
-	defer e.shutdown()
+	// Recording a batch's outcomes overlaps the claim and hand-off of the
+	// next one: one batch waits while one is recorded, so at most two
+	// batches are handed off and not yet recorded. The recorder finishes
+	// its work when ctx ends (outcomes of messages the connectors took are
+	// worth writing), then the leases are released. Lease maintenance
+	// waits until every outcome is recorded: when this node takes back a
+	// shard whose lease lapsed (a slow cycle), recovery must not find its
+	// own hand-offs still in flight and mark them unknown.
+	recordQ := make(chan []outcome, 1)
+	recorded := make(chan struct{})
+	var pending sync.WaitGroup
+	go func() {
+		defer close(recorded)
+		for res := range recordQ {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			e.recordLogged(rctx, res)
+			cancel()
+			pending.Done()
+		}
+	}()
+	defer func() {
+		close(recordQ)
+		<-recorded
+		e.shutdown()
+	}()
 	var lastLease time.Time
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		if time.Since(lastLease) >= e.o.LeaseTTL/3 {
+			pending.Wait()
 			if err := e.maintainLeases(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("shard leases", "error", err)
 			}
 			lastLease = time.Now()
 		}
-		n, err := e.Step(ctx)
+		n, err := e.step(ctx, func(res []outcome) {
+			pending.Add(1)
+			recordQ <- res
+		})
 		if err != nil && ctx.Err() == nil {
 			e.log.Error("router step", "error", err)
 		}
@@ -418,6 +454,11 @@ type claimed struct {
 // Step claims one batch of due messages from the shards held, hands them
 // off and records the outcomes. It returns how many it claimed.
 func (e *Engine) Step(ctx context.Context) (int, error) {
+	return e.step(ctx, func(res []outcome) { e.recordLogged(ctx, res) })
+}
+
+// step claims a batch, hands it off and passes the outcomes to record.
+func (e *Engine) step(ctx context.Context, record func([]outcome)) (int, error) {
 	e.mu.Lock()
 	n := len(e.owned)
 	e.mu.Unlock()
@@ -428,8 +469,17 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	e.dispatch(ctx, batch)
+	record(e.dispatch(ctx, batch))
 	return len(batch), nil
+}
+
+// recordLogged records outcomes; on failure the claims stay in 'sending'
+// and the next owner of each shard settles them (retry with the same
+// reference, or unknown).
+func (e *Engine) recordLogged(ctx context.Context, results []outcome) {
+	if err := e.record(ctx, results); err != nil {
+		e.log.Error("router: recording outcomes failed; the messages are left in doubt", "error", err, "count", len(results))
+	}
 }
 
 func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
@@ -458,26 +508,48 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		return insertEvents(ctx, p, out, now, "attempt", func(c claimed) string { return fmt.Sprintf(`{"attempt":%d}`, c.attempts) })
+		evs := make([]messageEvent, len(out))
+		for i, c := range out {
+			evs[i] = messageEvent{tenant: c.tenant, id: c.id, kind: "attempt", detail: `{"attempt":` + strconv.Itoa(c.attempts) + `}`}
+		}
+		return insertEvents(ctx, p, evs, now)
 	})
 	return out, err
 }
 
-// insertEvents writes one event per message in one statement.
-func insertEvents(ctx context.Context, p *store.PlatformTx, list []claimed, at int64, kind string, detail func(claimed) string) error {
-	const per = 5
-	for start := 0; start < len(list); start += 400 {
-		chunk := list[start:min(start+400, len(list))]
+// messageEvent is one event of a message written by the engine.
+type messageEvent struct{ tenant, id, kind, detail string }
+
+// insertEvents writes events, all at the same time, in multi-row
+// statements ("?" placeholders on SQLite, which resolves "$N" names by a
+// linear search).
+func insertEvents(ctx context.Context, p *store.PlatformTx, evs []messageEvent, at int64) error {
+	sqlite := p.Dialect() == store.SQLite
+	const per = 1000
+	for start := 0; start < len(evs); start += per {
+		chunk := evs[start:min(start+per, len(evs))]
 		var sb strings.Builder
-		args := make([]any, 0, len(chunk)*per)
+		sb.Grow(len(chunk)*40 + 100)
+		args := make([]any, 0, len(chunk)*4+1)
+		mark := func(v any) string {
+			args = append(args, v)
+			if sqlite {
+				return "?"
+			}
+			return "$" + strconv.Itoa(len(args))
+		}
 		sb.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
-		for i, c := range chunk {
+		atMark := ""
+		for i, ev := range chunk {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			n := i * per
-			fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
-			args = append(args, c.tenant, c.id, at, kind, detail(c))
+			// Marks in the text's order: "?" is positional.
+			sb.WriteString("(" + mark(ev.tenant) + ", " + mark(ev.id) + ", ")
+			if sqlite || atMark == "" {
+				atMark = mark(at)
+			}
+			sb.WriteString(atMark + ", " + mark(ev.kind) + ", " + mark(ev.detail) + ")")
 		}
 		if _, err := p.Exec(ctx, sb.String(), args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
@@ -498,10 +570,25 @@ type outcome struct {
 	suppressed  string
 }
 
-func (e *Engine) dispatch(ctx context.Context, batch []claimed) {
+// dispatch asks the pre-hand-off check, routes and hands off a claimed
+// batch, and returns the outcomes.
+func (e *Engine) dispatch(ctx context.Context, batch []claimed) []outcome {
 	type key struct{ tenant, connector string }
 	groups := map[key][]claimed{}
 	var results []outcome
+	if e.o.Suppress != nil && e.o.SuppressLoad != nil {
+		byTenant := map[string][]ContactChannel{}
+		for _, c := range batch {
+			if c.contact != "" {
+				byTenant[c.tenant] = append(byTenant[c.tenant], ContactChannel{ContactID: c.contact, Channel: c.channel, CampaignID: c.campaign})
+			}
+		}
+		for t, list := range byTenant {
+			if err := e.o.SuppressLoad(ctx, t, list); err != nil {
+				e.log.Warn("router: consent check read", "error", err)
+			}
+		}
+	}
 	for _, c := range batch {
 		if c.contact != "" && e.o.Suppress != nil {
 			stop, reason, err := e.o.Suppress(ctx, c.tenant, c.contact, c.channel, c.campaign)
@@ -538,11 +625,7 @@ func (e *Engine) dispatch(ctx context.Context, batch []claimed) {
 		}()
 	}
 	wg.Wait()
-	if err := e.record(ctx, results); err != nil {
-		// The claims stay in 'sending': the next owner of each shard
-		// settles them (retry with the same reference, or unknown).
-		e.log.Error("router: recording outcomes failed; the messages are left in doubt", "error", err, "count", len(results))
-	}
+	return results
 }
 
 func (e *Engine) route(ctx context.Context, c claimed) (string, error) {
@@ -702,12 +785,37 @@ func errText(err error) string {
 }
 
 // record writes the outcomes, each only while this node still holds the
-// message's shard with the fence of the claim.
+// message's shard with the fence of the claim. The messages sent (the
+// bulk of a batch) are settled by one multi-row UPDATE per 500, the
+// others one by one; the events of all of them by multi-row INSERTs.
 func (e *Engine) record(ctx context.Context, results []outcome) error {
 	now := e.o.Now()
 	nowUS := store.Micros(now)
+	var sent, rest []outcome
+	for _, o := range results {
+		if o.err == nil && o.suppressed == "" {
+			sent = append(sent, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
 	return e.db.Platform(ctx, func(p *store.PlatformTx) error {
-		for _, o := range results {
+		evs := make([]messageEvent, 0, len(results))
+		settled, err := e.recordSent(ctx, p, sent, nowUS)
+		if err != nil {
+			return err
+		}
+		for _, o := range settled {
+			b, _ := json.Marshal(map[string]string{"connector": o.connector, "provider_ref": o.providerRef})
+			evs = append(evs, messageEvent{tenant: o.tenant, id: o.id, kind: "sent", detail: string(b)})
+		}
+		p.AfterCommit(func() {
+			for _, o := range settled {
+				e.m.outcomes.WithLabelValues(StateSent, o.channel).Inc()
+				e.m.handoff.Observe(now.Sub(store.FromMicros(o.accepted)).Seconds())
+			}
+		})
+		for _, o := range rest {
 			var state, kind, detail string
 			var due int64
 			useSecondary := o.useSecondary
@@ -715,10 +823,6 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 			case o.suppressed != "":
 				state, kind = StateSuppressed, "suppressed"
 				b, _ := json.Marshal(map[string]string{"reason": o.suppressed})
-				detail = string(b)
-			case o.err == nil:
-				state, kind = StateSent, "sent"
-				b, _ := json.Marshal(map[string]string{"connector": o.connector, "provider_ref": o.providerRef})
 				detail = string(b)
 			case errors.Is(o.err, connectors.ErrInDoubt) && !o.idempotent:
 				// The remote end may have taken it (the connection broke
@@ -753,22 +857,13 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 			} else if o.suppressed != "" {
 				lastErr = "suppressed: " + o.suppressed
 			}
-			var res interface{ RowsAffected() (int64, error) }
-			var err error
-			if state == StateSent {
-				res, err = p.Exec(ctx, `UPDATE messages SET state = 'sent', sent_at = $1, updated_at = $1, connector_id = $2, provider_ref = $3, last_error = ''
-					WHERE tenant_id = $4 AND id = $5 AND state = 'sending' AND fence = $6
-					AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = $7 AND l.owner = $8 AND l.fence = $6)`,
-					nowUS, o.connector, o.providerRef, o.tenant, o.id, o.fence, o.shard, e.o.Node)
-			} else {
-				if due == 0 {
-					due = nowUS
-				}
-				res, err = p.Exec(ctx, `UPDATE messages SET state = $1, due_at = $2, updated_at = $3, connector_id = $4, last_error = $5, use_secondary = $6
-					WHERE tenant_id = $7 AND id = $8 AND state = 'sending' AND fence = $9
-					AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = $10 AND l.owner = $11 AND l.fence = $9)`,
-					state, due, nowUS, o.connector, lastErr, useSecondary, o.tenant, o.id, o.fence, o.shard, e.o.Node)
+			if due == 0 {
+				due = nowUS
 			}
+			res, err := p.Exec(ctx, `UPDATE messages SET state = $1, due_at = $2, updated_at = $3, connector_id = $4, last_error = $5, use_secondary = $6
+				WHERE tenant_id = $7 AND id = $8 AND state = 'sending' AND fence = $9
+				AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = $10 AND l.owner = $11 AND l.fence = $9)`,
+				state, due, nowUS, o.connector, lastErr, useSecondary, o.tenant, o.id, o.fence, o.shard, e.o.Node)
 			if err != nil {
 				return err
 			}
@@ -776,17 +871,73 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 				// The lease moved on: the new owner settles this message.
 				continue
 			}
-			if _, err := p.Exec(ctx, `INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)`,
-				o.tenant, o.id, nowUS, kind, detail); err != nil {
-				return err
+			evs = append(evs, messageEvent{tenant: o.tenant, id: o.id, kind: kind, detail: detail})
+			channel := o.channel
+			p.AfterCommit(func() { e.m.outcomes.WithLabelValues(state, channel).Inc() })
+		}
+		return insertEvents(ctx, p, evs, nowUS)
+	})
+}
+
+// recordSent marks messages sent, 500 per statement, each only where it is
+// still in the claim's hands (state sending, the claim's fence, and this
+// node holding the shard with that fence), and returns those it settled.
+// On SQLite the values are "?" placeholders (the VALUES columns are
+// column1...); on PostgreSQL typed $N.
+func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []outcome, nowUS int64) ([]outcome, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	sqlite := p.Dialect() == store.SQLite
+	byKey := make(map[string]int, len(list))
+	for i, o := range list {
+		byKey[o.tenant+"\x00"+o.id] = i
+	}
+	settled := make([]outcome, 0, len(list))
+	const per = 500
+	for start := 0; start < len(list); start += per {
+		chunk := list[start:min(start+per, len(list))]
+		args := make([]any, 0, len(chunk)*5+3)
+		mark := func(v any, cast string) string {
+			args = append(args, v)
+			if sqlite {
+				return "?"
 			}
-			e.m.outcomes.WithLabelValues(state, o.channel).Inc()
-			if state == StateSent {
-				e.m.handoff.Observe(now.Sub(store.FromMicros(o.accepted)).Seconds())
+			return "$" + strconv.Itoa(len(args)) + cast
+		}
+		var q strings.Builder
+		q.Grow(len(chunk)*60 + 600)
+		q.WriteString(`UPDATE messages SET state = 'sent', sent_at = ` + mark(nowUS, "::bigint") + `, updated_at = ` + mark(nowUS, "::bigint") +
+			`, connector_id = v.column4, provider_ref = v.column5, last_error = '' FROM (VALUES `)
+		for i, o := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + mark(o.tenant, "::text") + ", " + mark(o.id, "::text") + ", " + mark(o.fence, "::bigint") + ", " +
+				mark(o.connector, "::text") + ", " + mark(o.providerRef, "::text") + ")")
+		}
+		q.WriteString(`) AS v WHERE messages.tenant_id = v.column1 AND messages.id = v.column2 AND messages.state = 'sending' AND messages.fence = v.column3
+			AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + ` AND l.fence = v.column3)
+			RETURNING tenant_id, id`)
+		rows, err := p.Query(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("record sent: %w", err)
+		}
+		for rows.Next() {
+			var tenant, id string
+			if err := rows.Scan(&tenant, &id); err != nil {
+				_ = rows.Close()
+				return nil, err
+			}
+			if i, ok := byKey[tenant+"\x00"+id]; ok {
+				settled = append(settled, list[i])
 			}
 		}
-		return nil
-	})
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("record sent: %w", err)
+		}
+	}
+	return settled, nil
 }
 
 // MaintainLeases runs one lease cycle at once (heartbeat, renew, take,

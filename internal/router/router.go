@@ -44,8 +44,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/connectors"
 	"github.com/relais-dev/relais/internal/store"
@@ -239,81 +237,59 @@ func (s *Service) accept(ctx context.Context, tenantID string, batch []NewMessag
 			return nil, err
 		}
 	}
-	c, err := s.Keyring.Crypto(ctx, tenantID)
+	p, err := s.Prepare(ctx, tenantID, batch)
 	if err != nil {
 		return nil, err
 	}
-	type sealed struct{ to, content []byte }
-	seals := make([]sealed, len(batch))
+	// A key repeated within the batch: the later messages answer the
+	// first one's id.
+	firstOf := map[string]int{}
+	insert := make([]preparedRow, 0, len(batch))
+	index := make(map[string]int, len(batch)) // message id -> index in batch
 	for i, m := range batch {
-		body, err := json.Marshal(m.Content)
-		if err != nil {
-			return nil, fmt.Errorf("encode content: %w", err)
+		if m.IdempotencyKey != "" {
+			if _, seen := firstOf[m.IdempotencyKey]; seen {
+				continue
+			}
+			firstOf[m.IdempotencyKey] = i
 		}
-		if seals[i].to, err = c.SealString("message.to", m.To); err != nil {
-			return nil, err
-		}
-		if seals[i].content, err = c.Seal("message.content", body); err != nil {
-			return nil, err
-		}
+		insert = append(insert, p.rows[i])
+		index[p.rows[i].id] = i
 	}
 	out := make([]Accepted, len(batch))
 	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		now := tx.Now().UTC()
-		nowUS := store.Micros(now)
-		created := 0
-		for i, m := range batch {
-			if m.IdempotencyKey != "" {
-				var id, state string
-				err := tx.QueryRow(ctx, `SELECT id, state FROM messages WHERE tenant_id = $1 AND idem_key = $2`, m.IdempotencyKey).Scan(&id, &state)
-				if err == nil {
-					out[i] = Accepted{ID: id, Status: state, Duplicate: true}
-					continue
-				}
-				if !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
+		// Accept sends a message whose time has passed now.
+		for j := range insert {
+			if !batch[index[insert[j].id]].SendAt.After(now) {
+				insert[j].due = 0
 			}
-			uid, err := uuid.NewV7()
-			if err != nil {
+		}
+		// One statement for the messages (and on PostgreSQL their
+		// events): a row whose key the tenant already used is skipped,
+		// and answered below as a duplicate.
+		created, err := insertMessages(ctx, tx, insert, store.Micros(now))
+		if err != nil {
+			return err
+		}
+		for _, id := range created {
+			out[index[id]] = Accepted{ID: id, Status: StateQueued}
+		}
+		if len(created) < len(insert) {
+			if err := answerDuplicates(ctx, tx, insert, index, out); err != nil {
 				return err
 			}
-			id := uid.String()
-			due := nowUS
-			if !m.SendAt.IsZero() && m.SendAt.After(now) {
-				due = store.Micros(m.SendAt)
-			}
-			var idem, campaign, contact any
-			if m.IdempotencyKey != "" {
-				idem = m.IdempotencyKey
-			}
-			if m.CampaignID != "" {
-				campaign = m.CampaignID
-			}
-			if m.ContactID != "" {
-				contact = m.ContactID
-			}
-			_, err = tx.Exec(ctx, `INSERT INTO messages (tenant_id, id, shard, idem_key, campaign_id, contact_id, channel, recipient_enc, content_enc,
-				state, due_at, accepted_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $11)`,
-				id, ShardOf(tenantID, id), idem, campaign, contact, m.Channel, seals[i].to, seals[i].content, due, nowUS)
-			if store.IsUniqueViolation(err) && m.IdempotencyKey != "" {
-				// A concurrent request with the same key won: answer its id.
-				return errRetryIdempotent
-			}
-			if err != nil {
-				return fmt.Errorf("insert message: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES ($1, $2, $3, 'accepted', '')`, id, nowUS); err != nil {
-				return fmt.Errorf("insert event: %w", err)
-			}
-			out[i] = Accepted{ID: id, Status: StateQueued}
-			created++
 		}
-		if created == 0 {
+		for i, m := range batch {
+			if f, ok := firstOf[m.IdempotencyKey]; ok && f != i {
+				out[i] = Accepted{ID: out[f].ID, Status: out[f].Status, Duplicate: true}
+			}
+		}
+		if len(created) == 0 {
 			return nil
 		}
-		_, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "message.accept", ObjectType: "message",
-			ObjectID: out[0].ID, Details: map[string]any{"count": created, "channel": batch[0].Channel}})
+		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "message.accept", ObjectType: "message",
+			ObjectID: out[0].ID, Details: map[string]any{"count": len(created), "channel": batch[0].Channel}})
 		return err
 	})
 	if err != nil {
@@ -323,6 +299,58 @@ func (s *Service) accept(ctx context.Context, tenantID string, batch []NewMessag
 		s.Wake()
 	}
 	return out, nil
+}
+
+// answerDuplicates fills the answers of the rows insertMessages skipped
+// (their key was used before): the first message's id and state, read in
+// one query per 1,000 keys.
+func answerDuplicates(ctx context.Context, tx *store.Tx, insert []preparedRow, index map[string]int, out []Accepted) error {
+	byKey := map[string]int{}
+	var keys []string
+	for _, r := range insert {
+		if i := index[r.id]; out[i].ID == "" {
+			if r.idem == "" {
+				return fmt.Errorf("router: message %d was not stored", i)
+			}
+			byKey[r.idem] = i
+			keys = append(keys, r.idem)
+		}
+	}
+	sqlite := tx.Dialect() == store.SQLite
+	for start := 0; start < len(keys); start += 1000 {
+		chunk := keys[start:min(start+1000, len(keys))]
+		args := make([]any, 0, len(chunk))
+		ph := placeholders(sqlite, &args)
+		marks := make([]string, len(chunk))
+		for j, k := range chunk {
+			marks[j] = ph(k)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, state, idem_key FROM messages WHERE tenant_id = $1 AND idem_key IN (`+strings.Join(marks, ", ")+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("router: read duplicates: %w", err)
+		}
+		for rows.Next() {
+			var id, state, key string
+			if err := rows.Scan(&id, &state, &key); err != nil {
+				_ = rows.Close()
+				return err
+			}
+			if i, ok := byKey[key]; ok {
+				out[i] = Accepted{ID: id, Status: state, Duplicate: true}
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	for _, i := range byKey {
+		if out[i].ID == "" {
+			// The row that took the key is gone again (a retention
+			// purge removed it): run the whole batch again.
+			return errRetryIdempotent
+		}
+	}
+	return nil
 }
 
 var errRetryIdempotent = errors.New("idempotency key taken concurrently")

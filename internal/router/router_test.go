@@ -1,12 +1,14 @@
 package router_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,6 +279,107 @@ func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
 			t.Fatal("not sent exactly once")
 		}
 	})
+}
+
+// A batch mixes new keys, a key repeated within the batch, a key used by
+// an earlier request and messages without a key: one multi-row insert,
+// and each duplicate answers the first message's id.
+func TestAcceptBatchDuplicateKeys(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		first, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("old@x.test", "k-old")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-a"), email("old@x.test", "k-old"),
+			email("a@x.test", "k-a"), email("b@x.test", ""), email("c@x.test", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acc[0].Duplicate || acc[0].ID == "" || acc[3].Duplicate || acc[4].Duplicate || acc[3].ID == acc[4].ID {
+			t.Fatalf("new messages: %+v", acc)
+		}
+		if !acc[1].Duplicate || acc[1].ID != first[0].ID || !acc[2].Duplicate || acc[2].ID != acc[0].ID || acc[2].Status != router.StateQueued {
+			t.Fatalf("duplicates: %+v (first %s)", acc, first[0].ID)
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateQueued] != 4 {
+			t.Fatalf("queued %d, want 4", counts[router.StateQueued])
+		}
+		for _, a := range []router.Accepted{acc[0], acc[3]} {
+			m, err := e.svc.Get(ctx, e.tenant, a.ID)
+			if err != nil || len(m.Events) != 1 || m.Events[0].Kind != "accepted" {
+				t.Fatalf("events of %s: %+v %v", a.ID, m.Events, err)
+			}
+		}
+		// A batch of repeats only creates nothing.
+		again, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-a"), email("old@x.test", "k-old")})
+		if err != nil || again[0].ID != acc[0].ID || again[1].ID != first[0].ID || !again[0].Duplicate || !again[1].Duplicate {
+			t.Fatalf("repeat: %+v %v", again, err)
+		}
+	})
+}
+
+// Run records a batch's outcomes in a goroutine while it claims the next:
+// when Run is stopped in the middle of a hand-off that then succeeds, the
+// outcomes are still recorded (sent, traced) before the leases are given
+// back, instead of being left in doubt for the next owner.
+func TestRunRecordsOutcomesOnShutdown(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		conn := e.conns["primary"]
+		conn.mu.Lock()
+		conn.block, conn.entered = make(chan struct{}), make(chan struct{}, 1)
+		conn.mu.Unlock()
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", ""), email("b@x.test", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		en := e.engine("n1")
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- en.Run(runCtx) }()
+		<-conn.entered // the remote end has the messages; the answer is pending
+		cancel()       // the answer comes back as the node stops
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acc {
+			m, err := e.svc.Get(ctx, e.tenant, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := ""
+			for _, ev := range m.Events {
+				kinds += ev.Kind + ","
+			}
+			if m.State != router.StateSent || kinds != "accepted,attempt,sent," || conn.count(a.ID) != 1 {
+				t.Fatalf("message %s after shutdown: %s, events %s, %d hand-offs", a.ID, m.State, kinds, conn.count(a.ID))
+			}
+		}
+		if len(en.Owned()) != 0 {
+			t.Fatal("the leases are released on shutdown")
+		}
+	})
+}
+
+// The stored content is plain JSON without HTML escaping (faster to
+// decode at hand-off), and decodes to the same content, markup, quotes
+// and control characters included.
+func TestContentEncoding(t *testing.T) {
+	c := router.Content{Subject: "Deals & <news>", HTML: `<p class="x">a & b</p><script>"\u2028"</script>` + "\u2028\n\t", Text: "line\r\nnext \"quoted\" \x01",
+		Headers: map[string]string{"List-Unsubscribe": "<https://x.test/u>"}}
+	raw, err := router.EncodeContent(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(raw) || bytes.Contains(raw, []byte(`\u003c`)) || bytes.HasSuffix(raw, []byte("\n")) {
+		t.Fatalf("encoded: %s", raw)
+	}
+	var back router.Content
+	if err := json.Unmarshal(raw, &back); err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
 }
 
 func TestRetriesFailoverAndDeadLetter(t *testing.T) {

@@ -48,8 +48,9 @@ func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) *sql.Stmt
 	// transaction. On SQLite the other connections may all be waiting
 	// for the write lock this very transaction holds: never wait for one
 	// (that would stall every writer until the busy timeout). Without an
-	// idle connection at once, run the text this time; a later call caches.
-	if db.Stats().Idle == 0 {
+	// idle connection at once, or room in the pool to open one (which
+	// waits for nobody), run the text this time; a later call caches.
+	if st := db.Stats(); st.Idle == 0 && st.OpenConnections >= st.MaxOpenConnections {
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, prepareWait)
