@@ -134,6 +134,23 @@ func (v *values) row(cells ...any) {
 // placeholders (SQLite 32766, PostgreSQL 65535).
 const maxRowsPerStatement = 500
 
+// sqliteRowsPerStatement bounds the rows of a statement that writes
+// contacts on SQLite. A multi-row statement keeps a copy of every page it
+// changes until it ends (its statement journal, to undo it alone if a row
+// fails); contacts' blind-index pages are scattered, so 500 rows copy
+// megabytes, which the SQLite driver's allocator maps and unmaps at every
+// statement (measured: a tenth of a million-row import's CPU, in page
+// faults). 100 rows keep the journal small and reused.
+const sqliteRowsPerStatement = 100
+
+// rowsPerStatement is the number of contacts written per statement.
+func (w *writer) rowsPerStatement() int {
+	if w.dialect == store.SQLite {
+		return sqliteRowsPerStatement
+	}
+	return maxRowsPerStatement
+}
+
 // chunks calls f with successive parts of xs: parts of size rows, then of
 // decreasing powers of two. A statement built per part thus has one of a
 // few texts, which SQLite's statement cache keeps prepared (a multi-row
@@ -562,7 +579,7 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 		// In index order: concurrent imports then lock rows in the same order
 		// (no deadlock on PostgreSQL), and the B-tree is walked forwards.
 		sort.Slice(round, func(i, j int) bool { return bytes.Compare(round[i].sealed.emailBidx, round[j].sealed.emailBidx) < 0 })
-		err := chunks(round, maxRowsPerStatement, func(chunk []*prepRow) error {
+		err := chunks(round, w.rowsPerStatement(), func(chunk []*prepRow) error {
 			vals := newValues(w.dialect)
 			for _, r := range chunk {
 				r.now = now
@@ -690,7 +707,7 @@ func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 			r.outcome, r.contact = outUpdated, m[0]
 		}
 	}
-	err := chunks(inserts, maxRowsPerStatement, func(chunk []*prepRow) error {
+	err := chunks(inserts, w.rowsPerStatement(), func(chunk []*prepRow) error {
 		vals := newValues(w.dialect)
 		for _, r := range chunk {
 			r.now = now
