@@ -106,7 +106,8 @@ func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // Open connects the store, migrates it when migrate is true (otherwise
 // refuses a store whose schema is behind), and loads the master key.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (*App, error) {
-	db, err := store.Open(ctx, store.Options{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log})
+	db, err := store.Open(ctx, store.Options{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log, SQLite: store.SQLiteTuning{
+		CacheMiB: cfg.SQLite.CacheMiB, WALAutocheckpoint: cfg.SQLite.WALAutocheckpoint}})
 	if err != nil {
 		return nil, err
 	}

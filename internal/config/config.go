@@ -54,6 +54,8 @@ type Config struct {
 	// on a loopback or management network). Empty disables it.
 	MetricsListen string `toml:"metrics_listen" json:"metrics_listen"`
 
+	// SQLite tunes the embedded store (ignored with database_url).
+	SQLite SQLite        `toml:"sqlite" json:"sqlite"`
 	TLS    TLS           `toml:"tls" json:"tls"`
 	Auth   Auth          `toml:"auth" json:"auth"`
 	Log    Log           `toml:"log" json:"log"`
@@ -69,6 +71,20 @@ type Config struct {
 	Monitor Monitor `toml:"monitor" json:"monitor"`
 	// Privacy configures retention runs and tenant destruction (issue 9).
 	Privacy Privacy `toml:"privacy" json:"privacy"`
+}
+
+// SQLite tunes the embedded SQLite store's memory and write-ahead log.
+type SQLite struct {
+	// CacheMiB is each database connection's page cache (SQLite's own
+	// default is 2). The blind indexes of contacts are written at random
+	// places: a larger cache saves reads, and spills of changed pages in
+	// the middle of a transaction. Pages are allocated as they are used,
+	// with about as much again of overhead, by each of up to 8 connections.
+	CacheMiB int `toml:"cache_mib" json:"cache_mib"`
+	// WALAutocheckpoint is the size of the write-ahead log, in 4 KiB pages,
+	// at which it is copied into the database file (each copy ends with
+	// two fsyncs: a larger log makes fewer, larger copies).
+	WALAutocheckpoint int `toml:"wal_autocheckpoint" json:"wal_autocheckpoint"`
 }
 
 // AuditForward is LOG-6: live copies of every audit event to the
@@ -383,8 +399,9 @@ func Default() Config {
 			ACMEDomains:       []string{},
 			ACMECheckInterval: Duration(10 * time.Minute),
 		},
-		Log:  Log{Level: "info", Format: "json"},
-		Auth: Auth{TokenIssuer: "relais"},
+		SQLite: SQLite{CacheMiB: 8, WALAutocheckpoint: 10000},
+		Log:    Log{Level: "info", Format: "json"},
+		Auth:   Auth{TokenIssuer: "relais"},
 		Keys: KeyManagement{Provider: "file", CacheTTL: Duration(5 * time.Minute),
 			Vault:  VaultKeys{Mount: "transit", KeyPrefix: "relais-", Timeout: Duration(10 * time.Second)},
 			PKCS11: PKCS11Keys{Module: "/usr/lib/softhsm/libsofthsm2.so", KeyLabelPrefix: "relais-"}},
@@ -654,6 +671,12 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			errs = append(errs, errors.New("database_url must be a postgres:// URL (or empty for the embedded SQLite store)"))
 		}
+	}
+	if c.SQLite.CacheMiB < 1 || c.SQLite.CacheMiB > 1024 {
+		errs = append(errs, errors.New("sqlite.cache_mib must be 1 to 1024"))
+	}
+	if c.SQLite.WALAutocheckpoint < 100 || c.SQLite.WALAutocheckpoint > 1000000 {
+		errs = append(errs, errors.New("sqlite.wal_autocheckpoint must be 100 to 1000000 pages"))
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

@@ -15,17 +15,22 @@ import (
 // none of this: pgx caches prepared statements per connection itself.
 //
 // Queries longer than maxCachedQuery (multi-row INSERTs built for one
-// batch size) are not cached, and once maxCachedStmts texts are cached no
-// new one is: a statement in use is never closed under a running
-// transaction, and the set of query texts of the code is small.
+// batch size) are not cached, unless run through Tx.ExecBulk or
+// Tx.QueryBulk by code that keeps their shapes few (at most maxBulkStmts
+// texts of up to maxBulkQuery bytes are cached). Once maxCachedStmts texts
+// are cached no new one is: a statement in use is never closed under a
+// running transaction, and the set of query texts of the code is small.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	mu   sync.Mutex
+	m    map[string]*sql.Stmt
+	bulk int // cached texts longer than maxCachedQuery
 }
 
 const (
 	maxCachedStmts = 1024
 	maxCachedQuery = 4096
+	maxBulkStmts   = 64
+	maxBulkQuery   = 256 << 10
 	// prepareWait bounds the wait for a pool connection to prepare on.
 	prepareWait = 20 * time.Millisecond
 )
@@ -33,13 +38,14 @@ const (
 // get returns the prepared statement for query, preparing it on first use;
 // nil when the query is not to be cached or cannot be prepared (the caller
 // then runs the text itself, which reports the error).
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
-	if len(query) > maxCachedQuery {
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string, bulk bool) *sql.Stmt {
+	long := len(query) > maxCachedQuery
+	if long && (!bulk || len(query) > maxBulkQuery) {
 		return nil
 	}
 	c.mu.Lock()
 	st, ok := c.m[query]
-	full := len(c.m) >= maxCachedStmts
+	full := len(c.m) >= maxCachedStmts || (long && c.bulk >= maxBulkStmts)
 	c.mu.Unlock()
 	if ok || full {
 		return st
@@ -68,6 +74,13 @@ func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) *sql.Stmt
 	if c.m == nil {
 		c.m = map[string]*sql.Stmt{}
 	}
+	if long {
+		if c.bulk >= maxBulkStmts {
+			_ = st.Close()
+			return nil
+		}
+		c.bulk++
+	}
 	c.m[query] = st
 	return st
 }
@@ -81,35 +94,35 @@ func (c *stmtCache) close() {
 			_ = st.Close()
 		}
 	}
-	c.m = nil
+	c.m, c.bulk = nil, 0
 }
 
 // txExec, txQuery and txQueryRow run a statement in a transaction through
 // the cache on SQLite, and as text otherwise.
-func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args []any) (sql.Result, error) {
-	if st := db.cached(ctx, query); st != nil {
+func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args []any, bulk bool) (sql.Result, error) {
+	if st := db.cached(ctx, query, bulk); st != nil {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, query, args...)
 }
 
-func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args []any) (*sql.Rows, error) {
-	if st := db.cached(ctx, query); st != nil {
+func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args []any, bulk bool) (*sql.Rows, error) {
+	if st := db.cached(ctx, query, bulk); st != nil {
 		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
 	return tx.QueryContext(ctx, query, args...)
 }
 
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args []any) *sql.Row {
-	if st := db.cached(ctx, query); st != nil {
+	if st := db.cached(ctx, query, false); st != nil {
 		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
 	return tx.QueryRowContext(ctx, query, args...)
 }
 
-func (db *DB) cached(ctx context.Context, query string) *sql.Stmt {
+func (db *DB) cached(ctx context.Context, query string, bulk bool) *sql.Stmt {
 	if db.dialect != SQLite || db.stmts == nil {
 		return nil
 	}
-	return db.stmts.get(ctx, db.sql, query)
+	return db.stmts.get(ctx, db.sql, query, bulk)
 }

@@ -68,6 +68,44 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// SQLite tunes the embedded store's connections (zero values: the
+	// defaults of DefaultSQLiteTuning).
+	SQLite SQLiteTuning
+}
+
+// SQLiteTuning are the embedded store's memory and checkpoint settings
+// (internal/config's [sqlite] section). Zero fields take
+// DefaultSQLiteTuning's values.
+type SQLiteTuning struct {
+	// CacheMiB is each connection's page cache (PRAGMA cache_size; SQLite's
+	// own default is 2 MiB). Pages are allocated as they are used.
+	CacheMiB int
+	// WALAutocheckpoint is the write-ahead log's size, in pages, that
+	// triggers a checkpoint into the database file (PRAGMA
+	// wal_autocheckpoint; SQLite's own default is 1000). Each checkpoint
+	// ends with two fsyncs and writes every page changed since the last
+	// one once: a bulk write that changes more pages than this per
+	// transaction would otherwise checkpoint at every commit.
+	WALAutocheckpoint int
+}
+
+// DefaultSQLiteTuning returns the embedded store's default settings.
+func DefaultSQLiteTuning() SQLiteTuning {
+	return SQLiteTuning{CacheMiB: 8, WALAutocheckpoint: 10000}
+}
+
+// pragmas returns the DSN parameters that apply t to each connection:
+// its settings, and temporary tables and statement journals (a
+// multi-row statement's undo pages) in memory rather than in files.
+func (t SQLiteTuning) pragmas() string {
+	d := DefaultSQLiteTuning()
+	if t.CacheMiB <= 0 {
+		t.CacheMiB = d.CacheMiB
+	}
+	if t.WALAutocheckpoint <= 0 {
+		t.WALAutocheckpoint = d.WALAutocheckpoint
+	}
+	return fmt.Sprintf("&_pragma=cache_size(%d)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)", -t.CacheMiB*1024, t.WALAutocheckpoint)
 }
 
 // DB is an open store.
@@ -95,7 +133,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.URL != "" {
 		err = db.openPostgres(ctx, opts.URL)
 	} else {
-		err = db.openSQLite(ctx, opts.DataDir)
+		err = db.openSQLite(ctx, opts.DataDir, opts.SQLite)
 	}
 	if err != nil {
 		return nil, err
@@ -103,7 +141,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	return db, nil
 }
 
-func (db *DB) openSQLite(ctx context.Context, dir string) error {
+func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) error {
 	if dir == "" {
 		return errors.New("store: no data directory for SQLite; pass --data-dir or set RELAIS_DATABASE_URL")
 	}
@@ -114,7 +152,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string) error {
 	// _txlock=immediate: writers take the lock at BEGIN, so two writers
 	// never deadlock on a lock upgrade; busy_timeout makes them wait.
 	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(15000)" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" + tune.pragmas() + "&_txlock=immediate"
 	s, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", path, err)

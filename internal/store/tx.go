@@ -135,7 +135,29 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	if err != nil {
 		return nil, err
 	}
-	return tx.db.txExec(ctx, tx.tx, query, all)
+	return tx.db.txExec(ctx, tx.tx, query, all, false)
+}
+
+// ExecBulk runs a long multi-row statement like Exec, through the SQLite
+// statement cache that Exec keeps to short statements (parsing a statement
+// of hundreds of rows costs as much as a good part of running it). The
+// caller keeps the texts it sends here few: rows in chunks of fixed sizes.
+func (tx *Tx) ExecBulk(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	all, err := tx.args(query, args)
+	if err != nil {
+		return nil, err
+	}
+	return tx.db.txExec(ctx, tx.tx, query, all, true)
+}
+
+// QueryBulk is Query for a long multi-row statement (INSERT ... RETURNING),
+// cached as ExecBulk.
+func (tx *Tx) QueryBulk(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	all, err := tx.args(query, args)
+	if err != nil {
+		return nil, err
+	}
+	return tx.db.txQuery(ctx, tx.tx, query, all, true)
 }
 
 // Stmt is a statement prepared in a tenant transaction (Tx.Prepare).
@@ -171,7 +193,7 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 	if err != nil {
 		return nil, err
 	}
-	return tx.db.txQuery(ctx, tx.tx, query, all)
+	return tx.db.txQuery(ctx, tx.tx, query, all, false)
 }
 
 // QueryRow runs a query expected to return at most one row; the tenant is $1.
@@ -233,12 +255,12 @@ type PlatformTx struct {
 
 // Exec runs a statement.
 func (p *PlatformTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return p.db.txExec(ctx, p.tx, query, args)
+	return p.db.txExec(ctx, p.tx, query, args, false)
 }
 
 // Query runs a query.
 func (p *PlatformTx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return p.db.txQuery(ctx, p.tx, query, args)
+	return p.db.txQuery(ctx, p.tx, query, args, false)
 }
 
 // QueryRow runs a single-row query.

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// Every SQLite connection gets the configured page cache, checkpoint size
+// and in-memory temporary storage; zero settings take the defaults.
+func TestSQLiteTuning(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		tune        SQLiteTuning
+		cache, ckpt int
+	}{
+		{SQLiteTuning{}, -8 * 1024, 10000},
+		{SQLiteTuning{CacheMiB: 3, WALAutocheckpoint: 500}, -3 * 1024, 500},
+	} {
+		db, err := Open(ctx, Options{DataDir: t.TempDir(), SQLite: tc.tune})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Several connections at once: each runs the settings.
+		conns := make([]interface{ Close() error }, 0, 3)
+		for i := 0; i < 3; i++ {
+			c, err := db.sql.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			var cache, ckpt, temp int
+			if err := c.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&cache); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&ckpt); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&temp); err != nil {
+				t.Fatal(err)
+			}
+			if cache != tc.cache || ckpt != tc.ckpt || temp != 2 {
+				t.Fatalf("%+v, connection %d: cache_size %d, wal_autocheckpoint %d, temp_store %d", tc.tune, i, cache, ckpt, temp)
+			}
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		_ = db.Close()
+	}
+}
+
+// ExecBulk and QueryBulk cache long statements (up to maxBulkStmts texts),
+// which Exec never does, and bind the tenant like Exec.
+func TestBulkStatementCache(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Platform(ctx, func(p *PlatformTx) error {
+		_, err := p.Exec(ctx, `CREATE TABLE bulk_t (tenant_id TEXT NOT NULL, n INTEGER NOT NULL)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(rows int) string {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO bulk_t (tenant_id, n) VALUES `)
+		for i := 0; i < rows; i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("($1, ?)")
+		}
+		return b.String() + " /*" + strings.Repeat("x", maxCachedQuery) + "*/"
+	}
+	args := func(rows int) []any {
+		a := make([]any, rows)
+		for i := range a {
+			a[i] = i
+		}
+		return a
+	}
+	q := insert(3)
+	for i := 0; i < 3; i++ {
+		if err := db.Tenant("t1").Tx(ctx, func(tx *Tx) error {
+			if _, err := tx.Exec(ctx, q, args(3)...); err != nil {
+				return err
+			}
+			_, err := tx.ExecBulk(ctx, q, args(3)...)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.stmts.m[q] == nil || db.stmts.bulk != 1 {
+		t.Fatalf("the bulk statement was not cached (%d bulk)", db.stmts.bulk)
+	}
+	var n int
+	if err := db.Platform(ctx, func(p *PlatformTx) error {
+		return p.QueryRow(ctx, `SELECT count(*) FROM bulk_t WHERE tenant_id = 't1'`).Scan(&n)
+	}); err != nil || n != 18 {
+		t.Fatalf("%d rows, %v", n, err)
+	}
+	// Unscoped statements are refused as by Exec.
+	err = db.Tenant("t1").Tx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecBulk(ctx, `DELETE FROM bulk_t`)
+		return err
+	})
+	if err != ErrUnscoped {
+		t.Fatalf("unscoped bulk statement: %v", err)
+	}
+	// At most maxBulkStmts long texts are cached; later ones still run.
+	for i := 2; i < maxBulkStmts+5; i++ {
+		q := insert(i)
+		if err := db.Tenant("t1").Tx(ctx, func(tx *Tx) error {
+			rs, err := tx.QueryBulk(ctx, q+" RETURNING n", args(i)...)
+			if err != nil {
+				return err
+			}
+			defer rs.Close()
+			k := 0
+			for rs.Next() {
+				k++
+			}
+			if k != i {
+				return fmt.Errorf("%d rows returned of %d", k, i)
+			}
+			return rs.Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.stmts.bulk != maxBulkStmts {
+		t.Fatalf("%d bulk statements cached, want %d", db.stmts.bulk, maxBulkStmts)
+	}
+}
