@@ -71,24 +71,7 @@ type httpClientProcess struct {
 
 func startHTTPClientProcess(b *testing.B) *httpClientProcess {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAPIClientProcess$", "-test.count=1") // #nosec G204 -- this test binary
-	cmd.Env = append(os.Environ(), "RELAIS_BENCH_HTTP_CLIENT_CHILD=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = in.Close()
-		_ = cmd.Wait()
-	})
+	in, out := startChild(b, "TestAPIClientProcess", "RELAIS_BENCH_HTTP_CLIENT_CHILD")
 	return &httpClientProcess{in: in, out: bufio.NewScanner(out)}
 }
 
@@ -175,4 +158,32 @@ func TestAPIClientProcess(t *testing.T) {
 		}
 		fmt.Println("DONE")
 	}
+}
+
+// startChild runs this test binary again as a child process running only
+// the test named test, with the environment variable env set to 1 (the
+// test skips itself without it), and returns its standard input and
+// output; its standard error is this process's. The child ends when its
+// input is closed, at the benchmark's cleanup, which waits for it.
+func startChild(b *testing.B, test, env string) (io.WriteCloser, io.Reader) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1") // #nosec G204 -- this test binary
+	cmd.Env = append(os.Environ(), env+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = in.Close()
+		_ = cmd.Wait()
+	})
+	return in, out
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -318,20 +317,7 @@ type sinkProcess struct {
 
 func startSinkProcess(b *testing.B) *sinkProcess {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCampaignSinkProcess$", "-test.count=1") // #nosec G204 -- this test binary
-	cmd.Env = append(os.Environ(), "RELAIS_BENCH_SINK_CHILD=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	in, out := startChild(b, "TestCampaignSinkProcess", "RELAIS_BENCH_SINK_CHILD")
 	s := &sinkProcess{stdin: in, changed: make(chan struct{})}
 	ready := make(chan error, 1)
 	go func() {
@@ -342,7 +328,8 @@ func startSinkProcess(b *testing.B) *sinkProcess {
 			switch {
 			case len(f) == 3 && f[0] == "SINK":
 				s.port, _ = strconv.Atoi(f[1])
-				s.cert, err = base64.StdEncoding.DecodeString(f[2])
+				cert, err := base64.StdEncoding.DecodeString(f[2])
+				s.cert = cert
 				ready <- err
 			case len(f) == 3 && f[0] == "COUNT":
 				n, _ := strconv.ParseInt(f[1], 10, 64)
@@ -357,10 +344,6 @@ func startSinkProcess(b *testing.B) *sinkProcess {
 		}
 		ready <- fmt.Errorf("the sink process ended")
 	}()
-	b.Cleanup(func() {
-		_ = in.Close()
-		_ = cmd.Wait()
-	})
 	if err := <-ready; err != nil {
 		b.Fatal(err)
 	}
