@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -239,12 +240,39 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 		return nil, &problem.Problem{Status: http.StatusForbidden, Code: "ip_not_allowed", Title: "Address not allowed",
 			Detail: "Your network address is not in the tenant's API allow-list."}
 	}
-	p := &identity.Principal{TenantID: claims.Tenant, ClientID: claims.ClientID, Method: identity.MethodToken,
-		Permissions: make(map[string]bool, strings.Count(claims.Scope, " ")+1)}
-	for sc := range strings.FieldsSeq(claims.Scope) { // as claims.Scopes(), without the slice
-		p.Permissions[sc] = true
+	return &identity.Principal{TenantID: claims.Tenant, ClientID: claims.ClientID, Method: identity.MethodToken,
+		Permissions: s.scopeSets.get(claims.Scope)}, nil
+}
+
+// maxScopeSets bounds the permission sets kept by scope string: a few per
+// role and client kind in practice; past it, sets are built per request.
+const maxScopeSets = 4096
+
+// scopeSets keeps the permission set of each access-token scope string
+// seen, so that a bearer request does not build the same map again: the
+// scope string comes from a verified token (the issuer signs it), the sets
+// are never written once stored (principals only read their Permissions),
+// and their number is bounded.
+type scopeSets struct {
+	m sync.Map // scope string -> map[string]bool, read-only
+	n atomic.Int64
+}
+
+// get returns the permission set of scope (space-separated permissions).
+func (c *scopeSets) get(scope string) map[string]bool {
+	if v, ok := c.m.Load(scope); ok {
+		return v.(map[string]bool)
 	}
-	return p, nil
+	set := make(map[string]bool, strings.Count(scope, " ")+1)
+	for sc := range strings.FieldsSeq(scope) { // as claims.Scopes(), without the slice
+		set[sc] = true
+	}
+	if c.n.Load() < maxScopeSets {
+		if _, loaded := c.m.LoadOrStore(scope, set); !loaded {
+			c.n.Add(1)
+		}
+	}
+	return set
 }
 
 // require wraps a handler with authentication and the route's permission.

@@ -118,6 +118,9 @@ type Server struct {
 
 	catalogueOnce sync.Once
 	catalogueJSON []byte
+	// scopeSets are the permission sets of access tokens, by scope
+	// string (see permissionSet).
+	scopeSets scopeSets
 	// importSlots holds one token per running API import: a few at once,
 	// so that uploads cannot take the machine.
 	importSlots chan struct{}
