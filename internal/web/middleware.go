@@ -223,35 +223,16 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if sw.status >= 500 {
 				level = slog.LevelError
 			}
+			line := accesslog.Line{RequestID: id, Method: r.Method, Route: route, Path: logPath(r.URL.Path), Status: sw.status,
+				Bytes: sw.bytes, DurationUS: elapsed.Microseconds(), RemoteIP: ip, Tenant: info.tenant,
+				ActorType: info.actor.Type, ActorID: info.actor.ID}
 			if s.accessLog != nil {
 				// The process logger is accesslog's JSON handler: the line
 				// is encoded directly, the same bytes as slog would write.
-				line := accesslog.Line{RequestID: id, Method: r.Method, Route: route, Path: logPath(r.URL.Path), Status: sw.status,
-					Bytes: sw.bytes, DurationUS: elapsed.Microseconds(), RemoteIP: ip, Tenant: info.tenant,
-					ActorType: info.actor.Type, ActorID: info.actor.ID}
 				_ = s.accessLog.Write(ctx, time.Now(), level, &line) // a write error has nowhere to go
 				return
 			}
-			// The record is built here rather than by Logger.LogAttrs, which
-			// also walks the stack for the caller's PC (runtime.Callers) on
-			// every request; no Relais handler reports the source.
-			if h := s.log.Handler(); h.Enabled(ctx, level) {
-				rec := slog.NewRecord(time.Now(), level, accesslog.Message, 0)
-				rec.AddAttrs(
-					slog.String("request_id", id),
-					slog.String("method", r.Method),
-					slog.String("route", route),
-					slog.String("path", logPath(r.URL.Path)),
-					slog.Int("status", sw.status),
-					slog.Int64("bytes", sw.bytes),
-					// An integer: slog's JSON handler encodes floats through json.Marshal.
-					slog.Int64("duration_us", elapsed.Microseconds()),
-					slog.String("remote_ip", ip),
-					slog.String("tenant", info.tenant),
-					slog.String("actor", info.actorString()),
-				)
-				_ = h.Handle(ctx, rec) // as Logger.LogAttrs: a handler's error has nowhere to go
-			}
+			_ = accesslog.Log(ctx, s.log.Handler(), time.Now(), level, &line)
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -272,15 +253,6 @@ type requestInfo struct {
 }
 
 type requestInfoKey struct{}
-
-// actorString is the access log's actor, "type:id" ("" before
-// authentication).
-func (i *requestInfo) actorString() string {
-	if i.actor == (audit.Actor{}) {
-		return ""
-	}
-	return i.actor.Type + ":" + i.actor.ID
-}
 
 // requestContext is the context instrument gives each request: one node,
 // one allocation, answering the lookups of problem.RequestID,

@@ -62,7 +62,7 @@ func TestRequestContext(t *testing.T) {
 	derived, stop := context.WithTimeout(ctx, 1<<40)
 	defer stop()
 	if PrincipalFrom(derived) != p || audit.MetaFrom(derived).Actor != (audit.Actor{Type: audit.ActorAPI, ID: "c1"}) ||
-		problem.RequestID(derived) != "req-1" || rc.info.tenant != "t1" || rc.info.actorString() != "api:c1" {
+		problem.RequestID(derived) != "req-1" || rc.info.tenant != "t1" || rc.info.actor != (audit.Actor{Type: "api", ID: "c1"}) {
 		t.Fatal("values lost through a derived context")
 	}
 	// Values added below the node shadow it, as with context.WithValue.

@@ -90,6 +90,41 @@ func (h *Handler) Write(ctx context.Context, t time.Time, level slog.Level, l *L
 	return err
 }
 
+// Log hands l to h as a slog record at level, timestamped t, when h is
+// enabled for level (the path of a logger that is not a *Handler): the
+// record is built here rather than by Logger.LogAttrs, which also walks
+// the stack for the caller's PC on every request (no Relais handler
+// reports the source). It returns the handler's error.
+func Log(ctx context.Context, h slog.Handler, t time.Time, level slog.Level, l *Line) error {
+	if !h.Enabled(ctx, level) {
+		return nil
+	}
+	rec := slog.NewRecord(t, level, Message, 0)
+	rec.AddAttrs(
+		slog.String("request_id", l.RequestID),
+		slog.String("method", l.Method),
+		slog.String("route", l.Route),
+		slog.String("path", l.Path),
+		slog.Int("status", l.Status),
+		slog.Int64("bytes", l.Bytes),
+		// An integer: slog's JSON handler encodes floats through json.Marshal.
+		slog.Int64("duration_us", l.DurationUS),
+		slog.String("remote_ip", l.RemoteIP),
+		slog.String("tenant", l.Tenant),
+		slog.String("actor", l.actor()),
+	)
+	return h.Handle(ctx, rec)
+}
+
+// actor is the "actor" field: "type:id", or "" for an unauthenticated
+// request.
+func (l *Line) actor() string {
+	if l.ActorType == "" && l.ActorID == "" {
+		return ""
+	}
+	return l.ActorType + ":" + l.ActorID
+}
+
 // AppendJSON appends l as slog's JSON handler would write the record
 // (t, level, Message, then l's fields as attributes), newline included.
 // t's year must be within [0, 9999] (always so for time.Now), where slog
