@@ -157,6 +157,12 @@ func Search(ctx context.Context, tx *store.Tx, f Filter) (Page, error) {
 // returned): reading the audit trail is itself audited (LOG-2, LOG-7).
 func (s *Service) Search(ctx context.Context, tenantID string, f Filter) (Page, error) {
 	var page Page
+	// Sequence in short transactions of its own first, so that the search's
+	// transaction finds the queue empty and does not hold the log's head
+	// (searches of one log would otherwise take turns on PostgreSQL).
+	if _, err := Sequence(ctx, s.DB, tenantID); err != nil {
+		return page, err
+	}
 	err := s.inLog(ctx, tenantID, func(tx *store.Tx) error {
 		var err error
 		if page, err = Search(ctx, tx, f); err != nil {

@@ -248,20 +248,11 @@ func Sequence(ctx context.Context, db *store.DB, tenantID string) (int, error) {
 	total := 0
 	for {
 		var n int
-		var err error
-		if tenantID == "" {
-			err = db.Platform(ctx, func(p *store.PlatformTx) error {
-				got, err := sequenceTx(ctx, p.Tenant(""))
-				n = len(got)
-				return err
-			})
-		} else {
-			err = db.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-				got, err := sequenceTx(ctx, tx)
-				n = len(got)
-				return err
-			})
-		}
+		err := inLog(ctx, db, tenantID, func(tx *store.Tx) error {
+			got, err := sequenceTx(ctx, tx)
+			n = len(got)
+			return err
+		})
 		total += n
 		if err != nil || n < sequenceBatch {
 			return total, err

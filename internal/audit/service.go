@@ -31,10 +31,16 @@ const treeBatch = 5000
 // inLog runs fn in a transaction on one log: the tenant's, or the
 // operator's in platform scope.
 func (s *Service) inLog(ctx context.Context, tenantID string, fn func(*store.Tx) error) error {
+	return inLog(ctx, s.DB, tenantID, fn)
+}
+
+// inLog runs fn in a transaction of db on one log: the tenant's, or the
+// operator's in platform scope.
+func inLog(ctx context.Context, db *store.DB, tenantID string, fn func(*store.Tx) error) error {
 	if tenantID == "" {
-		return s.DB.Platform(ctx, func(p *store.PlatformTx) error { return fn(p.Tenant("")) })
+		return db.Platform(ctx, func(p *store.PlatformTx) error { return fn(p.Tenant("")) })
 	}
-	return s.DB.Tenant(tenantID).Tx(ctx, fn)
+	return db.Tenant(tenantID).Tx(ctx, fn)
 }
 
 // PublicKey returns the note verifier key of the log (name+hash+key, the

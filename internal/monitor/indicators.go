@@ -190,9 +190,9 @@ func (ix *Indicators) compute(ctx context.Context) (Report, error) {
 	r := Report{At: now.UTC(), Window: ix.window(), FailedLogins: map[string]int64{}}
 	from := store.Micros(now.Add(-ix.window()))
 	var tenantIDs []string
-	if _, err := audit.SequenceAll(ctx, ix.DB); err != nil { // failed logins still queued
-		return Report{}, err
-	}
+	// Failed logins still queued; a log that cannot be sequenced (the
+	// sequencer reports it) does not stop the indicators of every tenant.
+	_, _ = audit.SequenceAll(ctx, ix.DB)
 	err := ix.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		if err := scanRows(ctx, p, `SELECT id FROM tenants ORDER BY id`, nil, func(sc func(...any) error) error {
 			var id string

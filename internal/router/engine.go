@@ -173,14 +173,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	// Recording a batch's outcomes overlaps the claim and hand-off of the
-	// next one: one batch waits while one is recorded, so at most two
-	// batches are handed off and not yet recorded. The recorder finishes
+	// next one: the queue is unbuffered, so the next batch is claimed and
+	// handed off while one is recorded, and at most two batches are handed
+	// off and not yet recorded. The recorder finishes
 	// its work when ctx ends (outcomes of messages the connectors took are
 	// worth writing), then the leases are released. Lease maintenance
 	// waits until every outcome is recorded: when this node takes back a
 	// shard whose lease lapsed (a slow cycle), recovery must not find its
 	// own hand-offs still in flight and mark them unknown.
-	recordQ := make(chan []outcome, 1)
+	recordQ := make(chan []outcome)
 	recorded := make(chan struct{})
 	var pending sync.WaitGroup
 	go func() {

@@ -288,8 +288,10 @@ func (s *Service) accept(ctx context.Context, tenantID string, batch []NewMessag
 		if len(created) == 0 {
 			return nil
 		}
+		// Named by the first message this call created (out[0] may be an
+		// earlier message answered as a duplicate).
 		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "message.accept", ObjectType: "message",
-			ObjectID: out[0].ID, Details: map[string]any{"count": len(created), "channel": batch[0].Channel}})
+			ObjectID: created[0], Details: map[string]any{"count": len(created), "channel": batch[index[created[0]]].Channel}})
 		return err
 	})
 	if err != nil {

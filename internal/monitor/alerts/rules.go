@@ -315,9 +315,10 @@ func (r *FailedLoginRule) Evaluate(ctx context.Context, now time.Time) ([]Condit
 	perAccount := map[[2]string]int64{}
 	accounts := map[string]map[string]bool{}
 	perIP := map[string]int64{}
-	if _, err := audit.SequenceAll(ctx, r.DB); err != nil { // the attempts still queued
-		return nil, err
-	}
+	// The attempts still queued. A log that cannot be sequenced (an
+	// unreadable queued row) must not silence this rule for every tenant:
+	// the rule reads what is sequenced, and the sequencer reports the log.
+	_, _ = audit.SequenceAll(ctx, r.DB)
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		// Log by log (the operator's and each tenant's), on the (tenant_id, at) index.
 		rows, err := p.Query(ctx, `SELECT tenant_id, ip, object_id, details FROM audit_events WHERE tenant_id IN (`+everyLog+`)
@@ -391,9 +392,7 @@ func (r *AdminGrantRule) Name() string { return RuleAdminGrant }
 // Evaluate implements Rule.
 func (r *AdminGrantRule) Evaluate(ctx context.Context, now time.Time) ([]Condition, error) {
 	var out []Condition
-	if _, err := audit.SequenceAll(ctx, r.DB); err != nil {
-		return nil, err
-	}
+	_, _ = audit.SequenceAll(ctx, r.DB) // as FailedLoginRule: a log that cannot be sequenced does not silence the rule
 	err := r.DB.Platform(ctx, func(p *store.PlatformTx) error {
 		rows, err := p.Query(ctx, `SELECT tenant_id, seq, at, action, actor_type, actor_id, details FROM audit_events
 			WHERE tenant_id IN (`+everyLog+`) AND at >= $1 AND at <= $2 AND category = 'admin' AND details LIKE $3`,
