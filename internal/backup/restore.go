@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -147,12 +148,18 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
 			// A restore writes every index of the tenant at once: a 256 MiB
-			// page cache for this connection while it runs, then SQLite's
-			// default again.
+			// page cache for this connection while it runs, then the
+			// connection's own setting again (the store's sqlite.cache_mib).
+			var was int64
+			if err := ptx.QueryRow(ctx, `PRAGMA cache_size`).Scan(&was); err != nil {
+				return err
+			}
 			if _, err := ptx.Exec(ctx, `PRAGMA cache_size = -262144`); err != nil {
 				return err
 			}
-			defer func() { _, _ = ptx.Exec(context.WithoutCancel(ctx), `PRAGMA cache_size = -2000`) }()
+			defer func() {
+				_, _ = ptx.Exec(context.WithoutCancel(ctx), `PRAGMA cache_size = `+strconv.FormatInt(was, 10))
+			}()
 		}
 		var n int
 		if err := ptx.QueryRow(ctx, `SELECT count(*) FROM tenants WHERE id = $1`, tenantID).Scan(&n); err != nil {
@@ -613,7 +620,9 @@ func (w *inserter) sql() string {
 }
 
 // dropIndexes drops, on SQLite, the secondary indexes (those created by
-// CREATE INDEX, not the primary keys and UNIQUE constraints) of the
+// CREATE [UNIQUE] INDEX, not the primary keys and the UNIQUE constraints
+// of the tables' definitions; a unique index rebuilt at the end is checked
+// again there) of the
 // restored tables that hold no row at all, and returns the statements that
 // create them again: a restore builds them once after its rows are in, in
 // its same transaction, instead of inserting every row into them (random
