@@ -979,7 +979,5 @@ func (s *Server) permissionCatalogue(w http.ResponseWriter, r *http.Request) {
 		s.catalogueJSON, _ = json.Marshal(map[string]any{"permissions": access.Catalogue()})
 		s.catalogueJSON = append(s.catalogueJSON, '\n')
 	})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(s.catalogueJSON)
+	writeJSONBytes(w, http.StatusOK, s.catalogueJSON)
 }

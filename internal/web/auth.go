@@ -116,7 +116,11 @@ func newAuthCaches() *authCaches {
 }
 
 func (s *Server) tenantPolicy(ctx context.Context, tenantID string) (config.Policy, error) {
-	now := s.now()
+	return s.tenantPolicyAt(ctx, tenantID, s.now())
+}
+
+// tenantPolicyAt is tenantPolicy with the clock already read.
+func (s *Server) tenantPolicyAt(ctx context.Context, tenantID string, now time.Time) (config.Policy, error) {
 	if pol, ok := s.caches.policies.lookup(tenantID, now); ok {
 		return pol, nil
 	}
@@ -218,7 +222,8 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 		s.log.ErrorContext(ctx, "token verification unavailable", "error", err)
 		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
 	}
-	st, err := s.clientState(ctx, clientKey{claims.Tenant, claims.ClientID}, claims.Version, s.now())
+	now := s.authTime(ctx)
+	st, err := s.clientState(ctx, clientKey{claims.Tenant, claims.ClientID}, claims.Version, now)
 	if err != nil {
 		s.log.ErrorContext(ctx, "client lookup failed", "error", err)
 		return nil, &problem.Problem{Status: http.StatusServiceUnavailable, Code: problem.CodeUnavailable, Title: "Unavailable", Detail: "Try again shortly."}
@@ -232,7 +237,7 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 			return nil, prob
 		}
 	}
-	pol, err := s.tenantPolicy(ctx, claims.Tenant)
+	pol, err := s.tenantPolicyAt(ctx, claims.Tenant, now)
 	if err != nil {
 		return nil, unauth("invalid_token", "The access token is not valid.")
 	}
@@ -240,8 +245,31 @@ func (s *Server) authenticateBearer(r *http.Request, tok string, client identity
 		return nil, &problem.Problem{Status: http.StatusForbidden, Code: "ip_not_allowed", Title: "Address not allowed",
 			Detail: "Your network address is not in the tenant's API allow-list."}
 	}
-	return &identity.Principal{TenantID: claims.Tenant, ClientID: claims.ClientID, Method: identity.MethodToken,
-		Permissions: s.scopeSets.get(claims.Scope)}, nil
+	p := principalSlot(ctx)
+	*p = identity.Principal{TenantID: claims.Tenant, ClientID: claims.ClientID, Method: identity.MethodToken,
+		Permissions: s.scopeSets.get(claims.Scope)}
+	return p, nil
+}
+
+// authTime is the time authentication checks its caches against: the
+// request's arrival (read once by instrument) when authentication runs
+// on instrument's context node, as it does at the start of every
+// request, else the clock.
+func (s *Server) authTime(ctx context.Context) time.Time {
+	if rc, ok := ctx.(*requestContext); ok && !rc.start.IsZero() {
+		return rc.start
+	}
+	return s.now()
+}
+
+// principalSlot is where a request's principal is built: the slot in
+// instrument's context node while the request has no principal yet (no
+// allocation of its own), a new one otherwise.
+func principalSlot(ctx context.Context) *identity.Principal {
+	if rc, ok := ctx.(*requestContext); ok && rc.info.principal == nil {
+		return &rc.principal
+	}
+	return new(identity.Principal)
 }
 
 // maxScopeSets bounds the permission sets kept by scope string: a few per

@@ -177,7 +177,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		ip, port := clientAddr(r)
 		// One context node carries the request id, the audit metadata and
 		// the access log's requestInfo (four context values before).
-		rc := &requestContext{Context: r.Context(), info: requestInfo{sourcePort: port,
+		rc := &requestContext{Context: r.Context(), start: start, info: requestInfo{sourcePort: port,
 			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
 		// The name is canonical already (Set would canonicalise it again);
 		// the value's slice lives in the node, capacity 1 so that an Add
@@ -213,7 +213,8 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if sw.status == 0 {
 				sw.status = http.StatusOK
 			}
-			elapsed := s.now().Sub(start)
+			end := s.now() // the line's time too: one clock reading fewer
+			elapsed := end.Sub(start)
 			route := routeLabel(r)
 			s.metrics.observe(route, methodLabel(r.Method), sw.status, elapsed.Seconds())
 			if s.opts.Monitor != nil {
@@ -229,10 +230,10 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if s.accessLog != nil {
 				// The process logger is accesslog's JSON handler: the line
 				// is encoded directly, the same bytes as slog would write.
-				_ = s.accessLog.Write(ctx, time.Now(), level, &line) // a write error has nowhere to go
+				_ = s.accessLog.Write(ctx, end, level, &line) // a write error has nowhere to go
 				return
 			}
-			_ = accesslog.Log(ctx, s.log.Handler(), time.Now(), level, &line)
+			_ = accesslog.Log(ctx, s.log.Handler(), end, level, &line)
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -261,10 +262,15 @@ type requestInfoKey struct{}
 // the parent.
 type requestContext struct {
 	context.Context
-	info requestInfo
-	sw   statusWriter // instrument's response writer, in the same allocation
+	// start is the request's arrival, instrument's clock reading.
+	start time.Time
+	info  requestInfo
+	sw    statusWriter // instrument's response writer, in the same allocation
 	// reqID backs the X-Request-Id header's value slice.
 	reqID [1]string
+	// principal holds the bearer principal (principalSlot) in the same
+	// allocation; info.principal points to it once authenticated.
+	principal identity.Principal
 }
 
 // Value implements context.Context.
