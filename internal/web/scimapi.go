@@ -135,7 +135,7 @@ func (s *Server) scimConfig(w http.ResponseWriter, r *http.Request) {
 		"schemas":        []string{"urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"},
 		"patch":          map[string]bool{"supported": true},
 		"bulk":           map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-		"filter":         map[string]any{"supported": true, "maxResults": 10000},
+		"filter":         map[string]any{"supported": true, "maxResults": scimMaxPage},
 		"changePassword": map[string]bool{"supported": false},
 		"sort":           map[string]bool{"supported": false},
 		"etag":           map[string]bool{"supported": false},
@@ -159,9 +159,49 @@ func scimUserJSON(u sso.SCIMUser) map[string]any {
 	return out
 }
 
-func scimList(resources []map[string]any) map[string]any {
-	return map[string]any{"schemas": []string{scimListSchema}, "totalResults": len(resources), "startIndex": 1,
-		"itemsPerPage": len(resources), "Resources": resources}
+// scimMaxPage is the most resources one list answer holds (the
+// ServiceProviderConfig's filter maxResults); a client pages through more
+// with startIndex and count.
+const scimMaxPage = 10000
+
+// scimPage is a list request's window (RFC 7644 section 3.4.2.4):
+// startIndex is 1-based, values below 1 mean 1; count is the page size, a
+// negative value means 0 (the total only), and it is at most scimMaxPage.
+type scimPage struct{ start, count int }
+
+// scimPaging reads startIndex and count; a value that is not an integer is
+// refused (400 invalidValue) before anything is read.
+func scimPaging(w http.ResponseWriter, r *http.Request) (scimPage, bool) {
+	p := scimPage{start: 1, count: scimMaxPage}
+	q := r.URL.Query()
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{"startIndex", &p.start}, {"count", &p.count}} {
+		v := q.Get(f.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			scimFail(w, http.StatusBadRequest, "invalidValue", f.name+" must be an integer.")
+			return p, false
+		}
+		*f.dst = n
+	}
+	p.start = max(p.start, 1)
+	p.count = min(max(p.count, 0), scimMaxPage)
+	return p, true
+}
+
+// scimList answers one page of a list: totalResults counts every match,
+// itemsPerPage the resources in this answer.
+func scimList(resources []map[string]any, p scimPage) map[string]any {
+	total := len(resources)
+	from := min(p.start-1, total)
+	page := resources[from:min(from+p.count, total)]
+	return map[string]any{"schemas": []string{scimListSchema}, "totalResults": total, "startIndex": p.start,
+		"itemsPerPage": len(page), "Resources": page}
 }
 
 var scimEqFilter = regexp.MustCompile(`^\s*(\w+)\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$`)
@@ -185,8 +225,12 @@ func (s *Server) scimListUsers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	page, ok := scimPaging(w, r)
+	if !ok {
+		return
+	}
 	if r.URL.Query().Get("filter") != "" && userName == "" {
-		scimWrite(w, http.StatusOK, scimList([]map[string]any{}))
+		scimWrite(w, http.StatusOK, scimList([]map[string]any{}, page))
 		return
 	}
 	users, err := s.opts.SSO.SCIMListUsers(r.Context(), scimTenant(r.Context()), userName)
@@ -198,7 +242,7 @@ func (s *Server) scimListUsers(w http.ResponseWriter, r *http.Request) {
 	for _, u := range users {
 		res = append(res, scimUserJSON(u))
 	}
-	scimWrite(w, http.StatusOK, scimList(res))
+	scimWrite(w, http.StatusOK, scimList(res, page))
 }
 
 type scimUserIn struct {
@@ -349,6 +393,10 @@ func (s *Server) scimListGroups(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	page, ok := scimPaging(w, r)
+	if !ok {
+		return
+	}
 	groups, err := s.opts.SSO.SCIMListGroups(r.Context(), scimTenant(r.Context()), name)
 	if err != nil {
 		s.scimError(w, r, err)
@@ -358,7 +406,7 @@ func (s *Server) scimListGroups(w http.ResponseWriter, r *http.Request) {
 	for _, g := range groups {
 		res = append(res, scimGroupJSON(g))
 	}
-	scimWrite(w, http.StatusOK, scimList(res))
+	scimWrite(w, http.StatusOK, scimList(res, page))
 }
 
 type scimMember struct {

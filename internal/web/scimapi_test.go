@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,6 +179,78 @@ func TestSCIMProvisioningAndDeprovisioning(t *testing.T) {
 		}
 		if code, _ := e.scim(t, tokA, "DELETE", "/scim/v2/Groups/"+gid, ""); code != 204 {
 			t.Fatalf("delete group: %d", code)
+		}
+	})
+}
+
+// TestSCIMPaging (RFC 7644 section 3.4.2.4): an IdP pages through a
+// tenant's users with startIndex and count; every user appears exactly
+// once across the pages, in a stable order; out-of-range values are read
+// as the RFC says, and a value that is not an integer is refused.
+func TestSCIMPaging(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := newSSOEnv(t, db)
+		ctx := context.Background()
+		_, tok, err := e.sso.CreateSCIMToken(ctx, e.a.ID, "okta")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, all := e.scim(t, tok, "GET", "/scim/v2/Users", "")
+		before := int(all["totalResults"].(float64))
+		for i := range 5 {
+			if code, u := e.scim(t, tok, "POST", "/scim/v2/Users", fmt.Sprintf(`{"userName":"page%d@example.com"}`, i)); code != 201 {
+				t.Fatalf("create: %d %v", code, u)
+			}
+		}
+		total := before + 5
+		seen := map[string]bool{}
+		for start := 1; start <= total; start += 2 {
+			code, l := e.scim(t, tok, "GET", fmt.Sprintf("/scim/v2/Users?startIndex=%d&count=2", start), "")
+			res, _ := l["Resources"].([]any)
+			want := min(2, total-start+1)
+			if code != 200 || int(l["totalResults"].(float64)) != total || int(l["startIndex"].(float64)) != start ||
+				int(l["itemsPerPage"].(float64)) != want || len(res) != want {
+				t.Fatalf("page at %d: %d %v", start, code, l)
+			}
+			for _, r := range res {
+				id := r.(map[string]any)["id"].(string)
+				if seen[id] {
+					t.Fatalf("user %s on two pages", id)
+				}
+				seen[id] = true
+			}
+		}
+		if len(seen) != total {
+			t.Fatalf("%d users over the pages, want %d", len(seen), total)
+		}
+		for _, c := range []struct {
+			query             string
+			start, items, got int
+		}{
+			{"count=0", 1, 0, 0},                                     // the total only
+			{"count=-3", 1, 0, 0},                                    // negative: 0
+			{"startIndex=0&count=1", 1, 1, 1},                        // below 1: 1
+			{"startIndex=-7", 1, total, total},                       // and the default page
+			{fmt.Sprintf("startIndex=%d", total+1), total + 1, 0, 0}, // past the end: empty
+		} {
+			code, l := e.scim(t, tok, "GET", "/scim/v2/Users?"+c.query, "")
+			res, _ := l["Resources"].([]any)
+			if code != 200 || int(l["totalResults"].(float64)) != total || int(l["startIndex"].(float64)) != c.start ||
+				int(l["itemsPerPage"].(float64)) != c.items || len(res) != c.got {
+				t.Fatalf("%s: %d %v", c.query, code, l)
+			}
+		}
+		for _, q := range []string{"startIndex=one", "count=2.5", "count=99999999999999999999"} {
+			if code, l := e.scim(t, tok, "GET", "/scim/v2/Users?"+q, ""); code != 400 || l["scimType"] != "invalidValue" {
+				t.Fatalf("%s: %d %v", q, code, l)
+			}
+			if code, l := e.scim(t, tok, "GET", "/scim/v2/Groups?"+q, ""); code != 400 || l["scimType"] != "invalidValue" {
+				t.Fatalf("groups %s: %d %v", q, code, l)
+			}
+		}
+		// Groups page the same way.
+		if code, l := e.scim(t, tok, "GET", "/scim/v2/Groups?count=0", ""); code != 200 || l["itemsPerPage"] != float64(0) {
+			t.Fatalf("groups count=0: %d %v", code, l)
 		}
 	})
 }
