@@ -53,24 +53,21 @@ Any type: --config-file F gives the whole JSON configuration instead of flags.`,
 			if err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			info, err := tc.a.Connectors.AddConnector(tc.ctx, tc.t.ID, name, kind, raw)
-			if err != nil {
-				var ve *router.ValidationError
-				if errors.As(err, &ve) {
-					return fmt.Errorf("connector not added: %s", ve.Error())
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				info, err := tc.a.Connectors.AddConnector(tc.ctx, tc.t.ID, name, kind, raw)
+				if err != nil {
+					var ve *router.ValidationError
+					if errors.As(err, &ve) {
+						return fmt.Errorf("connector not added: %s", ve.Error())
+					}
+					return err
 				}
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, info)
-			}
-			fmt.Fprintf(c.stdout, "connector %s (%s, %s) added: %s\n", info.Name, info.Kind, info.Channel, info.ID)
-			return nil
+				if asJSON {
+					return printJSON(c.stdout, info)
+				}
+				fmt.Fprintf(c.stdout, "connector %s (%s, %s) added: %s\n", info.Name, info.Kind, info.Channel, info.ID)
+				return nil
+			})
 		},
 	}
 	af := add.Flags()
@@ -93,27 +90,24 @@ Any type: --config-file F gives the whole JSON configuration instead of flags.`,
 			if tenant == "" {
 				return usageError{errors.New("--tenant is required")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			list, err := tc.a.Connectors.ListConnectors(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if list == nil {
-					list = []router.ConnectorInfo{}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				list, err := tc.a.Connectors.ListConnectors(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				return printJSON(c.stdout, list)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tTYPE\tCHANNEL\tSTATUS\tCREATED\tID\tCONFIG")
-			for _, i := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.Kind, i.Channel, i.Status, i.CreatedAt.Format(time.RFC3339), i.ID, string(i.Config))
-			}
-			return tw.Flush()
+				if asJSON {
+					if list == nil {
+						list = []router.ConnectorInfo{}
+					}
+					return printJSON(c.stdout, list)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tTYPE\tCHANNEL\tSTATUS\tCREATED\tID\tCONFIG")
+				for _, i := range list {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.Kind, i.Channel, i.Status, i.CreatedAt.Format(time.RFC3339), i.ID, string(i.Config))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.PersistentFlags().StringVar(&tenant, "tenant", "", "tenant slug or id")
@@ -205,20 +199,17 @@ func (c *cli) routeCmd() *cobra.Command {
 			if tenant == "" || channel == "" || primary == "" {
 				return usageError{errors.New("--tenant, --channel and --primary are required")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			if err := tc.a.Connectors.SetRoute(tc.ctx, tc.t.ID, channel, primary, secondary); err != nil {
-				return fmt.Errorf("route not set: %w (%s)", err, tc.see("connector list"))
-			}
-			fmt.Fprintf(c.stdout, "%s of %s goes to %s", channel, tc.t.Slug, primary)
-			if secondary != "" {
-				fmt.Fprintf(c.stdout, ", then %s", secondary)
-			}
-			fmt.Fprintln(c.stdout)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				if err := tc.a.Connectors.SetRoute(tc.ctx, tc.t.ID, channel, primary, secondary); err != nil {
+					return fmt.Errorf("route not set: %w (%s)", err, tc.see("connector list"))
+				}
+				fmt.Fprintf(c.stdout, "%s of %s goes to %s", channel, tc.t.Slug, primary)
+				if secondary != "" {
+					fmt.Fprintf(c.stdout, ", then %s", secondary)
+				}
+				fmt.Fprintln(c.stdout)
+				return nil
+			})
 		},
 	}
 	set.Flags().String("tenant", "", "tenant slug or id")

@@ -375,79 +375,76 @@ the import was interrupted; 2 for a mistake on the command line.`,
 				return err
 			}
 			defer f.Close()
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			for _, ref := range listRefs {
-				l, err := tc.resolveList(ref)
-				if err != nil {
-					return fmt.Errorf("--list: %w", err)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				for _, ref := range listRefs {
+					l, err := tc.resolveList(ref)
+					if err != nil {
+						return fmt.Errorf("--list: %w", err)
+					}
+					opts.Lists = append(opts.Lists, l.ID)
 				}
-				opts.Lists = append(opts.Lists, l.ID)
-			}
-			opts.FileName = filepath.Base(path)
-			what := "importing " + truncateText(opts.FileName, 40)
-			if opts.DryRun {
-				what = "checking " + truncateText(opts.FileName, 40)
-			}
-			prog := c.startProgress(size, what, true, *asJSON)
-			opts.Progress = func(p contacts.ImportProgress) {
-				prog.set(p.BytesRead, func() string {
-					pct := 100 * p.BytesRead / max(p.BytesTotal, 1)
-					return fmt.Sprintf("%s: line %d (%d%% of the file): %d created, %d updated, %d skipped, %d failed",
-						what, p.Line, pct, p.Created, p.Updated, p.Skipped, p.Failed)
-				})
-			}
-			start := time.Now()
-			job, runErr := tc.a.Contacts.Import(tc.ctx, tc.t.ID, f, opts)
-			prog.end(runErr == nil)
-			if runErr != nil && job.ID == "" && !job.DryRun {
-				return tc.importFileErr(runErr, path)
-			}
-			rep := importReport{Job: job, Resumed: job.ID != "" && job.CreatedAt.Before(start), ErrorsTotal: job.Failed, Errors: job.Errors}
-			job.Errors = nil
-			rep.Job.Errors = nil
-			if !job.DryRun && job.Failed > 0 {
-				// The report is read after the run, in a fresh context: an
-				// interrupted run still shows what it did.
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(tc.ctx), 30*time.Second)
-				rep.Errors, err = tc.a.Contacts.ImportErrors(ctx, tc.t.ID, job.ID, 0, importReportLines)
-				cancel()
-				if err != nil {
-					return err
+				opts.FileName = filepath.Base(path)
+				what := "importing " + truncateText(opts.FileName, 40)
+				if opts.DryRun {
+					what = "checking " + truncateText(opts.FileName, 40)
 				}
-			}
-			if len(rep.Errors) > importReportLines {
-				rep.Errors = rep.Errors[:importReportLines]
-			}
-			if rep.Errors == nil {
-				rep.Errors = []contacts.ImportError{}
-			}
-			if !job.DryRun && job.Failed > int64(len(rep.Errors)) {
-				rep.ErrorsCommand = fmt.Sprintf("relais contacts import-errors --tenant %s --job %s", tc.t.Slug, job.ID)
-			}
-			if *asJSON {
-				if err := printJSON(c.stdout, rep); err != nil {
-					return err
+				prog := c.startProgress(size, what, true, *asJSON)
+				opts.Progress = func(p contacts.ImportProgress) {
+					prog.set(p.BytesRead, func() string {
+						pct := 100 * p.BytesRead / max(p.BytesTotal, 1)
+						return fmt.Sprintf("%s: line %d (%d%% of the file): %d created, %d updated, %d skipped, %d failed",
+							what, p.Line, pct, p.Created, p.Updated, p.Skipped, p.Failed)
+					})
 				}
-			} else {
-				printImportReport(c.stdout, tc.t.Slug, opts.FileName, rep)
-			}
-			switch {
-			case runErr != nil && job.Status == contacts.JobInterrupted:
-				return fmt.Errorf("import job %s was interrupted after line %d: run the same command again to resume it", job.ID, job.LastLine)
-			case runErr != nil && job.DryRun:
-				return fmt.Errorf("the dry run of %s stopped after line %d: %v", path, job.LastLine, runErr)
-			case runErr != nil:
-				return fmt.Errorf("import job %s failed after line %d (%v); once the cause is fixed, run the same command again to resume it", job.ID, job.LastLine, oneLine(strings.TrimPrefix(runErr.Error(), "contacts: ")))
-			case job.Processed == 0 && !rep.Resumed:
-				return fmt.Errorf("%s has no contact lines after its header: nothing was imported", path)
-			case job.Processed > 0 && job.Failed == job.Processed:
-				return fmt.Errorf("no line of %s could be imported (all %d failed): fix the file (see the errors above) and run the import again", path, job.Failed)
-			}
-			return nil
+				start := time.Now()
+				job, runErr := tc.a.Contacts.Import(tc.ctx, tc.t.ID, f, opts)
+				prog.end(runErr == nil)
+				if runErr != nil && job.ID == "" && !job.DryRun {
+					return tc.importFileErr(runErr, path)
+				}
+				rep := importReport{Job: job, Resumed: job.ID != "" && job.CreatedAt.Before(start), ErrorsTotal: job.Failed, Errors: job.Errors}
+				job.Errors = nil
+				rep.Job.Errors = nil
+				if !job.DryRun && job.Failed > 0 {
+					// The report is read after the run, in a fresh context: an
+					// interrupted run still shows what it did.
+					ctx, cancel := context.WithTimeout(context.WithoutCancel(tc.ctx), 30*time.Second)
+					rep.Errors, err = tc.a.Contacts.ImportErrors(ctx, tc.t.ID, job.ID, 0, importReportLines)
+					cancel()
+					if err != nil {
+						return err
+					}
+				}
+				if len(rep.Errors) > importReportLines {
+					rep.Errors = rep.Errors[:importReportLines]
+				}
+				if rep.Errors == nil {
+					rep.Errors = []contacts.ImportError{}
+				}
+				if !job.DryRun && job.Failed > int64(len(rep.Errors)) {
+					rep.ErrorsCommand = fmt.Sprintf("relais contacts import-errors --tenant %s --job %s", tc.t.Slug, job.ID)
+				}
+				if *asJSON {
+					if err := printJSON(c.stdout, rep); err != nil {
+						return err
+					}
+				} else {
+					printImportReport(c.stdout, tc.t.Slug, opts.FileName, rep)
+				}
+				switch {
+				case runErr != nil && job.Status == contacts.JobInterrupted:
+					return fmt.Errorf("import job %s was interrupted after line %d: run the same command again to resume it", job.ID, job.LastLine)
+				case runErr != nil && job.DryRun:
+					return fmt.Errorf("the dry run of %s stopped after line %d: %v", path, job.LastLine, runErr)
+				case runErr != nil:
+					return fmt.Errorf("import job %s failed after line %d (%v); once the cause is fixed, run the same command again to resume it", job.ID, job.LastLine, oneLine(strings.TrimPrefix(runErr.Error(), "contacts: ")))
+				case job.Processed == 0 && !rep.Resumed:
+					return fmt.Errorf("%s has no contact lines after its header: nothing was imported", path)
+				case job.Processed > 0 && job.Failed == job.Processed:
+					return fmt.Errorf("no line of %s could be imported (all %d failed): fix the file (see the errors above) and run the import again", path, job.Failed)
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -523,54 +520,51 @@ report (at most 100,000 lines are kept per job).`,
 			if after < 0 || limit < 0 {
 				return usageError{errors.New("--after and --limit must be 0 or more")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			job, err := tc.a.Contacts.GetImportJob(tc.ctx, tc.t.ID, jobID)
-			if err != nil {
-				if errors.Is(err, contacts.ErrNotFound) {
-					return fmt.Errorf("no import job %s in tenant %s; see `relais contacts imports --tenant %s`", truncateText(jobID, 64), tc.t.Slug, tc.t.Slug)
-				}
-				return err
-			}
-			all := []contacts.ImportError{} // --json only
-			printed := 0
-			from := after
-			bw := bufio.NewWriter(c.stdout)
-			for {
-				page := 1000
-				if limit > 0 {
-					page = min(page, limit-printed)
-				}
-				if page <= 0 {
-					break
-				}
-				errs, err := tc.a.Contacts.ImportErrors(tc.ctx, tc.t.ID, job.ID, after, page)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				job, err := tc.a.Contacts.GetImportJob(tc.ctx, tc.t.ID, jobID)
 				if err != nil {
+					if errors.Is(err, contacts.ErrNotFound) {
+						return fmt.Errorf("no import job %s in tenant %s; see `relais contacts imports --tenant %s`", truncateText(jobID, 64), tc.t.Slug, tc.t.Slug)
+					}
 					return err
 				}
-				for _, e := range errs {
-					if *asJSON {
-						all = append(all, e)
-					} else {
-						fmt.Fprintln(bw, importErrorLine(e))
+				all := []contacts.ImportError{} // --json only
+				printed := 0
+				from := after
+				bw := bufio.NewWriter(c.stdout)
+				for {
+					page := 1000
+					if limit > 0 {
+						page = min(page, limit-printed)
 					}
+					if page <= 0 {
+						break
+					}
+					errs, err := tc.a.Contacts.ImportErrors(tc.ctx, tc.t.ID, job.ID, after, page)
+					if err != nil {
+						return err
+					}
+					for _, e := range errs {
+						if *asJSON {
+							all = append(all, e)
+						} else {
+							fmt.Fprintln(bw, importErrorLine(e))
+						}
+					}
+					printed += len(errs)
+					if len(errs) < page {
+						break
+					}
+					after = errs[len(errs)-1].Line
 				}
-				printed += len(errs)
-				if len(errs) < page {
-					break
+				if *asJSON {
+					return printJSON(c.stdout, map[string]any{"job_id": job.ID, "failed": job.Failed, "errors": all})
 				}
-				after = errs[len(errs)-1].Line
-			}
-			if *asJSON {
-				return printJSON(c.stdout, map[string]any{"job_id": job.ID, "failed": job.Failed, "errors": all})
-			}
-			if printed == 0 {
-				fmt.Fprintf(bw, "import job %s has no errors after line %d\n", job.ID, from)
-			}
-			return bw.Flush()
+				if printed == 0 {
+					fmt.Fprintf(bw, "import job %s has no errors after line %d\n", job.ID, from)
+				}
+				return bw.Flush()
+			})
 		},
 	}
 	cmd.Flags().String("job", "", "the import job's id (printed by `relais contacts import`)")
@@ -588,25 +582,22 @@ func (c *cli) contactsImportsCmd(asJSON *bool) *cobra.Command {
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			jobs, err := tc.a.Contacts.ImportJobs(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if *asJSON {
-				return printJSON(c.stdout, jobs)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATUS\tMODE\tFILE\tLINES\tCREATED\tUPDATED\tSKIPPED\tFAILED\tSTARTED")
-			for _, j := range jobs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.ID, j.Status, j.Mode, orDash(truncateText(j.FileName, 40)),
-					j.Processed, j.Created, j.Updated, j.Skipped, j.Failed, j.CreatedAt.Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				jobs, err := tc.a.Contacts.ImportJobs(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return printJSON(c.stdout, jobs)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tSTATUS\tMODE\tFILE\tLINES\tCREATED\tUPDATED\tSKIPPED\tFAILED\tSTARTED")
+				for _, j := range jobs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", j.ID, j.Status, j.Mode, orDash(truncateText(j.FileName, 40)),
+						j.Processed, j.Created, j.Updated, j.Skipped, j.Failed, j.CreatedAt.Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 }
@@ -656,52 +647,50 @@ standard output. The export is recorded in the tenant's audit trail.`,
 					return usageError{fmt.Errorf("--out %s is a directory: give a file name", out)}
 				}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			o := contacts.ExportOptions{Format: contacts.ExportFormat(format), Filter: filterText, Status: contacts.Status(status), Pseudonymise: pseudo}
-			if listRef != "" {
-				l, err := tc.resolveList(listRef)
-				if err != nil {
-					return fmt.Errorf("--list: %w", err)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				o := contacts.ExportOptions{Format: contacts.ExportFormat(format), Filter: filterText, Status: contacts.Status(status), Pseudonymise: pseudo}
+				if listRef != "" {
+					l, err := tc.resolveList(listRef)
+					if err != nil {
+						return fmt.Errorf("--list: %w", err)
+					}
+					o.ListID = l.ID
 				}
-				o.ListID = l.ID
-			}
-			if segRef != "" {
-				s, err := tc.resolveSegment(segRef)
-				if err != nil {
-					return fmt.Errorf("--segment: %w", err)
+				if segRef != "" {
+					s, err := tc.resolveSegment(segRef)
+					if err != nil {
+						return fmt.Errorf("--segment: %w", err)
+					}
+					o.SegmentID = s.ID
 				}
-				o.SegmentID = s.ID
-			}
-			var res contacts.ExportResult
-			if out == "-" {
-				bw := bufio.NewWriter(c.stdout)
-				if res, err = tc.a.Contacts.Export(tc.ctx, tc.t.ID, bw, o); err != nil {
-					return tc.contactsErr(err)
-				}
-				if err := bw.Flush(); err != nil {
+				var res contacts.ExportResult
+				var err error
+				if out == "-" {
+					bw := bufio.NewWriter(c.stdout)
+					if res, err = tc.a.Contacts.Export(tc.ctx, tc.t.ID, bw, o); err != nil {
+						return tc.contactsErr(err)
+					}
+					if err := bw.Flush(); err != nil {
+						return err
+					}
+				} else if res, err = exportToFile(tc, out, o); err != nil {
 					return err
 				}
-			} else if res, err = exportToFile(tc, out, o); err != nil {
-				return err
-			}
-			sum := exportSummary{ExportResult: res, Out: out}
-			if *asJSON && out != "-" {
-				return printJSON(c.stdout, sum)
-			}
-			how := string(res.Format)
-			if res.Pseudonymised {
-				how += ", pseudonymised"
-			}
-			dest := out
-			if out == "-" {
-				dest = "standard output"
-			}
-			fmt.Fprintf(c.stderr, "exported %d contact(s) of tenant %s (%s) to %s\n", res.Count, tc.t.Slug, how, dest)
-			return nil
+				sum := exportSummary{ExportResult: res, Out: out}
+				if *asJSON && out != "-" {
+					return printJSON(c.stdout, sum)
+				}
+				how := string(res.Format)
+				if res.Pseudonymised {
+					how += ", pseudonymised"
+				}
+				dest := out
+				if out == "-" {
+					dest = "standard output"
+				}
+				fmt.Fprintf(c.stderr, "exported %d contact(s) of tenant %s (%s) to %s\n", res.Count, tc.t.Slug, how, dest)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -777,40 +766,38 @@ func (c *cli) contactsCountCmd(asJSON *bool) *cobra.Command {
 			if listRef != "" && segRef != "" {
 				return usageError{errors.New("give --list or --segment, not both")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			var n int64
-			switch {
-			case listRef != "":
-				l, err := tc.resolveList(listRef)
-				if err != nil {
-					return fmt.Errorf("--list: %w", err)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				var n int64
+				var err error
+				switch {
+				case listRef != "":
+					l, err := tc.resolveList(listRef)
+					if err != nil {
+						return fmt.Errorf("--list: %w", err)
+					}
+					n, err = tc.a.Contacts.CountList(tc.ctx, tc.t.ID, l.ID)
+					if err != nil {
+						return tc.contactsErr(err)
+					}
+				case segRef != "":
+					s, err := tc.resolveSegment(segRef)
+					if err != nil {
+						return fmt.Errorf("--segment: %w", err)
+					}
+					if n, err = tc.a.Contacts.CountSegment(tc.ctx, tc.t.ID, s.ID); err != nil {
+						return tc.contactsErr(err)
+					}
+				default:
+					if n, err = tc.a.Contacts.Count(tc.ctx, tc.t.ID); err != nil {
+						return err
+					}
 				}
-				n, err = tc.a.Contacts.CountList(tc.ctx, tc.t.ID, l.ID)
-				if err != nil {
-					return tc.contactsErr(err)
+				if *asJSON {
+					return printJSON(c.stdout, map[string]int64{"count": n})
 				}
-			case segRef != "":
-				s, err := tc.resolveSegment(segRef)
-				if err != nil {
-					return fmt.Errorf("--segment: %w", err)
-				}
-				if n, err = tc.a.Contacts.CountSegment(tc.ctx, tc.t.ID, s.ID); err != nil {
-					return tc.contactsErr(err)
-				}
-			default:
-				if n, err = tc.a.Contacts.Count(tc.ctx, tc.t.ID); err != nil {
-					return err
-				}
-			}
-			if *asJSON {
-				return printJSON(c.stdout, map[string]int64{"count": n})
-			}
-			fmt.Fprintln(c.stdout, n)
-			return nil
+				fmt.Fprintln(c.stdout, n)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().String("list", "", "count this list's members (name or id)")
@@ -827,23 +814,20 @@ func (c *cli) contactsShowCmd(asJSON *bool) *cobra.Command {
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			ct, err := tc.a.Contacts.Get(tc.ctx, tc.t.ID, args[0])
-			if err != nil {
-				if errors.Is(err, contacts.ErrNotFound) {
-					return fmt.Errorf("no contact %s in tenant %s; find it with `relais contacts find --tenant %s --email ...`", truncateText(args[0], 64), tc.t.Slug, tc.t.Slug)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				ct, err := tc.a.Contacts.Get(tc.ctx, tc.t.ID, args[0])
+				if err != nil {
+					if errors.Is(err, contacts.ErrNotFound) {
+						return fmt.Errorf("no contact %s in tenant %s; find it with `relais contacts find --tenant %s --email ...`", truncateText(args[0], 64), tc.t.Slug, tc.t.Slug)
+					}
+					return err
 				}
-				return err
-			}
-			if *asJSON {
-				return printJSON(c.stdout, ct)
-			}
-			printContact(c.stdout, ct)
-			return nil
+				if *asJSON {
+					return printJSON(c.stdout, ct)
+				}
+				printContact(c.stdout, ct)
+				return nil
+			})
 		},
 	}
 }
@@ -883,43 +867,41 @@ func (c *cli) contactsFindCmd(asJSON *bool) *cobra.Command {
 			if (email == "") == (phone == "") {
 				return usageError{errors.New("give --email or --phone (one of them)")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			var found []contacts.Contact
-			if email != "" {
-				ct, err := tc.a.Contacts.FindByEmail(tc.ctx, tc.t.ID, email)
-				switch {
-				case errors.Is(err, contacts.ErrNotFound):
-				case err != nil:
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				var found []contacts.Contact
+				var err error
+				if email != "" {
+					ct, err := tc.a.Contacts.FindByEmail(tc.ctx, tc.t.ID, email)
+					switch {
+					case errors.Is(err, contacts.ErrNotFound):
+					case err != nil:
+						return tc.contactsErr(err)
+					default:
+						found = append(found, ct)
+					}
+				} else if found, err = tc.a.Contacts.FindByPhone(tc.ctx, tc.t.ID, phone); err != nil {
 					return tc.contactsErr(err)
-				default:
-					found = append(found, ct)
 				}
-			} else if found, err = tc.a.Contacts.FindByPhone(tc.ctx, tc.t.ID, phone); err != nil {
-				return tc.contactsErr(err)
-			}
-			if *asJSON {
-				if found == nil {
-					found = []contacts.Contact{}
+				if *asJSON {
+					if found == nil {
+						found = []contacts.Contact{}
+					}
+					return printJSON(c.stdout, found)
 				}
-				return printJSON(c.stdout, found)
-			}
-			if len(found) == 0 {
-				what := "email"
-				if phone != "" {
-					what = "phone number"
+				if len(found) == 0 {
+					what := "email"
+					if phone != "" {
+						what = "phone number"
+					}
+					return fmt.Errorf("no contact with that %s in tenant %s", what, tc.t.Slug)
 				}
-				return fmt.Errorf("no contact with that %s in tenant %s", what, tc.t.Slug)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tEMAIL\tPHONE\tNAME\tSTATUS")
-			for _, ct := range found {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ct.ID, orDash(ct.Email), orDash(ct.Phone), orDash(strings.TrimSpace(ct.FirstName+" "+ct.LastName)), ct.Status)
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tEMAIL\tPHONE\tNAME\tSTATUS")
+				for _, ct := range found {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ct.ID, orDash(ct.Email), orDash(ct.Phone), orDash(strings.TrimSpace(ct.FirstName+" "+ct.LastName)), ct.Status)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().String("email", "", "the email address")
@@ -952,33 +934,30 @@ contacts go through the import's batched, encrypted path.`,
 			if n < 1 || n > 100_000_000 {
 				return usageError{errors.New("--contacts must be 1 to 100000000")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			prog := c.startProgress(int64(n), "seeding", false, asJSON)
-			res, err := tc.a.Contacts.Seed(tc.ctx, tc.t.ID, n, seed, func(done int) {
-				prog.set(int64(done), func() string { return fmt.Sprintf("seeding: %d of %d contacts", done, n) })
-			})
-			prog.end(err == nil)
-			if err != nil {
-				if errors.Is(err, context.Canceled) {
-					return errors.New("seeding was interrupted: the contacts written so far are kept; run the same command again to finish")
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				prog := c.startProgress(int64(n), "seeding", false, asJSON)
+				res, err := tc.a.Contacts.Seed(tc.ctx, tc.t.ID, n, seed, func(done int) {
+					prog.set(int64(done), func() string { return fmt.Sprintf("seeding: %d of %d contacts", done, n) })
+				})
+				prog.end(err == nil)
+				if err != nil {
+					if errors.Is(err, context.Canceled) {
+						return errors.New("seeding was interrupted: the contacts written so far are kept; run the same command again to finish")
+					}
+					return tc.contactsErr(err)
 				}
-				return tc.contactsErr(err)
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "seed": seed, "contacts": n, "created": res.Created,
-					"updated": res.Updated, "lists": res.Lists})
-			}
-			names := make([]string, len(res.Lists))
-			for i, l := range res.Lists {
-				names[i] = l.Name
-			}
-			fmt.Fprintf(c.stdout, "seeded %d synthetic contact(s) in tenant %s (seed %d): %d created, %d updated; lists: %s\n",
-				n, tc.t.Slug, seed, res.Created, res.Updated, strings.Join(names, ", "))
-			return nil
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "seed": seed, "contacts": n, "created": res.Created,
+						"updated": res.Updated, "lists": res.Lists})
+				}
+				names := make([]string, len(res.Lists))
+				for i, l := range res.Lists {
+					names[i] = l.Name
+				}
+				fmt.Fprintf(c.stdout, "seeded %d synthetic contact(s) in tenant %s (seed %d): %d created, %d updated; lists: %s\n",
+					n, tc.t.Slug, seed, res.Created, res.Updated, strings.Join(names, ", "))
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -119,36 +119,33 @@ command again: it resumes where it stopped.`,
 				return usageError{errors.New("--batch-size must be 1 to 100000")}
 			}
 			asJSON, _ := cmd.Flags().GetBool("json")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			v, err := tc.a.Tenants.StartRotation(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				fmt.Fprintf(c.stderr, "tenant %s: rotating to data key v%d\n", tc.t.Slug, v)
-			}
-			var last tenants.RotationProgress
-			err = tc.a.Tenants.RunRotation(tc.ctx, tc.a.Keyring, tc.t.ID, tenants.RunOptions{BatchSize: batch, Progress: func(p tenants.RotationProgress) {
-				if !asJSON && (p.Table != last.Table || p.RowsDone-last.RowsDone >= int64(batch)) {
-					fmt.Fprintf(c.stderr, "progress: %d rows re-encrypted or checked (%s)\n", p.RowsDone, p.Table)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				v, err := tc.a.Tenants.StartRotation(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				last = p
-			}})
-			if err != nil {
-				if errors.Is(err, context.Canceled) {
-					return fmt.Errorf("rotation interrupted after %d rows: every field stays readable; run `relais keys rotate --tenant %s` again to finish", last.RowsDone, tc.t.Slug)
+				if !asJSON {
+					fmt.Fprintf(c.stderr, "tenant %s: rotating to data key v%d\n", tc.t.Slug, v)
 				}
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "version": v, "rows": last.RowsDone, "state": "done"})
-			}
-			fmt.Fprintf(c.stdout, "tenant %s: data key rotated to v%d; %d rows checked, every field now under v%d\n", tc.t.Slug, v, last.RowsDone, v)
-			return nil
+				var last tenants.RotationProgress
+				err = tc.a.Tenants.RunRotation(tc.ctx, tc.a.Keyring, tc.t.ID, tenants.RunOptions{BatchSize: batch, Progress: func(p tenants.RotationProgress) {
+					if !asJSON && (p.Table != last.Table || p.RowsDone-last.RowsDone >= int64(batch)) {
+						fmt.Fprintf(c.stderr, "progress: %d rows re-encrypted or checked (%s)\n", p.RowsDone, p.Table)
+					}
+					last = p
+				}})
+				if err != nil {
+					if errors.Is(err, context.Canceled) {
+						return fmt.Errorf("rotation interrupted after %d rows: every field stays readable; run `relais keys rotate --tenant %s` again to finish", last.RowsDone, tc.t.Slug)
+					}
+					return err
+				}
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "version": v, "rows": last.RowsDone, "state": "done"})
+				}
+				fmt.Fprintf(c.stdout, "tenant %s: data key rotated to v%d; %d rows checked, every field now under v%d\n", tc.t.Slug, v, last.RowsDone, v)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().String("tenant", "", "the tenant's slug or id")
@@ -227,23 +224,20 @@ key-check value, never the secret. Exit code 1 when they differ.`,
 			}
 			candidate := bytes.TrimRight(b, "\r\n")
 			defer clear(b)
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			match, kcv, err := tc.a.Connectors.CheckSecret(tc.ctx, tc.t.ID, ref, field, candidate)
-			if errors.Is(err, router.ErrNoSuchSecret) {
-				return usageError{fmt.Errorf("--field %s: the connector's configuration holds no secret there", field)}
-			}
-			if err != nil {
-				return err
-			}
-			if !match {
-				return fmt.Errorf("the secret does NOT match the one stored (stored check value %s)", kcv)
-			}
-			fmt.Fprintf(c.stdout, "the secret matches (check value %s)\n", kcv)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				match, kcv, err := tc.a.Connectors.CheckSecret(tc.ctx, tc.t.ID, ref, field, candidate)
+				if errors.Is(err, router.ErrNoSuchSecret) {
+					return usageError{fmt.Errorf("--field %s: the connector's configuration holds no secret there", field)}
+				}
+				if err != nil {
+					return err
+				}
+				if !match {
+					return fmt.Errorf("the secret does NOT match the one stored (stored check value %s)", kcv)
+				}
+				fmt.Fprintf(c.stdout, "the secret matches (check value %s)\n", kcv)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().String("tenant", "", "the tenant's slug or id")

@@ -296,23 +296,20 @@ func (c *cli) flagCmd() *cobra.Command {
 			default:
 				return usageError{fmt.Errorf("%q: use on or off", args[1])}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			st, err := tc.a.Monitor.Flags.Set(tc.ctx, tc.t.ID, args[0], on)
-			if errors.Is(err, flags.ErrUnknown) {
-				return fmt.Errorf("no flag %q; %s", args[0], tc.see("flag list"))
-			}
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, st)
-			}
-			fmt.Fprintf(c.stdout, "flag %s is %s for %s\n", st.Name, map[bool]string{true: "on", false: "off"}[st.Enabled], tc.t.Slug)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				st, err := tc.a.Monitor.Flags.Set(tc.ctx, tc.t.ID, args[0], on)
+				if errors.Is(err, flags.ErrUnknown) {
+					return fmt.Errorf("no flag %q; %s", args[0], tc.see("flag list"))
+				}
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(c.stdout, st)
+				}
+				fmt.Fprintf(c.stdout, "flag %s is %s for %s\n", st.Name, map[bool]string{true: "on", false: "off"}[st.Enabled], tc.t.Slug)
+				return nil
+			})
 		},
 	}
 	list := &cobra.Command{
@@ -323,30 +320,27 @@ func (c *cli) flagCmd() *cobra.Command {
 			if tenant == "" {
 				return usageError{errors.New("--tenant is required")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			all, err := tc.a.Monitor.Flags.List(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, all)
-			}
-			w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(w, "FLAG\tVALUE\tDEFAULT\tDESCRIPTION")
-			for _, st := range all {
-				desc := ""
-				for _, d := range flags.Known {
-					if d.Name == st.Name {
-						desc = d.Description
-					}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				all, err := tc.a.Monitor.Flags.List(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(w, "%s\t%v\t%v\t%s\n", st.Name, st.Enabled, st.Default, desc)
-			}
-			return w.Flush()
+				if asJSON {
+					return printJSON(c.stdout, all)
+				}
+				w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
+				fmt.Fprintln(w, "FLAG\tVALUE\tDEFAULT\tDESCRIPTION")
+				for _, st := range all {
+					desc := ""
+					for _, d := range flags.Known {
+						if d.Name == st.Name {
+							desc = d.Description
+						}
+					}
+					fmt.Fprintf(w, "%s\t%v\t%v\t%s\n", st.Name, st.Enabled, st.Default, desc)
+				}
+				return w.Flush()
+			})
 		},
 	}
 	cmd.PersistentFlags().StringVar(&tenant, "tenant", "", "tenant slug or id")
@@ -379,31 +373,28 @@ from the configuration and the store at the time of the report.`,
 			default:
 				return usageError{fmt.Errorf("--format %q: use json, md or html", format)}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			rep, err := tc.a.Monitor.Compliance(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if output == "" {
-				return rep.Write(c.stdout, format)
-			}
-			f, err := os.OpenFile(output, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) // #nosec G304 -- the operator's output file
-			if err != nil {
-				return fmt.Errorf("--output: %w", err)
-			}
-			if err := rep.Write(f, format); err != nil {
-				_ = f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("--output: %w", err)
-			}
-			fmt.Fprintf(c.stdout, "compliance report of %s written to %s (%d of %d controls in force)\n", tc.t.Slug, output, rep.Summary.InForce, rep.Summary.Controls)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				rep, err := tc.a.Monitor.Compliance(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
+				}
+				if output == "" {
+					return rep.Write(c.stdout, format)
+				}
+				f, err := os.OpenFile(output, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) // #nosec G304 -- the operator's output file
+				if err != nil {
+					return fmt.Errorf("--output: %w", err)
+				}
+				if err := rep.Write(f, format); err != nil {
+					_ = f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return fmt.Errorf("--output: %w", err)
+				}
+				fmt.Fprintf(c.stdout, "compliance report of %s written to %s (%d of %d controls in force)\n", tc.t.Slug, output, rep.Summary.InForce, rep.Summary.Controls)
+				return nil
+			})
 		},
 	}
 	f := report.Flags()

@@ -108,20 +108,17 @@ func (c *cli) privacyCmd() *cobra.Command {
 			if p, _ := cmd.Flags().GetBool("portability"); p {
 				kind = privacy.KindPortability
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			req, rep, err := tc.a.Privacy.Access(tc.ctx, tc.t.ID, sub, kind, "cli")
-			if err != nil {
-				return privacyErr(err, tc)
-			}
-			if err := writeNewFile(out, func(w io.Writer) error { return printJSON(w, rep) }); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "request %s (%s) completed: %s written (%d messages, %d consent proofs)\n", req.ID, kind, out, len(rep.Messages), len(rep.ConsentHistory))
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				req, rep, err := tc.a.Privacy.Access(tc.ctx, tc.t.ID, sub, kind, "cli")
+				if err != nil {
+					return privacyErr(err, tc)
+				}
+				if err := writeNewFile(out, func(w io.Writer) error { return printJSON(w, rep) }); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "request %s (%s) completed: %s written (%d messages, %d consent proofs)\n", req.ID, kind, out, len(rep.Messages), len(rep.ConsentHistory))
+				return nil
+			})
 		},
 	}
 	subjectFlags(access)
@@ -146,18 +143,15 @@ blocklist, so that no later import brings them back.`,
 				return err
 			}
 			suppress, _ := cmd.Flags().GetBool("suppress")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			req, res, err := tc.a.Privacy.Erase(tc.ctx, tc.t.ID, sub, privacy.EraseOptions{Suppress: suppress, By: "cli"})
-			if err != nil {
-				return privacyErr(err, tc)
-			}
-			fmt.Fprintf(c.stdout, "request %s completed: contact %s erased; %d messages cleared, %d stopped; suppression: %v\n",
-				req.ID, res.ContactID, res.MessagesCleared, res.MessagesStopped, res.Suppressed)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				req, res, err := tc.a.Privacy.Erase(tc.ctx, tc.t.ID, sub, privacy.EraseOptions{Suppress: suppress, By: "cli"})
+				if err != nil {
+					return privacyErr(err, tc)
+				}
+				fmt.Fprintf(c.stdout, "request %s completed: contact %s erased; %d messages cleared, %d stopped; suppression: %v\n",
+					req.ID, res.ContactID, res.MessagesCleared, res.MessagesStopped, res.Suppressed)
+				return nil
+			})
 		},
 	}
 	subjectFlags(erase)
@@ -179,17 +173,14 @@ blocklist, so that no later import brings them back.`,
 			if o, _ := cmd.Flags().GetBool("objection"); o {
 				kind = privacy.KindObjection
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			req, err := tc.a.Privacy.Restrict(tc.ctx, tc.t.ID, sub, kind, "cli")
-			if err != nil {
-				return privacyErr(err, tc)
-			}
-			fmt.Fprintf(c.stdout, "request %s (%s) completed: %s\n", req.ID, kind, req.Result)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				req, err := tc.a.Privacy.Restrict(tc.ctx, tc.t.ID, sub, kind, "cli")
+				if err != nil {
+					return privacyErr(err, tc)
+				}
+				fmt.Fprintf(c.stdout, "request %s (%s) completed: %s\n", req.ID, kind, req.Result)
+				return nil
+			})
 		},
 	}
 	subjectFlags(restrict)
@@ -232,21 +223,18 @@ blocklist, so that no later import brings them back.`,
 					return usageError{fmt.Errorf("--set %s: the field must be email, phone, first_name, last_name, locale or timezone", k)}
 				}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			req, err := tc.a.Privacy.Rectify(tc.ctx, tc.t.ID, sub, p, "cli")
-			var ve *contacts.ValidationError
-			if errors.As(err, &ve) {
-				return fmt.Errorf("--set %s: %s (request %s rejected)", ve.Field, ve.Message, req.ID)
-			}
-			if err != nil {
-				return privacyErr(err, tc)
-			}
-			fmt.Fprintf(c.stdout, "request %s (rectification) completed\n", req.ID)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				req, err := tc.a.Privacy.Rectify(tc.ctx, tc.t.ID, sub, p, "cli")
+				var ve *contacts.ValidationError
+				if errors.As(err, &ve) {
+					return fmt.Errorf("--set %s: %s (request %s rejected)", ve.Field, ve.Message, req.ID)
+				}
+				if err != nil {
+					return privacyErr(err, tc)
+				}
+				fmt.Fprintf(c.stdout, "request %s (rectification) completed\n", req.ID)
+				return nil
+			})
 		},
 	}
 	subjectFlags(rectify)
@@ -261,19 +249,16 @@ blocklist, so that no later import brings them back.`,
 				return err
 			}
 			open, _ := cmd.Flags().GetBool("open")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			list, err := tc.a.Privacy.Requests(tc.ctx, tc.t.ID, open)
-			if err != nil {
-				return err
-			}
-			if list == nil {
-				list = []privacy.Request{}
-			}
-			return printJSON(c.stdout, list)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				list, err := tc.a.Privacy.Requests(tc.ctx, tc.t.ID, open)
+				if err != nil {
+					return err
+				}
+				if list == nil {
+					list = []privacy.Request{}
+				}
+				return printJSON(c.stdout, list)
+			})
 		},
 	}
 	requests.Flags().String("tenant", "", "tenant slug or id")
@@ -296,19 +281,16 @@ func (c *cli) retentionCmd() *cobra.Command {
 			kind, _ := cmd.Flags().GetString("kind")
 			months, _ := cmd.Flags().GetInt("months")
 			disable, _ := cmd.Flags().GetBool("disable")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			r, err := tc.a.Privacy.SetRetentionRule(tc.ctx, tc.t.ID, kind, months, !disable)
-			if errors.Is(err, privacy.ErrInvalid) {
-				return usageError{err}
-			}
-			if err != nil {
-				return err
-			}
-			return printJSON(c.stdout, r)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				r, err := tc.a.Privacy.SetRetentionRule(tc.ctx, tc.t.ID, kind, months, !disable)
+				if errors.Is(err, privacy.ErrInvalid) {
+					return usageError{err}
+				}
+				if err != nil {
+					return err
+				}
+				return printJSON(c.stdout, r)
+			})
 		},
 	}
 	set.Flags().String("tenant", "", "tenant slug or id")
@@ -324,16 +306,13 @@ func (c *cli) retentionCmd() *cobra.Command {
 				return err
 			}
 			dry, _ := cmd.Flags().GetBool("dry-run")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			rep, err := tc.a.Privacy.ApplyRetention(tc.ctx, tc.t.ID, dry)
-			if err != nil {
-				return err
-			}
-			return printJSON(c.stdout, rep)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				rep, err := tc.a.Privacy.ApplyRetention(tc.ctx, tc.t.ID, dry)
+				if err != nil {
+					return err
+				}
+				return printJSON(c.stdout, rep)
+			})
 		},
 	}
 	runCmd.Flags().String("tenant", "", "tenant slug or id")
@@ -361,24 +340,21 @@ its audit trail; --out also writes it to a file.`,
 			id, _ := cmd.Flags().GetString("id")
 			dry, _ := cmd.Flags().GetBool("dry-run")
 			out, _ := cmd.Flags().GetString("out")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			rep, err := tc.a.Privacy.Purge(tc.ctx, tc.t.ID, scope, id, dry)
-			if errors.Is(err, privacy.ErrInvalid) {
-				return usageError{err}
-			}
-			if err != nil {
-				return privacyErr(err, tc)
-			}
-			if out != "" {
-				if err := writeNewFile(out, func(w io.Writer) error { return printJSON(w, rep) }); err != nil {
-					return err
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				rep, err := tc.a.Privacy.Purge(tc.ctx, tc.t.ID, scope, id, dry)
+				if errors.Is(err, privacy.ErrInvalid) {
+					return usageError{err}
 				}
-			}
-			return printJSON(c.stdout, rep)
+				if err != nil {
+					return privacyErr(err, tc)
+				}
+				if out != "" {
+					if err := writeNewFile(out, func(w io.Writer) error { return printJSON(w, rep) }); err != nil {
+						return err
+					}
+				}
+				return printJSON(c.stdout, rep)
+			})
 		},
 	}
 	cmd.Flags().String("tenant", "", "tenant slug or id")
@@ -418,54 +394,51 @@ under a fresh key written (hex) to --key-out (default FILE.key).`,
 			} else if keyOut == "" {
 				keyOut = out + ".key"
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			var key []byte
-			if keyOut != "" {
-				key = make([]byte, 32)
-				_, _ = rand.Read(key)
-				defer clear(key)
-				if err := writeNewFile(keyOut, func(w io.Writer) error { _, err := fmt.Fprintln(w, hex.EncodeToString(key)); return err }); err != nil {
-					return err
-				}
-			}
-			var res privacy.ExportResult
-			err = writeNewFile(out, func(w io.Writer) error {
-				var enc io.WriteCloser
-				var err error
-				if recipients != nil {
-					enc, err = privacy.NewPGPWriter(w, recipients, filepath.Base(strings.TrimSuffix(out, filepath.Ext(out)))+".tar")
-				} else {
-					enc, err = privacy.NewAESWriter(w, key)
-				}
-				if err != nil {
-					return err
-				}
-				if res, err = tc.a.Privacy.Export(tc.ctx, tc.t, enc, ""); err != nil {
-					return err
-				}
-				return enc.Close()
-			})
-			if err != nil {
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				var key []byte
 				if keyOut != "" {
-					_ = os.Remove(keyOut)
+					key = make([]byte, 32)
+					_, _ = rand.Read(key)
+					defer clear(key)
+					if err := writeNewFile(keyOut, func(w io.Writer) error { _, err := fmt.Fprintln(w, hex.EncodeToString(key)); return err }); err != nil {
+						return err
+					}
 				}
-				return err
-			}
-			var rows int64
-			for _, n := range res.Manifest.Counts {
-				rows += n
-			}
-			how := "OpenPGP to " + pgpFile
-			if keyOut != "" {
-				how = "AES-256-GCM, key in " + keyOut
-			}
-			fmt.Fprintf(c.stdout, "exported tenant %s: %d tables, %d rows, %d audit events -> %s (%s)\n",
-				tc.t.Slug, len(res.Manifest.Counts), rows, res.Manifest.AuditEvents, out, how)
-			return nil
+				var res privacy.ExportResult
+				err := writeNewFile(out, func(w io.Writer) error {
+					var enc io.WriteCloser
+					var err error
+					if recipients != nil {
+						enc, err = privacy.NewPGPWriter(w, recipients, filepath.Base(strings.TrimSuffix(out, filepath.Ext(out)))+".tar")
+					} else {
+						enc, err = privacy.NewAESWriter(w, key)
+					}
+					if err != nil {
+						return err
+					}
+					if res, err = tc.a.Privacy.Export(tc.ctx, tc.t, enc, ""); err != nil {
+						return err
+					}
+					return enc.Close()
+				})
+				if err != nil {
+					if keyOut != "" {
+						_ = os.Remove(keyOut)
+					}
+					return err
+				}
+				var rows int64
+				for _, n := range res.Manifest.Counts {
+					rows += n
+				}
+				how := "OpenPGP to " + pgpFile
+				if keyOut != "" {
+					how = "AES-256-GCM, key in " + keyOut
+				}
+				fmt.Fprintf(c.stdout, "exported tenant %s: %d tables, %d rows, %d audit events -> %s (%s)\n",
+					tc.t.Slug, len(res.Manifest.Counts), rows, res.Manifest.AuditEvents, out, how)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().String("tenant", "", "tenant slug or id")
@@ -500,44 +473,41 @@ func (c *cli) tenantImportCmd() *cobra.Command {
 					return usageError{fmt.Errorf("--key: %s does not hold a 32-byte key in hex", keyFile)}
 				}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			open := func() (io.ReadCloser, error) {
-				f, err := os.Open(in) // #nosec G304 -- the operator's archive
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				open := func() (io.ReadCloser, error) {
+					f, err := os.Open(in) // #nosec G304 -- the operator's archive
+					if err != nil {
+						return nil, err
+					}
+					var r io.Reader
+					if key != nil {
+						r, err = privacy.NewAESReader(f, key)
+					} else {
+						r, err = privacy.NewPGPReader(f, idFile)
+					}
+					if err != nil {
+						_ = f.Close()
+						return nil, err
+					}
+					return struct {
+						io.Reader
+						io.Closer
+					}{r, f}, nil
+				}
+				res, err := tc.a.Privacy.Import(tc.ctx, tc.t, open)
+				if errors.Is(err, privacy.ErrNotEmpty) {
+					return fmt.Errorf("%v; create a new tenant with `relais tenant create` and import into it", err)
+				}
 				if err != nil {
-					return nil, err
+					return err
 				}
-				var r io.Reader
-				if key != nil {
-					r, err = privacy.NewAESReader(f, key)
-				} else {
-					r, err = privacy.NewPGPReader(f, idFile)
+				var rows int64
+				for _, n := range res.Counts {
+					rows += n
 				}
-				if err != nil {
-					_ = f.Close()
-					return nil, err
-				}
-				return struct {
-					io.Reader
-					io.Closer
-				}{r, f}, nil
-			}
-			res, err := tc.a.Privacy.Import(tc.ctx, tc.t, open)
-			if errors.Is(err, privacy.ErrNotEmpty) {
-				return fmt.Errorf("%v; create a new tenant with `relais tenant create` and import into it", err)
-			}
-			if err != nil {
-				return err
-			}
-			var rows int64
-			for _, n := range res.Counts {
-				rows += n
-			}
-			fmt.Fprintf(c.stdout, "imported %d rows in %d tables into tenant %s\n", rows, len(res.Counts), tc.t.Slug)
-			return nil
+				fmt.Fprintf(c.stdout, "imported %d rows in %d tables into tenant %s\n", rows, len(res.Counts), tc.t.Slug)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().String("tenant", "", "target tenant (must be empty)")
@@ -570,42 +540,39 @@ another store, a staging platform's, migrated first if needed.`,
 			}
 			intoDir, _ := cmd.Flags().GetString("into-data-dir")
 			intoURL := os.Getenv("RELAIS_INTO_DATABASE_URL")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			dst := tc.a.Privacy
-			where := "this store"
-			if intoDir != "" || intoURL != "" {
-				cfg := tc.a.Config
-				cfg.DataDir, cfg.DatabaseURL, cfg.MasterKeyFile = intoDir, intoURL, os.Getenv("RELAIS_INTO_MASTER_KEY_FILE")
-				if cfg.DataDir == "" {
-					cfg.DataDir = tc.a.Config.DataDir
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				dst := tc.a.Privacy
+				where := "this store"
+				if intoDir != "" || intoURL != "" {
+					cfg := tc.a.Config
+					cfg.DataDir, cfg.DatabaseURL, cfg.MasterKeyFile = intoDir, intoURL, os.Getenv("RELAIS_INTO_MASTER_KEY_FILE")
+					if cfg.DataDir == "" {
+						cfg.DataDir = tc.a.Config.DataDir
+					}
+					if cfg.DataDir == tc.a.Config.DataDir && cfg.DatabaseURL == tc.a.Config.DatabaseURL {
+						return usageError{errors.New("--into-data-dir (or RELAIS_INTO_DATABASE_URL) names the source store itself; omit it to copy into this store")}
+					}
+					other, err := app.Open(tc.ctx, cfg, app.NewLogger(cfg, c.stderr), true)
+					if err != nil {
+						return fmt.Errorf("the target store: %w", err)
+					}
+					defer func() { _ = other.Close() }()
+					dst, where = other.Privacy, "the store in "+cfg.DataDir
+					if cfg.DatabaseURL != "" {
+						where = "the PostgreSQL store of RELAIS_INTO_DATABASE_URL"
+					}
 				}
-				if cfg.DataDir == tc.a.Config.DataDir && cfg.DatabaseURL == tc.a.Config.DatabaseURL {
-					return usageError{errors.New("--into-data-dir (or RELAIS_INTO_DATABASE_URL) names the source store itself; omit it to copy into this store")}
-				}
-				other, err := app.Open(tc.ctx, cfg, app.NewLogger(cfg, c.stderr), true)
+				res, err := tc.a.Privacy.AnonymizeInto(tc.ctx, tc.t, name, into, dst)
 				if err != nil {
-					return fmt.Errorf("the target store: %w", err)
+					return tenantErr(err)
 				}
-				defer func() { _ = other.Close() }()
-				dst, where = other.Privacy, "the store in "+cfg.DataDir
-				if cfg.DatabaseURL != "" {
-					where = "the PostgreSQL store of RELAIS_INTO_DATABASE_URL"
+				var rows int64
+				for _, n := range res.Counts {
+					rows += n
 				}
-			}
-			res, err := tc.a.Privacy.AnonymizeInto(tc.ctx, tc.t, name, into, dst)
-			if err != nil {
-				return tenantErr(err)
-			}
-			var rows int64
-			for _, n := range res.Counts {
-				rows += n
-			}
-			fmt.Fprintf(c.stdout, "anonymised copy of %s created as tenant %s (%s) in %s: %d rows in %d tables\n", tc.t.Slug, res.Tenant.Slug, res.Tenant.ID, where, rows, len(res.Counts))
-			return nil
+				fmt.Fprintf(c.stdout, "anonymised copy of %s created as tenant %s (%s) in %s: %d rows in %d tables\n", tc.t.Slug, res.Tenant.Slug, res.Tenant.ID, where, rows, len(res.Counts))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().String("tenant", "", "source tenant slug or id")

@@ -79,30 +79,27 @@ only from the networks of --allow (checked before authentication). It sees
 				}
 				na.ExpiresAt = &t
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			a, err := tc.a.SFTP.AddAccount(tc.ctx, tc.t.ID, na)
-			var ie *sftpd.InvalidError
-			switch {
-			case errors.As(err, &ie):
-				return usageError{fmt.Errorf("sftp account not added: %s", ie.Error())}
-			case errors.Is(err, sftpd.ErrNameTaken):
-				return fmt.Errorf("%w: choose another --name (%s)", err, tc.see("sftp account list"))
-			case err != nil:
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, a)
-			}
-			fmt.Fprintf(c.stdout, "sftp account %s added: log in as %s.%s (%s)\n", a.Name, tc.t.Slug, a.Name, a.ID)
-			for _, k := range a.Keys {
-				fmt.Fprintf(c.stdout, "  key %s %s\n", k.Algorithm, k.Fingerprint)
-			}
-			fmt.Fprintf(c.stdout, "  allowed from %s; permissions %s\n", strings.Join(a.Allow, ", "), strings.Join(a.Permissions, ", "))
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				a, err := tc.a.SFTP.AddAccount(tc.ctx, tc.t.ID, na)
+				var ie *sftpd.InvalidError
+				switch {
+				case errors.As(err, &ie):
+					return usageError{fmt.Errorf("sftp account not added: %s", ie.Error())}
+				case errors.Is(err, sftpd.ErrNameTaken):
+					return fmt.Errorf("%w: choose another --name (%s)", err, tc.see("sftp account list"))
+				case err != nil:
+					return err
+				}
+				if asJSON {
+					return printJSON(c.stdout, a)
+				}
+				fmt.Fprintf(c.stdout, "sftp account %s added: log in as %s.%s (%s)\n", a.Name, tc.t.Slug, a.Name, a.ID)
+				for _, k := range a.Keys {
+					fmt.Fprintf(c.stdout, "  key %s %s\n", k.Algorithm, k.Fingerprint)
+				}
+				fmt.Fprintf(c.stdout, "  allowed from %s; permissions %s\n", strings.Join(a.Allow, ", "), strings.Join(a.Permissions, ", "))
+				return nil
+			})
 		},
 	}
 	af := add.Flags()
@@ -130,33 +127,30 @@ only from the networks of --allow (checked before authentication). It sees
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			accts, err := tc.a.SFTP.Accounts(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, accts)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tLOGIN\tALLOW\tPERMISSIONS\tKEYS\tEXPIRES")
-			for _, a := range accts {
-				exp := "never"
-				if a.ExpiresAt != nil {
-					exp = a.ExpiresAt.Format(time.RFC3339)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				accts, err := tc.a.SFTP.Accounts(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				fps := make([]string, 0, len(a.Keys))
-				for _, k := range a.Keys {
-					fps = append(fps, k.Fingerprint)
+				if asJSON {
+					return printJSON(c.stdout, accts)
 				}
-				fmt.Fprintf(tw, "%s\t%s.%s\t%s\t%s\t%s\t%s\n", a.Name, tc.t.Slug, a.Name, strings.Join(a.Allow, ","),
-					strings.Join(a.Permissions, ","), strings.Join(fps, " "), exp)
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tLOGIN\tALLOW\tPERMISSIONS\tKEYS\tEXPIRES")
+				for _, a := range accts {
+					exp := "never"
+					if a.ExpiresAt != nil {
+						exp = a.ExpiresAt.Format(time.RFC3339)
+					}
+					fps := make([]string, 0, len(a.Keys))
+					for _, k := range a.Keys {
+						fps = append(fps, k.Fingerprint)
+					}
+					fmt.Fprintf(tw, "%s\t%s.%s\t%s\t%s\t%s\t%s\n", a.Name, tc.t.Slug, a.Name, strings.Join(a.Allow, ","),
+						strings.Join(a.Permissions, ","), strings.Join(fps, " "), exp)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	list.Flags().String("tenant", "", "tenant slug or id")
@@ -171,20 +165,17 @@ only from the networks of --allow (checked before authentication). It sees
 				return err
 			}
 			name, _ := cmd.Flags().GetString("name")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			a, err := tc.a.SFTP.RemoveAccount(tc.ctx, tc.t.ID, name)
-			if errors.Is(err, sftpd.ErrNotFound) {
-				return fmt.Errorf("%w: %q (%s)", err, name, tc.see("sftp account list"))
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "sftp account %s removed\n", a.Name)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				a, err := tc.a.SFTP.RemoveAccount(tc.ctx, tc.t.ID, name)
+				if errors.Is(err, sftpd.ErrNotFound) {
+					return fmt.Errorf("%w: %q (%s)", err, name, tc.see("sftp account list"))
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "sftp account %s removed\n", a.Name)
+				return nil
+			})
 		},
 	}
 	remove.Flags().String("tenant", "", "tenant slug or id")
@@ -204,24 +195,21 @@ only from the networks of --allow (checked before authentication). It sees
 			if dir != sftpd.DirInbox && dir != sftpd.DirOutbox {
 				return usageError{fmt.Errorf("--dir %q: use inbox or outbox", dir)}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			list, err := tc.a.SFTP.Files(tc.ctx, tc.t.ID, dir)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, list)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSIZE\tSTATE\tCREATED\tEXPIRES")
-			for _, f := range list {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", f.Name, f.Size, f.State, f.CreatedAt.Format(time.RFC3339), f.ExpiresAt.Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				list, err := tc.a.SFTP.Files(tc.ctx, tc.t.ID, dir)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(c.stdout, list)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSIZE\tSTATE\tCREATED\tEXPIRES")
+				for _, f := range list {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", f.Name, f.Size, f.State, f.CreatedAt.Format(time.RFC3339), f.ExpiresAt.Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	files.Flags().String("tenant", "", "tenant slug or id")
@@ -249,17 +237,14 @@ only from the networks of --allow (checked before authentication). It sees
 				return usageError{fmt.Errorf("--file: %w", err)}
 			}
 			defer func() { _ = f.Close() }()
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			fi, err := tc.a.SFTP.Deliver(tc.ctx, tc.t.ID, name, f)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "delivered /outbox/%s (%d bytes) to %s, until %s\n", fi.Name, fi.Size, tc.t.Slug, fi.ExpiresAt.Format(time.RFC3339))
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				fi, err := tc.a.SFTP.Deliver(tc.ctx, tc.t.ID, name, f)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "delivered /outbox/%s (%d bytes) to %s, until %s\n", fi.Name, fi.Size, tc.t.Slug, fi.ExpiresAt.Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	deliver.Flags().String("tenant", "", "tenant slug or id")

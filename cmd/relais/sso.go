@@ -113,21 +113,19 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 				}
 				cfg.IdPMetadata = string(b)
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			if cfg.IdPMetadataURL != "" {
-				if cfg.IdPMetadata, err = tc.a.SSO.FetchMetadata(tc.ctx, cfg.IdPMetadataURL, allowHTTP); err != nil {
-					return ssoErr(fmt.Errorf("--idp-metadata-url: %w", err))
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				if cfg.IdPMetadataURL != "" {
+					var err error
+					if cfg.IdPMetadata, err = tc.a.SSO.FetchMetadata(tc.ctx, cfg.IdPMetadataURL, allowHTTP); err != nil {
+						return ssoErr(fmt.Errorf("--idp-metadata-url: %w", err))
+					}
 				}
-			}
-			p, err := tc.a.SSO.CreateProvider(tc.ctx, tc.t.ID, sso.NewProvider{Name: name, Kind: kind, Config: cfg, ClientSecret: secret}, sso.AllowHTTP(allowHTTP))
-			if err != nil {
-				return ssoErr(err)
-			}
-			return printProvider(c, tc.t.Slug, p, asJSON)
+				p, err := tc.a.SSO.CreateProvider(tc.ctx, tc.t.ID, sso.NewProvider{Name: name, Kind: kind, Config: cfg, ClientSecret: secret}, sso.AllowHTTP(allowHTTP))
+				if err != nil {
+					return ssoErr(err)
+				}
+				return printProvider(c, tc.t.Slug, p, asJSON)
+			})
 		},
 	}
 	af := add.Flags()
@@ -157,34 +155,31 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if err := needTenant(); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			ps, err := tc.a.SSO.ListProviders(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if ps == nil {
-					ps = []sso.Provider{}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				ps, err := tc.a.SSO.ListProviders(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				for i := range ps {
-					ps[i].Config.IdPMetadata = ""
+				if asJSON {
+					if ps == nil {
+						ps = []sso.Provider{}
+					}
+					for i := range ps {
+						ps[i].Config.IdPMetadata = ""
+					}
+					return printJSON(c.stdout, ps)
 				}
-				return printJSON(c.stdout, ps)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tENABLED\tJIT\tIDP MFA\tISSUER / METADATA\tID")
-			for _, p := range ps {
-				src := p.Config.Issuer
-				if p.Kind == sso.KindSAML {
-					src = p.Config.IdPMetadataURL
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tKIND\tENABLED\tJIT\tIDP MFA\tISSUER / METADATA\tID")
+				for _, p := range ps {
+					src := p.Config.Issuer
+					if p.Kind == sso.KindSAML {
+						src = p.Config.IdPMetadataURL
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%t\t%s\t%s\n", p.Name, p.Kind, p.Enabled, p.Config.JIT, p.Config.AcceptIdPMFA, src, p.ID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%t\t%s\t%s\n", p.Name, p.Kind, p.Enabled, p.Config.JIT, p.Config.AcceptIdPMFA, src, p.ID)
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	show := &cobra.Command{Use: "show --tenant T NAME", Short: "Show a provider and the URLs to register at the identity provider",
@@ -193,16 +188,13 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if err := needTenant(); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			p, err := tc.a.SSO.GetProvider(tc.ctx, tc.t.ID, args[0])
-			if err != nil {
-				return ssoErr(err)
-			}
-			return printProvider(c, tc.t.Slug, p, asJSON)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				p, err := tc.a.SSO.GetProvider(tc.ctx, tc.t.ID, args[0])
+				if err != nil {
+					return ssoErr(err)
+				}
+				return printProvider(c, tc.t.Slug, p, asJSON)
+			})
 		},
 	}
 	setEnabled := func(use string, on bool) *cobra.Command {
@@ -212,16 +204,13 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 				if err := needTenant(); err != nil {
 					return err
 				}
-				tc, err := c.openTenant(cmd)
-				if err != nil {
-					return err
-				}
-				defer tc.close()
-				if err := tc.a.SSO.SetProviderEnabled(tc.ctx, tc.t.ID, args[0], on); err != nil {
-					return ssoErr(err)
-				}
-				fmt.Fprintf(c.stdout, "provider %s %sd\n", args[0], use)
-				return nil
+				return c.inTenant(cmd, func(tc *tenantCtx) error {
+					if err := tc.a.SSO.SetProviderEnabled(tc.ctx, tc.t.ID, args[0], on); err != nil {
+						return ssoErr(err)
+					}
+					fmt.Fprintf(c.stdout, "provider %s %sd\n", args[0], use)
+					return nil
+				})
 			}}
 	}
 	del := &cobra.Command{Use: "delete --tenant T NAME", Short: "Delete a provider, its rules and its subject links",
@@ -230,16 +219,13 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if err := needTenant(); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			if err := tc.a.SSO.DeleteProvider(tc.ctx, tc.t.ID, args[0]); err != nil {
-				return ssoErr(err)
-			}
-			fmt.Fprintf(c.stdout, "provider %s deleted\n", args[0])
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				if err := tc.a.SSO.DeleteProvider(tc.ctx, tc.t.ID, args[0]); err != nil {
+					return ssoErr(err)
+				}
+				fmt.Fprintf(c.stdout, "provider %s deleted\n", args[0])
+				return nil
+			})
 		}}
 	set := &cobra.Command{
 		Use:   "set --tenant T NAME [--jit=true|false] [--accept-idp-mfa=...] [--allow-idp-initiated=...] [--refresh-metadata]",
@@ -250,34 +236,31 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 				return err
 			}
 			f := cmd.Flags()
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			p, err := tc.a.SSO.GetProvider(tc.ctx, tc.t.ID, args[0])
-			if err != nil {
-				return ssoErr(err)
-			}
-			cfg := p.Config
-			for flag, dst := range map[string]*bool{"jit": &cfg.JIT, "accept-idp-mfa": &cfg.AcceptIdPMFA, "allow-idp-initiated": &cfg.AllowIdPInitiated, "userinfo": &cfg.Userinfo} {
-				if f.Changed(flag) {
-					*dst, _ = f.GetBool(flag)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				p, err := tc.a.SSO.GetProvider(tc.ctx, tc.t.ID, args[0])
+				if err != nil {
+					return ssoErr(err)
 				}
-			}
-			allowHTTP, _ := f.GetBool("allow-http")
-			if refresh, _ := f.GetBool("refresh-metadata"); refresh {
-				if p.Kind != sso.KindSAML || cfg.IdPMetadataURL == "" {
-					return usageError{errors.New("--refresh-metadata needs a SAML provider added with --idp-metadata-url")}
+				cfg := p.Config
+				for flag, dst := range map[string]*bool{"jit": &cfg.JIT, "accept-idp-mfa": &cfg.AcceptIdPMFA, "allow-idp-initiated": &cfg.AllowIdPInitiated, "userinfo": &cfg.Userinfo} {
+					if f.Changed(flag) {
+						*dst, _ = f.GetBool(flag)
+					}
 				}
-				if cfg.IdPMetadata, err = tc.a.SSO.FetchMetadata(tc.ctx, cfg.IdPMetadataURL, allowHTTP); err != nil {
-					return ssoErr(fmt.Errorf("--refresh-metadata: %w", err))
+				allowHTTP, _ := f.GetBool("allow-http")
+				if refresh, _ := f.GetBool("refresh-metadata"); refresh {
+					if p.Kind != sso.KindSAML || cfg.IdPMetadataURL == "" {
+						return usageError{errors.New("--refresh-metadata needs a SAML provider added with --idp-metadata-url")}
+					}
+					if cfg.IdPMetadata, err = tc.a.SSO.FetchMetadata(tc.ctx, cfg.IdPMetadataURL, allowHTTP); err != nil {
+						return ssoErr(fmt.Errorf("--refresh-metadata: %w", err))
+					}
 				}
-			}
-			if p, err = tc.a.SSO.UpdateConfig(tc.ctx, tc.t.ID, args[0], cfg, sso.AllowHTTP(allowHTTP)); err != nil {
-				return ssoErr(err)
-			}
-			return printProvider(c, tc.t.Slug, p, asJSON)
+				if p, err = tc.a.SSO.UpdateConfig(tc.ctx, tc.t.ID, args[0], cfg, sso.AllowHTTP(allowHTTP)); err != nil {
+					return ssoErr(err)
+				}
+				return printProvider(c, tc.t.Slug, p, asJSON)
+			})
 		},
 	}
 	sf := set.Flags()
@@ -310,20 +293,17 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if nr.Provider == "" || nr.Claim == "" || nr.Value == "" || (nr.Group == "" && nr.Role == "") {
 				return usageError{errors.New("--provider, --claim, --value and at least one of --group and --role are required")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			r, err := tc.a.SSO.AddRule(tc.ctx, tc.t.ID, nr)
-			if err != nil {
-				return ssoErr(err)
-			}
-			if asJSON {
-				return printJSON(c.stdout, r)
-			}
-			fmt.Fprintf(c.stdout, "rule %s added: %s = %q gives group %q, role %q\n", r.ID, r.Claim, r.Value, r.GroupName, r.RoleName)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				r, err := tc.a.SSO.AddRule(tc.ctx, tc.t.ID, nr)
+				if err != nil {
+					return ssoErr(err)
+				}
+				if asJSON {
+					return printJSON(c.stdout, r)
+				}
+				fmt.Fprintf(c.stdout, "rule %s added: %s = %q gives group %q, role %q\n", r.ID, r.Claim, r.Value, r.GroupName, r.RoleName)
+				return nil
+			})
 		},
 	}
 	rf := ruleAdd.Flags()
@@ -338,27 +318,24 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 				return err
 			}
 			prov, _ := cmd.Flags().GetString("provider")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			rules, err := tc.a.SSO.ListRules(tc.ctx, tc.t.ID, prov)
-			if err != nil {
-				return ssoErr(err)
-			}
-			if asJSON {
-				if rules == nil {
-					rules = []sso.Rule{}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				rules, err := tc.a.SSO.ListRules(tc.ctx, tc.t.ID, prov)
+				if err != nil {
+					return ssoErr(err)
 				}
-				return printJSON(c.stdout, rules)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tCLAIM\tVALUE\tGROUP\tROLE")
-			for _, r := range rules {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Claim, r.Value, r.GroupName, r.RoleName)
-			}
-			return tw.Flush()
+				if asJSON {
+					if rules == nil {
+						rules = []sso.Rule{}
+					}
+					return printJSON(c.stdout, rules)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tCLAIM\tVALUE\tGROUP\tROLE")
+				for _, r := range rules {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Claim, r.Value, r.GroupName, r.RoleName)
+				}
+				return tw.Flush()
+			})
 		}}
 	ruleList.Flags().String("provider", "", "only this provider's rules")
 	ruleDel := &cobra.Command{Use: "delete --tenant T ID", Short: "Delete a mapping rule (what it gave is taken away at the next sign-in)",
@@ -367,16 +344,13 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if err := needTenant(); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			if err := tc.a.SSO.DeleteRule(tc.ctx, tc.t.ID, args[0]); err != nil {
-				return ssoErr(err)
-			}
-			fmt.Fprintf(c.stdout, "rule %s deleted\n", args[0])
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				if err := tc.a.SSO.DeleteRule(tc.ctx, tc.t.ID, args[0]); err != nil {
+					return ssoErr(err)
+				}
+				fmt.Fprintf(c.stdout, "rule %s deleted\n", args[0])
+				return nil
+			})
 		}}
 	rule.AddCommand(ruleAdd, ruleList, ruleDel)
 
@@ -389,20 +363,17 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if args[0] != "on" && args[0] != "off" {
 				return usageError{fmt.Errorf("%q: say on or off", args[0])}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			if err := tc.a.SSO.SetPasswordLogin(tc.ctx, tc.t.ID, args[0] == "on"); err != nil {
-				var ve *sso.ValidationError
-				if errors.As(err, &ve) {
-					return fmt.Errorf("%s; see `relais sso provider add --help`", ve.Message)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				if err := tc.a.SSO.SetPasswordLogin(tc.ctx, tc.t.ID, args[0] == "on"); err != nil {
+					var ve *sso.ValidationError
+					if errors.As(err, &ve) {
+						return fmt.Errorf("%s; see `relais sso provider add --help`", ve.Message)
+					}
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(c.stdout, "password sign-in %s for %s\n", args[0], tc.t.Slug)
-			return nil
+				fmt.Fprintf(c.stdout, "password sign-in %s for %s\n", args[0], tc.t.Slug)
+				return nil
+			})
 		}}
 
 	scim := &cobra.Command{Use: "scim-token", Short: "Create, list and revoke a tenant's SCIM 2.0 provisioning tokens"}
@@ -415,20 +386,17 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if name == "" {
 				return usageError{errors.New("--name is required")}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			tok, secret, err := tc.a.SSO.CreateSCIMToken(tc.ctx, tc.t.ID, name)
-			if err != nil {
-				return ssoErr(err)
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"id": tok.ID, "name": tok.Name, "token": secret, "endpoint": "/scim/v2"})
-			}
-			fmt.Fprintf(c.stdout, "SCIM token %s (%s), shown once; give it to the identity provider with the base URL https://<relais>/scim/v2:\n%s\n", tok.ID, tok.Name, secret)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				tok, secret, err := tc.a.SSO.CreateSCIMToken(tc.ctx, tc.t.ID, name)
+				if err != nil {
+					return ssoErr(err)
+				}
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"id": tok.ID, "name": tok.Name, "token": secret, "endpoint": "/scim/v2"})
+				}
+				fmt.Fprintf(c.stdout, "SCIM token %s (%s), shown once; give it to the identity provider with the base URL https://<relais>/scim/v2:\n%s\n", tok.ID, tok.Name, secret)
+				return nil
+			})
 		}}
 	scimCreate.Flags().String("name", "", "what the token is for (the identity provider)")
 	scimList := &cobra.Command{Use: "list --tenant T", Short: "List SCIM tokens", Args: cobra.NoArgs,
@@ -436,47 +404,41 @@ Both: [--jit] [--accept-idp-mfa] [--email-claim] [--name-claim] [--groups-claim]
 			if err := needTenant(); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			toks, err := tc.a.SSO.ListSCIMTokens(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if toks == nil {
-					toks = []sso.SCIMToken{}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				toks, err := tc.a.SSO.ListSCIMTokens(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				return printJSON(c.stdout, toks)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tCREATED\tREVOKED")
-			for _, t := range toks {
-				rev := "-"
-				if t.RevokedAt != nil {
-					rev = t.RevokedAt.Format(time.RFC3339)
+				if asJSON {
+					if toks == nil {
+						toks = []sso.SCIMToken{}
+					}
+					return printJSON(c.stdout, toks)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), rev)
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tCREATED\tREVOKED")
+				for _, t := range toks {
+					rev := "-"
+					if t.RevokedAt != nil {
+						rev = t.RevokedAt.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339), rev)
+				}
+				return tw.Flush()
+			})
 		}}
 	scimRevoke := &cobra.Command{Use: "revoke --tenant T ID", Short: "Revoke a SCIM token at once", Args: exactArgs(1, "the token's id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := needTenant(); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			if err := tc.a.SSO.RevokeSCIMToken(tc.ctx, tc.t.ID, args[0]); err != nil {
-				return fmt.Errorf("%v; see `relais sso scim-token list --tenant %s`", err, tenant)
-			}
-			fmt.Fprintf(c.stdout, "SCIM token %s revoked\n", args[0])
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				if err := tc.a.SSO.RevokeSCIMToken(tc.ctx, tc.t.ID, args[0]); err != nil {
+					return fmt.Errorf("%v; see `relais sso scim-token list --tenant %s`", err, tenant)
+				}
+				fmt.Fprintf(c.stdout, "SCIM token %s revoked\n", args[0])
+				return nil
+			})
 		}}
 	scim.AddCommand(scimCreate, scimList, scimRevoke)
 

@@ -90,6 +90,17 @@ func (c *cli) openTenant(cmd *cobra.Command) (*tenantCtx, error) {
 
 func (tc *tenantCtx) close() { _ = tc.a.Close() }
 
+// inTenant opens the store and the --tenant's context, runs run in it and
+// closes the store after.
+func (c *cli) inTenant(cmd *cobra.Command, run func(tc *tenantCtx) error) error {
+	tc, err := c.openTenant(cmd)
+	if err != nil {
+		return err
+	}
+	defer tc.close()
+	return run(tc)
+}
+
 // see names a command to run next, with this tenant.
 func (tc *tenantCtx) see(what string) string {
 	return fmt.Sprintf("see `relais %s --tenant %s`", what, tc.t.Slug)
@@ -540,24 +551,21 @@ the user must change it at first sign-in.`,
 					return err
 				}
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			roles, err := tc.resolveRoles(roleRefs)
-			if err != nil {
-				return err
-			}
-			out, err := tc.createUserWithRoles(identity.NewUser{Email: email, Name: name, Password: pw}, roles, "")
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, out)
-			}
-			printCreatedUser(c.stdout, tc.t.Slug, out)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				roles, err := tc.resolveRoles(roleRefs)
+				if err != nil {
+					return err
+				}
+				out, err := tc.createUserWithRoles(identity.NewUser{Email: email, Name: name, Password: pw}, roles, "")
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(c.stdout, out)
+				}
+				printCreatedUser(c.stdout, tc.t.Slug, out)
+				return nil
+			})
 		},
 	}
 	create.Flags().String("email", "", "the user's email address (their sign-in name)")
@@ -573,34 +581,31 @@ the user must change it at first sign-in.`,
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			users, err := tc.a.Identity.ListUsers(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			_, grants, err := tc.grantsByID()
-			if err != nil {
-				return err
-			}
-			views := make([]userView, 0, len(users))
-			for _, u := range users {
-				views = append(views, viewOf(u, grants[u.ID]))
-			}
-			if asJSON {
-				return printJSON(c.stdout, views)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EMAIL\tNAME\tSTATUS\tLOCKED\t2FA\tLAST LOGIN\tROLES\tGROUPS")
-			for _, v := range views {
-				roles := append(slices.Clone(v.Roles), v.GroupRoles...)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Email, orDash(v.Name), v.Status, yesNo(v.Locked),
-					onOff(v.TOTPEnabled), whenOr(v.LastLoginAt, "never"), dash(roles), dash(v.Groups))
-			}
-			return tw.Flush()
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				users, err := tc.a.Identity.ListUsers(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
+				}
+				_, grants, err := tc.grantsByID()
+				if err != nil {
+					return err
+				}
+				views := make([]userView, 0, len(users))
+				for _, u := range users {
+					views = append(views, viewOf(u, grants[u.ID]))
+				}
+				if asJSON {
+					return printJSON(c.stdout, views)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "EMAIL\tNAME\tSTATUS\tLOCKED\t2FA\tLAST LOGIN\tROLES\tGROUPS")
+				for _, v := range views {
+					roles := append(slices.Clone(v.Roles), v.GroupRoles...)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Email, orDash(v.Name), v.Status, yesNo(v.Locked),
+						onOff(v.TOTPEnabled), whenOr(v.LastLoginAt, "never"), dash(roles), dash(v.Groups))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 
@@ -613,50 +618,47 @@ the user must change it at first sign-in.`,
 				return err
 			}
 			email, _ := cmd.Flags().GetString("email")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			u, err := tc.findUser(email)
-			if err != nil {
-				return err
-			}
-			review, grants, err := tc.grantsByID()
-			if err != nil {
-				return err
-			}
-			v := viewOf(u, grants[u.ID])
-			var perms []access.PermissionGrant
-			for _, e := range review {
-				if e.Kind == access.KindUser && e.ID == u.ID {
-					perms = e.Permissions
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				u, err := tc.findUser(email)
+				if err != nil {
+					return err
 				}
-			}
-			if asJSON {
-				return printJSON(c.stdout, struct {
-					userView
-					Permissions []access.PermissionGrant `json:"permissions"`
-				}{v, orNoGrants(perms)})
-			}
-			pw := "not set (enrolment pending)" // #nosec G101 -- a status label, not a credential
-			if u.HasPassword {
-				pw = "set, changed " + whenOr(u.PasswordChangedAt, "?")
-				if u.MustChangePassword {
-					pw += " (must be changed at next sign-in)"
+				review, grants, err := tc.grantsByID()
+				if err != nil {
+					return err
 				}
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 1, ' ', 0)
-			for _, kv := range [][2]string{
-				{"email", u.Email}, {"name", orDash(u.Name)}, {"id", u.ID}, {"status", u.Status}, {"source", u.Source},
-				{"locked", lockState(u)}, {"2FA (TOTP)", onOff(u.TOTPEnabled)}, {"password", pw},
-				{"last login", whenOr(u.LastLoginAt, "never")}, {"created", u.CreatedAt.UTC().Format(time.RFC3339)},
-				{"roles", dash(v.Roles)}, {"groups", dash(v.Groups)}, {"group roles", dash(v.GroupRoles)},
-				{"permissions", fmt.Sprint(len(perms))},
-			} {
-				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
-			}
-			return tw.Flush()
+				v := viewOf(u, grants[u.ID])
+				var perms []access.PermissionGrant
+				for _, e := range review {
+					if e.Kind == access.KindUser && e.ID == u.ID {
+						perms = e.Permissions
+					}
+				}
+				if asJSON {
+					return printJSON(c.stdout, struct {
+						userView
+						Permissions []access.PermissionGrant `json:"permissions"`
+					}{v, orNoGrants(perms)})
+				}
+				pw := "not set (enrolment pending)" // #nosec G101 -- a status label, not a credential
+				if u.HasPassword {
+					pw = "set, changed " + whenOr(u.PasswordChangedAt, "?")
+					if u.MustChangePassword {
+						pw += " (must be changed at next sign-in)"
+					}
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 1, ' ', 0)
+				for _, kv := range [][2]string{
+					{"email", u.Email}, {"name", orDash(u.Name)}, {"id", u.ID}, {"status", u.Status}, {"source", u.Source},
+					{"locked", lockState(u)}, {"2FA (TOTP)", onOff(u.TOTPEnabled)}, {"password", pw},
+					{"last login", whenOr(u.LastLoginAt, "never")}, {"created", u.CreatedAt.UTC().Format(time.RFC3339)},
+					{"roles", dash(v.Roles)}, {"groups", dash(v.Groups)}, {"group roles", dash(v.GroupRoles)},
+					{"permissions", fmt.Sprint(len(perms))},
+				} {
+					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	show.Flags().String("email", "", "the user's email address")
@@ -672,27 +674,24 @@ the user must change it at first sign-in.`,
 					return err
 				}
 				email, _ := cmd.Flags().GetString("email")
-				tc, err := c.openTenant(cmd)
-				if err != nil {
-					return err
-				}
-				defer tc.close()
-				u, err := tc.findUser(email)
-				if err != nil {
-					return err
-				}
-				if err := tc.a.Identity.SetUserStatus(tc.ctx, tc.t.ID, u.ID, st); err != nil {
-					return tc.userErr(err, email, "")
-				}
-				if asJSON {
-					return printJSON(c.stdout, map[string]any{"id": u.ID, "email": u.Email, "status": st})
-				}
-				if st == identity.StatusDisabled {
-					fmt.Fprintf(c.stdout, "user %s is disabled: its sessions and API tokens are revoked\n", u.Email)
-				} else {
-					fmt.Fprintf(c.stdout, "user %s is active\n", u.Email)
-				}
-				return nil
+				return c.inTenant(cmd, func(tc *tenantCtx) error {
+					u, err := tc.findUser(email)
+					if err != nil {
+						return err
+					}
+					if err := tc.a.Identity.SetUserStatus(tc.ctx, tc.t.ID, u.ID, st); err != nil {
+						return tc.userErr(err, email, "")
+					}
+					if asJSON {
+						return printJSON(c.stdout, map[string]any{"id": u.ID, "email": u.Email, "status": st})
+					}
+					if st == identity.StatusDisabled {
+						fmt.Fprintf(c.stdout, "user %s is disabled: its sessions and API tokens are revoked\n", u.Email)
+					} else {
+						fmt.Fprintf(c.stdout, "user %s is active\n", u.Email)
+					}
+					return nil
+				})
 			},
 		}
 		sc.Flags().String("email", "", "the user's email address")
@@ -708,27 +707,24 @@ the user must change it at first sign-in.`,
 				return err
 			}
 			email, _ := cmd.Flags().GetString("email")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			u, err := tc.findUser(email)
-			if err != nil {
-				return err
-			}
-			if err := tc.a.Identity.Unlock(tc.ctx, tc.t.ID, u.ID); err != nil {
-				return tc.userErr(err, email, "")
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"id": u.ID, "email": u.Email, "was_locked": u.Locked})
-			}
-			if u.Locked {
-				fmt.Fprintf(c.stdout, "user %s is unlocked\n", u.Email)
-			} else {
-				fmt.Fprintf(c.stdout, "user %s was not locked; its failure count is reset\n", u.Email)
-			}
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				u, err := tc.findUser(email)
+				if err != nil {
+					return err
+				}
+				if err := tc.a.Identity.Unlock(tc.ctx, tc.t.ID, u.ID); err != nil {
+					return tc.userErr(err, email, "")
+				}
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"id": u.ID, "email": u.Email, "was_locked": u.Locked})
+				}
+				if u.Locked {
+					fmt.Fprintf(c.stdout, "user %s is unlocked\n", u.Email)
+				} else {
+					fmt.Fprintf(c.stdout, "user %s was not locked; its failure count is reset\n", u.Email)
+				}
+				return nil
+			})
 		},
 	}
 	unlock.Flags().String("email", "", "the user's email address")
@@ -742,23 +738,20 @@ the user must change it at first sign-in.`,
 				return err
 			}
 			email, _ := cmd.Flags().GetString("email")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			u, err := tc.findUser(email)
-			if err != nil {
-				return err
-			}
-			if err := tc.a.Identity.ResetTOTP(tc.ctx, tc.t.ID, u.ID); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"id": u.ID, "email": u.Email, "totp_enabled": false})
-			}
-			fmt.Fprintf(c.stdout, "second factor of %s removed: it sets up a new one at its next sign-in if the tenant requires one\n", u.Email)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				u, err := tc.findUser(email)
+				if err != nil {
+					return err
+				}
+				if err := tc.a.Identity.ResetTOTP(tc.ctx, tc.t.ID, u.ID); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"id": u.ID, "email": u.Email, "totp_enabled": false})
+				}
+				fmt.Fprintf(c.stdout, "second factor of %s removed: it sets up a new one at its next sign-in if the tenant requires one\n", u.Email)
+				return nil
+			})
 		},
 	}
 	resetTOTP.Flags().String("email", "", "the user's email address")
@@ -1267,88 +1260,85 @@ first password with POST /api/v1/auth/enrol (or the /enrol page).`,
 			if err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			plans, newGroups, more, err := tc.validateImport(f, createGroups)
-			if err != nil {
-				return err
-			}
-			issues = append(issues, more...)
-			slices.SortStableFunc(issues, func(a, b importIssue) int { return a.Line - b.Line })
-			if len(issues) > 0 {
-				lines := map[int]bool{}
-				for _, i := range issues {
-					lines[i.Line] = true
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				plans, newGroups, more, err := tc.validateImport(f, createGroups)
+				if err != nil {
+					return err
 				}
-				if *asJSON {
-					if err := printJSON(c.stdout, map[string]any{"valid": false, "errors": issues}); err != nil {
-						return err
+				issues = append(issues, more...)
+				slices.SortStableFunc(issues, func(a, b importIssue) int { return a.Line - b.Line })
+				if len(issues) > 0 {
+					lines := map[int]bool{}
+					for _, i := range issues {
+						lines[i.Line] = true
 					}
-				} else {
-					const show = 100
-					for i, is := range issues {
-						if i == show {
-							fmt.Fprintf(c.stderr, "%s: ... and %d more problems (--json lists them all)\n", name, len(issues)-show)
-							break
+					if *asJSON {
+						if err := printJSON(c.stdout, map[string]any{"valid": false, "errors": issues}); err != nil {
+							return err
 						}
-						fmt.Fprintf(c.stderr, "%s: %s\n", name, is)
+					} else {
+						const show = 100
+						for i, is := range issues {
+							if i == show {
+								fmt.Fprintf(c.stderr, "%s: ... and %d more problems (--json lists them all)\n", name, len(issues)-show)
+								break
+							}
+							fmt.Fprintf(c.stderr, "%s: %s\n", name, is)
+						}
 					}
+					return fmt.Errorf("%s: %d line(s) are wrong (%d problem(s)); nothing was created: fix them and run the import again",
+						name, len(lines), len(issues))
 				}
-				return fmt.Errorf("%s: %d line(s) are wrong (%d problem(s)); nothing was created: fix them and run the import again",
-					name, len(lines), len(issues))
-			}
-			if len(plans) == 0 {
-				return fmt.Errorf("%s has no user lines after the header: nothing to import", name)
-			}
-			if dryRun {
+				if len(plans) == 0 {
+					return fmt.Errorf("%s has no user lines after the header: nothing to import", name)
+				}
+				if dryRun {
+					if *asJSON {
+						return printJSON(c.stdout, map[string]any{"valid": true, "dry_run": true, "users": plans, "groups_to_create": orNone(newGroups)})
+					}
+					fmt.Fprintf(c.stdout, "%s is valid: %d user(s) would be created in tenant %s (dry run: nothing was created)\n", name, len(plans), tc.t.Slug)
+					if len(newGroups) > 0 {
+						fmt.Fprintf(c.stdout, "groups that would be created: %s\n", strings.Join(newGroups, ", "))
+					}
+					tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "LINE\tEMAIL\tNAME\tROLES\tGROUPS")
+					for _, p := range plans {
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", p.Line, p.Email, orDash(p.Name), dash(p.Roles), dash(p.Groups))
+					}
+					return tw.Flush()
+				}
+				created, err := tc.runImport(plans, newGroups, c.stderr)
+				if err != nil {
+					var fe *importFailure
+					if errors.As(err, &fe) {
+						for _, p := range fe.undone {
+							fmt.Fprintf(c.stderr, "disabled: %s (user id %s)\n", p.user.Email, p.user.ID)
+						}
+					}
+					return err
+				}
+				exp := time.Now().Add(identity.EnrolmentTTL).UTC().Truncate(time.Second)
 				if *asJSON {
-					return printJSON(c.stdout, map[string]any{"valid": true, "dry_run": true, "users": plans, "groups_to_create": orNone(newGroups)})
+					return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "created": created, "groups_created": orNone(newGroups),
+						"enrolment_expires_at": exp, "enrol": "POST /api/v1/auth/enrol"})
 				}
-				fmt.Fprintf(c.stdout, "%s is valid: %d user(s) would be created in tenant %s (dry run: nothing was created)\n", name, len(plans), tc.t.Slug)
+				w := csv.NewWriter(c.stdout)
+				_ = w.Write([]string{"email", "enrolment_token"})
+				for _, u := range created {
+					_ = w.Write([]string{u.Email, u.EnrolmentToken})
+				}
+				w.Flush()
+				if err := w.Error(); err != nil {
+					return err
+				}
+				groupsNote := ""
 				if len(newGroups) > 0 {
-					fmt.Fprintf(c.stdout, "groups that would be created: %s\n", strings.Join(newGroups, ", "))
+					groupsNote = fmt.Sprintf(" and %d group(s) (%s)", len(newGroups), strings.Join(newGroups, ", "))
 				}
-				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "LINE\tEMAIL\tNAME\tROLES\tGROUPS")
-				for _, p := range plans {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", p.Line, p.Email, orDash(p.Name), dash(p.Roles), dash(p.Groups))
-				}
-				return tw.Flush()
-			}
-			created, err := tc.runImport(plans, newGroups, c.stderr)
-			if err != nil {
-				var fe *importFailure
-				if errors.As(err, &fe) {
-					for _, p := range fe.undone {
-						fmt.Fprintf(c.stderr, "disabled: %s (user id %s)\n", p.user.Email, p.user.ID)
-					}
-				}
-				return err
-			}
-			exp := time.Now().Add(identity.EnrolmentTTL).UTC().Truncate(time.Second)
-			if *asJSON {
-				return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "created": created, "groups_created": orNone(newGroups),
-					"enrolment_expires_at": exp, "enrol": "POST /api/v1/auth/enrol"})
-			}
-			w := csv.NewWriter(c.stdout)
-			_ = w.Write([]string{"email", "enrolment_token"})
-			for _, u := range created {
-				_ = w.Write([]string{u.Email, u.EnrolmentToken})
-			}
-			w.Flush()
-			if err := w.Error(); err != nil {
-				return err
-			}
-			groupsNote := ""
-			if len(newGroups) > 0 {
-				groupsNote = fmt.Sprintf(" and %d group(s) (%s)", len(newGroups), strings.Join(newGroups, ", "))
-			}
-			fmt.Fprintf(c.stderr, "created %d user(s)%s in tenant %s; hand each enrolment secret to its user (valid until %s), who sets a first password with it: POST /api/v1/auth/enrol (or the /enrol page)\n",
-				len(created), groupsNote, tc.t.Slug, exp.Format(time.RFC3339))
-			return nil
+				fmt.Fprintf(c.stderr, "created %d user(s)%s in tenant %s; hand each enrolment secret to its user (valid until %s), who sets a first password with it: POST /api/v1/auth/enrol (or the /enrol page)\n",
+					len(created), groupsNote, tc.t.Slug, exp.Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().Bool("dry-run", false, "check the file against the tenant and report what would be created, without creating anything")
@@ -1387,49 +1377,46 @@ it may be used from (CIDR, repeatable), on top of the tenant's allow-list.`,
 			name, _ := cmd.Flags().GetString("name")
 			roleRefs, _ := cmd.Flags().GetStringSlice("role")
 			allow, _ := cmd.Flags().GetStringSlice("allow")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			roles, err := tc.resolveRoles(roleRefs)
-			if err != nil {
-				return err
-			}
-			cl, secret, err := tc.a.Identity.CreateClient(tc.ctx, tc.t.ID, name, allow)
-			if err != nil {
-				var ve *identity.ValidationError
-				switch {
-				case errors.As(err, &ve) && ve.Field == "allow_cidrs":
-					return fmt.Errorf("--allow: %s (e.g. 203.0.113.0/24 or 2001:db8::/32)", ve.Message)
-				case errors.As(err, &ve):
-					return fmt.Errorf("--%s: %s", ve.Field, ve.Message)
-				case errors.Is(err, identity.ErrConflict):
-					return fmt.Errorf("%v: choose another --name; %s", err, tc.see("client list"))
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				roles, err := tc.resolveRoles(roleRefs)
+				if err != nil {
+					return err
 				}
-				return err
-			}
-			for _, r := range roles {
-				if err := tc.a.Access.GrantClientRole(tc.ctx, tc.t.ID, operatorActor, cl.ID, r.ID); err != nil {
-					if derr := tc.a.Identity.SetClientStatus(context.WithoutCancel(tc.ctx), tc.t.ID, cl.ID, identity.StatusDisabled); derr != nil {
-						return fmt.Errorf("client %s was created but granting role %s failed (%v), and disabling it failed too (%v): disable it with `relais client disable --tenant %s --id %s`",
-							cl.ID, r.Name, err, derr, tc.t.Slug, cl.ID)
+				cl, secret, err := tc.a.Identity.CreateClient(tc.ctx, tc.t.ID, name, allow)
+				if err != nil {
+					var ve *identity.ValidationError
+					switch {
+					case errors.As(err, &ve) && ve.Field == "allow_cidrs":
+						return fmt.Errorf("--allow: %s (e.g. 203.0.113.0/24 or 2001:db8::/32)", ve.Message)
+					case errors.As(err, &ve):
+						return fmt.Errorf("--%s: %s", ve.Field, ve.Message)
+					case errors.Is(err, identity.ErrConflict):
+						return fmt.Errorf("%v: choose another --name; %s", err, tc.see("client list"))
 					}
-					return fmt.Errorf("client %s was created but granting role %s failed (%v); it was disabled: create another one", cl.ID, r.Name, err)
+					return err
 				}
-			}
-			names := make([]string, len(roles))
-			for i, r := range roles {
-				names[i] = r.Name
-			}
-			if asJSON {
-				// #nosec G101 -- the freshly created secret is shown to the operator once, by design
-				return printJSON(c.stdout, map[string]any{"client_id": cl.ID, "client_secret": secret, "name": cl.Name,
-					"tenant_id": cl.TenantID, "roles": names, "allow_cidrs": cl.AllowCIDRs, "token_endpoint": "/oauth2/token"})
-			}
-			fmt.Fprintf(c.stdout, "created API client %s in tenant %s with roles %s\nclient_id:     %s\nclient_secret: %s\nkeep the secret now: it is not shown again; exchange both for an access token at POST /oauth2/token\n",
-				cl.Name, tc.t.Slug, strings.Join(names, ", "), cl.ID, secret)
-			return nil
+				for _, r := range roles {
+					if err := tc.a.Access.GrantClientRole(tc.ctx, tc.t.ID, operatorActor, cl.ID, r.ID); err != nil {
+						if derr := tc.a.Identity.SetClientStatus(context.WithoutCancel(tc.ctx), tc.t.ID, cl.ID, identity.StatusDisabled); derr != nil {
+							return fmt.Errorf("client %s was created but granting role %s failed (%v), and disabling it failed too (%v): disable it with `relais client disable --tenant %s --id %s`",
+								cl.ID, r.Name, err, derr, tc.t.Slug, cl.ID)
+						}
+						return fmt.Errorf("client %s was created but granting role %s failed (%v); it was disabled: create another one", cl.ID, r.Name, err)
+					}
+				}
+				names := make([]string, len(roles))
+				for i, r := range roles {
+					names[i] = r.Name
+				}
+				if asJSON {
+					// #nosec G101 -- the freshly created secret is shown to the operator once, by design
+					return printJSON(c.stdout, map[string]any{"client_id": cl.ID, "client_secret": secret, "name": cl.Name,
+						"tenant_id": cl.TenantID, "roles": names, "allow_cidrs": cl.AllowCIDRs, "token_endpoint": "/oauth2/token"})
+				}
+				fmt.Fprintf(c.stdout, "created API client %s in tenant %s with roles %s\nclient_id:     %s\nclient_secret: %s\nkeep the secret now: it is not shown again; exchange both for an access token at POST /oauth2/token\n",
+					cl.Name, tc.t.Slug, strings.Join(names, ", "), cl.ID, secret)
+				return nil
+			})
 		},
 	}
 	create.Flags().String("name", "", "what the client is for (unique in the tenant)")
@@ -1444,44 +1431,41 @@ it may be used from (CIDR, repeatable), on top of the tenant's allow-list.`,
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			cls, err := tc.a.Identity.ListClients(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			_, grants, err := tc.grantsByID()
-			if err != nil {
-				return err
-			}
-			views := make([]clientView, 0, len(cls))
-			for _, cl := range cls {
-				v := clientView{APIClient: cl, Roles: []string{}}
-				if g := grants[cl.ID]; g != nil {
-					v.Roles = orNone(g.roles)
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				cls, err := tc.a.Identity.ListClients(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				if v.AllowCIDRs == nil {
-					v.AllowCIDRs = []string{}
+				_, grants, err := tc.grantsByID()
+				if err != nil {
+					return err
 				}
-				views = append(views, v)
-			}
-			if asJSON {
-				return printJSON(c.stdout, views)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CLIENT ID\tNAME\tSTATUS\tROLES\tALLOW\tLAST USED\tCREATED")
-			for _, v := range views {
-				allow := dash(v.AllowCIDRs)
-				if len(v.AllowCIDRs) == 0 {
-					allow = "any"
+				views := make([]clientView, 0, len(cls))
+				for _, cl := range cls {
+					v := clientView{APIClient: cl, Roles: []string{}}
+					if g := grants[cl.ID]; g != nil {
+						v.Roles = orNone(g.roles)
+					}
+					if v.AllowCIDRs == nil {
+						v.AllowCIDRs = []string{}
+					}
+					views = append(views, v)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, dash(v.Roles), allow,
-					whenOr(v.LastUsedAt, "never"), v.CreatedAt.UTC().Format(time.RFC3339))
-			}
-			return tw.Flush()
+				if asJSON {
+					return printJSON(c.stdout, views)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "CLIENT ID\tNAME\tSTATUS\tROLES\tALLOW\tLAST USED\tCREATED")
+				for _, v := range views {
+					allow := dash(v.AllowCIDRs)
+					if len(v.AllowCIDRs) == 0 {
+						allow = "any"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Name, v.Status, dash(v.Roles), allow,
+						whenOr(v.LastUsedAt, "never"), v.CreatedAt.UTC().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 
@@ -1495,26 +1479,23 @@ it may be used from (CIDR, repeatable), on top of the tenant's allow-list.`,
 					return err
 				}
 				id, _ := cmd.Flags().GetString("id")
-				tc, err := c.openTenant(cmd)
-				if err != nil {
-					return err
-				}
-				defer tc.close()
-				if err := tc.a.Identity.SetClientStatus(tc.ctx, tc.t.ID, id, st); err != nil {
-					if errors.Is(err, identity.ErrNotFound) {
-						return fmt.Errorf("no API client %q in tenant %s; %s", truncateText(id, 120), tc.t.Slug, tc.see("client list"))
+				return c.inTenant(cmd, func(tc *tenantCtx) error {
+					if err := tc.a.Identity.SetClientStatus(tc.ctx, tc.t.ID, id, st); err != nil {
+						if errors.Is(err, identity.ErrNotFound) {
+							return fmt.Errorf("no API client %q in tenant %s; %s", truncateText(id, 120), tc.t.Slug, tc.see("client list"))
+						}
+						return err
 					}
-					return err
-				}
-				if asJSON {
-					return printJSON(c.stdout, map[string]any{"client_id": id, "status": st})
-				}
-				if st == identity.StatusDisabled {
-					fmt.Fprintf(c.stdout, "API client %s is disabled: its access tokens are revoked\n", id)
-				} else {
-					fmt.Fprintf(c.stdout, "API client %s is active\n", id)
-				}
-				return nil
+					if asJSON {
+						return printJSON(c.stdout, map[string]any{"client_id": id, "status": st})
+					}
+					if st == identity.StatusDisabled {
+						fmt.Fprintf(c.stdout, "API client %s is disabled: its access tokens are revoked\n", id)
+					} else {
+						fmt.Fprintf(c.stdout, "API client %s is active\n", id)
+					}
+					return nil
+				})
 			},
 		}
 		sc.Flags().String("id", "", "the client id (see `relais client list`)")
@@ -1542,39 +1523,36 @@ func (c *cli) roleCmd() *cobra.Command {
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			roles, err := tc.a.Access.ListRoles(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if roles == nil {
-					roles = []access.Role{}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				roles, err := tc.a.Access.ListRoles(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				return printJSON(c.stdout, roles)
-			}
-			all := access.AllPermissions()
-			for _, r := range roles {
-				kind := "custom"
-				if r.Builtin {
-					kind = "built-in"
+				if asJSON {
+					if roles == nil {
+						roles = []access.Role{}
+					}
+					return printJSON(c.stdout, roles)
 				}
-				fmt.Fprintf(c.stdout, "%s (%s): %s\n", r.Name, kind, orDash(r.Description))
-				perms := make([]string, len(r.Permissions))
-				for i, p := range r.Permissions {
-					perms[i] = string(p)
+				all := access.AllPermissions()
+				for _, r := range roles {
+					kind := "custom"
+					if r.Builtin {
+						kind = "built-in"
+					}
+					fmt.Fprintf(c.stdout, "%s (%s): %s\n", r.Name, kind, orDash(r.Description))
+					perms := make([]string, len(r.Permissions))
+					for i, p := range r.Permissions {
+						perms[i] = string(p)
+					}
+					if r.Set().Equal(all) {
+						fmt.Fprintf(c.stdout, "  permissions: all %d\n", len(perms))
+					} else {
+						fmt.Fprintf(c.stdout, "  permissions: %s\n", dash(perms))
+					}
 				}
-				if r.Set().Equal(all) {
-					fmt.Fprintf(c.stdout, "  permissions: all %d\n", len(perms))
-				} else {
-					fmt.Fprintf(c.stdout, "  permissions: %s\n", dash(perms))
-				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 
@@ -1616,20 +1594,17 @@ func (c *cli) roleCmd() *cobra.Command {
 				}
 				ps = append(ps, p)
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			r, err := tc.a.Access.CreateRole(tc.ctx, tc.t.ID, operatorActor, name, desc, ps)
-			if err != nil {
-				return tc.accessErr(err, "role list")
-			}
-			if asJSON {
-				return printJSON(c.stdout, r)
-			}
-			fmt.Fprintf(c.stdout, "created role %s in tenant %s with %d permission(s)\n", r.Name, tc.t.Slug, len(r.Permissions))
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				r, err := tc.a.Access.CreateRole(tc.ctx, tc.t.ID, operatorActor, name, desc, ps)
+				if err != nil {
+					return tc.accessErr(err, "role list")
+				}
+				if asJSON {
+					return printJSON(c.stdout, r)
+				}
+				fmt.Fprintf(c.stdout, "created role %s in tenant %s with %d permission(s)\n", r.Name, tc.t.Slug, len(r.Permissions))
+				return nil
+			})
 		},
 	}
 	create.Flags().String("name", "", "the role's name")
@@ -1651,52 +1626,49 @@ func (c *cli) roleCmd() *cobra.Command {
 					return err
 				}
 				roleRef, _ := cmd.Flags().GetString("role")
-				tc, err := c.openTenant(cmd)
-				if err != nil {
-					return err
-				}
-				defer tc.close()
-				roles, err := tc.resolveRoles([]string{roleRef})
-				if err != nil {
-					return err
-				}
-				r := roles[0]
-				who, id := clientID, clientID
-				if email != "" {
-					u, err := tc.findUser(email)
+				return c.inTenant(cmd, func(tc *tenantCtx) error {
+					roles, err := tc.resolveRoles([]string{roleRef})
 					if err != nil {
 						return err
 					}
-					who, id = u.Email, u.ID
-				}
-				switch {
-				case email != "" && add:
-					err = tc.a.Access.GrantUserRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID)
-				case email != "":
-					err = tc.a.Access.RevokeUserRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID)
-				case add:
-					err = tc.a.Access.GrantClientRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID)
-				default:
-					if err = tc.a.Access.RevokeClientRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID); err == nil {
-						// Tokens issued with the role's scopes die now.
-						err = tc.a.Identity.BumpClientVersion(tc.ctx, tc.t.ID, id)
+					r := roles[0]
+					who, id := clientID, clientID
+					if email != "" {
+						u, err := tc.findUser(email)
+						if err != nil {
+							return err
+						}
+						who, id = u.Email, u.ID
 					}
-				}
-				if err != nil {
-					if email == "" && errors.Is(err, access.ErrNotFound) {
-						return fmt.Errorf("%v; %s", err, tc.see("client list"))
+					switch {
+					case email != "" && add:
+						err = tc.a.Access.GrantUserRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID)
+					case email != "":
+						err = tc.a.Access.RevokeUserRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID)
+					case add:
+						err = tc.a.Access.GrantClientRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID)
+					default:
+						if err = tc.a.Access.RevokeClientRole(tc.ctx, tc.t.ID, operatorActor, id, r.ID); err == nil {
+							// Tokens issued with the role's scopes die now.
+							err = tc.a.Identity.BumpClientVersion(tc.ctx, tc.t.ID, id)
+						}
 					}
-					return tc.accessErr(err, "role list")
-				}
-				if asJSON {
-					return printJSON(c.stdout, map[string]any{"principal": who, "role": r.Name, "granted": add})
-				}
-				if add {
-					fmt.Fprintf(c.stdout, "%s holds role %s\n", who, r.Name)
-				} else {
-					fmt.Fprintf(c.stdout, "%s no longer holds role %s directly (a group may still give it)\n", who, r.Name)
-				}
-				return nil
+					if err != nil {
+						if email == "" && errors.Is(err, access.ErrNotFound) {
+							return fmt.Errorf("%v; %s", err, tc.see("client list"))
+						}
+						return tc.accessErr(err, "role list")
+					}
+					if asJSON {
+						return printJSON(c.stdout, map[string]any{"principal": who, "role": r.Name, "granted": add})
+					}
+					if add {
+						fmt.Fprintf(c.stdout, "%s holds role %s\n", who, r.Name)
+					} else {
+						fmt.Fprintf(c.stdout, "%s no longer holds role %s directly (a group may still give it)\n", who, r.Name)
+					}
+					return nil
+				})
 			},
 		}
 		gc.Flags().String("email", "", "the user's email address")
@@ -1726,20 +1698,17 @@ func (c *cli) groupCmd() *cobra.Command {
 			}
 			name, _ := cmd.Flags().GetString("name")
 			desc, _ := cmd.Flags().GetString("description")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			g, err := tc.a.Access.CreateGroup(tc.ctx, tc.t.ID, operatorActor, name, desc)
-			if err != nil {
-				return tc.accessErr(err, "group list")
-			}
-			if asJSON {
-				return printJSON(c.stdout, g)
-			}
-			fmt.Fprintf(c.stdout, "created group %s in tenant %s\n", g.Name, tc.t.Slug)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				g, err := tc.a.Access.CreateGroup(tc.ctx, tc.t.ID, operatorActor, name, desc)
+				if err != nil {
+					return tc.accessErr(err, "group list")
+				}
+				if asJSON {
+					return printJSON(c.stdout, g)
+				}
+				fmt.Fprintf(c.stdout, "created group %s in tenant %s\n", g.Name, tc.t.Slug)
+				return nil
+			})
 		},
 	}
 	create.Flags().String("name", "", "the group's name")
@@ -1753,31 +1722,28 @@ func (c *cli) groupCmd() *cobra.Command {
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			gs, err := tc.a.Access.ListGroups(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if gs == nil {
-					gs = []access.Group{}
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				gs, err := tc.a.Access.ListGroups(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				return printJSON(c.stdout, gs)
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tROLES\tMEMBERS\tSOURCE")
-			for _, g := range gs {
-				names := make([]string, len(g.Roles))
-				for i, r := range g.Roles {
-					names[i] = r.Name
+				if asJSON {
+					if gs == nil {
+						gs = []access.Group{}
+					}
+					return printJSON(c.stdout, gs)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", g.Name, dash(names), g.MemberCount, g.Source)
-			}
-			return tw.Flush()
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tROLES\tMEMBERS\tSOURCE")
+				for _, g := range gs {
+					names := make([]string, len(g.Roles))
+					for i, r := range g.Roles {
+						names[i] = r.Name
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", g.Name, dash(names), g.MemberCount, g.Source)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 
@@ -1791,23 +1757,20 @@ func (c *cli) groupCmd() *cobra.Command {
 			}
 			group, _ := cmd.Flags().GetString("group")
 			email, _ := cmd.Flags().GetString("email")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			u, err := tc.findUser(email)
-			if err != nil {
-				return err
-			}
-			if err := tc.a.Access.AddMember(tc.ctx, tc.t.ID, operatorActor, group, u.ID); err != nil {
-				return tc.accessErr(err, "group list")
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"group": group, "email": u.Email, "member": true})
-			}
-			fmt.Fprintf(c.stdout, "%s is a member of group %s\n", u.Email, group)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				u, err := tc.findUser(email)
+				if err != nil {
+					return err
+				}
+				if err := tc.a.Access.AddMember(tc.ctx, tc.t.ID, operatorActor, group, u.ID); err != nil {
+					return tc.accessErr(err, "group list")
+				}
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"group": group, "email": u.Email, "member": true})
+				}
+				fmt.Fprintf(c.stdout, "%s is a member of group %s\n", u.Email, group)
+				return nil
+			})
 		},
 	}
 	addMember.Flags().String("group", "", "the group's name or id")
@@ -1823,23 +1786,20 @@ func (c *cli) groupCmd() *cobra.Command {
 			}
 			group, _ := cmd.Flags().GetString("group")
 			role, _ := cmd.Flags().GetString("role")
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			roles, err := tc.resolveRoles([]string{role})
-			if err != nil {
-				return err
-			}
-			if err := tc.a.Access.AddGroupRole(tc.ctx, tc.t.ID, operatorActor, group, roles[0].ID); err != nil {
-				return tc.accessErr(err, "group list")
-			}
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"group": group, "role": roles[0].Name})
-			}
-			fmt.Fprintf(c.stdout, "group %s holds role %s\n", group, roles[0].Name)
-			return nil
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				roles, err := tc.resolveRoles([]string{role})
+				if err != nil {
+					return err
+				}
+				if err := tc.a.Access.AddGroupRole(tc.ctx, tc.t.ID, operatorActor, group, roles[0].ID); err != nil {
+					return tc.accessErr(err, "group list")
+				}
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"group": group, "role": roles[0].Name})
+				}
+				fmt.Fprintf(c.stdout, "group %s holds role %s\n", group, roles[0].Name)
+				return nil
+			})
 		},
 	}
 	addRole.Flags().String("group", "", "the group's name or id")
@@ -1895,89 +1855,86 @@ the grants it would have; its status says it holds nothing now.`,
 			if err := need(cmd, "tenant"); err != nil {
 				return err
 			}
-			tc, err := c.openTenant(cmd)
-			if err != nil {
-				return err
-			}
-			defer tc.close()
-			entries, err := tc.a.Access.Review(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			users, err := tc.a.Identity.ListUsers(tc.ctx, tc.t.ID)
-			if err != nil {
-				return err
-			}
-			byID := make(map[string]identity.User, len(users))
-			for _, u := range users {
-				byID[u.ID] = u
-			}
-			lines := make([]reviewLine, 0, len(entries))
-			for _, e := range entries {
-				l := reviewLine{Kind: e.Kind, ID: e.ID, Name: e.Name, Status: e.Status, Source: e.Source, LastLoginAt: e.LastLoginAt,
-					LastUsedAt: e.LastUsedAt, Administrative: e.Administrative, Grants: []reviewGrant{}, Permissions: orNoGrants(e.Permissions)}
-				if e.Kind == access.KindUser {
-					u := byID[e.ID]
-					l.Email, l.Name = u.Email, u.Name
-					totp := e.TOTPEnabled
-					l.TOTPEnabled = &totp
+			return c.inTenant(cmd, func(tc *tenantCtx) error {
+				entries, err := tc.a.Access.Review(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
 				}
-				byPath := map[string]*reviewGrant{}
-				for _, pg := range e.Permissions {
-					for _, p := range pg.Paths {
-						key := p.String()
-						g := byPath[key]
-						if g == nil {
-							g = &reviewGrant{Path: key, GroupID: p.GroupID, GroupName: p.GroupName, RoleID: p.RoleID, RoleName: p.RoleName}
-							byPath[key] = g
+				users, err := tc.a.Identity.ListUsers(tc.ctx, tc.t.ID)
+				if err != nil {
+					return err
+				}
+				byID := make(map[string]identity.User, len(users))
+				for _, u := range users {
+					byID[u.ID] = u
+				}
+				lines := make([]reviewLine, 0, len(entries))
+				for _, e := range entries {
+					l := reviewLine{Kind: e.Kind, ID: e.ID, Name: e.Name, Status: e.Status, Source: e.Source, LastLoginAt: e.LastLoginAt,
+						LastUsedAt: e.LastUsedAt, Administrative: e.Administrative, Grants: []reviewGrant{}, Permissions: orNoGrants(e.Permissions)}
+					if e.Kind == access.KindUser {
+						u := byID[e.ID]
+						l.Email, l.Name = u.Email, u.Name
+						totp := e.TOTPEnabled
+						l.TOTPEnabled = &totp
+					}
+					byPath := map[string]*reviewGrant{}
+					for _, pg := range e.Permissions {
+						for _, p := range pg.Paths {
+							key := p.String()
+							g := byPath[key]
+							if g == nil {
+								g = &reviewGrant{Path: key, GroupID: p.GroupID, GroupName: p.GroupName, RoleID: p.RoleID, RoleName: p.RoleName}
+								byPath[key] = g
+							}
+							g.Permissions = append(g.Permissions, pg.Permission)
 						}
-						g.Permissions = append(g.Permissions, pg.Permission)
+					}
+					for _, g := range byPath {
+						l.Grants = append(l.Grants, *g)
+					}
+					slices.SortFunc(l.Grants, func(a, b reviewGrant) int { return strings.Compare(a.Path, b.Path) })
+					lines = append(lines, l)
+				}
+				// Users by email, then clients by name: easier to read.
+				slices.SortStableFunc(lines, func(a, b reviewLine) int {
+					if a.Kind != b.Kind {
+						return strings.Compare(b.Kind, a.Kind) // user before client
+					}
+					return strings.Compare(a.Email+a.Name, b.Email+b.Name)
+				})
+				if asJSON {
+					return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "generated_at": time.Now().UTC().Truncate(time.Second), "principals": lines})
+				}
+				fmt.Fprintf(c.stdout, "access review of tenant %s (%s), %s\n", tc.t.Slug, tc.t.Name, time.Now().UTC().Format(time.RFC3339))
+				for _, l := range lines {
+					admin := ""
+					if l.Administrative {
+						admin = "  ADMINISTRATIVE"
+					}
+					if l.Kind == access.KindUser {
+						name := ""
+						if l.Name != "" {
+							name = fmt.Sprintf(" (%s)", l.Name)
+						}
+						fmt.Fprintf(c.stdout, "\nuser %s%s  status=%s  2fa=%s  last_login=%s%s\n", l.Email, name, l.Status,
+							onOff(*l.TOTPEnabled), whenOr(l.LastLoginAt, "never"), admin)
+					} else {
+						fmt.Fprintf(c.stdout, "\nclient %s (%s)  status=%s  last_used=%s%s\n", l.Name, l.ID, l.Status, whenOr(l.LastUsedAt, "never"), admin)
+					}
+					if len(l.Grants) == 0 {
+						fmt.Fprintln(c.stdout, "  no permissions")
+					}
+					for _, g := range l.Grants {
+						ps := make([]string, len(g.Permissions))
+						for i, p := range g.Permissions {
+							ps[i] = string(p)
+						}
+						fmt.Fprintf(c.stdout, "  %s: %s\n", g.Path, strings.Join(ps, " "))
 					}
 				}
-				for _, g := range byPath {
-					l.Grants = append(l.Grants, *g)
-				}
-				slices.SortFunc(l.Grants, func(a, b reviewGrant) int { return strings.Compare(a.Path, b.Path) })
-				lines = append(lines, l)
-			}
-			// Users by email, then clients by name: easier to read.
-			slices.SortStableFunc(lines, func(a, b reviewLine) int {
-				if a.Kind != b.Kind {
-					return strings.Compare(b.Kind, a.Kind) // user before client
-				}
-				return strings.Compare(a.Email+a.Name, b.Email+b.Name)
+				return nil
 			})
-			if asJSON {
-				return printJSON(c.stdout, map[string]any{"tenant": tc.t.Slug, "generated_at": time.Now().UTC().Truncate(time.Second), "principals": lines})
-			}
-			fmt.Fprintf(c.stdout, "access review of tenant %s (%s), %s\n", tc.t.Slug, tc.t.Name, time.Now().UTC().Format(time.RFC3339))
-			for _, l := range lines {
-				admin := ""
-				if l.Administrative {
-					admin = "  ADMINISTRATIVE"
-				}
-				if l.Kind == access.KindUser {
-					name := ""
-					if l.Name != "" {
-						name = fmt.Sprintf(" (%s)", l.Name)
-					}
-					fmt.Fprintf(c.stdout, "\nuser %s%s  status=%s  2fa=%s  last_login=%s%s\n", l.Email, name, l.Status,
-						onOff(*l.TOTPEnabled), whenOr(l.LastLoginAt, "never"), admin)
-				} else {
-					fmt.Fprintf(c.stdout, "\nclient %s (%s)  status=%s  last_used=%s%s\n", l.Name, l.ID, l.Status, whenOr(l.LastUsedAt, "never"), admin)
-				}
-				if len(l.Grants) == 0 {
-					fmt.Fprintln(c.stdout, "  no permissions")
-				}
-				for _, g := range l.Grants {
-					ps := make([]string, len(g.Permissions))
-					for i, p := range g.Permissions {
-						ps[i] = string(p)
-					}
-					fmt.Fprintf(c.stdout, "  %s: %s\n", g.Path, strings.Join(ps, " "))
-				}
-			}
-			return nil
 		},
 	}
 	review.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
