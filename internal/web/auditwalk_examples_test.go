@@ -301,6 +301,15 @@ func campaignWalkExamples() map[string]walkExample {
 			return w.asAdmin("POST", "/api/v1/campaigns", admJSON(map[string]any{"name": "Launch", "channel": "email",
 				"template_id": template(w), "audience": map[string]any{"list_ids": []string{l}}}))
 		},
+		"PUT /api/v1/campaigns/{id}": func(w *walkEnv) auditCall {
+			id := campaign(w)
+			c := w.api("GET", "/api/v1/campaigns/"+id, "")
+			return w.asAdmin("PUT", "/api/v1/campaigns/"+id, admJSON(map[string]any{"name": fmt.Sprintf("Renamed %d", w.next()),
+				"channel": c["channel"], "template_id": c["template_id"], "audience": c["audience"], "throttle_per_second": 25}))
+		},
+		"DELETE /api/v1/campaigns/{id}": func(w *walkEnv) auditCall {
+			return w.asAdmin("DELETE", "/api/v1/campaigns/"+campaign(w), "")
+		},
 		"POST /api/v1/campaigns/{id}/schedule": func(w *walkEnv) auditCall {
 			return w.asAdmin("POST", "/api/v1/campaigns/"+campaign(w)+"/schedule", future)
 		},

@@ -23,6 +23,8 @@ func (s *Server) campaignRoutes() []Route {
 		{"POST /api/v1/campaigns", "campaigns:write", s.createCampaign},
 		{"GET /api/v1/campaigns", "campaigns:read", s.listCampaigns},
 		{"GET /api/v1/campaigns/{id}", "campaigns:read", s.getCampaign},
+		{"PUT /api/v1/campaigns/{id}", "campaigns:write", s.updateCampaign},
+		{"DELETE /api/v1/campaigns/{id}", "campaigns:write", s.deleteCampaign},
 		{"POST /api/v1/campaigns/{id}/schedule", "campaigns:send", s.scheduleCampaign},
 		{"POST /api/v1/campaigns/{id}/pause", "campaigns:send", s.controlCampaign("held", s.opts.Campaigns.Pause)},
 		{"POST /api/v1/campaigns/{id}/resume", "campaigns:send", s.controlCampaign("released", s.opts.Campaigns.Resume)},
@@ -114,6 +116,34 @@ func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
+}
+
+// updateCampaign replaces a draft's fields (the body is a whole campaign,
+// as for POST /api/v1/campaigns); 409 once the campaign is scheduled.
+func (s *Server) updateCampaign(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	var in campaigns.Input
+	if pr := problem.DecodeJSON(w, r, &in, 64<<10); pr != nil {
+		problem.Write(w, r, *pr)
+		return
+	}
+	c, err := s.opts.Campaigns.Update(r.Context(), p.TenantID, r.PathValue("id"), in)
+	if err != nil {
+		s.campaignError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// deleteCampaign removes a draft; 409 once the campaign is scheduled
+// (cancel it instead).
+func (s *Server) deleteCampaign(w http.ResponseWriter, r *http.Request) {
+	p := PrincipalFrom(r.Context())
+	if err := s.opts.Campaigns.Delete(r.Context(), p.TenantID, r.PathValue("id")); err != nil {
+		s.campaignError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) scheduleCampaign(w http.ResponseWriter, r *http.Request) {

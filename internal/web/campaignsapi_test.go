@@ -136,6 +136,35 @@ func TestCampaignsAPI(t *testing.T) {
 			t.Fatalf("create campaign: %d %v", code, c)
 		}
 		id := c["id"].(string)
+		// A draft is edited (the whole campaign, as created); bad input
+		// and a viewer change nothing.
+		edit := fmt.Sprintf(`{"name":"March (final)","channel":"email","template_id":%q,"audience":{"list_ids":[%q]},"throttle_per_second":20}`, tid, e.list)
+		if code, _ := e.do("PUT", "/api/v1/campaigns/"+id, e.viewerA, edit); code != 403 {
+			t.Fatalf("a viewer edits a campaign: %d", code)
+		}
+		for bad, want := range map[string]int{`{"name":"","channel":"email"}`: 422, `{"nope":1}`: 400, `[`: 400,
+			fmt.Sprintf(`{"name":"X","channel":"email","template_id":"nope","audience":{"list_ids":[%q]}}`, e.list): 422} {
+			if code, out := e.do("PUT", "/api/v1/campaigns/"+id, e.tokA, bad); code != want {
+				t.Fatalf("edit %s: %d %v", bad, code, out)
+			}
+		}
+		if code, _ := e.do("PUT", "/api/v1/campaigns/unknown", e.tokA, edit); code != 404 {
+			t.Fatalf("edit unknown: %d", code)
+		}
+		if code, out := e.do("PUT", "/api/v1/campaigns/"+id, e.tokA, edit); code != 200 || out["name"] != "March (final)" || out["throttle_per_second"] != float64(20) || out["state"] != "draft" {
+			t.Fatalf("edit: %d %v", code, out)
+		}
+		// A draft is deleted; then it is gone.
+		_, scratch := e.do("POST", "/api/v1/campaigns", e.tokA, body)
+		if code, _ := e.do("DELETE", "/api/v1/campaigns/"+scratch["id"].(string), e.viewerA, ""); code != 403 {
+			t.Fatalf("a viewer deletes a campaign: %d", code)
+		}
+		if code, out := e.do("DELETE", "/api/v1/campaigns/"+scratch["id"].(string), e.tokA, ""); code != 204 {
+			t.Fatalf("delete draft: %d %v", code, out)
+		}
+		if code, _ := e.do("GET", "/api/v1/campaigns/"+scratch["id"].(string), e.tokA, ""); code != 404 {
+			t.Fatalf("get deleted: %d", code)
+		}
 		past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 		code, out := e.do("POST", "/api/v1/campaigns/"+id+"/schedule", e.tokA, `{"schedule":{"kind":"at","send_at":"`+past+`"}}`)
 		if code != 422 || !strings.Contains(fmt.Sprint(out["errors"]), "schedule.send_at") {
@@ -159,6 +188,13 @@ func TestCampaignsAPI(t *testing.T) {
 		code, out = e.do("POST", "/api/v1/campaigns/"+id+"/schedule", e.tokA, `{"schedule":{"kind":"at","send_at":"`+future+`"},"throttle_per_second":50}`)
 		if code != 200 || out["state"] != "scheduled" || out["template_version"] != float64(2) {
 			t.Fatalf("schedule: %d %v", code, out)
+		}
+		// Scheduled: no longer edited nor deleted.
+		if code, out := e.do("PUT", "/api/v1/campaigns/"+id, e.tokA, edit); code != 409 || !strings.Contains(fmt.Sprint(out["detail"]), "only a draft") {
+			t.Fatalf("edit scheduled: %d %v", code, out)
+		}
+		if code, _ := e.do("DELETE", "/api/v1/campaigns/"+id, e.tokA, ""); code != 409 {
+			t.Fatalf("delete scheduled: %d", code)
 		}
 		if code, out := e.do("POST", "/api/v1/campaigns/"+id+"/pause", e.tokA, ""); code != 200 || out["campaign"].(map[string]any)["state"] != "paused" {
 			t.Fatalf("pause: %d %v", code, out)
@@ -207,10 +243,14 @@ func TestCampaignsAPITenantIsolation(t *testing.T) {
 		for _, rq := range [][2]string{{"GET", "/api/v1/campaigns/" + id}, {"GET", "/api/v1/campaigns/" + id + "/report"}, {"POST", "/api/v1/campaigns/" + id + "/schedule"},
 			{"POST", "/api/v1/campaigns/" + id + "/pause"}, {"POST", "/api/v1/campaigns/" + id + "/resume"}, {"POST", "/api/v1/campaigns/" + id + "/cancel"},
 			{"GET", "/api/v1/templates/" + tid}, {"POST", "/api/v1/templates/" + tid + "/preview"}, {"GET", "/api/v1/templates/" + tid + "/versions"},
-			{"PUT", "/api/v1/templates/" + tid}, {"DELETE", "/api/v1/templates/" + tid}} {
+			{"PUT", "/api/v1/templates/" + tid}, {"DELETE", "/api/v1/templates/" + tid},
+			{"PUT", "/api/v1/campaigns/" + id}, {"DELETE", "/api/v1/campaigns/" + id}} {
 			body := ""
-			if rq[0] == "PUT" {
+			switch {
+			case rq[0] == "PUT" && strings.Contains(rq[1], "/templates/"):
 				body = `{"variants":{"en":{"subject":"Mine","text":"Mine"}}}`
+			case rq[0] == "PUT":
+				body = fmt.Sprintf(`{"name":"Mine","channel":"email","template_id":%q,"audience":{"list_ids":[%q]}}`, tid, e.list)
 			}
 			code, out := e.do(rq[0], rq[1], e.tokB, body)
 			if code != 404 || strings.Contains(fmt.Sprint(out), "Secret") {
