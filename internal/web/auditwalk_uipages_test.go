@@ -138,6 +138,13 @@ func uiPageWalkExamples() map[string]walkExample {
 		"POST /campaigns/settings": func(w *walkEnv) auditCall {
 			return w.form("/campaigns/settings", url.Values{"quiet_start": {"21:00"}, "quiet_end": {"08:00"}, "timezone": {"Europe/Paris"}}, access.SettingsAdmin)
 		},
+		"POST /campaigns/{id}/edit": func(w *walkEnv) auditCall {
+			return w.form("/campaigns/"+campaign(w)+"/edit", url.Values{"name": {fmt.Sprintf("UI renamed %d", w.next())}, "template": {template(w)},
+				"list": {list(w)}}, access.CampaignsWrite)
+		},
+		"POST /campaigns/{id}/delete": func(w *walkEnv) auditCall {
+			return w.form("/campaigns/"+campaign(w)+"/delete", url.Values{}, access.CampaignsWrite)
+		},
 		"POST /campaigns/{id}/schedule": func(w *walkEnv) auditCall {
 			return w.form("/campaigns/"+campaign(w)+"/schedule", url.Values{"when": {"at"}, "send_at": {sendAt()}, "throttle": {"10"}}, access.CampaignsSend)
 		},

@@ -274,6 +274,35 @@ func TestCampaignControlsFromPages(t *testing.T) {
 		}
 		return got.State
 	}
+	// The draft is edited from its page: the form comes filled in, a bad
+	// name is refused and changes nothing, a good one is saved.
+	if _, body := e.uiRequest(t, sec, "GET", path, nil); !strings.Contains(body, `href="`+path+`/edit"`) || !strings.Contains(body, "Delete draft") {
+		t.Fatal("a draft's page offers no Edit and Delete")
+	}
+	if res, body := e.uiRequest(t, sec, "GET", path+"/edit", nil); res.StatusCode != http.StatusOK || !strings.Contains(body, `value="Later"`) ||
+		!strings.Contains(body, `value="`+l.ID+`" checked`) || !strings.Contains(body, `action="`+path+`/edit"`) {
+		t.Fatalf("edit page: %d %s", res.StatusCode, body)
+	}
+	if res, body := e.uiRequest(t, sec, "POST", path+"/edit", url.Values{"csrf_token": {tok}, "name": {" "}, "template": {tid}, "list": {l.ID}}); res.StatusCode != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, `class="error"`) {
+		t.Fatalf("edit with no name: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", path+"/edit", url.Values{"csrf_token": {tok}, "name": {"Later, revised"}, "template": {tid}, "list": {l.ID}}); res.StatusCode != http.StatusSeeOther ||
+		res.Header.Get("Location") != path+"?done=saved" {
+		t.Fatalf("edit: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if got, _ := e.camp.Get(ctx, e.tenant.ID, id); got.Name != "Later, revised" || got.State != "draft" {
+		t.Fatalf("after edit: %+v", got)
+	}
+	// Another draft is deleted from its page.
+	res, _ = e.uiRequest(t, sec, "POST", "/campaigns/new", url.Values{"csrf_token": {tok}, "name": {"Scratch"}, "template": {tid}, "list": {l.ID}})
+	scratch := strings.Split(res.Header.Get("Location"), "?")[0]
+	if res, _ := e.uiRequest(t, sec, "POST", scratch+"/delete", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/campaigns?done=deleted" {
+		t.Fatalf("delete draft: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res, _ := e.uiRequest(t, sec, "GET", scratch, nil); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("deleted draft's page: %d", res.StatusCode)
+	}
 	past := time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04")
 	if res, body := e.uiRequest(t, sec, "POST", path+"/schedule", url.Values{"csrf_token": {tok}, "when": {"at"}, "send_at": {past}}); res.StatusCode != http.StatusUnprocessableEntity ||
 		!strings.Contains(body, `class="error"`) || state() != "draft" {
@@ -288,6 +317,22 @@ func TestCampaignControlsFromPages(t *testing.T) {
 	}
 	if res, body := e.uiRequest(t, sec, "POST", path+"/resume", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusConflict || !strings.Contains(body, `class="error"`) {
 		t.Errorf("resume a cancelled campaign: %d", res.StatusCode)
+	}
+	// Past the draft: neither edited nor deleted, and no button for it.
+	if res, body := e.uiRequest(t, sec, "GET", path+"/edit", nil); res.StatusCode != http.StatusConflict || !strings.Contains(body, "Only a draft") {
+		t.Errorf("edit page of a cancelled campaign: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", path+"/edit", url.Values{"csrf_token": {tok}, "name": {"Sneaky"}, "template": {tid}, "list": {l.ID}}); res.StatusCode != http.StatusConflict {
+		t.Errorf("edit a cancelled campaign: %d", res.StatusCode)
+	}
+	if res, _ := e.uiRequest(t, sec, "POST", path+"/delete", url.Values{"csrf_token": {tok}}); res.StatusCode != http.StatusConflict {
+		t.Errorf("delete a cancelled campaign: %d", res.StatusCode)
+	}
+	if got, _ := e.camp.Get(ctx, e.tenant.ID, id); got.Name != "Later, revised" {
+		t.Errorf("a cancelled campaign was renamed: %q", got.Name)
+	}
+	if _, body := e.uiRequest(t, sec, "GET", path, nil); strings.Contains(body, "Delete draft") {
+		t.Error("a cancelled campaign's page offers Delete draft")
 	}
 	// Quiet hours, from the campaigns page.
 	if res, _ := e.uiRequest(t, sec, "POST", "/campaigns/settings", url.Values{"csrf_token": {tok}, "quiet_start": {"21:00"}, "quiet_end": {"08:00"}, "timezone": {"Europe/Paris"}}); res.StatusCode != http.StatusSeeOther {

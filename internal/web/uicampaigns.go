@@ -37,6 +37,9 @@ func (s *Server) uiCampaignRoutes() []Route {
 		{"POST /campaigns/settings", string(access.SettingsAdmin), s.campaignSettingsSave},
 		{"POST /campaigns/new", cw, s.campaignCreate},
 		{"GET /campaigns/{id}", cr, s.campaignPage},
+		{"GET /campaigns/{id}/edit", cw, s.campaignEditPage},
+		{"POST /campaigns/{id}/edit", cw, s.campaignUpdate},
+		{"POST /campaigns/{id}/delete", cw, s.campaignDelete},
 		{"POST /campaigns/{id}/schedule", cs, s.campaignSchedule},
 		{"POST /campaigns/{id}/{action}", cs, s.campaignControl},
 	}
@@ -231,7 +234,8 @@ func (s *Server) campaignsPage(w http.ResponseWriter, r *http.Request) {
 		Campaigns []campaignRow
 		Settings  campaigns.Settings
 	}{}
-	d.Msg = notice(r, map[string]string{"settings": "The campaign settings are saved; they apply to campaigns that start from now."})
+	d.Msg = notice(r, map[string]string{"settings": "The campaign settings are saved; they apply to campaigns that start from now.",
+		"deleted": "The draft is deleted."})
 	if d.Settings, err = s.opts.Campaigns.GetSettings(ctx, tid); err != nil {
 		s.serverError(w, r, err)
 		return
@@ -266,6 +270,8 @@ func (s *Server) templateNames(ctx context.Context, tid string) map[string]strin
 
 type campaignFormData struct {
 	flashData
+	// ID is the draft being edited ("" for a new campaign).
+	ID        string
 	Templates []templates.Summary
 	Lists     []contacts.List
 	Segments  []contacts.Segment
@@ -300,18 +306,26 @@ func (s *Server) showCampaignForm(w http.ResponseWriter, r *http.Request, status
 	if d.Checked == nil {
 		d.Checked = map[string]bool{}
 	}
-	s.page(w, r, status, "campaignnew", "New campaign", "campaigns", d)
+	title := "New campaign"
+	if d.ID != "" {
+		title = "Edit campaign"
+	}
+	s.page(w, r, status, "campaignnew", title, "campaigns", d)
 }
 
 func (s *Server) campaignNewPage(w http.ResponseWriter, r *http.Request) {
 	s.showCampaignForm(w, r, http.StatusOK, campaignFormData{})
 }
 
-func (s *Server) campaignCreate(w http.ResponseWriter, r *http.Request) {
-	ctx, tid := r.Context(), tenantOf(r)
-	d := campaignFormData{Name: strings.TrimSpace(r.PostFormValue("name")), Template: r.PostFormValue("template"),
-		Purpose: strings.TrimSpace(r.PostFormValue("purpose")), Checked: map[string]bool{}}
-	in := campaigns.Input{Name: d.Name, TemplateID: d.Template, Purpose: d.Purpose}
+// campaignFromForm reads the campaign form into in (name, template and
+// its channel, audience, purpose; the other fields stay as in holds them)
+// and the form's data to show again. It answers the page itself and
+// returns false when the template cannot be read.
+func (s *Server) campaignFromForm(w http.ResponseWriter, r *http.Request, in *campaigns.Input, d *campaignFormData) bool {
+	d.Name, d.Template = strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("template")
+	d.Purpose, d.Checked = strings.TrimSpace(r.PostFormValue("purpose")), map[string]bool{}
+	in.Name, in.TemplateID, in.Purpose = d.Name, d.Template, d.Purpose
+	in.Audience = campaigns.Audience{}
 	for _, id := range r.PostForm["list"] {
 		in.Audience.ListIDs = append(in.Audience.ListIDs, id)
 		d.Checked[id] = true
@@ -321,13 +335,23 @@ func (s *Server) campaignCreate(w http.ResponseWriter, r *http.Request) {
 		d.Checked[id] = true
 	}
 	if d.Template != "" {
-		t, err := s.opts.Templates.Get(ctx, tid, d.Template, 0)
+		t, err := s.opts.Templates.Get(r.Context(), tenantOf(r), d.Template, 0)
 		if err != nil {
 			d.Err = "Choose a template."
-			s.showCampaignForm(w, r, http.StatusUnprocessableEntity, d)
-			return
+			s.showCampaignForm(w, r, http.StatusUnprocessableEntity, *d)
+			return false
 		}
 		in.Channel = string(t.Channel)
+	}
+	return true
+}
+
+func (s *Server) campaignCreate(w http.ResponseWriter, r *http.Request) {
+	ctx, tid := r.Context(), tenantOf(r)
+	var d campaignFormData
+	var in campaigns.Input
+	if !s.campaignFromForm(w, r, &in, &d) {
+		return
 	}
 	c, err := s.opts.Campaigns.Create(ctx, tid, in)
 	if err != nil {
@@ -338,6 +362,64 @@ func (s *Server) campaignCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/campaigns/"+url.PathEscape(c.ID)+"?done=created", http.StatusSeeOther)
+}
+
+// campaignEditPage shows a draft in the campaign form; a campaign that
+// has left the draft state is shown with the reason instead.
+func (s *Server) campaignEditPage(w http.ResponseWriter, r *http.Request) {
+	c, err := s.opts.Campaigns.Get(r.Context(), tenantOf(r), r.PathValue("id"))
+	if err != nil {
+		s.failPage(w, r, err, nil)
+		return
+	}
+	if c.State != campaigns.StateDraft {
+		s.showCampaign(w, r, http.StatusConflict, flashData{Err: "Only a draft can be edited; this campaign is " + c.State + "."})
+		return
+	}
+	d := campaignFormData{ID: c.ID, Name: c.Name, Template: c.TemplateID, Purpose: c.Purpose, Checked: map[string]bool{}}
+	for _, id := range c.Audience.ListIDs {
+		d.Checked[id] = true
+	}
+	for _, id := range c.Audience.SegmentIDs {
+		d.Checked[id] = true
+	}
+	s.showCampaignForm(w, r, http.StatusOK, d)
+}
+
+// campaignUpdate saves the form over a draft: the fields the form does not
+// show (schedule, throttle, template version) stay as they were.
+func (s *Server) campaignUpdate(w http.ResponseWriter, r *http.Request) {
+	ctx, tid, id := r.Context(), tenantOf(r), r.PathValue("id")
+	c, err := s.opts.Campaigns.Get(ctx, tid, id)
+	if err != nil {
+		s.failPage(w, r, err, nil)
+		return
+	}
+	d := campaignFormData{ID: c.ID}
+	in := campaigns.Input{Channel: c.Channel, TemplateVersion: c.TemplateVersion, Schedule: c.Schedule, ThrottlePerSecond: c.ThrottlePerSecond}
+	if !s.campaignFromForm(w, r, &in, &d) {
+		return
+	}
+	if d.Template != c.TemplateID {
+		in.TemplateVersion = 0 // another template: its latest version when scheduled
+	}
+	if _, err := s.opts.Campaigns.Update(ctx, tid, id, in); err != nil {
+		s.failPage(w, r, err, func(st int, msg string) {
+			d.Err = msg
+			s.showCampaignForm(w, r, st, d)
+		})
+		return
+	}
+	http.Redirect(w, r, "/campaigns/"+url.PathEscape(id)+"?done=saved", http.StatusSeeOther)
+}
+
+// campaignDelete deletes a draft.
+func (s *Server) campaignDelete(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Campaigns.Delete(r.Context(), tenantOf(r), r.PathValue("id")); err != nil {
+		s.failPage(w, r, err, func(st int, msg string) { s.showCampaign(w, r, st, flashData{Err: msg}) })
+		return
+	}
+	http.Redirect(w, r, "/campaigns?done=deleted", http.StatusSeeOther)
 }
 
 type campaignData struct {
@@ -371,7 +453,7 @@ func (d campaignData) refresh() int {
 
 func (s *Server) campaignPage(w http.ResponseWriter, r *http.Request) {
 	fl := flashData{Msg: notice(r, map[string]string{"created": "The campaign is saved as a draft: check its audience and schedule it.",
-		"scheduled": "The campaign is scheduled.", "pause": "The campaign is paused.", "resume": "The campaign is resumed.", "cancel": "The campaign is cancelled."})}
+		"scheduled": "The campaign is scheduled.", "saved": "The draft is saved.", "pause": "The campaign is paused.", "resume": "The campaign is resumed.", "cancel": "The campaign is cancelled."})}
 	s.showCampaign(w, r, http.StatusOK, fl)
 }
 
