@@ -40,6 +40,17 @@ func ui2WalkExamples() map[string]walkExample {
 		"POST /privacy/retention/dry-run": func(w *walkEnv) auditCall {
 			return form(w, "/privacy/retention/dry-run", url.Values{})
 		},
+		"POST /privacy/purge": func(w *walkEnv) auditCall {
+			// A draft campaign's messages (a list or contacts purge is
+			// refused while other examples' campaigns are scheduled),
+			// confirmed with the organisation's identifier.
+			n := w.next()
+			tpl := w.newID("POST", "/api/v1/templates", fmt.Sprintf(`{"name":"Page purged %d","channel":"email","variants":{"en":{"subject":"Hi","text":"Hello"}}}`, n))
+			l := w.newID("POST", "/api/v1/lists", fmt.Sprintf(`{"name":"Page purged %d"}`, n))
+			camp := w.newID("POST", "/api/v1/campaigns", admJSON(map[string]any{"name": fmt.Sprintf("Page purged %d", n), "channel": "email",
+				"template_id": tpl, "audience": map[string]any{"list_ids": []string{l}}}))
+			return form(w, "/privacy/purge", url.Values{"scope": {"campaign"}, "campaign": {camp}, "action": {"purge"}, "confirm": {w.a.Slug}})
+		},
 		"POST /admin/sso/rules": func(w *walkEnv) auditCall {
 			return form(w, "/admin/sso/rules", url.Values{"provider": {provider(w)}, "claim": {"groups"}, "value": {"readers"}, "role": {access.RoleViewer}})
 		},

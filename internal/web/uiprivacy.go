@@ -30,6 +30,8 @@ func (s *Server) uiPrivacyRoutes() []Route {
 		{"GET /privacy/retention", adm, s.retentionPage},
 		{"POST /privacy/retention", adm, s.retentionSave},
 		{"POST /privacy/retention/dry-run", adm, s.retentionDryRun},
+		{"GET /privacy/purge", adm, s.purgePage},
+		{"POST /privacy/purge", adm, s.purgeRun},
 	}
 }
 
