@@ -40,6 +40,9 @@ func ui2WalkExamples() map[string]walkExample {
 		"POST /privacy/retention/dry-run": func(w *walkEnv) auditCall {
 			return form(w, "/privacy/retention/dry-run", url.Values{})
 		},
+		"POST /privacy/export": func(w *walkEnv) auditCall {
+			return form(w, "/privacy/export", url.Values{"pgp_public_key": {w.pgpPublicKey()}})
+		},
 		"POST /privacy/purge": func(w *walkEnv) auditCall {
 			// A draft campaign's messages (a list or contacts purge is
 			// refused while other examples' campaigns are scheduled),

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/privacy"
+	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/web/problem"
 )
 
@@ -251,6 +254,14 @@ func (s *Server) exportTenant(w http.ResponseWriter, r *http.Request, svc *priva
 		s.privacyError(w, r, err)
 		return
 	}
+	s.streamTenantExport(w, r, svc, t, to)
+}
+
+// streamTenantExport answers the tenant's export encrypted to the
+// recipients, as a file to save. A failure after the first byte leaves
+// the OpenPGP message without its integrity packet: gpg refuses it.
+func (s *Server) streamTenantExport(w http.ResponseWriter, r *http.Request, svc *privacy.Service, t tenants.Tenant, to openpgp.EntityList) {
+	tenantID := t.ID
 	w.Header().Set("Content-Type", "application/pgp-encrypted")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+t.Slug+`-export.tar.gpg"`)
 	enc, err := privacy.NewPGPWriter(w, to, t.Slug+"-export.tar")

@@ -32,6 +32,8 @@ func (s *Server) uiPrivacyRoutes() []Route {
 		{"POST /privacy/retention/dry-run", adm, s.retentionDryRun},
 		{"GET /privacy/purge", adm, s.purgePage},
 		{"POST /privacy/purge", adm, s.purgeRun},
+		{"GET /privacy/export", adm, s.exportPage},
+		{"POST /privacy/export", adm, s.exportRun},
 	}
 }
 

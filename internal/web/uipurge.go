@@ -122,3 +122,35 @@ func (s *Server) purgeRun(w http.ResponseWriter, r *http.Request) {
 	}
 	s.showPurge(w, r, http.StatusOK, d)
 }
+
+// The export page (REV-2, privacy:admin): the organisation's full export
+// (the same archive as `relais tenant export` and POST
+// /api/v1/privacy/export), encrypted to an OpenPGP public key pasted in
+// the form, downloaded by the browser; only the key's holder reads it.
+
+type exportData struct {
+	flashData
+	Key string
+}
+
+func (s *Server) exportPage(w http.ResponseWriter, r *http.Request) {
+	s.page(w, r, http.StatusOK, "export", "Export", "export", exportData{})
+}
+
+// exportRun streams the export; a key that cannot encrypt is refused on
+// the page, before anything is read.
+func (s *Server) exportRun(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimSpace(r.PostFormValue("pgp_public_key"))
+	to, err := privacy.ParsePGPRecipients([]byte(key))
+	if err != nil {
+		s.page(w, r, http.StatusUnprocessableEntity, "export", "Export", "export", exportData{Key: key,
+			flashData: flashData{Err: "Paste an armored OpenPGP public key that can encrypt (gpg --armor --export YOUR-KEY-ID)."}})
+		return
+	}
+	t, err := s.opts.Tenants.Get(r.Context(), tenantOf(r))
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.streamTenantExport(w, r, s.opts.Privacy, t, to)
+}

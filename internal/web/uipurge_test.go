@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -8,7 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+
 	"github.com/relais-dev/relais/internal/contacts"
+	"github.com/relais-dev/relais/internal/privacy"
 )
 
 // TestUIPurge (REV-1): a DPO purges a list from the page: the dry run
@@ -107,4 +112,69 @@ func TestUIPurge(t *testing.T) {
 	vs := e.session(t, e.user(t, "victor@acme.example", "Victor", "viewer"))
 	refused(t, e, vs, "GET", "/privacy/purge")
 	refused(t, e, vs, "POST", "/privacy/purge")
+}
+
+// TestUIExport (REV-2): the organisation's export from the page, encrypted
+// to the OpenPGP key pasted in the form: it opens with the private key
+// only, its checksums verify, no contact's address is readable in what
+// the browser receives, and it is audited under the user. A text that is
+// not a key is refused on the page; a viewer is refused.
+func TestUIExport(t *testing.T) {
+	e := newUIStack(t)
+	ctx := context.Background()
+	admin := e.user(t, "root@acme.example", "Root", "admin")
+	sec := e.session(t, admin)
+	if _, err := e.cs.Create(ctx, e.tenant.ID, contacts.NewContact{Email: "exported.person@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	res, body := e.uiRequest(t, sec, "GET", "/privacy/export", nil)
+	if res.StatusCode != 200 || !strings.Contains(body, `name="pgp_public_key"`) || !strings.Contains(body, `href="/privacy/export"`) {
+		t.Fatalf("export page: %d", res.StatusCode)
+	}
+	assertSafePage(t, body, res)
+	for _, bad := range []string{"", "not a key", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----"} {
+		if res, body := e.post(t, sec, "/privacy/export", url.Values{"pgp_public_key": {bad}}); res.StatusCode != http.StatusUnprocessableEntity ||
+			!strings.Contains(body, "Paste an armored OpenPGP public key") || e.audited(t, "tenant.export", admin.ID) {
+			t.Fatalf("export to %q: %d", bad, res.StatusCode)
+		}
+	}
+	ent, err := openpgp.NewEntity("Acme DPO", "", "dpo@acme.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	aw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err := ent.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	_ = aw.Close()
+	res, body = e.post(t, sec, "/privacy/export", url.Values{"pgp_public_key": {pub.String()}})
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/pgp-encrypted" ||
+		res.Header.Get("Content-Disposition") != `attachment; filename="`+e.tenant.Slug+`-export.tar.gpg"` {
+		t.Fatalf("export: %d %v", res.StatusCode, res.Header)
+	}
+	if strings.Contains(body, "exported.person") {
+		t.Fatal("a contact's address is readable in the download")
+	}
+	other, err := openpgp.NewEntity("Someone else", "", "else@example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openpgp.ReadMessage(strings.NewReader(body), openpgp.EntityList{other}, nil, nil); err == nil {
+		t.Fatal("another key opens the export")
+	}
+	md, err := openpgp.ReadMessage(strings.NewReader(body), openpgp.EntityList{ent}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := privacy.VerifyArchive(md.UnverifiedBody)
+	if err != nil || m.TenantID != e.tenant.ID || m.Counts["contacts"] != 1 {
+		t.Fatalf("archive: %+v %v", m.Counts, err)
+	}
+	if !e.audited(t, "tenant.export", admin.ID) {
+		t.Error("the export is not audited under the user")
+	}
+	vs := e.session(t, e.user(t, "victor@acme.example", "Victor", "viewer"))
+	refused(t, e, vs, "GET", "/privacy/export")
+	refused(t, e, vs, "POST", "/privacy/export")
 }
