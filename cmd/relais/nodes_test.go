@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/smtpsink"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
 )
@@ -24,8 +26,10 @@ import (
 // campaign. Every contact receives exactly one message, except messages
 // that were in the dead node's hands at the kill: those may be marked
 // `unknown` (never sent twice), and they are counted in the report. The
-// report's counts equal what the SMTP server received. Slow (the lease
-// must expire): about 25 s.
+// report's counts equal what the SMTP server received. The test checks
+// that both nodes hold shards when the campaign starts and at the kill,
+// and that node B holds them all after. Slow (the shards are shared out,
+// then the dead node's lease must expire): about 45 s.
 func TestTwoNodesKillOneMidCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: two nodes and a lease expiry")
@@ -122,12 +126,53 @@ func TestTwoNodesKillOneMidCampaign(t *testing.T) {
 	camp := call(baseA, tokA, "POST", "/api/v1/campaigns",
 		fmt.Sprintf(`{"name":"Week","channel":"email","template_id":%q,"audience":{"list_ids":[%q]}}`, tmpl["id"], listID))
 	id := camp["id"].(string)
+	// Both nodes hold shards before the campaign starts (the first node up
+	// takes them all; it gives half back once it sees the second, at its
+	// next lease round): node A's work must then be taken over at the kill,
+	// not merely never have been its.
+	db, err := store.Open(context.Background(), store.Options{URL: pg, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	owners := func() map[string]int {
+		t.Helper()
+		out := map[string]int{}
+		err := db.Platform(context.Background(), func(p *store.PlatformTx) error {
+			rows, err := p.Query(context.Background(), `SELECT owner, count(*) FROM shard_leases WHERE expires_at > $1 GROUP BY owner`, store.Micros(time.Now()))
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var o string
+				var n int
+				if err := rows.Scan(&o, &n); err != nil {
+					return err
+				}
+				out[o] = n
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for wait := time.Now().Add(60 * time.Second); len(owners()) != 2; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(wait) {
+			t.Fatalf("shard leases: %v, want two nodes holding shards", owners())
+		}
+	}
 	// 150 messages/s: the campaign lasts about 10 s, long enough to kill a
 	// node in the middle.
 	call(baseA, tokA, "POST", "/api/v1/campaigns/"+id+"/schedule", `{"throttle_per_second":150}`)
 
 	if err := sink.WaitFor(contacts/4, 30*time.Second); err != nil {
 		t.Fatalf("the campaign did not start: %v (%d at the sink)", err, sink.Count())
+	}
+	if o := owners(); len(o) != 2 {
+		t.Fatalf("shard leases at the kill: %v, want both nodes holding shards", o)
 	}
 	if err := nodeA.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -164,6 +209,10 @@ func TestTwoNodesKillOneMidCampaign(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("final counts %v, %d at the sink", counts, sink.Count())
+	// Node B took the dead node's shards over: one owner left.
+	if o := owners(); len(o) != 1 {
+		t.Fatalf("shard leases after the take-over: %v, want node B alone", o)
+	}
 
 	// Exactly once per contact at the sink; unknown only for what the dead
 	// node held; the report equals the sink.
