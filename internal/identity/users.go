@@ -72,6 +72,17 @@ func validateName(name string) (string, error) {
 	return n, nil
 }
 
+// CheckNewUser runs CreateUser's checks of the email address and the name
+// that need no store, so that a batch of new users can be checked whole
+// before any is created.
+func CheckNewUser(nu NewUser) error {
+	if _, err := NormaliseEmail(nu.Email); err != nil {
+		return err
+	}
+	_, err := validateName(nu.Name)
+	return err
+}
+
 // CreateUser creates an active user. It returns the user and, when no
 // initial password was given, a one-time enrolment secret (valid
 // EnrolmentTTL) with which the user sets a first password.

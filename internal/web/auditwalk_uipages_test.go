@@ -86,6 +86,11 @@ func uiPageWalkExamples() map[string]walkExample {
 			c.personal = []string{"page-created@acme.example", "Paged Person"}
 			return c
 		},
+		"POST /admin/users/invite": func(w *walkEnv) auditCall {
+			c := w.form("/admin/users/invite", url.Values{"people": {"page-invited@acme.example,Invited Person"}}, access.UsersAdmin)
+			c.personal = []string{"page-invited@acme.example", "Invited Person"}
+			return c
+		},
 		"POST /admin/users/{id}/{action}": func(w *walkEnv) auditCall {
 			return w.form("/admin/users/"+w.viewer().ID+"/disable", url.Values{}, access.UsersAdmin)
 		},

@@ -33,6 +33,7 @@ func (s *Server) uiAdminRoutes() []Route {
 		rs = append(rs,
 			Route{"GET /admin/users", ur, s.usersPage},
 			Route{"POST /admin/users", ua, s.userCreate},
+			Route{"POST /admin/users/invite", ua, s.usersInvite},
 			Route{"GET /admin/users/{id}", ur, s.userPage},
 			Route{"POST /admin/users/{id}/{action}", ua, s.userAction},
 			Route{"POST /admin/users/{id}/roles", ra, s.userRole},
@@ -99,6 +100,11 @@ type usersData struct {
 	Roles     []access.Role
 	EnrolLink string
 	Form      map[string]string
+	// The list of people to invite, its refused lines, and who it
+	// invited (with their one-time links).
+	InviteText     string
+	InviteProblems []inviteProblem
+	Invited        []invited
 }
 
 func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
