@@ -80,11 +80,12 @@ func encodeQueued(rec Record) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as a JSON string: printable ASCII other than
-// the quote and the backslash as is, anything else through encoding/json.
+// appendJSONString appends s as json.Marshal writes it: printable ASCII
+// other than the quote, the backslash and the characters it escapes for
+// HTML (<, >, &) as is, anything else through encoding/json.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			return append(b, mustJSON(s)...)
 		}
 	}
