@@ -406,6 +406,12 @@ func List(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, 
 	if err := SequenceLog(ctx, tx); err != nil {
 		return nil, err
 	}
+	return listSequenced(ctx, tx, after, limit)
+}
+
+// listSequenced is List without sequencing first, for a reader that has
+// just sequenced the log (forwarding, after Logs).
+func listSequenced(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
