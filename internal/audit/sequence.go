@@ -144,7 +144,11 @@ func sequenceTx(ctx context.Context, tx *store.Tx) ([]sequenced, error) {
 	if head > 0 {
 		// Link to the last event's own hash, not to the head's: logs
 		// last appended to on SQLite before deferred sequencing keep
-		// there the hash of the event before the last.
+		// there the hash of the event before the last. A statement of
+		// its own, after the lock: joined to the locking SELECT, on
+		// PostgreSQL it would read the events of the snapshot taken
+		// before waiting for a concurrent sequencer, without the ones
+		// that sequencer added (TestSequencersRaceToOneChain).
 		if err := tx.QueryRow(ctx, `SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2`, head).Scan(&prev); err != nil {
 			return nil, fmt.Errorf("audit: read the last event (%d): %w", head, err)
 		}
