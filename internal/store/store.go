@@ -118,8 +118,6 @@ type DB struct {
 	rlsEffective bool
 	// stmts caches prepared statements (SQLite only).
 	stmts *stmtCache
-	// dstmts keeps the driver's statements of Tx.ExecDeferred (SQLite).
-	dstmts driverStmts
 }
 
 // Open connects to the store. It does not migrate; call Migrate.
@@ -233,7 +231,6 @@ func (db *DB) Close() error {
 	if db.stmts != nil {
 		db.stmts.close()
 	}
-	db.dstmts.close()
 	return db.sql.Close()
 }
 

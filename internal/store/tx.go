@@ -69,8 +69,6 @@ type hooks struct {
 	// stmts are statements prepared on a connection (Tx.Prepare on
 	// PostgreSQL), closed when the transaction ends.
 	stmts []*sql.Stmt
-	// conn is the connection of a SQLite transaction.
-	conn *sql.Conn
 }
 
 type deferredStmt struct {
@@ -92,15 +90,8 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenan
 	if db.dialect == Postgres {
 		return db.runPostgres(ctx, opts, platform, tenant, fn)
 	}
-	// On a connection of its own (not db.sql.BeginTx) so that
-	// Tx.ExecDeferred can run on the driver's statement (sqlitetx.go).
-	conn, err := db.sql.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	defer func() { _ = conn.Close() }()
-	h := &hooks{conn: conn}
-	stx, err := conn.BeginTx(ctx, opts)
+	h := &hooks{}
+	stx, err := db.sql.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
@@ -180,7 +171,8 @@ func (tx *Tx) ExecDeferred(ctx context.Context, query string, args ...any) error
 		return err
 	}
 	if tx.db.dialect != Postgres {
-		return tx.db.execDriver(ctx, tx.hooks.conn, query, all)
+		_, err := tx.db.txExec(ctx, tx.tx, query, all, false)
+		return err
 	}
 	tx.hooks.deferred = append(tx.hooks.deferred, deferredStmt{query, all})
 	return nil
