@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -115,5 +116,41 @@ func TestFailedStatementFailsCommit(t *testing.T) {
 	}
 	if got := policies(t, db, "ta", `SELECT policy FROM tenant_settings WHERE tenant_id = $1`); len(got) != 1 {
 		t.Fatalf("after: %v", got)
+	}
+}
+
+// TestTerminatedConnectionIsReplaced: a pooled connection the server
+// ended (a restart, an administrator) is discarded when a transaction
+// begins on it, and the transaction runs on another.
+func TestTerminatedConnectionIsReplaced(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, db)
+	su, err := sql.Open("pgx", storetest.SuperuserURL(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close()
+	for i := 0; i < 3; i++ {
+		var n int
+		if err := su.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil || n == 0 {
+			t.Fatalf("terminate: %d (%v)", n, err)
+		}
+		err := db.Tenant("ta").Tx(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, `UPDATE tenant_settings SET policy = 'after' WHERE tenant_id = $1`)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("after terminating the pool's connections: %v", err)
+		}
 	}
 }

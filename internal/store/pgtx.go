@@ -76,8 +76,8 @@ func (db *DB) runPostgres(ctx context.Context, opts *sql.TxOptions, platform boo
 		}
 		_ = c.Close()
 		// A connection the server closed while idle (a restart): try
-		// another once, as database/sql's BeginTx does.
-		if !errors.Is(err, driver.ErrBadConn) || attempt > 0 || ctx.Err() != nil {
+		// others, as database/sql's BeginTx does (maxBadConnRetries).
+		if !errors.Is(err, driver.ErrBadConn) || attempt >= 2 || ctx.Err() != nil {
 			return fmt.Errorf("store: bind transaction to tenant: %w", berr)
 		}
 	}
