@@ -66,6 +66,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/relais-dev/relais/internal/store"
@@ -272,7 +274,9 @@ func enqueue(ctx context.Context, tx *store.Tx, ev Event, wantID bool) (Record, 
 	if wantID {
 		err = tx.QueryRow(ctx, insert+` RETURNING id`, store.Micros(rec.At), string(q)).Scan(&id)
 	} else {
-		_, err = tx.Exec(ctx, insert, store.Micros(rec.At), string(q))
+		// On PostgreSQL the row goes with the commit (or the next
+		// statement), in its round trip: no round trip of its own.
+		err = tx.ExecDeferred(ctx, insert, store.Micros(rec.At), string(q))
 	}
 	if err != nil {
 		return Record{}, 0, fmt.Errorf("audit: append: %w", err)
@@ -288,19 +292,12 @@ func truncate(s string, n int) string {
 }
 
 func encodeDetails(ev Event) (json.RawMessage, error) {
-	body := map[string]any{}
-	for k, v := range ev.Details {
-		body[k] = v
-	}
-	if len(ev.Changes) > 0 {
-		for i, c := range ev.Changes {
-			if c.Personal && (c.Before != nil || c.After != nil) {
-				return nil, fmt.Errorf("%w: change %d (%s) is personal: record the field name only", ErrInvalid, i, c.Field)
-			}
+	for i, c := range ev.Changes {
+		if c.Personal && (c.Before != nil || c.After != nil) {
+			return nil, fmt.Errorf("%w: change %d (%s) is personal: record the field name only", ErrInvalid, i, c.Field)
 		}
-		body["changes"] = ev.Changes
 	}
-	b, err := json.Marshal(body) // maps marshal with sorted keys: canonical
+	b, err := appendDetails(make([]byte, 0, 128), ev)
 	if err != nil {
 		return nil, fmt.Errorf("%w: details: %v", ErrInvalid, err)
 	}
@@ -310,11 +307,111 @@ func encodeDetails(ev Event) (json.RawMessage, error) {
 	return b, nil
 }
 
+// appendDetails appends the canonical JSON of ev's details and changes:
+// exactly what json.Marshal writes for the map of Details plus "changes"
+// (keys sorted, HTML characters escaped; TestDetailsEncoding compares
+// them), written by hand for the common values (strings, integers,
+// booleans), which spares Append, run in every audited transaction, the
+// map copy and reflection.
+func appendDetails(b []byte, ev Event) ([]byte, error) {
+	keys := make([]string, 0, len(ev.Details)+1)
+	for k := range ev.Details {
+		if k != "changes" || len(ev.Changes) == 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(ev.Changes) > 0 {
+		keys = append(keys, "changes")
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		var err error
+		if k == "changes" && len(ev.Changes) > 0 {
+			b, err = appendChanges(b, ev.Changes)
+		} else {
+			b, err = appendJSONValue(b, ev.Details[k])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendChanges appends changes as json.Marshal writes []Change.
+func appendChanges(b []byte, changes []Change) ([]byte, error) {
+	b = append(b, '[')
+	for i, c := range changes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"field":`...)
+		b = appendJSONString(b, c.Field)
+		var err error
+		if c.Before != nil {
+			b = append(b, `,"before":`...)
+			if b, err = appendJSONValue(b, c.Before); err != nil {
+				return nil, err
+			}
+		}
+		if c.After != nil {
+			b = append(b, `,"after":`...)
+			if b, err = appendJSONValue(b, c.After); err != nil {
+				return nil, err
+			}
+		}
+		if c.Personal {
+			b = append(b, `,"personal":true`...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
+
+// appendJSONValue appends v as json.Marshal writes it.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, x, 10), nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, j...), nil
+}
+
 // List returns a tenant's events with seq > after, oldest first, at most limit.
 func List(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, error) {
 	if err := SequenceLog(ctx, tx); err != nil {
 		return nil, err
 	}
+	return listSequenced(ctx, tx, after, limit)
+}
+
+// listSequenced is List without sequencing first, for a reader that has
+// just sequenced the log (forwarding, after Logs).
+func listSequenced(ctx context.Context, tx *store.Tx, after int64, limit int) ([]Record, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}

@@ -192,7 +192,9 @@ func (s *Service) forwardLog(ctx context.Context, o ForwardOptions, sk Sink, ten
 	var recs []Record
 	if err := s.inLog(ctx, tenantID, func(tx *store.Tx) error {
 		var err error
-		recs, err = List(ctx, tx, from, o.Batch)
+		// The round sequenced every log first (Logs): what this one adds
+		// meanwhile goes next round, without a second sequencing here.
+		recs, err = listSequenced(ctx, tx, from, o.Batch)
 		return err
 	}); err != nil {
 		return 0, 0, err

@@ -80,11 +80,12 @@ func encodeQueued(rec Record) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as a JSON string: printable ASCII other than
-// the quote and the backslash as is, anything else through encoding/json.
+// appendJSONString appends s as json.Marshal writes it: printable ASCII
+// other than the quote, the backslash and the characters it escapes for
+// HTML (<, >, &) as is, anything else through encoding/json.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			return append(b, mustJSON(s)...)
 		}
 	}
@@ -143,7 +144,11 @@ func sequenceTx(ctx context.Context, tx *store.Tx) ([]sequenced, error) {
 	if head > 0 {
 		// Link to the last event's own hash, not to the head's: logs
 		// last appended to on SQLite before deferred sequencing keep
-		// there the hash of the event before the last.
+		// there the hash of the event before the last. A statement of
+		// its own, after the lock: joined to the locking SELECT, on
+		// PostgreSQL it would read the events of the snapshot taken
+		// before waiting for a concurrent sequencer, without the ones
+		// that sequencer added (TestSequencersRaceToOneChain).
 		if err := tx.QueryRow(ctx, `SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2`, head).Scan(&prev); err != nil {
 			return nil, fmt.Errorf("audit: read the last event (%d): %w", head, err)
 		}

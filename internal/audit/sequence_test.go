@@ -2,13 +2,17 @@ package audit_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the other role's connection
 )
 
 // bothDialects calls fn with the options of a fresh store per dialect, for
@@ -265,6 +269,18 @@ func TestQueueIsTenantScoped(t *testing.T) {
 		if n := queued(t, db, "globex"); n != 3 {
 			t.Fatalf("globex has %d queued", n)
 		}
+		if db.Dialect() == store.Postgres {
+			// Row-level security, not only the statements' tenant
+			// clause, confines the queue: acme's transaction that forgets
+			// the clause sees none of globex's queued rows.
+			var n int
+			err := db.Tenant("acme").Tx(ctx, func(tx *store.Tx) error {
+				return tx.QueryRow(ctx, `SELECT count(*) FROM audit_queue WHERE $1::text <> ''`).Scan(&n)
+			})
+			if err != nil || n != 0 {
+				t.Fatalf("acme without a tenant clause saw %d queued rows (%v)", n, err)
+			}
+		}
 		n, err := audit.SequenceAll(ctx, db)
 		if err != nil || n != 3 {
 			t.Fatalf("SequenceAll: %d (%v)", n, err)
@@ -273,4 +289,89 @@ func TestQueueIsTenantScoped(t *testing.T) {
 			t.Fatalf("globex: %+v", rep)
 		}
 	})
+}
+
+// TestQueueRLSForOtherRoles: on PostgreSQL a role that does not own
+// audit_queue (so FORCE is not what binds it) and may read it sees only the
+// queued rows of the tenant its session is bound to, and none unbound.
+func TestQueueRLSForOtherRoles(t *testing.T) {
+	appURL := storetest.PostgresURL(t)
+	ctx := context.Background()
+	db := openStore(t, store.Options{URL: appURL})
+	if !db.RLSEffective() {
+		t.Fatal("the test role bypasses RLS: the test would prove nothing")
+	}
+	newTenant(t, db, "acme")
+	newTenant(t, db, "globex")
+	appendN(t, db, "acme", 2)
+	appendN(t, db, "globex", 3)
+
+	su, err := sql.Open("pgx", storetest.SuperuserURL(t, appURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = su.Close() }()
+	var owner string
+	if err := su.QueryRowContext(ctx, `SELECT tableowner FROM pg_tables WHERE tablename = 'audit_queue'`).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	const reader, password = "queue_reader", "reader-pw-0123"
+	for _, q := range []string{
+		`CREATE ROLE ` + reader + ` LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '` + password + `'`,
+		`GRANT USAGE ON SCHEMA public TO ` + reader,
+		`GRANT SELECT ON audit_queue TO ` + reader,
+	} {
+		if _, err := su.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = su.ExecContext(context.Background(), `DROP OWNED BY `+reader)
+		_, _ = su.ExecContext(context.Background(), `DROP ROLE `+reader)
+	})
+	if owner == reader {
+		t.Fatal("the reader owns the table")
+	}
+	u, err := url.Parse(appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(reader, password)
+	rd, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rd.Close() }()
+	count := func(tenant, where string) int {
+		t.Helper()
+		conn, err := rd.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		var n int
+		if _, err := conn.ExecContext(ctx, `SELECT set_config('relais.tenant_id', $1, false)`, tenant); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM audit_queue `+where).Scan(&n); err != nil {
+			t.Fatalf("reader as %q: %v", tenant, err)
+		}
+		return n
+	}
+	if n := count("acme", ""); n != 2 {
+		t.Errorf("the reader bound to acme sees %d queued rows, want acme's 2", n)
+	}
+	if n := count("acme", `WHERE tenant_id = 'globex'`); n != 0 {
+		t.Errorf("the reader bound to acme sees %d of globex's queued rows", n)
+	}
+	if n := count("", ""); n != 0 {
+		t.Errorf("the unbound reader sees %d queued rows", n)
+	}
+	// The table's owner, for comparison, sees the same through FORCE.
+	var n int
+	if err := db.Tenant("acme").Tx(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM audit_queue WHERE $1::text <> ''`).Scan(&n)
+	}); err != nil || n != 2 {
+		t.Errorf("the owner bound to acme sees %d queued rows (%v)", n, err)
+	}
 }

@@ -98,26 +98,32 @@ func (c *stmtCache) close() {
 }
 
 // txExec, txQuery and txQueryRow run a statement in a transaction through
-// the cache on SQLite, and as text otherwise.
-func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args []any, bulk bool) (sql.Result, error) {
-	if st := db.cached(ctx, query, bulk); st != nil {
-		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+// the cache on SQLite (a *sql.Tx), and as text otherwise.
+func (db *DB) txExec(ctx context.Context, r runner, query string, args []any, bulk bool) (sql.Result, error) {
+	if tx, ok := r.(*sql.Tx); ok {
+		if st := db.cached(ctx, query, bulk); st != nil {
+			return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		}
 	}
-	return tx.ExecContext(ctx, query, args...)
+	return r.ExecContext(ctx, query, args...)
 }
 
-func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args []any, bulk bool) (*sql.Rows, error) {
-	if st := db.cached(ctx, query, bulk); st != nil {
-		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+func (db *DB) txQuery(ctx context.Context, r runner, query string, args []any, bulk bool) (*sql.Rows, error) {
+	if tx, ok := r.(*sql.Tx); ok {
+		if st := db.cached(ctx, query, bulk); st != nil {
+			return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		}
 	}
-	return tx.QueryContext(ctx, query, args...)
+	return r.QueryContext(ctx, query, args...)
 }
 
-func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args []any) *sql.Row {
-	if st := db.cached(ctx, query, false); st != nil {
-		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+func (db *DB) txQueryRow(ctx context.Context, r runner, query string, args []any) *sql.Row {
+	if tx, ok := r.(*sql.Tx); ok {
+		if st := db.cached(ctx, query, false); st != nil {
+			return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+		}
 	}
-	return tx.QueryRowContext(ctx, query, args...)
+	return r.QueryRowContext(ctx, query, args...)
 }
 
 func (db *DB) cached(ctx context.Context, query string, bulk bool) *sql.Stmt {

@@ -28,7 +28,7 @@ func (ts *TenantStore) Tx(ctx context.Context, fn func(*Tx) error) error {
 	if ts.id == "" {
 		return ErrNoTenant
 	}
-	return ts.db.run(ctx, nil, false, ts.id, func(stx *sql.Tx, h *hooks) error {
+	return ts.db.run(ctx, nil, false, ts.id, func(stx runner, h *hooks) error {
 		return fn(&Tx{tx: stx, tenant: ts.id, db: ts.db, hooks: h})
 	})
 }
@@ -46,7 +46,7 @@ func (ts *TenantStore) Snapshot(ctx context.Context, fn func(*Tx) error) error {
 	if ts.db.dialect == SQLite {
 		opts = &sql.TxOptions{ReadOnly: true}
 	}
-	return ts.db.run(ctx, opts, false, ts.id, func(stx *sql.Tx, h *hooks) error {
+	return ts.db.run(ctx, opts, false, ts.id, func(stx runner, h *hooks) error {
 		return fn(&Tx{tx: stx, tenant: ts.id, db: ts.db, hooks: h})
 	})
 }
@@ -56,14 +56,40 @@ func (ts *TenantStore) Snapshot(ctx context.Context, fn func(*Tx) error) error {
 // 'platform', which the row-level security policies admit. Use it only for
 // work that is not one tenant's.
 func (db *DB) Platform(ctx context.Context, fn func(*PlatformTx) error) error {
-	return db.run(ctx, nil, true, "", func(stx *sql.Tx, h *hooks) error {
+	return db.run(ctx, nil, true, "", func(stx runner, h *hooks) error {
 		return fn(&PlatformTx{tx: stx, db: db, hooks: h})
 	})
 }
 
-type hooks struct{ after []func() }
+type hooks struct {
+	after []func()
+	// deferred holds statements queued by Tx.ExecDeferred (PostgreSQL),
+	// sent with the commit or before the transaction's next statement.
+	deferred []deferredStmt
+	// stmts are statements prepared on a connection (Tx.Prepare on
+	// PostgreSQL), closed when the transaction ends.
+	stmts []*sql.Stmt
+}
 
-func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
+type deferredStmt struct {
+	query string
+	args  []any
+}
+
+// runner is what a transaction's statements run on: a *sql.Tx (SQLite),
+// or the *sql.Conn of a PostgreSQL transaction begun and ended by the store
+// itself (pgtx.go).
+type runner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenant string, fn func(runner, *hooks) error) error {
+	if db.dialect == Postgres {
+		return db.runPostgres(ctx, opts, platform, tenant, fn)
+	}
 	h := &hooks{}
 	stx, err := db.sql.BeginTx(ctx, opts)
 	if err != nil {
@@ -75,15 +101,6 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenan
 			_ = stx.Rollback()
 		}
 	}()
-	if db.dialect == Postgres {
-		scope := ""
-		if platform {
-			scope = "platform"
-		}
-		if _, err := stx.ExecContext(ctx, `SELECT set_config('relais.tenant_id', $1, true), set_config('relais.scope', $2, true)`, tenant, scope); err != nil {
-			return fmt.Errorf("store: bind transaction to tenant: %w", err)
-		}
-	}
 	if err := fn(stx, h); err != nil {
 		return err
 	}
@@ -101,7 +118,7 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenan
 // Tx is a transaction bound to one tenant. Statements use $1 for the tenant
 // (bound by the store) and $2... for their own parameters.
 type Tx struct {
-	tx     *sql.Tx
+	tx     runner
 	tenant string
 	db     *DB
 	hooks  *hooks
@@ -135,7 +152,30 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	if err != nil {
 		return nil, err
 	}
+	if err := tx.hooks.flush(ctx, tx.tx); err != nil {
+		return nil, err
+	}
 	return tx.db.txExec(ctx, tx.tx, query, all, false)
+}
+
+// ExecDeferred queues a statement (the tenant is $1, as in Exec) to run
+// no later than the commit: on PostgreSQL it is sent in the commit's
+// round trip, or before the transaction's next statement if one comes
+// first, so every statement sees the transaction as if it had run at
+// once; it costs no round trip of its own when it is the last. Its error
+// fails the transaction (at the commit or at the next statement). On
+// SQLite, which has no round trips, it runs at once.
+func (tx *Tx) ExecDeferred(ctx context.Context, query string, args ...any) error {
+	all, err := tx.args(query, args)
+	if err != nil {
+		return err
+	}
+	if tx.db.dialect != Postgres {
+		_, err := tx.db.txExec(ctx, tx.tx, query, all, false)
+		return err
+	}
+	tx.hooks.deferred = append(tx.hooks.deferred, deferredStmt{query, all})
+	return nil
 }
 
 // ExecBulk runs a long multi-row statement like Exec, through the SQLite
@@ -145,6 +185,9 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 func (tx *Tx) ExecBulk(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	all, err := tx.args(query, args)
 	if err != nil {
+		return nil, err
+	}
+	if err := tx.hooks.flush(ctx, tx.tx); err != nil {
 		return nil, err
 	}
 	return tx.db.txExec(ctx, tx.tx, query, all, true)
@@ -157,6 +200,9 @@ func (tx *Tx) QueryBulk(ctx context.Context, query string, args ...any) (*sql.Ro
 	if err != nil {
 		return nil, err
 	}
+	if err := tx.hooks.flush(ctx, tx.tx); err != nil {
+		return nil, err
+	}
 	return tx.db.txQuery(ctx, tx.tx, query, all, true)
 }
 
@@ -164,6 +210,8 @@ func (tx *Tx) QueryBulk(ctx context.Context, query string, args ...any) (*sql.Ro
 type Stmt struct {
 	st     *sql.Stmt
 	tenant string
+	r      runner
+	hooks  *hooks
 }
 
 // Prepare prepares a statement to run many times in this transaction (a
@@ -173,15 +221,24 @@ func (tx *Tx) Prepare(ctx context.Context, query string) (*Stmt, error) {
 	if !usesTenantParam(query) {
 		return nil, ErrUnscoped
 	}
+	if err := tx.hooks.flush(ctx, tx.tx); err != nil {
+		return nil, err
+	}
 	st, err := tx.tx.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	return &Stmt{st: st, tenant: tx.tenant}, nil
+	if _, ok := tx.tx.(*sql.Conn); ok {
+		tx.hooks.stmts = append(tx.hooks.stmts, st)
+	}
+	return &Stmt{st: st, tenant: tx.tenant, r: tx.tx, hooks: tx.hooks}, nil
 }
 
 // Exec runs the prepared statement; the tenant is $1.
 func (s *Stmt) Exec(ctx context.Context, args ...any) (sql.Result, error) {
+	if err := s.hooks.flush(ctx, s.r); err != nil {
+		return nil, err
+	}
 	all := make([]any, 0, len(args)+1)
 	all = append(all, s.tenant)
 	return s.st.ExecContext(ctx, append(all, args...)...)
@@ -193,6 +250,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 	if err != nil {
 		return nil, err
 	}
+	if err := tx.hooks.flush(ctx, tx.tx); err != nil {
+		return nil, err
+	}
 	return tx.db.txQuery(ctx, tx.tx, query, all, false)
 }
 
@@ -201,6 +261,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *Row {
 	all, err := tx.args(query, args)
 	if err != nil {
+		return &Row{err: err}
+	}
+	if err := tx.hooks.flush(ctx, tx.tx); err != nil {
 		return &Row{err: err}
 	}
 	return &Row{row: tx.db.txQueryRow(ctx, tx.tx, query, all)}
@@ -248,23 +311,32 @@ func usesTenantParam(q string) bool {
 // PlatformTx is an operator-level transaction. Its statements are raw
 // (no bound tenant); keep them to platform tables.
 type PlatformTx struct {
-	tx    *sql.Tx
+	tx    runner
 	db    *DB
 	hooks *hooks
 }
 
 // Exec runs a statement.
 func (p *PlatformTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := p.hooks.flush(ctx, p.tx); err != nil {
+		return nil, err
+	}
 	return p.db.txExec(ctx, p.tx, query, args, false)
 }
 
 // Query runs a query.
 func (p *PlatformTx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := p.hooks.flush(ctx, p.tx); err != nil {
+		return nil, err
+	}
 	return p.db.txQuery(ctx, p.tx, query, args, false)
 }
 
 // QueryRow runs a single-row query.
 func (p *PlatformTx) QueryRow(ctx context.Context, query string, args ...any) *Row {
+	if err := p.hooks.flush(ctx, p.tx); err != nil {
+		return &Row{err: err}
+	}
 	return &Row{row: p.db.txQueryRow(ctx, p.tx, query, args)}
 }
 

@@ -13,7 +13,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,4 +116,19 @@ func open(t testing.TB, o store.Options) *store.DB {
 		t.Fatalf("migrate: %v", err)
 	}
 	return db
+}
+
+// SuperuserURL returns the shared server's superuser URL for the database
+// of appURL (one PostgresURL returned), for tests that must act beside the
+// application role: create another role, inspect what it sees.
+func SuperuserURL(t testing.TB, appURL string) string {
+	t.Helper()
+	if shared.server == nil {
+		t.Fatal("storetest: no PostgreSQL server")
+	}
+	u, err := url.Parse(appURL)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	return shared.server.SuperuserURL(strings.TrimPrefix(u.Path, "/"))
 }
