@@ -31,8 +31,10 @@ import (
 // clear into a plain table of the same store with the same indexes (unique
 // email, phone), in the same batches (1000 rows per transaction, multi-row
 // INSERTs of 100 rows on SQLite and 500 on PostgreSQL, prepared once through
-// the statement cache as the import's). Both run with the store's default
-// settings. N is 100,000, or RELAIS_BENCH_CONTACTS.
+// the statement cache as the import's), in a bulk session of the store
+// with the import's checkpoint interval (contacts.BulkWALPages). Both run
+// with the store's default settings otherwise. N is 100,000, or
+// RELAIS_BENCH_CONTACTS.
 //
 //	go test -run '^$' -bench Contacts -benchtime 1x ./bench/
 //	RELAIS_BENCH_CONTACTS=1000000 go test -run '^$' -bench Contacts -benchtime 1x -timeout 60m ./bench/
@@ -148,8 +150,9 @@ func rawInsert(b *testing.B, e importEnv, path string) int {
 	}
 	n := 0
 	rows := make([][]string, 0, 1000)
+	var sess *store.BulkSession
 	flush := func() {
-		err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+		err := sess.Tx(ctx, func(tx *store.Tx) error {
 			for start := 0; start < len(rows); start += perStmt {
 				chunk := rows[start:min(start+perStmt, len(rows))]
 				var q strings.Builder
@@ -184,21 +187,29 @@ func rawInsert(b *testing.B, e importEnv, path string) int {
 		n += len(rows)
 		rows = rows[:0]
 	}
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
+	// In a bulk session with the import's checkpoint interval, as the import.
+	err = e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
+		sess = s
+		for {
+			rec, err := r.Read()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			rows = append(rows, append([]string(nil), rec...))
+			if len(rows) == 1000 {
+				flush()
+			}
 		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		rows = append(rows, append([]string(nil), rec...))
-		if len(rows) == 1000 {
+		if len(rows) > 0 {
 			flush()
 		}
-	}
-	if len(rows) > 0 {
-		flush()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 	return n
 }

@@ -424,7 +424,7 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 		}
 		return nil
 	}
-	runErr := runPipeline(ctx, opts.Workers, produce, prepare, write)
+	runErr := w.inBulk(ctx, tenantID, func() error { return runPipeline(ctx, opts.Workers, produce, prepare, write) })
 	if opts.DryRun {
 		job.Errors = dryErrors
 		if runErr != nil {

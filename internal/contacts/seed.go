@@ -227,7 +227,7 @@ func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, 
 		}
 		return nil
 	}
-	if err := runPipeline(ctx, min(max(1, runtimeWorkers()), 16), produce, prepare, write); err != nil {
+	if err := w.inBulk(ctx, tenantID, func() error { return runPipeline(ctx, min(max(1, runtimeWorkers()), 16), produce, prepare, write) }); err != nil {
 		return res, fmt.Errorf("contacts: seed: %w", err)
 	}
 	return res, nil

@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,6 +109,9 @@ func (t SQLiteTuning) pragmas() string {
 	return fmt.Sprintf("&_pragma=cache_size(%d)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)", -t.CacheMiB*1024, t.WALAutocheckpoint)
 }
 
+// busyTimeoutMillis is how long an SQLite connection waits for a lock.
+const busyTimeoutMillis = 15000
+
 // DB is an open store.
 type DB struct {
 	sql     *sql.DB
@@ -151,7 +155,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	path := filepath.Join(dir, "relais.db")
 	// _txlock=immediate: writers take the lock at BEGIN, so two writers
 	// never deadlock on a lock upgrade; busy_timeout makes them wait.
-	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(15000)" +
+	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMillis) + ")" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" + tune.pragmas() + "&_txlock=immediate"
 	s, err := sql.Open("sqlite", dsn)
 	if err != nil {

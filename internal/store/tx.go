@@ -63,9 +63,19 @@ func (db *DB) Platform(ctx context.Context, fn func(*PlatformTx) error) error {
 
 type hooks struct{ after []func() }
 
+// beginner starts transactions: the pool (*sql.DB), or one pinned
+// connection (*sql.Conn, a bulk session).
+type beginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
+	return db.runOn(ctx, db.sql, opts, platform, tenant, fn)
+}
+
+func (db *DB) runOn(ctx context.Context, on beginner, opts *sql.TxOptions, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
 	h := &hooks{}
-	stx, err := db.sql.BeginTx(ctx, opts)
+	stx, err := on.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
