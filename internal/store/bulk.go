@@ -32,8 +32,9 @@ type BulkSession struct {
 // on one connection, set up for a bulk load by opts. When fn returns, the
 // connection gets the store's settings back and, on SQLite, the write-ahead
 // log the session let grow is checkpointed and truncated if no other
-// connection is using it at that moment (otherwise later checkpoints empty
-// it, and the file keeps its size until a checkpoint can truncate it).
+// connection is using it at that moment (otherwise the automatic
+// checkpoints empty it, and the next commit that starts it over truncates
+// the file to the store's limit, twice its sqlite.wal_autocheckpoint).
 func (ts *TenantStore) Bulk(ctx context.Context, opts BulkOptions, fn func(*BulkSession) error) error {
 	if ts.id == "" {
 		return ErrNoTenant
@@ -44,17 +45,22 @@ func (ts *TenantStore) Bulk(ctx context.Context, opts BulkOptions, fn func(*Bulk
 	}
 	defer func() { _ = conn.Close() }()
 	if ts.db.dialect == SQLite && opts.WALAutocheckpoint > 0 {
-		var was int64
-		if err := conn.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&was); err != nil {
+		// The log may now grow to the session's interval: no size limit
+		// while it runs (a limit would truncate it at every restart).
+		var ckpt, limit int64
+		if err := conn.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&ckpt); err != nil {
 			return fmt.Errorf("store: bulk session: %w", err)
 		}
-		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = `+strconv.Itoa(opts.WALAutocheckpoint)); err != nil {
+		if err := conn.QueryRowContext(ctx, `PRAGMA journal_size_limit`).Scan(&limit); err != nil {
+			return fmt.Errorf("store: bulk session: %w", err)
+		}
+		if err := setPragmas(ctx, conn, "wal_autocheckpoint", int64(opts.WALAutocheckpoint), "journal_size_limit", -1); err != nil {
 			return fmt.Errorf("store: bulk session: %w", err)
 		}
 		defer func() {
 			// Even when ctx is cancelled: the connection goes back to the pool.
 			rctx := context.WithoutCancel(ctx)
-			_, rerr := conn.ExecContext(rctx, `PRAGMA wal_autocheckpoint = `+strconv.FormatInt(was, 10))
+			rerr := setPragmas(rctx, conn, "wal_autocheckpoint", ckpt, "journal_size_limit", limit)
 			if rerr == nil {
 				rerr = truncateWAL(rctx, conn)
 			}
@@ -73,6 +79,16 @@ func (s *BulkSession) Tx(ctx context.Context, fn func(*Tx) error) error {
 	return s.ts.db.runOn(ctx, s.conn, nil, false, s.ts.id, func(stx *sql.Tx, h *hooks) error {
 		return fn(&Tx{tx: stx, tenant: s.ts.id, db: s.ts.db, hooks: h})
 	})
+}
+
+// setPragmas sets pairs of pragma names and values on conn.
+func setPragmas(ctx context.Context, conn *sql.Conn, kv ...any) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA %s = %d", kv[i], kv[i+1])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // truncateWAL checkpoints the whole write-ahead log and truncates it, if

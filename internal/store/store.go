@@ -96,8 +96,11 @@ func DefaultSQLiteTuning() SQLiteTuning {
 }
 
 // pragmas returns the DSN parameters that apply t to each connection:
-// its settings, and temporary tables and statement journals (a
-// multi-row statement's undo pages) in memory rather than in files.
+// its settings, temporary tables and statement journals (a multi-row
+// statement's undo pages) in memory rather than in files, and a size
+// limit of twice the checkpoint interval to which the write-ahead log file
+// is truncated when a commit starts it over (it only grows beyond that in
+// a bulk session, see TenantStore.Bulk).
 func (t SQLiteTuning) pragmas() string {
 	d := DefaultSQLiteTuning()
 	if t.CacheMiB <= 0 {
@@ -106,8 +109,13 @@ func (t SQLiteTuning) pragmas() string {
 	if t.WALAutocheckpoint <= 0 {
 		t.WALAutocheckpoint = d.WALAutocheckpoint
 	}
-	return fmt.Sprintf("&_pragma=cache_size(%d)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)", -t.CacheMiB*1024, t.WALAutocheckpoint)
+	return fmt.Sprintf("&_pragma=cache_size(%d)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)&_pragma=journal_size_limit(%d)",
+		-t.CacheMiB*1024, t.WALAutocheckpoint, t.walSizeLimit())
 }
+
+// walSizeLimit is the journal_size_limit of the store's connections, in
+// bytes: twice the checkpoint interval of 4 KiB pages.
+func (t SQLiteTuning) walSizeLimit() int64 { return 2 * int64(t.WALAutocheckpoint) * 4096 }
 
 // busyTimeoutMillis is how long an SQLite connection waits for a lock.
 const busyTimeoutMillis = 15000

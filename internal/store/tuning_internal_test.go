@@ -171,8 +171,9 @@ func TestBulkSessionSettings(t *testing.T) {
 		return v
 	}
 	err = db.Tenant("ta").Bulk(ctx, BulkOptions{WALAutocheckpoint: 50000}, func(s *BulkSession) error {
-		if got := pragma(func(q string) *sql.Row { return s.conn.QueryRowContext(ctx, q) }, "wal_autocheckpoint"); got != 50000 {
-			t.Errorf("in the session: wal_autocheckpoint %d", got)
+		q := func(q string) *sql.Row { return s.conn.QueryRowContext(ctx, q) }
+		if ckpt, limit := pragma(q, "wal_autocheckpoint"), pragma(q, "journal_size_limit"); ckpt != 50000 || limit != -1 {
+			t.Errorf("in the session: wal_autocheckpoint %d, journal_size_limit %d", ckpt, limit)
 		}
 		for i := 0; i < 20; i++ {
 			if err := s.Tx(ctx, func(tx *Tx) error {
@@ -200,8 +201,9 @@ func TestBulkSessionSettings(t *testing.T) {
 	}
 	defer c.Close()
 	q := func(q string) *sql.Row { return c.QueryRowContext(ctx, q) }
-	if ckpt, busy := pragma(q, "wal_autocheckpoint"), pragma(q, "busy_timeout"); ckpt != 10000 || busy != busyTimeoutMillis {
-		t.Fatalf("after the session: wal_autocheckpoint %d, busy_timeout %d", ckpt, busy)
+	if ckpt, busy, limit := pragma(q, "wal_autocheckpoint"), pragma(q, "busy_timeout"), pragma(q, "journal_size_limit"); ckpt != 10000 ||
+		busy != busyTimeoutMillis || limit != 2*10000*4096 {
+		t.Fatalf("after the session: wal_autocheckpoint %d, busy_timeout %d, journal_size_limit %d", ckpt, busy, limit)
 	}
 	var n int
 	if err := q(`SELECT count(*) FROM bulk_s WHERE tenant_id = 'ta'`).Scan(&n); err != nil || n != 60 {
