@@ -198,6 +198,21 @@ type writer struct {
 // bench/README.md.
 const BulkWALPages = 100000
 
+// defaultBatchSize is the number of contacts an import (by default) or a
+// seed writes per transaction. On SQLite, 500: once the blind indexes
+// outgrow the page cache, 1000 contacts change about 2,500 scattered pages,
+// more than the cache holds, which then spills pages into the log in the
+// middle of the transaction and writes them again at commit, re-reading
+// the frames after the first one rewritten to checksum them (measured at
+// 1M contacts: 500 per transaction took 13% less CPU per contact and 10 MB
+// less peak memory than 1000).
+func defaultBatchSize(d store.Dialect) int {
+	if d == store.SQLite {
+		return 500
+	}
+	return 1000
+}
+
 // inBulk runs fn with w writing its batches through one bulk session of
 // the tenant (one pinned connection, with a larger checkpoint interval on
 // SQLite).
