@@ -87,8 +87,8 @@ type ImportOptions struct {
 	// and mode is resumed if it is interrupted, or running but silent for
 	// longer than Service.ImportLease; otherwise a new job starts.
 	JobID string
-	// BatchSize is the number of lines per transaction (1000 when 0, at
-	// most 5000).
+	// BatchSize is the number of lines per transaction (when 0: 500 on
+	// SQLite, 1000 on PostgreSQL; at most 5000).
 	BatchSize int
 	// Workers is the number of goroutines that validate and encrypt
 	// (GOMAXPROCS when 0).
@@ -250,6 +250,9 @@ func hashFile(ctx context.Context, src io.ReadSeeker) ([]byte, int64, error) {
 // all (empty, not UTF-8, bad header or mapping) gives an error wrapping
 // ErrEmptyFile or ErrBadFile and writes nothing.
 func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker, opts ImportOptions) (ImportJob, error) {
+	if opts.BatchSize == 0 {
+		opts.BatchSize = defaultBatchSize(s.DB.Dialect())
+	}
 	if err := opts.check(); err != nil {
 		return ImportJob{}, err
 	}
@@ -424,7 +427,7 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 		}
 		return nil
 	}
-	runErr := runPipeline(ctx, opts.Workers, produce, prepare, write)
+	runErr := w.inBulk(ctx, tenantID, func() error { return runPipeline(ctx, opts.Workers, produce, prepare, write) })
 	if opts.DryRun {
 		job.Errors = dryErrors
 		if runErr != nil {

@@ -84,7 +84,8 @@ func asciiLower(s string) string {
 // consents for email and SMS with their proof, and memberships of three lists
 // (Newsletter, VIP, Prospects, created if missing). The same seed gives the
 // same people. It writes through the import's batched path (sealed by a
-// worker pool, 1000 contacts per transaction); progress is called after each
+// worker pool, 500 contacts per transaction on SQLite, 1000 on
+// PostgreSQL); progress is called after each
 // batch with the number of contacts done. Seeding again with the same seed
 // updates the same contacts.
 func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, progress func(done int)) (SeedResult, error) {
@@ -185,7 +186,7 @@ func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, 
 		}
 		return r
 	}
-	const batchSize = 1000
+	batchSize := defaultBatchSize(s.DB.Dialect())
 	produce := func(ctx context.Context, emit func(*batch) error) error {
 		for start := 0; start < n; start += batchSize {
 			b := &batch{}
@@ -227,7 +228,7 @@ func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, 
 		}
 		return nil
 	}
-	if err := runPipeline(ctx, min(max(1, runtimeWorkers()), 16), produce, prepare, write); err != nil {
+	if err := w.inBulk(ctx, tenantID, func() error { return runPipeline(ctx, min(max(1, runtimeWorkers()), 16), produce, prepare, write) }); err != nil {
 		return res, fmt.Errorf("contacts: seed: %w", err)
 	}
 	return res, nil

@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,8 +96,11 @@ func DefaultSQLiteTuning() SQLiteTuning {
 }
 
 // pragmas returns the DSN parameters that apply t to each connection:
-// its settings, and temporary tables and statement journals (a
-// multi-row statement's undo pages) in memory rather than in files.
+// its settings, temporary tables and statement journals (a multi-row
+// statement's undo pages) in memory rather than in files, and a size
+// limit of twice the checkpoint interval to which the write-ahead log file
+// is truncated when a commit starts it over (it only grows beyond that in
+// a bulk session, see TenantStore.Bulk).
 func (t SQLiteTuning) pragmas() string {
 	d := DefaultSQLiteTuning()
 	if t.CacheMiB <= 0 {
@@ -105,8 +109,16 @@ func (t SQLiteTuning) pragmas() string {
 	if t.WALAutocheckpoint <= 0 {
 		t.WALAutocheckpoint = d.WALAutocheckpoint
 	}
-	return fmt.Sprintf("&_pragma=cache_size(%d)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)", -t.CacheMiB*1024, t.WALAutocheckpoint)
+	return fmt.Sprintf("&_pragma=cache_size(%d)&_pragma=wal_autocheckpoint(%d)&_pragma=temp_store(MEMORY)&_pragma=journal_size_limit(%d)",
+		-t.CacheMiB*1024, t.WALAutocheckpoint, t.walSizeLimit())
 }
+
+// walSizeLimit is the journal_size_limit of the store's connections, in
+// bytes: twice the checkpoint interval of 4 KiB pages.
+func (t SQLiteTuning) walSizeLimit() int64 { return 2 * int64(t.WALAutocheckpoint) * 4096 }
+
+// busyTimeoutMillis is how long an SQLite connection waits for a lock.
+const busyTimeoutMillis = 15000
 
 // DB is an open store.
 type DB struct {
@@ -151,7 +163,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	path := filepath.Join(dir, "relais.db")
 	// _txlock=immediate: writers take the lock at BEGIN, so two writers
 	// never deadlock on a lock upgrade; busy_timeout makes them wait.
-	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(15000)" +
+	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMillis) + ")" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" + tune.pragmas() + "&_txlock=immediate"
 	s, err := sql.Open("sqlite", dsn)
 	if err != nil {

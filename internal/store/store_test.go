@@ -403,3 +403,49 @@ func TestDialectsHaveTheSameTables(t *testing.T) {
 		}
 	}
 }
+
+// A bulk session's transactions are bound to its tenant as Tx's are: $1 is
+// the tenant, a statement without it is refused, a failed transaction
+// rolls back alone and the session goes on.
+func TestBulkSessionIsTenantBound(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		seed(t, db)
+		ctx := context.Background()
+		boom := errors.New("boom")
+		err := db.Tenant("ta").Bulk(ctx, store.BulkOptions{WALAutocheckpoint: 50000}, func(s *store.BulkSession) error {
+			if err := s.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, `UPDATE tenant_settings SET policy = $2 WHERE tenant_id = $1`, `{"bulk":1}`)
+				return err
+			}); err != nil {
+				return err
+			}
+			if err := s.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, `UPDATE tenant_settings SET policy = 'x'`)
+				return err
+			}); !errors.Is(err, store.ErrUnscoped) {
+				t.Errorf("unscoped statement in a session: %v", err)
+			}
+			if err := s.Tx(ctx, func(tx *store.Tx) error {
+				if _, err := tx.Exec(ctx, `UPDATE tenant_settings SET policy = $2 WHERE tenant_id = $1`, `{"bulk":2}`); err != nil {
+					return err
+				}
+				return boom
+			}); !errors.Is(err, boom) {
+				t.Errorf("failed transaction: %v", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := policies(t, db, "ta", `SELECT policy FROM tenant_settings WHERE tenant_id = $1`); len(got) != 1 || got[0] != `{"bulk":1}` {
+			t.Fatalf("tenant a after the session: %v", got)
+		}
+		if got := policies(t, db, "tb", `SELECT policy FROM tenant_settings WHERE tenant_id = $1`); len(got) != 1 || !strings.Contains(got[0], `"tb"`) {
+			t.Fatalf("tenant b changed: %v", got)
+		}
+		if err := db.Tenant("").Bulk(ctx, store.BulkOptions{}, func(*store.BulkSession) error { return nil }); !errors.Is(err, store.ErrNoTenant) {
+			t.Fatalf("empty tenant: %v", err)
+		}
+	})
+}

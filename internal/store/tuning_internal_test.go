@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -139,5 +142,71 @@ func TestBulkStatementCache(t *testing.T) {
 	}
 	if db.stmts.bulk != maxBulkStmts {
 		t.Fatalf("%d bulk statements cached, want %d", db.stmts.bulk, maxBulkStmts)
+	}
+}
+
+// A bulk session's transactions run on one connection with the session's
+// checkpoint interval; afterwards that connection has the store's settings
+// back (interval, busy timeout) and the log the session grew is truncated.
+func TestBulkSessionSettings(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.sql.SetMaxOpenConns(1) // the session's connection is the pool's only one
+	if err := db.Platform(ctx, func(p *PlatformTx) error {
+		_, err := p.Exec(ctx, `CREATE TABLE bulk_s (tenant_id TEXT NOT NULL, n INTEGER NOT NULL)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pragma := func(q func(string) *sql.Row, name string) int {
+		var v int
+		if err := q(`PRAGMA ` + name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	err = db.Tenant("ta").Bulk(ctx, BulkOptions{WALAutocheckpoint: 50000}, func(s *BulkSession) error {
+		q := func(q string) *sql.Row { return s.conn.QueryRowContext(ctx, q) }
+		if ckpt, limit := pragma(q, "wal_autocheckpoint"), pragma(q, "journal_size_limit"); ckpt != 50000 || limit != -1 {
+			t.Errorf("in the session: wal_autocheckpoint %d, journal_size_limit %d", ckpt, limit)
+		}
+		for i := 0; i < 20; i++ {
+			if err := s.Tx(ctx, func(tx *Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO bulk_s (tenant_id, n) SELECT $1, value FROM json_each(json_array(1, 2, 3))`)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "relais.db-wal")); err != nil || fi.Size() != 0 {
+		t.Errorf("write-ahead log after the session: %v %v", fi, err)
+	}
+	// The pool's one connection, the session's, has the store's settings.
+	if open := db.sql.Stats().OpenConnections; open != 1 {
+		t.Fatalf("%d connections open", open)
+	}
+	c, err := db.sql.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := func(q string) *sql.Row { return c.QueryRowContext(ctx, q) }
+	if ckpt, busy, limit := pragma(q, "wal_autocheckpoint"), pragma(q, "busy_timeout"), pragma(q, "journal_size_limit"); ckpt != 10000 ||
+		busy != busyTimeoutMillis || limit != 2*10000*4096 {
+		t.Fatalf("after the session: wal_autocheckpoint %d, busy_timeout %d, journal_size_limit %d", ckpt, busy, limit)
+	}
+	var n int
+	if err := q(`SELECT count(*) FROM bulk_s WHERE tenant_id = 'ta'`).Scan(&n); err != nil || n != 60 {
+		t.Fatalf("rows written: %d %v", n, err)
 	}
 }

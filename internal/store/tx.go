@@ -86,12 +86,23 @@ type runner interface {
 	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
+// beginner starts SQLite transactions: the pool (*sql.DB), or one pinned
+// connection (*sql.Conn, a bulk session).
+type beginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenant string, fn func(runner, *hooks) error) error {
 	if db.dialect == Postgres {
 		return db.runPostgres(ctx, opts, platform, tenant, fn)
 	}
+	return db.runOn(ctx, db.sql, opts, platform, tenant, fn)
+}
+
+// runOn runs a SQLite transaction begun on on.
+func (db *DB) runOn(ctx context.Context, on beginner, opts *sql.TxOptions, platform bool, tenant string, fn func(runner, *hooks) error) error {
 	h := &hooks{}
-	stx, err := db.sql.BeginTx(ctx, opts)
+	stx, err := on.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
