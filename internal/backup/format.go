@@ -341,6 +341,28 @@ func (c *checksum) addRow(line []byte, t *table, vals []any) ([32]byte, error) {
 	return c.add(line), nil
 }
 
+// addValues encodes a row's values into line (a scratch buffer, returned
+// for reuse) and adds the row: the sum of a table read back from a store,
+// or of the rows a restore writes.
+func (c *checksum) addValues(line []byte, t *table, vals []any) ([]byte, error) {
+	line, err := encodeRow(line[:0], t, vals)
+	if err != nil {
+		return line, err
+	}
+	_, err = c.addRow(line, t, vals)
+	return line, err
+}
+
+// merge adds the rows summed in o (the sum of a union of rows is the sum
+// of their sums).
+func (c *checksum) merge(o *checksum) {
+	var carry uint64
+	for i := range 4 {
+		c.sum[i], carry = bits.Add64(c.sum[i], o.sum[i], carry)
+	}
+	c.rows += o.rows
+}
+
 func (c *checksum) add(line []byte) [32]byte {
 	h := sha256.Sum256(line)
 	var carry uint64
