@@ -240,7 +240,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 				// A unique index (the contacts' e-mail blind index, say)
 				// that the backup's rows break: the whole restore is
 				// refused.
-				return fmt.Errorf("backup: the restored rows break index %s of the store: %w", ix.name, err)
+				return fmt.Errorf("backup: the restored rows break %s %s of the store: %w", ix.kind, ix.name, err)
 			}
 		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
@@ -713,22 +713,24 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 	}
 	var rebuild []setAside
 	for _, t := range tables {
+		empty := false
 		var one int
 		err := ptx.QueryRow(ctx, `SELECT 1 FROM `+quote(t.Name)+` LIMIT 1`).Scan(&one)
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			empty = true
+		case err != nil:
 			return nil, err
 		}
-		rows, err := ptx.Query(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL ORDER BY name`, t.Name)
+		rows, err := ptx.Query(ctx, `SELECT type, name, sql FROM sqlite_schema WHERE tbl_name = $1 AND sql IS NOT NULL
+			AND (type = 'trigger' OR (type = 'index' AND $2)) ORDER BY type, name`, t.Name, empty)
 		if err != nil {
 			return nil, err
 		}
 		var mine []setAside
 		for rows.Next() {
 			var ix setAside
-			if err := rows.Scan(&ix.name, &ix.sql); err != nil {
+			if err := rows.Scan(&ix.kind, &ix.name, &ix.sql); err != nil {
 				_ = rows.Close()
 				return nil, err
 			}
@@ -739,8 +741,8 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 			return nil, err
 		}
 		for _, ix := range mine {
-			if _, err := ptx.Exec(ctx, `DROP INDEX `+quote(ix.name)); err != nil {
-				return nil, fmt.Errorf("backup: set aside index %s: %w", ix.name, err)
+			if _, err := ptx.Exec(ctx, `DROP `+strings.ToUpper(ix.kind)+` `+quote(ix.name)); err != nil {
+				return nil, fmt.Errorf("backup: set aside %s %s: %w", ix.kind, ix.name, err)
 			}
 		}
 		rebuild = append(rebuild, mine...)
@@ -748,9 +750,9 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 	return rebuild, nil
 }
 
-// setAside is an index dropped for the load: its name and the statement
-// that creates it again.
-type setAside struct{ name, sql string }
+// setAside is an index or a trigger dropped for the load: its kind, its
+// name and the statement that creates it again.
+type setAside struct{ kind, name, sql string }
 
 // fixSerials moves PostgreSQL sequences past the restored ids.
 func fixSerials(ctx context.Context, ptx *store.PlatformTx, tables []*table) error {

@@ -70,7 +70,41 @@ func TestRestoreFullBatches(t *testing.T) {
 		}
 		compareDumps(t, want, dump(t, dest, e.acme.ID))
 		verifyAudit(t, dest, mk, e.acme.ID)
+		if dest.Dialect() == store.SQLite {
+			// The indexes and triggers set aside for the load are all back.
+			if got, want := schemaOf(t, dest), schemaOf(t, storetest.OpenSQLite(t, storetest.Options{})); got != want {
+				t.Fatalf("the schema after the restore differs from a fresh store's:\n%s\nwant\n%s", got, want)
+			}
+		}
 	})
+}
+
+// schemaOf lists an SQLite store's indexes and triggers with their SQL.
+func schemaOf(t *testing.T, db *store.DB) string {
+	t.Helper()
+	var out []string
+	err := db.Platform(bg, func(p *store.PlatformTx) error {
+		rows, err := p.Query(bg, `SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_schema WHERE type IN ('index', 'trigger') ORDER BY type, name`)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rows.Close() }()
+		for rows.Next() {
+			var typ, name, tbl, q string
+			if err := rows.Scan(&typ, &name, &tbl, &q); err != nil {
+				return err
+			}
+			out = append(out, strings.Join([]string{typ, name, tbl, q}, " "))
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 20 {
+		t.Fatalf("only %d indexes and triggers", len(out))
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestRestoreRefusesDuplicateBlindIndex: a backup whose contacts break the
