@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -465,9 +464,27 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 	if err != nil {
 		return nil, nil, fmt.Errorf("backup: chunk %s: %s", name, reason(err))
 	}
-	sc := bufio.NewScanner(bytes.NewReader(plain))
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	if !sc.Scan() {
+	// Lines as bufio.ScanLines cuts them (a final line without its
+	// newline, a carriage return before it dropped).
+	text, pos := string(plain), 0 // text values are substrings of the one copy
+	nextLine := func() (line []byte, str string, ok bool) {
+		if pos >= len(plain) {
+			return nil, "", false
+		}
+		end := bytes.IndexByte(plain[pos:], '\n')
+		next := pos + end + 1
+		if end < 0 {
+			end, next = len(plain)-pos, len(plain)
+		}
+		line, str = plain[pos:pos+end], text[pos:pos+end]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line, str = line[:n-1], str[:n-1]
+		}
+		pos = next
+		return line, str, true
+	}
+	head, _, ok := nextLine()
+	if !ok {
 		return nil, nil, fmt.Errorf("backup: chunk %s is empty", name)
 	}
 	var hdr struct {
@@ -475,7 +492,7 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 		Op      string   `json:"op"`
 		Columns []column `json:"columns"`
 	}
-	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Table != t.Name || hdr.Op != op {
+	if err := json.Unmarshal(head, &hdr); err != nil || hdr.Table != t.Name || hdr.Op != op {
 		return nil, nil, fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
 	}
 	kinds := make([]string, 0, len(st.e.Columns))
@@ -490,25 +507,27 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 	}
 	var cs *checksum
 	var src *table
-	var line []byte
+	var enc []byte // the checksum's scratch encoding
 	if sum {
 		cs, src = &checksum{}, &table{Name: st.e.Name, Columns: st.e.Columns, PK: st.e.PK}
 	}
 	rows := make([][]any, 0, c.Count)
-	for sc.Scan() {
-		vals, err := parseLine(sc.Bytes(), kinds)
+	lp := lineParser{vals: make([]any, 0, c.Count*len(kinds)), blobs: make([]byte, 0, len(plain))}
+	for {
+		line, str, ok := nextLine()
+		if !ok {
+			break
+		}
+		vals, err := lp.parse(line, str, kinds)
 		if err != nil {
 			return nil, nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
 		}
 		if cs != nil {
-			if line, err = cs.addValues(line, src, vals); err != nil {
+			if enc, err = cs.addValues(enc, src, vals); err != nil {
 				return nil, nil, fmt.Errorf("backup: chunk %s: %w", name, err)
 			}
 		}
 		rows = append(rows, vals)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, nil, err
 	}
 	return rows, cs, nil
 }
@@ -577,7 +596,9 @@ func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserte
 	for i, c := range cols {
 		kinds[i] = t.kindOf(c.Name)
 	}
-	return &inserter{dialect: d, t: t, cols: cols, upsert: upsert, perStmt: per, kinds: kinds}
+	// args[0] is the tenant's slot (store.Stmt.ExecSlot).
+	args := make([]any, 1, 1+per*len(cols))
+	return &inserter{dialect: d, t: t, cols: cols, upsert: upsert, perStmt: per, kinds: kinds, args: args}
 }
 
 func (w *inserter) add(ctx context.Context, tx *store.Tx, vals []any) error {
@@ -622,10 +643,10 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 		if err != nil {
 			return err
 		}
-		res, err := st.Exec(ctx, w.args...)
+		res, err := st.ExecSlot(ctx, w.args)
 		return w.done(res, err)
 	}
-	res, err := tx.Exec(ctx, w.sql(), w.args...)
+	res, err := tx.Exec(ctx, w.sql(), w.args[1:]...)
 	return w.done(res, err)
 }
 
@@ -633,7 +654,7 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 // (the restore's checksums are those of the rows bound).
 func (w *inserter) done(res sql.Result, err error) error {
 	n := w.n
-	w.args, w.n = w.args[:0], 0
+	w.args, w.n = w.args[:1], 0
 	if err != nil || w.upsert {
 		return err
 	}
