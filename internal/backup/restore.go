@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,7 +114,8 @@ func (s *Service) chain(ctx context.Context, tenantID string, t Target, at time.
 // thing the read-back did: the backup's every row, none missing, none
 // added, none altered, against the sums taken from the live tenant. A
 // table that an incremental of the chain changes (upserts, deletes, a
-// table copied whole) is read back after the load, as before.
+// table copied whole) or whose columns differ at the last point is read
+// back after the load, as before.
 func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o RestoreOptions) (RestoreResult, error) {
 	if err := tenants.ValidateSlug(o.IntoSlug); err != nil {
 		return RestoreResult{}, err
@@ -161,12 +163,17 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		r.sums[e.Name] = &checksum{}
 	}
 	// The tables an incremental changes (rows, deletes, or copied whole
-	// again): their sums are read back from the store after the load; the
-	// others' are those of the full point's rows as written.
+	// again) or whose columns differ at the last point (a migration in
+	// between): their sums are read back from the store after the load;
+	// the others' are those of the full point's rows as written.
 	touched := map[string]bool{}
+	fullCols := map[string][]column{}
+	for _, e := range chain[0].body.Tables {
+		fullCols[e.Name] = e.Columns
+	}
 	for _, p := range chain[1:] {
 		for _, e := range p.body.Tables {
-			if len(e.Chunks) > 0 || len(e.Deletes) > 0 || e.Whole {
+			if len(e.Chunks) > 0 || len(e.Deletes) > 0 || e.Whole || !slices.Equal(e.Columns, fullCols[e.Name]) {
 				touched[e.Name] = true
 			}
 		}
