@@ -157,6 +157,12 @@ func TestRestoreRefusesDuplicateBlindIndex(t *testing.T) {
 		if _, err := ts.Get(bg, "acme-restored"); !errors.Is(err, tenants.ErrNotFound) {
 			t.Fatalf("a refused restore left its tenant: %v", err)
 		}
+		if dest.Dialect() == store.SQLite {
+			// The indexes and triggers set aside are back (rolled back).
+			if got, want := schemaOf(t, dest), schemaOf(t, storetest.OpenSQLite(t, storetest.Options{})); got != want {
+				t.Fatalf("the schema after a refused restore differs from a fresh store's:\n%s\nwant\n%s", got, want)
+			}
+		}
 	}
 	storetest.Run(t, func(t *testing.T, dest *store.DB) {
 		t.Run("empty store", func(t *testing.T) { refused(t, dest) })
