@@ -39,7 +39,9 @@ import (
 // restore-MB/s and restore-rows/s; raw-read-rows/s and raw-read-MB/s (the
 // tenant's rows read raw); aes-gcm-MB/s; backup/raw-read (rows/s ratio);
 // backup/read+aes (the backup's time against the raw read plus the raw
-// AES-GCM of its bytes); restore/raw-read.
+// AES-GCM of its bytes); restore/raw-read; raw-read-cpu-s and
+// restore-cpu-s, the process's CPU time during each (on a shared machine
+// they move less than the times).
 func benchBackupContacts() int {
 	if n, err := strconv.Atoi(os.Getenv("RELAIS_BENCH_BACKUP_CONTACTS")); err == nil && n > 0 {
 		return n
@@ -108,6 +110,7 @@ func BenchmarkBackupContacts(b *testing.B) {
 		// table with a tenant_id, in primary-key order as the backup reads
 		// them), in one snapshot.
 		var rawRows, rawBytes, contactsN int64
+		c0 := processCPU()
 		t0 := time.Now()
 		err := db.Tenant(tn.ID).Snapshot(ctx, func(tx *store.Tx) error {
 			for _, tbl := range tables {
@@ -155,6 +158,7 @@ func BenchmarkBackupContacts(b *testing.B) {
 			b.Fatal(err)
 		}
 		readTime := time.Since(t0)
+		readCPU := processCPU() - c0
 		// The backup.
 		tdir := b.TempDir()
 		target := &backup.DirTarget{Root: tdir}
@@ -212,17 +216,21 @@ func BenchmarkBackupContacts(b *testing.B) {
 		if _, err := rdb.Migrate(ctx); err != nil {
 			b.Fatal(err)
 		}
+		c3 := processCPU()
 		t3 := time.Now()
 		res, err := svc.Restore(ctx, tn.ID, target, backup.RestoreOptions{IntoSlug: "bench-restored", Dest: rdb})
 		if err != nil {
 			b.Fatal(err)
 		}
 		restoreTime := time.Since(t3)
+		restoreCPU := processCPU() - c3
 		_ = rdb.Close()
 		b.ReportMetric(restoreTime.Seconds(), "restore-s")
 		b.ReportMetric(mb/restoreTime.Seconds(), "restore-MB/s")
 		b.ReportMetric(float64(res.Rows)/restoreTime.Seconds(), "restore-rows/s")
 		b.ReportMetric(readTime.Seconds()/restoreTime.Seconds(), "restore/raw-read")
+		b.ReportMetric(readCPU.Seconds(), "raw-read-cpu-s")
+		b.ReportMetric(restoreCPU.Seconds(), "restore-cpu-s")
 		b.StartTimer()
 	}
 }

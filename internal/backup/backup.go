@@ -778,14 +778,21 @@ func (b *builder) newChunker(t *table, op string) *chunker {
 	if limit <= 0 {
 		limit = 4 << 20
 	}
-	c := &chunker{b: b, table: t.Name, header: append(h, '\n'), limit: limit}
-	c.reset()
-	return c
+	return &chunker{b: b, table: t.Name, header: append(h, '\n'), limit: limit}
 }
 
+// reset starts the next chunk; its buffer is taken at its first row (a
+// table or a change set without rows costs no buffer).
 func (c *chunker) reset() {
-	c.buf = append(c.b.buffer(c.limit), c.header...)
+	c.buf = nil
 	c.count = 0
+}
+
+// open gives the chunk its buffer, with the header, if it has none yet.
+func (c *chunker) open() {
+	if c.buf == nil {
+		c.buf = append(c.b.buffer(c.limit), c.header...)
+	}
 }
 
 // buffer returns an empty chunk buffer: a recycled one (the upload
@@ -811,6 +818,7 @@ func (b *builder) recycle(buf []byte) {
 }
 
 func (c *chunker) line(l []byte) error {
+	c.open()
 	c.buf = append(c.buf, l...)
 	c.buf = append(c.buf, '\n')
 	c.count++
@@ -827,6 +835,7 @@ func (c *chunker) line(l []byte) error {
 // so a row inserted or changed moves one cut at most: the chunks around it
 // keep their content and names, and a later set reuses them.
 func (c *chunker) rowLine(l []byte, digest [32]byte) error {
+	c.open()
 	c.buf = append(c.buf, l...)
 	return c.endRow(len(l), digest)
 }
@@ -851,6 +860,10 @@ func (c *chunker) endRow(l int, digest [32]byte) error {
 
 func (c *chunker) flush() error {
 	if c.count == 0 {
+		if c.buf != nil {
+			c.b.recycle(c.buf)
+			c.buf = nil
+		}
 		return nil
 	}
 	ref, err := c.b.emit(c.table, c.buf, c.count)
@@ -967,13 +980,11 @@ func (b *builder) scan(ctx context.Context, tx *store.Tx, t *table, e *TableEntr
 	err = pipeRows(rows, cols, func(vals []any) error {
 		if ch == nil {
 			var err error
-			if line, err = encodeRow(line[:0], t, vals); err != nil {
-				return err
-			}
-			_, err = sum.addRow(line, t, vals)
+			line, err = sum.addValues(line, t, vals)
 			return err
 		}
 		// Encoded in place at the end of the chunk's buffer.
+		ch.open()
 		start := len(ch.buf)
 		var err error
 		if ch.buf, err = encodeRow(ch.buf, t, vals); err != nil {

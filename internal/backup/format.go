@@ -341,6 +341,28 @@ func (c *checksum) addRow(line []byte, t *table, vals []any) ([32]byte, error) {
 	return c.add(line), nil
 }
 
+// addValues encodes a row's values into line (a scratch buffer, returned
+// for reuse) and adds the row: the sum of a table read back from a store,
+// or of the rows a restore writes.
+func (c *checksum) addValues(line []byte, t *table, vals []any) ([]byte, error) {
+	line, err := encodeRow(line[:0], t, vals)
+	if err != nil {
+		return line, err
+	}
+	_, err = c.addRow(line, t, vals)
+	return line, err
+}
+
+// merge adds the rows summed in o (the sum of a union of rows is the sum
+// of their sums).
+func (c *checksum) merge(o *checksum) {
+	var carry uint64
+	for i := range 4 {
+		c.sum[i], carry = bits.Add64(c.sum[i], o.sum[i], carry)
+	}
+	c.rows += o.rows
+}
+
 func (c *checksum) add(line []byte) [32]byte {
 	h := sha256.Sum256(line)
 	var carry uint64
@@ -364,7 +386,30 @@ func (c *checksum) String() string {
 // kind, without reflection: the fast path for restores. Strings with
 // escapes go through encoding/json.
 func parseLine(line []byte, kinds []string) ([]any, error) {
-	out := make([]any, 0, len(kinds))
+	var lp lineParser
+	return lp.parse(line, string(line), kinds)
+}
+
+// lineParser parses the lines of one chunk with few allocations: the
+// values of every row go into one array, text values are substrings of
+// the line's string (a substring of the whole chunk's, copied once), and
+// blobs are decoded into one buffer (sized for the chunk, so the slices
+// handed out stay valid).
+type lineParser struct {
+	vals  []any
+	blobs []byte
+}
+
+// parse decodes line, whose text is also str, and returns its values
+// (valid as long as the parser's buffers are not reset).
+func (lp *lineParser) parse(line []byte, str string, kinds []string) ([]any, error) {
+	first := len(lp.vals)
+	out := lp.vals
+	defer func() { lp.vals = out }()
+	fail := func(err error) ([]any, error) {
+		out = out[:first]
+		return nil, err
+	}
 	i := 0
 	skip := func() {
 		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
@@ -373,7 +418,7 @@ func parseLine(line []byte, kinds []string) ([]any, error) {
 	}
 	skip()
 	if i >= len(line) || line[i] != '[' {
-		return nil, errors.New("not a JSON array")
+		return fail(errors.New("not a JSON array"))
 	}
 	i++
 	for k := 0; ; k++ {
@@ -383,7 +428,7 @@ func parseLine(line []byte, kinds []string) ([]any, error) {
 			break
 		}
 		if k >= len(kinds) {
-			return nil, errors.New("too many values")
+			return fail(errors.New("too many values"))
 		}
 		start := i
 		var raw []byte
@@ -398,7 +443,7 @@ func parseLine(line []byte, kinds []string) ([]any, error) {
 				i++
 			}
 			if i >= len(line) {
-				return nil, errors.New("unterminated string")
+				return fail(errors.New("unterminated string"))
 			}
 			i++
 			raw = line[start:i]
@@ -406,18 +451,27 @@ func parseLine(line []byte, kinds []string) ([]any, error) {
 				s := raw[1 : len(raw)-1]
 				switch kinds[k] {
 				case kindBytes:
-					b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+					need := base64.StdEncoding.DecodedLen(len(s))
+					if need == 0 {
+						out = append(out, []byte{}) // empty, not NULL
+						goto next
+					}
+					if cap(lp.blobs)-len(lp.blobs) < need {
+						lp.blobs = make([]byte, 0, max(need, 64<<10))
+					}
+					b := lp.blobs[len(lp.blobs) : len(lp.blobs)+need]
 					n, err := base64.StdEncoding.Decode(b, s)
 					if err != nil {
-						return nil, err
+						return fail(err)
 					}
-					out = append(out, b[:n])
+					lp.blobs = lp.blobs[:len(lp.blobs)+n]
+					out = append(out, b[:n:n])
 				case kindText:
-					out = append(out, string(s))
+					out = append(out, str[start+1:i-1])
 				default:
 					v, err := decodeValue(kinds[k], raw)
 					if err != nil {
-						return nil, err
+						return fail(err)
 					}
 					out = append(out, v)
 				}
@@ -432,29 +486,29 @@ func parseLine(line []byte, kinds []string) ([]any, error) {
 		{
 			v, err := decodeValue(kinds[k], raw)
 			if err != nil {
-				return nil, err
+				return fail(err)
 			}
 			out = append(out, v)
 		}
 	next:
 		skip()
 		if i >= len(line) {
-			return nil, errors.New("unterminated array")
+			return fail(errors.New("unterminated array"))
 		}
 		if line[i] == ']' {
 			i++
 			break
 		}
 		if line[i] != ',' {
-			return nil, errors.New("expected a comma")
+			return fail(errors.New("expected a comma"))
 		}
 		i++
 	}
 	skip()
-	if i != len(line) || len(out) != len(kinds) {
-		return nil, fmt.Errorf("%d values, want %d", len(out), len(kinds))
+	if i != len(line) || len(out)-first != len(kinds) {
+		return fail(fmt.Errorf("%d values, want %d", len(out)-first, len(kinds)))
 	}
-	return out, nil
+	return out[first:len(out):len(out)], nil
 }
 
 // isCanonicalJSON reports whether s is already in the form canonicalJSON

@@ -36,6 +36,38 @@ func TestEncodingRoundTrip(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+	// One parser for a chunk's lines (as a restore uses it): each row
+	// keeps its own values while the next ones are parsed into the same
+	// buffers, a bad line in between included.
+	var chunk []byte
+	for _, r := range append(rows, rows...) {
+		line, err := encodeRow(nil, tb, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk = append(append(chunk, line...), '\n')
+	}
+	text := string(chunk)
+	lp := lineParser{vals: make([]any, 0, 3), blobs: make([]byte, 0, 4)} // too small: they grow
+	var got [][]any
+	for off := 0; off < len(chunk); {
+		end := off
+		for chunk[end] != '\n' {
+			end++
+		}
+		vals, err := lp.parse(chunk[off:end], text[off:end], kinds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, vals)
+		if _, err := lp.parse([]byte(`["x",1]`), `["x",1]`, kinds); err == nil {
+			t.Fatal("bad line accepted")
+		}
+		off = end + 1
+	}
+	if want := append(rows, rows...); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows of one parser:\n got %#v\nwant %#v", got, want)
+	}
 }
 
 // TestCanonicalJSONFastPath: text the fast path takes as canonical is

@@ -1,13 +1,14 @@
 package backup
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,6 +103,19 @@ func (s *Service) chain(ctx context.Context, tenantID string, t Target, at time.
 // refused for a shredded tenant, into a store that has the tenant, or
 // under a slug in use. The restored rows are compared with the checksums
 // the backup recorded before the transaction commits.
+//
+// The rows of the full point are summed as they are written (each parsed
+// row encoded again and hashed, off the writer's goroutine), not read back:
+// the tenant's tables held none of its rows before (checked), every plain
+// INSERT must report as many rows written as it bound, and nothing else
+// writes those tables in the transaction (the only triggers are the
+// change log's, which write backup_changes and are off during a restore),
+// so the rows bound are the rows stored, and the check proves the same
+// thing the read-back did: the backup's every row, none missing, none
+// added, none altered, against the sums taken from the live tenant. A
+// table that an incremental of the chain changes (upserts, deletes, a
+// table copied whole) or whose columns differ at the last point is read
+// back after the load, as before.
 func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o RestoreOptions) (RestoreResult, error) {
 	if err := tenants.ValidateSlug(o.IntoSlug); err != nil {
 		return RestoreResult{}, err
@@ -143,7 +157,27 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	if err != nil {
 		return RestoreResult{}, err
 	}
-	r := &restorer{s: s, t: t, tenantID: tenantID, tables: tables, total: total, progress: o.Progress, dialect: dest.Dialect()}
+	r := &restorer{s: s, t: t, tenantID: tenantID, tables: tables, total: total, progress: o.Progress, dialect: dest.Dialect(),
+		sums: map[string]*checksum{}}
+	for _, e := range chain[0].body.Tables {
+		r.sums[e.Name] = &checksum{}
+	}
+	// The tables an incremental changes (rows, deletes, or copied whole
+	// again) or whose columns differ at the last point (a migration in
+	// between): their sums are read back from the store after the load;
+	// the others' are those of the full point's rows as written.
+	touched := map[string]bool{}
+	fullCols := map[string][]column{}
+	for _, e := range chain[0].body.Tables {
+		fullCols[e.Name] = e.Columns
+	}
+	for _, p := range chain[1:] {
+		for _, e := range p.body.Tables {
+			if len(e.Chunks) > 0 || len(e.Deletes) > 0 || e.Whole || !slices.Equal(e.Columns, fullCols[e.Name]) {
+				touched[e.Name] = true
+			}
+		}
+	}
 	res := RestoreResult{TenantID: tenantID, Slug: o.IntoSlug, Point: Point{Header: last.h, Object: manifestName(last.h)}, Points: len(chain)}
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
@@ -202,14 +236,17 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if err != nil {
 			return err
 		}
-		for _, p := range chain {
-			if err := r.apply(ctx, tx, p); err != nil {
+		for i, p := range chain {
+			if err := r.apply(ctx, tx, p, i == 0); err != nil {
 				return err
 			}
 		}
-		for _, q := range rebuild {
-			if _, err := ptx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("backup: rebuild an index: %w", err)
+		for _, ix := range rebuild {
+			if _, err := ptx.Exec(ctx, ix.sql); err != nil {
+				// A unique index (the contacts' e-mail blind index, say)
+				// that the backup's rows break: the whole restore is
+				// refused.
+				return fmt.Errorf("backup: the restored rows break %s %s of the store: %w", ix.kind, ix.name, err)
 			}
 		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
@@ -218,12 +255,21 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if _, err := tx.Exec(ctx, `DELETE FROM backup_restoring WHERE tenant_id = $1`); err != nil {
 			return err
 		}
-		sums, err := checksums(ctx, tx, tables, last.body.Tables)
+		var readBack []TableEntry
+		for _, e := range last.body.Tables {
+			if r.sums[e.Name] == nil || touched[e.Name] {
+				readBack = append(readBack, e)
+			}
+		}
+		sums, err := checksums(ctx, tx, tables, readBack)
 		if err != nil {
 			return err
 		}
 		for _, e := range last.body.Tables {
 			got := sums[e.Name]
+			if got == nil {
+				got = r.sums[e.Name]
+			}
 			if got.rows != e.Rows || got.String() != e.Checksum {
 				return fmt.Errorf("%w: table %s has %d rows (checksum %.12s), the backup recorded %d (%.12s)",
 					ErrMismatch, e.Name, got.rows, got.String(), e.Rows, e.Checksum)
@@ -295,6 +341,9 @@ type restorer struct {
 	total    int64
 	progress func(done, total int64)
 	stmts    map[string]*store.Stmt // full-batch INSERTs, prepared once per restore
+	// sums are the checksums of the rows the full point's chunks hold, as
+	// parsed and written, by table.
+	sums map[string]*checksum
 }
 
 // prepared returns the statement q prepared in tx, preparing it once.
@@ -325,10 +374,13 @@ type restoreStep struct {
 // parsedChunk is a step's chunk read, authenticated and parsed.
 type parsedChunk struct {
 	rows [][]any
+	sum  *checksum // the rows' checksum, for a full point's rows
 	err  error
 }
 
-func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error {
+// apply applies one point of the chain; full says it is the chain's full
+// point, whose rows are summed as they are written.
+func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full bool) error {
 	entries := map[string]TableEntry{}
 	for _, e := range p.body.Tables {
 		entries[e.Name] = e
@@ -367,7 +419,7 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 		for _, st := range steps {
 			var pc parsedChunk
 			if st.op != "clear" {
-				pc.rows, pc.err = r.parse(pctx, p, st)
+				pc.rows, pc.sum, pc.err = r.parse(pctx, p, st, full && st.op == "rows")
 			}
 			select {
 			case parsed <- pc:
@@ -401,31 +453,54 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint) error
 		if err := r.write(ctx, tx, p, st, pc.rows); err != nil {
 			return err
 		}
+		if pc.sum != nil {
+			r.sums[st.t.Name].merge(pc.sum)
+		}
 	}
 	return nil
 }
 
 // parse reads, authenticates and parses one chunk: inserts (a full point),
-// upserts (an incremental) or deletes.
-func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep) ([][]any, error) {
+// upserts (an incremental) or deletes. With sum, it also returns the
+// checksum of the rows parsed, each encoded again from its parsed values
+// as the backup encoded the live row (the values the restore binds).
+func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum bool) ([][]any, *checksum, error) {
 	t, c, op := st.t, st.c, st.op
 	name := chunkName(r.tenantID, refSet(p.h, c), c.ID)
 	plain, err := r.s.readChunk(ctx, r.t, p.keys, r.tenantID, c)
 	if err != nil {
-		return nil, fmt.Errorf("backup: chunk %s: %s", name, reason(err))
+		return nil, nil, fmt.Errorf("backup: chunk %s: %s", name, reason(err))
 	}
-	sc := bufio.NewScanner(bytes.NewReader(plain))
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	if !sc.Scan() {
-		return nil, fmt.Errorf("backup: chunk %s is empty", name)
+	// Lines as bufio.ScanLines cuts them (a final line without its
+	// newline, a carriage return before it dropped).
+	text, pos := string(plain), 0 // text values are substrings of the one copy
+	nextLine := func() (line []byte, str string, ok bool) {
+		if pos >= len(plain) {
+			return nil, "", false
+		}
+		end := bytes.IndexByte(plain[pos:], '\n')
+		next := pos + end + 1
+		if end < 0 {
+			end, next = len(plain)-pos, len(plain)
+		}
+		line, str = plain[pos:pos+end], text[pos:pos+end]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line, str = line[:n-1], str[:n-1]
+		}
+		pos = next
+		return line, str, true
+	}
+	head, _, ok := nextLine()
+	if !ok {
+		return nil, nil, fmt.Errorf("backup: chunk %s is empty", name)
 	}
 	var hdr struct {
 		Table   string   `json:"table"`
 		Op      string   `json:"op"`
 		Columns []column `json:"columns"`
 	}
-	if err := json.Unmarshal(sc.Bytes(), &hdr); err != nil || hdr.Table != t.Name || hdr.Op != op {
-		return nil, fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
+	if err := json.Unmarshal(head, &hdr); err != nil || hdr.Table != t.Name || hdr.Op != op {
+		return nil, nil, fmt.Errorf("backup: chunk %s does not hold %s of table %s", name, op, t.Name)
 	}
 	kinds := make([]string, 0, len(st.e.Columns))
 	if op == "deletes" {
@@ -437,18 +512,31 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep) ([]
 			kinds = append(kinds, col.Kind)
 		}
 	}
+	var cs *checksum
+	var src *table
+	var enc []byte // the checksum's scratch encoding
+	if sum {
+		cs, src = &checksum{}, &table{Name: st.e.Name, Columns: st.e.Columns, PK: st.e.PK}
+	}
 	rows := make([][]any, 0, c.Count)
-	for sc.Scan() {
-		vals, err := parseLine(sc.Bytes(), kinds)
+	lp := lineParser{vals: make([]any, 0, c.Count*len(kinds)), blobs: make([]byte, 0, len(plain))}
+	for {
+		line, str, ok := nextLine()
+		if !ok {
+			break
+		}
+		vals, err := lp.parse(line, str, kinds)
 		if err != nil {
-			return nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
+			return nil, nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
+		}
+		if cs != nil {
+			if enc, err = cs.addValues(enc, src, vals); err != nil {
+				return nil, nil, fmt.Errorf("backup: chunk %s: %w", name, err)
+			}
 		}
 		rows = append(rows, vals)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return rows, nil
+	return rows, cs, nil
 }
 
 // write applies one parsed chunk.
@@ -515,7 +603,9 @@ func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserte
 	for i, c := range cols {
 		kinds[i] = t.kindOf(c.Name)
 	}
-	return &inserter{dialect: d, t: t, cols: cols, upsert: upsert, perStmt: per, kinds: kinds}
+	// args[0] is the tenant's slot (store.Stmt.ExecSlot).
+	args := make([]any, 1, 1+per*len(cols))
+	return &inserter{dialect: d, t: t, cols: cols, upsert: upsert, perStmt: per, kinds: kinds, args: args}
 }
 
 func (w *inserter) add(ctx context.Context, tx *store.Tx, vals []any) error {
@@ -560,13 +650,29 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 		if err != nil {
 			return err
 		}
-		_, err = st.Exec(ctx, w.args...)
-		w.args, w.n = w.args[:0], 0
+		res, err := st.ExecSlot(ctx, w.args)
+		return w.done(res, err)
+	}
+	res, err := tx.Exec(ctx, w.sql(), w.args[1:]...)
+	return w.done(res, err)
+}
+
+// done ends a batch: a plain INSERT must have written every row it bound
+// (the restore's checksums are those of the rows bound).
+func (w *inserter) done(res sql.Result, err error) error {
+	n := w.n
+	w.args, w.n = w.args[:1], 0
+	if err != nil || w.upsert {
 		return err
 	}
-	_, err := tx.Exec(ctx, w.sql(), w.args...)
-	w.args, w.n = w.args[:0], 0
-	return err
+	got, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if got != int64(n) {
+		return fmt.Errorf("%w: a statement of %d rows wrote %d", ErrMismatch, n, got)
+	}
+	return nil
 }
 
 // sql is the multi-row statement for the batch's w.n rows.
@@ -620,55 +726,61 @@ func (w *inserter) sql() string {
 }
 
 // dropIndexes drops, on SQLite, the secondary indexes (those created by
-// CREATE [UNIQUE] INDEX, not the primary keys and the UNIQUE constraints
-// of the tables' definitions; a unique index rebuilt at the end is checked
-// again there) of the
-// restored tables that hold no row at all, and returns the statements that
-// create them again: a restore builds them once after its rows are in, in
-// its same transaction, instead of inserting every row into them (random
-// keys such as blind indexes make that the larger part of a restore). A
-// table that holds rows of other tenants keeps its indexes (rebuilding
-// would cost their rows too).
-func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([]string, error) {
+// CREATE [UNIQUE] INDEX, such as the contacts' e-mail blind index since
+// migration 00020; not the primary keys and UNIQUE constraints of the
+// tables' definitions) of the restored tables that hold no row at all, and
+// returns them: a restore builds them once after its rows are in, in its
+// same transaction, instead of inserting every row into them (random keys
+// such as blind indexes make that the larger part of a restore). A unique
+// index is checked when it is built: duplicates fail the restore. A table
+// that holds rows of other tenants keeps its indexes (rebuilding would
+// cost their rows too).
+func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([]setAside, error) {
 	if ptx.Dialect() != store.SQLite {
 		return nil, nil
 	}
-	var rebuild []string
+	var rebuild []setAside
 	for _, t := range tables {
+		empty := false
 		var one int
 		err := ptx.QueryRow(ctx, `SELECT 1 FROM `+quote(t.Name)+` LIMIT 1`).Scan(&one)
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			empty = true
+		case err != nil:
 			return nil, err
 		}
-		rows, err := ptx.Query(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL ORDER BY name`, t.Name)
+		rows, err := ptx.Query(ctx, `SELECT type, name, sql FROM sqlite_schema WHERE tbl_name = $1 AND sql IS NOT NULL
+			AND (type = 'trigger' OR (type = 'index' AND $2)) ORDER BY type, name`, t.Name, empty)
 		if err != nil {
 			return nil, err
 		}
-		var names []string
+		var mine []setAside
 		for rows.Next() {
-			var name, q string
-			if err := rows.Scan(&name, &q); err != nil {
+			var ix setAside
+			if err := rows.Scan(&ix.kind, &ix.name, &ix.sql); err != nil {
 				_ = rows.Close()
 				return nil, err
 			}
-			names = append(names, name)
-			rebuild = append(rebuild, q)
+			mine = append(mine, ix)
 		}
 		_ = rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		for _, n := range names {
-			if _, err := ptx.Exec(ctx, `DROP INDEX `+quote(n)); err != nil {
-				return nil, fmt.Errorf("backup: set aside index %s: %w", n, err)
+		for _, ix := range mine {
+			if _, err := ptx.Exec(ctx, `DROP `+strings.ToUpper(ix.kind)+` `+quote(ix.name)); err != nil {
+				return nil, fmt.Errorf("backup: set aside %s %s: %w", ix.kind, ix.name, err)
 			}
 		}
+		rebuild = append(rebuild, mine...)
 	}
 	return rebuild, nil
 }
+
+// setAside is an index or a trigger dropped for the load: its kind, its
+// name and the statement that creates it again.
+type setAside struct{ kind, name, sql string }
 
 // fixSerials moves PostgreSQL sequences past the restored ids.
 func fixSerials(ctx context.Context, ptx *store.PlatformTx, tables []*table) error {
@@ -689,8 +801,8 @@ func fixSerials(ctx context.Context, ptx *store.PlatformTx, tables []*table) err
 	return nil
 }
 
-// checksums computes the neutral checksums of the tenant's tables, with
-// the backup's columns and kinds.
+// checksums reads back the tenant's rows of the tables of entries and
+// computes their neutral checksums, with the backup's columns and kinds.
 func checksums(ctx context.Context, tx *store.Tx, tables []*table, entries []TableEntry) (map[string]*checksum, error) {
 	out := map[string]*checksum{}
 	byName := map[string]*table{}
@@ -713,10 +825,7 @@ func checksums(ctx context.Context, tx *store.Tx, tables []*table, entries []Tab
 		var line []byte
 		err = pipeRows(rows, len(src.Columns), func(vals []any) error {
 			var err error
-			if line, err = encodeRow(line[:0], src, vals); err != nil {
-				return err
-			}
-			_, err = sum.addRow(line, src, vals)
+			line, err = sum.addValues(line, src, vals)
 			return err
 		})
 		_ = rows.Close()

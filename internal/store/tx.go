@@ -255,6 +255,17 @@ func (s *Stmt) Exec(ctx context.Context, args ...any) (sql.Result, error) {
 	return s.st.ExecContext(ctx, append(all, args...)...)
 }
 
+// ExecSlot is Exec for a caller that reuses one long argument list (a
+// bulk load's batches): all[0] is a slot for the tenant, which ExecSlot
+// sets (whatever the caller put there), and all[1:] are the arguments.
+func (s *Stmt) ExecSlot(ctx context.Context, all []any) (sql.Result, error) {
+	if len(all) == 0 {
+		return nil, ErrUnscoped
+	}
+	all[0] = s.tenant
+	return s.st.ExecContext(ctx, all...)
+}
+
 // Query runs a query; the tenant is $1.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	all, err := tx.args(query, args)
