@@ -262,6 +262,9 @@ func (s *Stmt) ExecSlot(ctx context.Context, all []any) (sql.Result, error) {
 	if len(all) == 0 {
 		return nil, ErrUnscoped
 	}
+	if err := s.hooks.flush(ctx, s.r); err != nil {
+		return nil, err
+	}
 	all[0] = s.tenant
 	return s.st.ExecContext(ctx, all...)
 }
