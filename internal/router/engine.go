@@ -446,7 +446,7 @@ type claimed struct {
 	fence               int64
 	attempts            int
 	useSecondary        bool
-	to, content         []byte
+	to                  []byte
 	accepted            int64
 	contact             string
 	campaign            string
@@ -493,7 +493,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 				SELECT m.tenant_id, m.id FROM messages m JOIN shard_leases l ON l.shard = m.shard
 				WHERE l.owner = $1 AND l.expires_at > $2 AND m.state = 'queued' AND m.due_at <= $2
 				ORDER BY m.due_at LIMIT $3)
-			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at, COALESCE(contact_id, ''), COALESCE(campaign_id, '')`,
+			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, accepted_at, COALESCE(contact_id, ''), COALESCE(campaign_id, '')`,
 			e.o.Node, now, e.o.Batch)
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
@@ -501,7 +501,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 		defer func() { _ = rows.Close() }()
 		for rows.Next() {
 			var c claimed
-			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted, &c.contact, &c.campaign); err != nil {
+			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.accepted, &c.contact, &c.campaign); err != nil {
 				return err
 			}
 			out = append(out, c)
@@ -531,14 +531,8 @@ func insertEvents(ctx context.Context, p *store.PlatformTx, evs []messageEvent, 
 		chunk := evs[start:min(start+per, len(evs))]
 		var sb strings.Builder
 		sb.Grow(len(chunk)*40 + 100)
-		args := make([]any, 0, len(chunk)*4+1)
-		mark := func(v any) string {
-			args = append(args, v)
-			if sqlite {
-				return "?"
-			}
-			return "$" + strconv.Itoa(len(args))
-		}
+		m := newMarks(sqlite, 0, len(chunk)*5+1)
+		mark := m.mark
 		sb.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
 		atMark := ""
 		for i, ev := range chunk {
@@ -552,7 +546,7 @@ func insertEvents(ctx context.Context, p *store.PlatformTx, evs []messageEvent, 
 			}
 			sb.WriteString(atMark + ", " + mark(ev.kind) + ", " + mark(ev.detail) + ")")
 		}
-		if _, err := p.Exec(ctx, sb.String(), args...); err != nil {
+		if _, err := p.Exec(ctx, sb.String(), m.args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}
@@ -725,15 +719,24 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 	if err != nil {
 		return fail(err)
 	}
+	contents, err := e.contents(ctx, tenant, list)
+	if err != nil {
+		return fail(connectors.Temporary(err))
+	}
 	msgs := make([]connectors.Message, 0, len(list))
 	byRef := make(map[string]claimed, len(list))
 	for _, c := range list {
+		sealed, ok := contents[c.id]
+		if !ok {
+			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(errors.New("the message has no content"))})
+			continue
+		}
 		to, err := crypto.OpenString("message.to", c.to)
 		if err != nil {
 			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("decrypt recipient: %w", err))})
 			continue
 		}
-		raw, err := crypto.Open("message.content", c.content)
+		raw, err := crypto.Open("message.content", sealed)
 		if err != nil {
 			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("decrypt content: %w", err))})
 			continue
@@ -765,6 +768,51 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 		}
 	}
 	return out
+}
+
+// contents reads the sealed content of a tenant's claimed messages
+// (message_contents, written once at acceptance), in read transactions
+// that block no writer, outside the claim's.
+func (e *Engine) contents(ctx context.Context, tenant string, list []claimed) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(list))
+	const per = 500
+	err := e.db.Tenant(tenant).Snapshot(ctx, func(tx *store.Tx) error {
+		for start := 0; start < len(list); start += per {
+			chunk := list[start:min(start+per, len(list))]
+			m := newMarks(tx.Dialect() == store.SQLite, 1, len(chunk))
+			var q strings.Builder
+			q.Grow(len(chunk)*6 + 120)
+			q.WriteString(`SELECT message_id, content_enc FROM message_contents WHERE tenant_id = $1 AND message_id IN (`)
+			for i, c := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString(m.mark(c.id))
+			}
+			q.WriteString(")")
+			rows, err := tx.QueryBulk(ctx, q.String(), m.args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				var sealed []byte
+				if err := rows.Scan(&id, &sealed); err != nil {
+					_ = rows.Close()
+					return err
+				}
+				out[id] = sealed
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("router: read message contents: %w", err)
+	}
+	return out, nil
 }
 
 // backoff is the delay before retry number n (n >= 1).
@@ -898,14 +946,8 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 	const per = 500
 	for start := 0; start < len(list); start += per {
 		chunk := list[start:min(start+per, len(list))]
-		args := make([]any, 0, len(chunk)*5+3)
-		mark := func(v any, cast string) string {
-			args = append(args, v)
-			if sqlite {
-				return "?"
-			}
-			return "$" + strconv.Itoa(len(args)) + cast
-		}
+		m := newMarks(sqlite, 0, len(chunk)*5+3)
+		mark := m.cast
 		var q strings.Builder
 		q.Grow(len(chunk)*60 + 600)
 		q.WriteString(`UPDATE messages SET state = 'sent', sent_at = ` + mark(nowUS, "::bigint") + `, updated_at = ` + mark(nowUS, "::bigint") +
@@ -920,7 +962,7 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 		q.WriteString(`) AS v WHERE messages.tenant_id = v.column1 AND messages.id = v.column2 AND messages.state = 'sending' AND messages.fence = v.column3
 			AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + ` AND l.fence = v.column3)
 			RETURNING tenant_id, id`)
-		rows, err := p.Query(ctx, q.String(), args...)
+		rows, err := p.Query(ctx, q.String(), m.args...)
 		if err != nil {
 			return nil, fmt.Errorf("record sent: %w", err)
 		}
