@@ -172,16 +172,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.ensureShards(ctx); err != nil {
 		return err
 	}
-	// Recording a batch's outcomes overlaps the claim and hand-off of the
-	// next one: the queue is unbuffered, so the next batch is claimed and
-	// handed off while one is recorded, and at most two batches are handed
-	// off and not yet recorded. The recorder finishes
-	// its work when ctx ends (outcomes of messages the connectors took are
-	// worth writing), then the leases are released. Lease maintenance
-	// waits until every outcome is recorded: when this node takes back a
-	// shard whose lease lapsed (a slow cycle), recovery must not find its
-	// own hand-offs still in flight and mark them unknown.
+	// A pipeline of three stages: this loop claims, a hand-off goroutine
+	// hands off, a recorder records. The queues between them are
+	// unbuffered, so a batch is claimed while the previous one is handed
+	// off and the one before is recorded: at most one batch claimed and
+	// not yet handed off, and at most two handed off and not yet
+	// recorded. The hand-off and the recorder finish their work when ctx
+	// ends (outcomes of messages the connectors took are worth writing),
+	// then the leases are released. Lease maintenance waits until every
+	// claimed batch is recorded: when this node takes back a shard whose
+	// lease lapsed (a slow cycle), recovery must not find its own
+	// hand-offs still in flight and mark them unknown.
+	handQ := make(chan []claimed)
 	recordQ := make(chan []outcome)
+	handed := make(chan struct{})
 	recorded := make(chan struct{})
 	var pending sync.WaitGroup
 	go func() {
@@ -193,7 +197,15 @@ func (e *Engine) Run(ctx context.Context) error {
 			pending.Done()
 		}
 	}()
+	go func() {
+		defer close(handed)
+		for batch := range handQ {
+			recordQ <- e.dispatch(ctx, batch)
+		}
+	}()
 	defer func() {
+		close(handQ)
+		<-handed
 		close(recordQ)
 		<-recorded
 		e.shutdown()
@@ -210,14 +222,13 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			lastLease = time.Now()
 		}
-		n, err := e.step(ctx, func(res []outcome) {
-			pending.Add(1)
-			recordQ <- res
-		})
+		batch, err := e.claimOwned(ctx)
 		if err != nil && ctx.Err() == nil {
-			e.log.Error("router step", "error", err)
+			e.log.Error("router claim", "error", err)
 		}
-		if n > 0 {
+		if len(batch) > 0 {
+			pending.Add(1)
+			handQ <- batch
 			continue // there may be more due right now
 		}
 		timer := time.NewTimer(e.o.Poll)
@@ -460,18 +471,23 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 
 // step claims a batch, hands it off and passes the outcomes to record.
 func (e *Engine) step(ctx context.Context, record func([]outcome)) (int, error) {
-	e.mu.Lock()
-	n := len(e.owned)
-	e.mu.Unlock()
-	if n == 0 {
-		return 0, nil
-	}
-	batch, err := e.claim(ctx)
+	batch, err := e.claimOwned(ctx)
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
 	record(e.dispatch(ctx, batch))
 	return len(batch), nil
+}
+
+// claimOwned claims a batch if this node holds shards.
+func (e *Engine) claimOwned(ctx context.Context) ([]claimed, error) {
+	e.mu.Lock()
+	n := len(e.owned)
+	e.mu.Unlock()
+	if n == 0 {
+		return nil, nil
+	}
+	return e.claim(ctx)
 }
 
 // recordLogged records outcomes; on failure the claims stay in 'sending'
@@ -630,7 +646,7 @@ func (e *Engine) route(ctx context.Context, c claimed) (string, error) {
 	e.mu.Unlock()
 	if !ok || time.Since(r.at) > 5*time.Second {
 		var secondary *string
-		err := e.db.Tenant(c.tenant).Tx(ctx, func(tx *store.Tx) error {
+		err := e.db.Tenant(c.tenant).Snapshot(ctx, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT primary_id, secondary_id FROM routes WHERE tenant_id = $1 AND channel = $2`, c.channel).Scan(&r.primary, &secondary)
 		})
 		if errors.Is(err, store.ErrNotFound) {
@@ -661,7 +677,8 @@ func (e *Engine) connector(ctx context.Context, tenant, id string) (*connEntry, 
 	var cfg []byte
 	var updated int64
 	var status string
-	err := e.db.Tenant(tenant).Tx(ctx, func(tx *store.Tx) error {
+	// A read transaction: it waits for no writer on SQLite.
+	err := e.db.Tenant(tenant).Snapshot(ctx, func(tx *store.Tx) error {
 		return tx.QueryRow(ctx, `SELECT kind, updated_at, status, config_enc FROM connectors WHERE tenant_id = $1 AND id = $2`, id).Scan(&kind, &updated, &status, &cfg)
 	})
 	if err != nil {

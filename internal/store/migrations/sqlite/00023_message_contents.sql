@@ -4,13 +4,15 @@
 -- messages shrinks to a few hundred bytes, so that each change of state
 -- (claim, outcome, retry) rewrites a small row instead of the content's
 -- overflow pages. The engine reads the content of the messages it claimed
--- by key; privacy erasure and retention overwrite it here.
+-- by key; privacy erasure and retention overwrite it here. A rowid table:
+-- WITHOUT ROWID keeps rows in an index b-tree, where anything above about
+-- 1 kB overflows to other pages.
 CREATE TABLE message_contents (
     tenant_id   TEXT NOT NULL REFERENCES tenants (id),
     message_id  TEXT NOT NULL,
     content_enc BLOB NOT NULL,
     PRIMARY KEY (tenant_id, message_id)
-) WITHOUT ROWID;
+);
 INSERT INTO message_contents (tenant_id, message_id, content_enc) SELECT tenant_id, id, content_enc FROM messages;
 ALTER TABLE messages DROP COLUMN content_enc;
 -- Backup change log (see 00009_backup.sql).
