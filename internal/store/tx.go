@@ -65,14 +65,20 @@ type hooks struct{ after []func() }
 
 func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenant string, fn func(*sql.Tx, *hooks) error) error {
 	h := &hooks{}
+	release := func() {}
+	if db.writes != nil && (opts == nil || !opts.ReadOnly) {
+		release = db.writes.acquire(ctx)
+	}
 	stx, err := db.sql.BeginTx(ctx, opts)
 	if err != nil {
+		release()
 		return fmt.Errorf("store: begin: %w", err)
 	}
 	done := false
 	defer func() {
 		if !done {
 			_ = stx.Rollback()
+			release()
 		}
 	}()
 	if db.dialect == Postgres {
@@ -87,11 +93,12 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenan
 	if err := fn(stx, h); err != nil {
 		return err
 	}
-	if err := stx.Commit(); err != nil {
-		done = true
+	err = stx.Commit()
+	done = true
+	release()
+	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
-	done = true
 	for _, f := range h.after {
 		f()
 	}
