@@ -562,7 +562,7 @@ func insertEvents(ctx context.Context, p *store.PlatformTx, evs []messageEvent, 
 			}
 			sb.WriteString(atMark + ", " + mark(ev.kind) + ", " + mark(ev.detail) + ")")
 		}
-		if _, err := p.Exec(ctx, sb.String(), m.args...); err != nil {
+		if _, err := p.ExecBulk(ctx, sb.String(), m.args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}
@@ -979,7 +979,7 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 		q.WriteString(`) AS v WHERE messages.tenant_id = v.column1 AND messages.id = v.column2 AND messages.state = 'sending' AND messages.fence = v.column3
 			AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + ` AND l.fence = v.column3)
 			RETURNING tenant_id, id`)
-		rows, err := p.Query(ctx, q.String(), m.args...)
+		rows, err := p.QueryBulk(ctx, q.String(), m.args...)
 		if err != nil {
 			return nil, fmt.Errorf("record sent: %w", err)
 		}

@@ -270,6 +270,16 @@ func (p *PlatformTx) Query(ctx context.Context, query string, args ...any) (*sql
 	return p.db.txQuery(ctx, p.tx, query, args, false)
 }
 
+// ExecBulk is Exec for a long multi-row statement, cached as Tx.ExecBulk.
+func (p *PlatformTx) ExecBulk(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return p.db.txExec(ctx, p.tx, query, args, true)
+}
+
+// QueryBulk is Query for a long multi-row statement, cached as Tx.ExecBulk.
+func (p *PlatformTx) QueryBulk(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return p.db.txQuery(ctx, p.tx, query, args, true)
+}
+
 // QueryRow runs a single-row query.
 func (p *PlatformTx) QueryRow(ctx context.Context, query string, args ...any) *Row {
 	return &Row{row: p.db.txQueryRow(ctx, p.tx, query, args)}
