@@ -198,7 +198,7 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 			b.Fatal(err)
 		}
 		node := fmt.Sprintf("bench-%d", i)
-		sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: node}
+		sup := &campaigns.Suppressor{Contacts: e.contacts}
 		eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Suppress: sup.Check, SuppressLoad: sup.Preload})
 		e.router.Wake = eng.Wake
 		runCtx, cancel := context.WithCancel(ctx)

@@ -311,10 +311,8 @@ func (a *App) Serve(ctx context.Context, f *Front, so ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	// The consent check before hand-off reads the messages this node
-	// claimed: it needs the engine's node id.
 	node := uuid.NewString()
-	suppress := &campaigns.Suppressor{Contacts: a.Contacts, Router: a.Router, Node: node}
+	suppress := &campaigns.Suppressor{Contacts: a.Contacts}
 	// Supervision reads the certificate the front really serves (a file,
 	// the self-signed one, or ACME's).
 	a.Monitor.Plug(monitor.Providers{

@@ -87,7 +87,7 @@ func (e *env) withSink(opts smtpsink.Options) *smtpsink.Sink {
 func (e *env) run() func() {
 	e.t.Helper()
 	node := fmt.Sprintf("engine-%d", time.Now().UnixNano())
-	sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: node}
+	sup := &campaigns.Suppressor{Contacts: e.contacts}
 	eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Poll: 20 * time.Millisecond, LeaseTTL: 3 * time.Second,
 		Suppress: sup.Check, SuppressLoad: sup.Preload})
 	e.router.Wake = eng.Wake

@@ -29,19 +29,14 @@ import (
 // contacts to Preload (router.EngineOptions.SuppressLoad), which reads
 // their answers in one query per 500 contacts and purpose
 // (contacts.CanSendMany), and the following questions are answered from
-// that read, each answer used once. Without Preload wired, the first
-// question about a batch reads the contacts of every message the node has
-// claimed (router state sending, this node) the same way. The read happens after the claim, as a
+// that read, each answer used once (without Preload wired, each question
+// is asked with contacts.CanSend). The read happens after the claim, as a
 // per-message check would: the guarantee is the same. Answers older than
 // MaxAge are never used; a contact the read did not cover is asked with
 // contacts.CanSend. A campaign's purpose never changes once created, so it
 // is read once per campaign and kept.
 type Suppressor struct {
 	Contacts *contacts.Service
-	Router   *router.Service
-	// Node is the engine's node id (router.EngineOptions.Node): only its
-	// claimed messages are read.
-	Node string
 	// MaxAge bounds how long an answer is kept (1 s when 0).
 	MaxAge time.Duration
 	// Now is the clock (time.Now when nil).
@@ -81,12 +76,6 @@ func (s *Suppressor) Check(ctx context.Context, tenantID, contactID, channel, ca
 		return false, "", err
 	}
 	k := suppressKey{tenantID, contactID, channel, purpose}
-	if v, ok := s.take(k); ok {
-		return !v.OK, string(v.Reason), nil
-	}
-	if err := s.load(ctx, tenantID); err != nil {
-		return false, "", err
-	}
 	if v, ok := s.take(k); ok {
 		return !v.OK, string(v.Reason), nil
 	}
@@ -146,16 +135,6 @@ func (s *Suppressor) take(k suppressKey) (contacts.Verdict, bool) {
 		delete(s.cache, k)
 	}
 	return v.v, true
-}
-
-// load reads the answers for every message this node is handing off for
-// the tenant, replacing the tenant's previous answers.
-func (s *Suppressor) load(ctx context.Context, tenantID string) error {
-	sending, err := s.Router.Sending(ctx, tenantID, s.Node)
-	if err != nil {
-		return err
-	}
-	return s.Preload(ctx, tenantID, sending)
 }
 
 // Preload reads the answers for the given messages of a tenant (the

@@ -479,7 +479,10 @@ func (s *Service) CanSendMany(ctx context.Context, tenantID string, channel Chan
 	const chunk = 500
 	for start := 0; start < len(ids); start += chunk {
 		part := ids[start:min(start+chunk, len(ids))]
-		err := s.tx(ctx, tenantID, func(tx *store.Tx) error {
+		// A read transaction: on SQLite it waits for no writer (the
+		// router asks this before every hand-off, beside a campaign's
+		// expansion and the recording of outcomes).
+		err := s.DB.Tenant(tenantID).Snapshot(ctx, func(tx *store.Tx) error {
 			args := []any{string(channel), purpose}
 			marks := make([]string, len(part))
 			for i, id := range part {

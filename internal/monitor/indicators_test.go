@@ -56,8 +56,8 @@ func TestIndicators(t *testing.T) {
 				camp = campaign
 			}
 			err := db.Tenant(tenant).Tx(ctx, func(tx *store.Tx) error {
-				_, err := tx.Exec(ctx, `INSERT INTO messages (tenant_id, id, shard, campaign_id, channel, connector_id, recipient_enc, content_enc, state, due_at, accepted_at, sent_at, delivered_at, updated_at)
-					VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, fmt.Sprintf("m%d", n), camp, channel, connector, []byte{1}, []byte{1}, state,
+				_, err := tx.Exec(ctx, `INSERT INTO messages (tenant_id, id, shard, campaign_id, channel, connector_id, recipient_enc, state, due_at, accepted_at, sent_at, delivered_at, updated_at)
+					VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, fmt.Sprintf("m%d", n), camp, channel, connector, []byte{1}, state,
 					store.Micros(accepted), store.Micros(accepted), sent, delivered, store.Micros(accepted))
 				return err
 			})

@@ -186,7 +186,7 @@ func (f *faker) record(table string, r record) (record, error) {
 			}
 			b, _ := json.Marshal(m)
 			out = string(b)
-		case "messages.content":
+		case "message_contents.content":
 			var c map[string]any
 			if err := json.Unmarshal([]byte(s), &c); err != nil {
 				out = "{}"

@@ -30,7 +30,7 @@ var sealedFields = map[string]string{
 	"users.email_enc":              "user.email",
 	"users.name_enc":               "user.name",
 	"messages.recipient_enc":       "message.to",
-	"messages.content_enc":         "message.content",
+	"message_contents.content_enc": "message.content",
 	"connectors.config_enc":        "connector.config",
 }
 

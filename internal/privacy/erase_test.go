@@ -220,7 +220,7 @@ func TestErasure(t *testing.T) {
 		}
 		// The router's hook before hand-off (wired in serve) suppresses a
 		// message to the erased contact claimed after the erasure.
-		sup := &campaigns.Suppressor{Contacts: e.contacts, Router: e.router, Node: "node-1"}
+		sup := &campaigns.Suppressor{Contacts: e.contacts}
 		if stop, why, err := sup.Check(bg, e.a.ID, ids[0], "email", ""); err != nil || !stop || why != string(contacts.ReasonNotFound) {
 			t.Fatalf("suppress hook after erasure: %v %q %v", stop, why, err)
 		}

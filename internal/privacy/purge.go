@@ -106,6 +106,10 @@ func (s *Service) Purge(ctx context.Context, tenantID, scope, scopeID string, dr
 				(SELECT id FROM messages WHERE tenant_id = $1 AND campaign_id = $2)`, scopeID); err != nil {
 				return err
 			}
+			if _, err := tx.Exec(ctx, `DELETE FROM message_contents WHERE tenant_id = $1 AND message_id IN
+				(SELECT id FROM messages WHERE tenant_id = $1 AND campaign_id = $2)`, scopeID); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE tenant_id = $1 AND campaign_id = $2`, scopeID); err != nil {
 				return err
 			}

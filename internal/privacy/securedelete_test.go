@@ -59,7 +59,8 @@ func TestSQLiteFileHoldsNoErasedCiphertext(t *testing.T) {
 		collect(e.a.ID, `SELECT `+col+` FROM contacts WHERE tenant_id = $1 AND id = $2`, ids[0])
 	}
 	collect(e.a.ID, `SELECT recipient_enc FROM messages WHERE tenant_id = $1 AND contact_id = $2`, ids[0])
-	collect(e.a.ID, `SELECT content_enc FROM messages WHERE tenant_id = $1 AND contact_id = $2`, ids[0])
+	collect(e.a.ID, `SELECT c.content_enc FROM messages m JOIN message_contents c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
+		WHERE m.tenant_id = $1 AND m.contact_id = $2`, ids[0])
 	if len(patterns) != 9 {
 		t.Fatalf("%d patterns", len(patterns))
 	}

@@ -150,8 +150,9 @@ func subjectLists(ctx context.Context, tx *store.Tx, id string) ([]ListMembershi
 }
 
 func subjectMessages(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, id string) ([]SubjectMessage, error) {
-	rows, err := tx.Query(ctx, `SELECT id, channel, recipient_enc, content_enc, state, campaign_id, accepted_at FROM messages
-		WHERE tenant_id = $1 AND contact_id = $2 ORDER BY accepted_at, id LIMIT 100000`, id)
+	rows, err := tx.Query(ctx, `SELECT m.id, m.channel, m.recipient_enc, c.content_enc, m.state, m.campaign_id, m.accepted_at FROM messages m
+		JOIN message_contents c ON c.tenant_id = m.tenant_id AND c.message_id = m.id
+		WHERE m.tenant_id = $1 AND m.contact_id = $2 ORDER BY m.accepted_at, m.id LIMIT 100000`, id)
 	if err != nil {
 		return nil, fmt.Errorf("privacy: read messages: %w", err)
 	}
@@ -557,9 +558,12 @@ func clearMessages(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, ids []
 				return 0, 0, err
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE messages SET recipient_enc = $3, content_enc = $4, content_purged_at = $5,
-			last_error = CASE WHEN last_error = $6 THEN last_error ELSE '' END WHERE tenant_id = $1 AND id = $2`,
-			id, to, content, now, "suppressed: "+reason); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE messages SET recipient_enc = $3, content_purged_at = $4,
+			last_error = CASE WHEN last_error = $5 THEN last_error ELSE '' END WHERE tenant_id = $1 AND id = $2`,
+			id, to, now, "suppressed: "+reason); err != nil {
+			return 0, 0, fmt.Errorf("privacy: clear a message: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE message_contents SET content_enc = $3 WHERE tenant_id = $1 AND message_id = $2`, id, content); err != nil {
 			return 0, 0, fmt.Errorf("privacy: clear a message: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE message_events SET detail = '' WHERE tenant_id = $1 AND message_id = $2 AND kind <> 'suppressed'`, id); err != nil {

@@ -81,6 +81,12 @@ func (p *Prepared) Append(q *Prepared) error {
 // Prepare validates and seals messages for EnqueueTx. A bad message is
 // reported by its index in batch; nothing is prepared then.
 func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessage) (*Prepared, error) {
+	return s.prepare(ctx, tenantID, batch, true)
+}
+
+// prepare is Prepare; indexed says whether a bad message's field is named
+// with its index ("[3].to") or, for a batch of one, alone ("to").
+func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessage, indexed bool) (*Prepared, error) {
 	p := &Prepared{tenant: tenantID, channels: map[string]int{}, rows: make([]preparedRow, 0, len(batch))}
 	if len(batch) == 0 {
 		return p, nil
@@ -88,7 +94,7 @@ func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessa
 	for i, m := range batch {
 		if err := validate(m); err != nil {
 			var ve *ValidationError
-			if errors.As(err, &ve) {
+			if errors.As(err, &ve) && indexed {
 				return nil, &ValidationError{Field: fmt.Sprintf("[%d].%s", i, ve.Field), Message: ve.Message}
 			}
 			return nil, err
@@ -244,24 +250,23 @@ func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int
 }
 
 // insertMessages writes rows with multi-row INSERTs that skip a row whose
-// idempotency key the tenant already used (ON CONFLICT DO NOTHING), and
-// the 'accepted' event of each row created: on PostgreSQL in the same
-// statement (a data-modifying WITH, one round trip), on SQLite in one
-// multi-row INSERT after them. A zero due time is now. It returns the ids
-// created.
+// idempotency key the tenant already used (ON CONFLICT DO NOTHING), then
+// the sealed content and the 'accepted' event of each row created: on
+// PostgreSQL in the same statement (data-modifying WITHs, one round
+// trip), on SQLite in one multi-row INSERT each after it. A zero due time
+// is now. It returns the ids created.
 func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
 	sqlite := tx.Dialect() == store.SQLite
 	created := make([]string, 0, len(rows))
 	for start := 0; start < len(rows); start += enqueueRowsPerStatement {
 		chunk := rows[start:min(start+enqueueRowsPerStatement, len(rows))]
-		args := make([]any, 0, len(chunk)*11+1)
-		ph := placeholders(sqlite, &args)
+		m := newMarks(sqlite, 1, len(chunk)*12+1)
 		var q strings.Builder
-		q.Grow(len(chunk)*60 + 400)
+		q.Grow(len(chunk)*70 + 600)
 		if !sqlite {
 			q.WriteString(`WITH ins AS (`)
 		}
-		q.WriteString(`INSERT INTO messages (tenant_id, id, shard, idem_key, campaign_id, contact_id, channel, recipient_enc, content_enc,
+		q.WriteString(`INSERT INTO messages (tenant_id, id, shard, idem_key, campaign_id, contact_id, channel, recipient_enc,
 			state, due_at, accepted_at, updated_at) VALUES `)
 		nowPH := ""
 		for i, r := range chunk {
@@ -273,29 +278,39 @@ func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now i
 				due = now
 			}
 			q.WriteString("($1, ")
-			for j, v := range []any{r.id, r.shard, nullable(r.idem), nullable(r.campaign), nullable(r.contact), r.channel, r.to, r.content} {
+			for j, v := range []any{r.id, r.shard, nullable(r.idem), nullable(r.campaign), nullable(r.contact), r.channel, r.to} {
 				if j > 0 {
 					q.WriteString(", ")
 				}
-				q.WriteString(ph(v))
+				q.WriteString(m.mark(v))
 			}
-			q.WriteString(", 'queued', " + ph(due) + ", ")
+			q.WriteString(", 'queued', " + m.mark(due) + ", ")
 			if sqlite {
 				// "?" is positional: one value per mark.
-				q.WriteString(ph(now) + ", " + ph(now) + ")")
+				q.WriteString(m.mark(now) + ", " + m.mark(now) + ")")
 				continue
 			}
 			if nowPH == "" {
-				nowPH = ph(now)
+				nowPH = m.mark(now)
 			}
 			q.WriteString(nowPH + ", " + nowPH + ")")
 		}
 		q.WriteString(` ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING id`)
 		if !sqlite {
-			q.WriteString(`), ev AS (INSERT INTO message_events (tenant_id, message_id, at, kind, detail) SELECT $1, id, ` + nowPH + `, 'accepted', '' FROM ins)
+			// The contents of the rows created: the VALUES list names
+			// each row's id again, joined with those inserted.
+			q.WriteString(`), cont AS (INSERT INTO message_contents (tenant_id, message_id, content_enc) SELECT $1, v.column1, v.column2 FROM (VALUES `)
+			for i, r := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(" + m.cast(r.id, "::text") + ", " + m.cast(r.content, "::bytea") + ")")
+			}
+			q.WriteString(`) AS v JOIN ins ON ins.id = v.column1), ev AS (INSERT INTO message_events (tenant_id, message_id, at, kind, detail) SELECT $1, id, ` +
+				nowPH + `, 'accepted', '' FROM ins)
 				SELECT id FROM ins`)
 		}
-		rs, err := tx.Query(ctx, q.String(), args...)
+		rs, err := tx.QueryBulk(ctx, q.String(), m.args...)
 		if err != nil {
 			return nil, fmt.Errorf("router: insert messages: %w", err)
 		}
@@ -312,47 +327,63 @@ func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now i
 		}
 	}
 	if sqlite && len(created) > 0 {
-		if err := insertAcceptedEvents(ctx, tx, created, now, sqlite); err != nil {
+		if err := insertContentsSQLite(ctx, tx, rows, created); err != nil {
+			return nil, err
+		}
+		if err := insertAcceptedEventsSQLite(ctx, tx, created, now); err != nil {
 			return nil, err
 		}
 	}
 	return created, nil
 }
 
-// insertAcceptedEvents writes one 'accepted' event per message, in
+// insertContentsSQLite writes the sealed content of the rows created, in
 // multi-row statements.
-func insertAcceptedEvents(ctx context.Context, tx *store.Tx, ids []string, at int64, sqlite bool) error {
+func insertContentsSQLite(ctx context.Context, tx *store.Tx, rows []preparedRow, created []string) error {
+	content := make(map[string][]byte, len(rows))
+	for _, r := range rows {
+		content[r.id] = r.content
+	}
+	for start := 0; start < len(created); start += enqueueRowsPerStatement {
+		chunk := created[start:min(start+enqueueRowsPerStatement, len(created))]
+		m := newMarks(true, 1, 2*len(chunk))
+		var q strings.Builder
+		q.Grow(len(chunk)*12 + 100)
+		q.WriteString(`INSERT INTO message_contents (tenant_id, message_id, content_enc) VALUES `)
+		for i, id := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("($1, " + m.mark(id) + ", " + m.mark(content[id]) + ")")
+		}
+		if _, err := tx.ExecBulk(ctx, q.String(), m.args...); err != nil {
+			return fmt.Errorf("router: insert message contents: %w", err)
+		}
+	}
+	return nil
+}
+
+// insertAcceptedEventsSQLite writes one 'accepted' event per message, in
+// multi-row statements (PostgreSQL writes them in insertMessages's
+// statement).
+func insertAcceptedEventsSQLite(ctx context.Context, tx *store.Tx, ids []string, at int64) error {
 	const per = 1000
 	for start := 0; start < len(ids); start += per {
 		chunk := ids[start:min(start+per, len(ids))]
-		args := make([]any, 0, 2*len(chunk))
-		ph := placeholders(sqlite, &args)
+		m := newMarks(true, 1, 2*len(chunk))
 		var q strings.Builder
 		q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
 		for i, id := range chunk {
 			if i > 0 {
 				q.WriteString(", ")
 			}
-			q.WriteString("($1, " + ph(id) + ", " + ph(at) + ", 'accepted', '')")
+			q.WriteString("($1, " + m.mark(id) + ", " + m.mark(at) + ", 'accepted', '')")
 		}
-		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		if _, err := tx.ExecBulk(ctx, q.String(), m.args...); err != nil {
 			return fmt.Errorf("router: enqueue events: %w", err)
 		}
 	}
 	return nil
-}
-
-// placeholders returns a function that appends a value to args and
-// returns its placeholder: "?" on SQLite (after the tenant's $1), $N on
-// PostgreSQL (from $2).
-func placeholders(sqlite bool, args *[]any) func(v any) string {
-	return func(v any) string {
-		*args = append(*args, v)
-		if sqlite {
-			return "?"
-		}
-		return "$" + strconv.Itoa(len(*args)+1)
-	}
 }
 
 func nullable(s string) any {
@@ -413,17 +444,16 @@ func (s *Service) MoveCampaignMessages(ctx context.Context, tenantID, campaignID
 		sqlite := tx.Dialect() == store.SQLite
 		for start := 0; start < len(moved); start += 1000 {
 			chunk := moved[start:min(start+1000, len(moved))]
-			args := make([]any, 0, 3*len(chunk))
-			ph := placeholders(sqlite, &args)
+			m := newMarks(sqlite, 1, 4*len(chunk))
 			var q strings.Builder
 			q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
 			for i, id := range chunk {
 				if i > 0 {
 					q.WriteString(", ")
 				}
-				q.WriteString("($1, " + ph(id) + ", " + ph(now) + ", " + ph(kind) + ", " + ph(string(detail)) + ")")
+				q.WriteString("($1, " + m.mark(id) + ", " + m.mark(now) + ", " + m.mark(kind) + ", " + m.mark(string(detail)) + ")")
 			}
-			if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			if _, err := tx.ExecBulk(ctx, q.String(), m.args...); err != nil {
 				return fmt.Errorf("router: campaign message events: %w", err)
 			}
 		}
@@ -493,17 +523,16 @@ func (s *Service) ReleaseHeld(ctx context.Context, tenantID, campaignID string, 
 		sqlite := tx.Dialect() == store.SQLite
 		for start := 0; start < len(released); start += 1000 {
 			chunk := released[start:min(start+1000, len(released))]
-			args := make([]any, 0, 2*len(chunk))
-			ph := placeholders(sqlite, &args)
+			m := newMarks(sqlite, 1, 2*len(chunk))
 			var q strings.Builder
 			q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
 			for i, id := range chunk {
 				if i > 0 {
 					q.WriteString(", ")
 				}
-				q.WriteString("($1, " + ph(id) + ", " + ph(now) + `, 'released', '{"reason":"campaign resumed"}')`)
+				q.WriteString("($1, " + m.mark(id) + ", " + m.mark(now) + `, 'released', '{"reason":"campaign resumed"}')`)
 			}
-			if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			if _, err := tx.ExecBulk(ctx, q.String(), m.args...); err != nil {
 				return fmt.Errorf("router: release events: %w", err)
 			}
 		}
@@ -579,29 +608,4 @@ type ContactChannel struct {
 	ContactID, Channel string
 	// CampaignID is empty for a transactional message.
 	CampaignID string
-}
-
-// Sending returns the contact and channel of each of the tenant's messages
-// that the given engine node has claimed and not yet settled (state
-// sending): the messages it is about to hand off. The pre-hand-off check
-// uses it to look up all their contacts at once.
-func (s *Service) Sending(ctx context.Context, tenantID, node string) ([]ContactChannel, error) {
-	var out []ContactChannel
-	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT contact_id, channel, COALESCE(campaign_id, '') FROM messages WHERE shard IN (`+shardList()+`) AND state = 'sending'
-			AND tenant_id = $1 AND node = $2 AND contact_id IS NOT NULL`, node)
-		if err != nil {
-			return fmt.Errorf("router: messages being sent: %w", err)
-		}
-		defer func() { _ = rows.Close() }()
-		for rows.Next() {
-			var c ContactChannel
-			if err := rows.Scan(&c.ContactID, &c.Channel, &c.CampaignID); err != nil {
-				return err
-			}
-			out = append(out, c)
-		}
-		return rows.Err()
-	})
-	return out, err
 }

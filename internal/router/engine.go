@@ -172,16 +172,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.ensureShards(ctx); err != nil {
 		return err
 	}
-	// Recording a batch's outcomes overlaps the claim and hand-off of the
-	// next one: the queue is unbuffered, so the next batch is claimed and
-	// handed off while one is recorded, and at most two batches are handed
-	// off and not yet recorded. The recorder finishes
-	// its work when ctx ends (outcomes of messages the connectors took are
-	// worth writing), then the leases are released. Lease maintenance
-	// waits until every outcome is recorded: when this node takes back a
-	// shard whose lease lapsed (a slow cycle), recovery must not find its
-	// own hand-offs still in flight and mark them unknown.
+	// A pipeline of three stages: this loop claims, a hand-off goroutine
+	// hands off, a recorder records. The queues between them are
+	// unbuffered, so a batch is claimed while the previous one is handed
+	// off and the one before is recorded: at most one batch claimed and
+	// not yet handed off, and at most two handed off and not yet
+	// recorded. The hand-off and the recorder finish their work when ctx
+	// ends (outcomes of messages the connectors took are worth writing),
+	// then the leases are released. Lease maintenance waits until every
+	// claimed batch is recorded: when this node takes back a shard whose
+	// lease lapsed (a slow cycle), recovery must not find its own
+	// hand-offs still in flight and mark them unknown.
+	handQ := make(chan []claimed)
 	recordQ := make(chan []outcome)
+	handed := make(chan struct{})
 	recorded := make(chan struct{})
 	var pending sync.WaitGroup
 	go func() {
@@ -193,7 +197,15 @@ func (e *Engine) Run(ctx context.Context) error {
 			pending.Done()
 		}
 	}()
+	go func() {
+		defer close(handed)
+		for batch := range handQ {
+			recordQ <- e.dispatch(ctx, batch)
+		}
+	}()
 	defer func() {
+		close(handQ)
+		<-handed
 		close(recordQ)
 		<-recorded
 		e.shutdown()
@@ -210,14 +222,13 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			lastLease = time.Now()
 		}
-		n, err := e.step(ctx, func(res []outcome) {
-			pending.Add(1)
-			recordQ <- res
-		})
+		batch, err := e.claimOwned(ctx)
 		if err != nil && ctx.Err() == nil {
-			e.log.Error("router step", "error", err)
+			e.log.Error("router claim", "error", err)
 		}
-		if n > 0 {
+		if len(batch) > 0 {
+			pending.Add(1)
+			handQ <- batch
 			continue // there may be more due right now
 		}
 		timer := time.NewTimer(e.o.Poll)
@@ -446,7 +457,7 @@ type claimed struct {
 	fence               int64
 	attempts            int
 	useSecondary        bool
-	to, content         []byte
+	to                  []byte
 	accepted            int64
 	contact             string
 	campaign            string
@@ -460,18 +471,23 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 
 // step claims a batch, hands it off and passes the outcomes to record.
 func (e *Engine) step(ctx context.Context, record func([]outcome)) (int, error) {
-	e.mu.Lock()
-	n := len(e.owned)
-	e.mu.Unlock()
-	if n == 0 {
-		return 0, nil
-	}
-	batch, err := e.claim(ctx)
+	batch, err := e.claimOwned(ctx)
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
 	record(e.dispatch(ctx, batch))
 	return len(batch), nil
+}
+
+// claimOwned claims a batch if this node holds shards.
+func (e *Engine) claimOwned(ctx context.Context) ([]claimed, error) {
+	e.mu.Lock()
+	n := len(e.owned)
+	e.mu.Unlock()
+	if n == 0 {
+		return nil, nil
+	}
+	return e.claim(ctx)
 }
 
 // recordLogged records outcomes; on failure the claims stay in 'sending'
@@ -493,7 +509,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 				SELECT m.tenant_id, m.id FROM messages m JOIN shard_leases l ON l.shard = m.shard
 				WHERE l.owner = $1 AND l.expires_at > $2 AND m.state = 'queued' AND m.due_at <= $2
 				ORDER BY m.due_at LIMIT $3)
-			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, content_enc, accepted_at, COALESCE(contact_id, ''), COALESCE(campaign_id, '')`,
+			RETURNING tenant_id, id, channel, shard, fence, attempts, use_secondary, recipient_enc, accepted_at, COALESCE(contact_id, ''), COALESCE(campaign_id, '')`,
 			e.o.Node, now, e.o.Batch)
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
@@ -501,7 +517,7 @@ func (e *Engine) claim(ctx context.Context) ([]claimed, error) {
 		defer func() { _ = rows.Close() }()
 		for rows.Next() {
 			var c claimed
-			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.content, &c.accepted, &c.contact, &c.campaign); err != nil {
+			if err := rows.Scan(&c.tenant, &c.id, &c.channel, &c.shard, &c.fence, &c.attempts, &c.useSecondary, &c.to, &c.accepted, &c.contact, &c.campaign); err != nil {
 				return err
 			}
 			out = append(out, c)
@@ -531,14 +547,8 @@ func insertEvents(ctx context.Context, p *store.PlatformTx, evs []messageEvent, 
 		chunk := evs[start:min(start+per, len(evs))]
 		var sb strings.Builder
 		sb.Grow(len(chunk)*40 + 100)
-		args := make([]any, 0, len(chunk)*4+1)
-		mark := func(v any) string {
-			args = append(args, v)
-			if sqlite {
-				return "?"
-			}
-			return "$" + strconv.Itoa(len(args))
-		}
+		m := newMarks(sqlite, 0, len(chunk)*5+1)
+		mark := m.mark
 		sb.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
 		atMark := ""
 		for i, ev := range chunk {
@@ -552,7 +562,7 @@ func insertEvents(ctx context.Context, p *store.PlatformTx, evs []messageEvent, 
 			}
 			sb.WriteString(atMark + ", " + mark(ev.kind) + ", " + mark(ev.detail) + ")")
 		}
-		if _, err := p.Exec(ctx, sb.String(), args...); err != nil {
+		if _, err := p.ExecBulk(ctx, sb.String(), m.args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 	}
@@ -636,7 +646,7 @@ func (e *Engine) route(ctx context.Context, c claimed) (string, error) {
 	e.mu.Unlock()
 	if !ok || time.Since(r.at) > 5*time.Second {
 		var secondary *string
-		err := e.db.Tenant(c.tenant).Tx(ctx, func(tx *store.Tx) error {
+		err := e.db.Tenant(c.tenant).Snapshot(ctx, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT primary_id, secondary_id FROM routes WHERE tenant_id = $1 AND channel = $2`, c.channel).Scan(&r.primary, &secondary)
 		})
 		if errors.Is(err, store.ErrNotFound) {
@@ -667,7 +677,8 @@ func (e *Engine) connector(ctx context.Context, tenant, id string) (*connEntry, 
 	var cfg []byte
 	var updated int64
 	var status string
-	err := e.db.Tenant(tenant).Tx(ctx, func(tx *store.Tx) error {
+	// A read transaction: it waits for no writer on SQLite.
+	err := e.db.Tenant(tenant).Snapshot(ctx, func(tx *store.Tx) error {
 		return tx.QueryRow(ctx, `SELECT kind, updated_at, status, config_enc FROM connectors WHERE tenant_id = $1 AND id = $2`, id).Scan(&kind, &updated, &status, &cfg)
 	})
 	if err != nil {
@@ -725,15 +736,24 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 	if err != nil {
 		return fail(err)
 	}
+	contents, err := e.contents(ctx, tenant, list)
+	if err != nil {
+		return fail(connectors.Temporary(err))
+	}
 	msgs := make([]connectors.Message, 0, len(list))
 	byRef := make(map[string]claimed, len(list))
 	for _, c := range list {
+		sealed, ok := contents[c.id]
+		if !ok {
+			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(errors.New("the message has no content"))})
+			continue
+		}
 		to, err := crypto.OpenString("message.to", c.to)
 		if err != nil {
 			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("decrypt recipient: %w", err))})
 			continue
 		}
-		raw, err := crypto.Open("message.content", c.content)
+		raw, err := crypto.Open("message.content", sealed)
 		if err != nil {
 			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("decrypt content: %w", err))})
 			continue
@@ -765,6 +785,51 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 		}
 	}
 	return out
+}
+
+// contents reads the sealed content of a tenant's claimed messages
+// (message_contents, written once at acceptance), in read transactions
+// that block no writer, outside the claim's.
+func (e *Engine) contents(ctx context.Context, tenant string, list []claimed) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(list))
+	const per = 500
+	err := e.db.Tenant(tenant).Snapshot(ctx, func(tx *store.Tx) error {
+		for start := 0; start < len(list); start += per {
+			chunk := list[start:min(start+per, len(list))]
+			m := newMarks(tx.Dialect() == store.SQLite, 1, len(chunk))
+			var q strings.Builder
+			q.Grow(len(chunk)*6 + 120)
+			q.WriteString(`SELECT message_id, content_enc FROM message_contents WHERE tenant_id = $1 AND message_id IN (`)
+			for i, c := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString(m.mark(c.id))
+			}
+			q.WriteString(")")
+			rows, err := tx.QueryBulk(ctx, q.String(), m.args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				var sealed []byte
+				if err := rows.Scan(&id, &sealed); err != nil {
+					_ = rows.Close()
+					return err
+				}
+				out[id] = sealed
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("router: read message contents: %w", err)
+	}
+	return out, nil
 }
 
 // backoff is the delay before retry number n (n >= 1).
@@ -898,14 +963,8 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 	const per = 500
 	for start := 0; start < len(list); start += per {
 		chunk := list[start:min(start+per, len(list))]
-		args := make([]any, 0, len(chunk)*5+3)
-		mark := func(v any, cast string) string {
-			args = append(args, v)
-			if sqlite {
-				return "?"
-			}
-			return "$" + strconv.Itoa(len(args)) + cast
-		}
+		m := newMarks(sqlite, 0, len(chunk)*5+3)
+		mark := m.cast
 		var q strings.Builder
 		q.Grow(len(chunk)*60 + 600)
 		q.WriteString(`UPDATE messages SET state = 'sent', sent_at = ` + mark(nowUS, "::bigint") + `, updated_at = ` + mark(nowUS, "::bigint") +
@@ -920,7 +979,7 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 		q.WriteString(`) AS v WHERE messages.tenant_id = v.column1 AND messages.id = v.column2 AND messages.state = 'sending' AND messages.fence = v.column3
 			AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + ` AND l.fence = v.column3)
 			RETURNING tenant_id, id`)
-		rows, err := p.Query(ctx, q.String(), args...)
+		rows, err := p.QueryBulk(ctx, q.String(), m.args...)
 		if err != nil {
 			return nil, fmt.Errorf("record sent: %w", err)
 		}

@@ -228,16 +228,7 @@ func (s *Service) accept(ctx context.Context, tenantID string, batch []NewMessag
 	if len(batch) == 0 || len(batch) > MaxBatch {
 		return nil, &ValidationError{Field: "messages", Message: fmt.Sprintf("send 1 to %d messages", MaxBatch)}
 	}
-	for i, m := range batch {
-		if err := validate(m); err != nil {
-			var ve *ValidationError
-			if errors.As(err, &ve) && len(batch) > 1 {
-				return nil, &ValidationError{Field: fmt.Sprintf("[%d].%s", i, ve.Field), Message: ve.Message}
-			}
-			return nil, err
-		}
-	}
-	p, err := s.Prepare(ctx, tenantID, batch)
+	p, err := s.prepare(ctx, tenantID, batch, len(batch) > 1)
 	if err != nil {
 		return nil, err
 	}
@@ -321,13 +312,12 @@ func answerDuplicates(ctx context.Context, tx *store.Tx, insert []preparedRow, i
 	sqlite := tx.Dialect() == store.SQLite
 	for start := 0; start < len(keys); start += 1000 {
 		chunk := keys[start:min(start+1000, len(keys))]
-		args := make([]any, 0, len(chunk))
-		ph := placeholders(sqlite, &args)
-		marks := make([]string, len(chunk))
+		m := newMarks(sqlite, 1, len(chunk))
+		list := make([]string, len(chunk))
 		for j, k := range chunk {
-			marks[j] = ph(k)
+			list[j] = m.mark(k)
 		}
-		rows, err := tx.Query(ctx, `SELECT id, state, idem_key FROM messages WHERE tenant_id = $1 AND idem_key IN (`+strings.Join(marks, ", ")+`)`, args...)
+		rows, err := tx.QueryBulk(ctx, `SELECT id, state, idem_key FROM messages WHERE tenant_id = $1 AND idem_key IN (`+strings.Join(list, ", ")+`)`, m.args...)
 		if err != nil {
 			return fmt.Errorf("router: read duplicates: %w", err)
 		}

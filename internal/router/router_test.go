@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -656,6 +657,61 @@ func TestSuppressedBeforeHandOff(t *testing.T) {
 		}
 		if m, _ := e.svc.Get(ctx, e.tenant, acc[0].ID); m.State != router.StateSent {
 			t.Fatalf("consenting contact: %s", m.State)
+		}
+	})
+}
+
+// The sealed content lives in message_contents, one row per message
+// created: a repeated key (Accept or Enqueue) writes none, and the engine
+// hands off what it reads there. A message whose content row is missing
+// fails with the reason instead of leaving empty.
+func TestContentsWrittenOnce(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		if _, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-a"), email("a@x.test", "k-a"), email("b@x.test", "k-b")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-a")}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.svc.Enqueue(ctx, e.tenant, []router.NewMessage{email("b@x.test", "k-b"), email("c@x.test", "k-c")}); err != nil || n != 1 {
+			t.Fatalf("enqueue: %d %v", n, err)
+		}
+		var messages, contents, orphans int
+		err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM messages WHERE tenant_id = $1`).Scan(&messages); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM message_contents WHERE tenant_id = $1`).Scan(&contents); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `SELECT count(*) FROM message_contents c WHERE c.tenant_id = $1
+				AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = c.tenant_id AND m.id = c.message_id)`).Scan(&orphans)
+		})
+		if err != nil || messages != 3 || contents != 3 || orphans != 0 {
+			t.Fatalf("messages %d, contents %d, orphans %d, %v", messages, contents, orphans, err)
+		}
+		var lost string
+		err = e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.QueryRow(ctx, `SELECT id FROM messages WHERE tenant_id = $1 AND idem_key = $2`, "k-c").Scan(&lost); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DELETE FROM message_contents WHERE tenant_id = $1 AND message_id = $2`, lost)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		en := e.engine("n1")
+		leases(t, ctx, en)
+		drain(t, ctx, en)
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateSent] != 2 || counts[router.StateFailed] != 1 || e.conns["primary"].count(lost) != 0 {
+			t.Fatalf("counts %v", counts)
+		}
+		m, err := e.svc.Get(ctx, e.tenant, lost)
+		if err != nil || m.State != router.StateFailed || !strings.Contains(m.LastError, "no content") {
+			t.Fatalf("message without content: %+v %v", m, err)
 		}
 	})
 }

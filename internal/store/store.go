@@ -130,6 +130,8 @@ type DB struct {
 	rlsEffective bool
 	// stmts caches prepared statements (SQLite only).
 	stmts *stmtCache
+	// writes queues write transactions (SQLite only).
+	writes *writeGate
 }
 
 // Open connects to the store. It does not migrate; call Migrate.
@@ -172,6 +174,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	s.SetMaxOpenConns(8)
 	s.SetMaxIdleConns(8)
 	db.stmts = &stmtCache{}
+	db.writes = newWriteGate()
 	if err := s.PingContext(ctx); err != nil {
 		_ = s.Close()
 		return fmt.Errorf("store: open %s: %w; check that the data directory is writable", path, err)

@@ -102,24 +102,31 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenan
 // runOn runs a SQLite transaction begun on on.
 func (db *DB) runOn(ctx context.Context, on beginner, opts *sql.TxOptions, platform bool, tenant string, fn func(runner, *hooks) error) error {
 	h := &hooks{}
+	release := func() {}
+	if db.writes != nil && (opts == nil || !opts.ReadOnly) {
+		release = db.writes.acquire(ctx)
+	}
 	stx, err := on.BeginTx(ctx, opts)
 	if err != nil {
+		release()
 		return fmt.Errorf("store: begin: %w", err)
 	}
 	done := false
 	defer func() {
 		if !done {
 			_ = stx.Rollback()
+			release()
 		}
 	}()
 	if err := fn(stx, h); err != nil {
 		return err
 	}
-	if err := stx.Commit(); err != nil {
-		done = true
+	err = stx.Commit()
+	done = true
+	release()
+	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
-	done = true
 	for _, f := range h.after {
 		f()
 	}
@@ -355,6 +362,16 @@ func (p *PlatformTx) Query(ctx context.Context, query string, args ...any) (*sql
 		return nil, err
 	}
 	return p.db.txQuery(ctx, p.tx, query, args, false)
+}
+
+// ExecBulk is Exec for a long multi-row statement, cached as Tx.ExecBulk.
+func (p *PlatformTx) ExecBulk(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return p.db.txExec(ctx, p.tx, query, args, true)
+}
+
+// QueryBulk is Query for a long multi-row statement, cached as Tx.ExecBulk.
+func (p *PlatformTx) QueryBulk(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return p.db.txQuery(ctx, p.tx, query, args, true)
 }
 
 // QueryRow runs a single-row query.

@@ -38,7 +38,8 @@ var SealedColumns = []SealedColumn{
 	{Table: "consents", Key: []string{"contact_id", "channel", "purpose"}, Columns: [][2]string{{"source_ip_enc", "consent.source_ip"}}},
 	{Table: "consent_events", Key: []string{"id"}, Columns: [][2]string{{"source_ip_enc", "consent.source_ip"}}},
 	{Table: "connectors", Key: []string{"id"}, Columns: [][2]string{{"config_enc", "connector.config"}}},
-	{Table: "messages", Key: []string{"id"}, Columns: [][2]string{{"recipient_enc", "message.to"}, {"content_enc", "message.content"}}},
+	{Table: "messages", Key: []string{"id"}, Columns: [][2]string{{"recipient_enc", "message.to"}}},
+	{Table: "message_contents", Key: []string{"message_id"}, Columns: [][2]string{{"content_enc", "message.content"}}},
 	// Single sign-on secrets (issue 11): the OIDC client secret and the SAML
 	// SP private key.
 	{Table: "sso_providers", Key: []string{"id"}, Columns: [][2]string{{"secret_enc", "sso.client_secret"}, {"sp_key_enc", "sso.sp_key"}}},

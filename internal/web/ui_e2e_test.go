@@ -155,7 +155,7 @@ func newUIStackOn(t *testing.T, db *store.DB) *e2eEnv {
 		t.Fatal(err)
 	}
 	// The router's engine and the campaigns job.
-	sup := &campaigns.Suppressor{Contacts: e.cs, Router: rs, Node: "e2e"}
+	sup := &campaigns.Suppressor{Contacts: e.cs}
 	eng := router.NewEngine(e.db, kr, registry.Open, router.EngineOptions{Node: "e2e", Poll: 20 * time.Millisecond, LeaseTTL: 3 * time.Second, Suppress: sup.Check})
 	rs.Wake = eng.Wake
 	runCtx, cancel := context.WithCancel(ctx)

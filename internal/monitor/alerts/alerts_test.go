@@ -282,8 +282,8 @@ func (e *env) msgs(t *testing.T, tenant string, n int, channel, campaign, state 
 			}
 			e.seq++
 			id := fmt.Sprintf("m-%d", e.seq)
-			if _, err := tx.Exec(ctx, `INSERT INTO messages (tenant_id, id, shard, campaign_id, channel, recipient_enc, content_enc, state, due_at, accepted_at, sent_at, updated_at)
-				VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, id, camp, channel, []byte{1}, []byte{1}, state,
+			if _, err := tx.Exec(ctx, `INSERT INTO messages (tenant_id, id, shard, campaign_id, channel, recipient_enc, state, due_at, accepted_at, sent_at, updated_at)
+				VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)`, id, camp, channel, []byte{1}, state,
 				store.Micros(due), store.Micros(accepted), s, store.Micros(accepted)); err != nil {
 				return err
 			}
