@@ -239,7 +239,13 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 		}
 	}
 	// An incremental continues the set this store last wrote to this target,
-	// when its last point is still there.
+	// when its last point is still there and was taken at the same schema
+	// version (after a migration the next point is a full one: a migration
+	// that moves rows to a new table records no changes for them).
+	schema, _, err := s.DB.SchemaStatus(ctx)
+	if err != nil {
+		return Point{}, fmt.Errorf("backup: %w", err)
+	}
 	dialect := string(s.DB.Dialect())
 	if !o.Full && st.SetID != "" && strings.HasPrefix(st.Watermark, dialect+":") {
 		var last *Point
@@ -247,6 +253,11 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 			if points[i].SetID == st.SetID {
 				last = &points[i]
 			}
+		}
+		if last != nil && last.Schema != schema {
+			s.log().Info("backup: the schema changed since the set's last point; taking a full point", "tenant", tenantID,
+				"target", t.ID(), "schema_then", last.Schema, "schema_now", schema)
+			last = nil
 		}
 		if last != nil {
 			raw, err := openSealed(ctx, s.Master, last.Header, setKeyField(last.SetID), last.SetKey)
@@ -295,6 +306,7 @@ func (s *Service) run(ctx context.Context, tenantID string, t Target, o RunOptio
 	}
 	b.h.Format, b.h.TenantID, b.h.PointID, b.h.Dialect, b.h.SetKey = Format, tenantID, pointID, dialect, b.sealedKey
 	b.h.TakenAt = store.Micros(taken)
+	b.h.Schema = schema
 	if err := b.known(ctx); err != nil {
 		return Point{}, err
 	}

@@ -40,6 +40,11 @@ type Header struct {
 	Parent     string `json:"parent"`   // the previous point of the set ("" for the full)
 	TakenAt    int64  `json:"taken_at"` // Unix microseconds of the snapshot
 	Dialect    string `json:"dialect"`
+	// Schema is the store's migration version at the point (0 in points
+	// written before it was recorded). A set continues with incrementals
+	// only while it stays the same: a migration may move rows between
+	// tables without recording them as changes.
+	Schema int64 `json:"schema,omitempty"`
 	// SetKey is the set's random 256-bit key sealed by the tenant's field
 	// cipher (AES-256-GCM under the tenant data key, bound to the tenant,
 	// the key version and the set id).

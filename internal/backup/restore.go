@@ -324,7 +324,9 @@ func compatible(tables []*table, entries []TableEntry) error {
 				found = found || d.Name == c.Name
 			}
 			if !found {
-				return fmt.Errorf("backup: the target store's table %s has no column %s; run `relais migrate`", e.Name, c.Name)
+				return fmt.Errorf("backup: the target store's table %s has no column %s: either the store's schema is older than the backup's "+
+					"(run `relais migrate`), or a later migration moved or removed the column (restore the backup with the relais "+
+					"release that took it into an empty store, then run this release's `relais migrate` on that store)", e.Name, c.Name)
 			}
 		}
 	}
