@@ -384,7 +384,8 @@ func TestUIFlagsAndAlerts(t *testing.T) {
 // officer answers an access request from the form and gets the report to
 // download, records an erasure request, and sees both in the list; the
 // sign-in page offers the organisation's identity provider; the SSO, SFTP,
-// flags and retention pages render. Screenshots are saved (RELAIS_ARTEFACTS).
+// flags and retention pages render; a purge dry run, the export page and an
+// invitation of two people work. Screenshots are saved (RELAIS_ARTEFACTS).
 func TestBrowserPrivacyAndSettings(t *testing.T) {
 	e := newE2E(t)
 	ctx := context.Background()
@@ -456,6 +457,26 @@ func TestBrowserPrivacyAndSettings(t *testing.T) {
 		chromedp.Click(chromedp.ID("dry-run")),
 		chromedp.WaitVisible(chromedp.ID("dry-run-report")))
 	e.shot(t, "25-retention")
+	// Purge: a dry run of every contact (nothing removed), then the export
+	// page, in the browser (CSP, forms).
+	e.run(t, "purge dry run", chromedp.Navigate(e.srv.URL+"/privacy/purge"),
+		chromedp.Click(chromedp.CSS(`input[name="scope"][value="contacts"]`)),
+		chromedp.Click(chromedp.ID("purge-dry-run")),
+		chromedp.WaitVisible(chromedp.ID("purge-report")))
+	if got := e.text(t, "#purge-items"); !strings.Contains(got, "contacts\t2") || !strings.Contains(strings.ToLower(got), "would remove") {
+		t.Errorf("purge dry run: %q", got)
+	}
+	e.shot(t, "29-purge-dry-run")
+	e.run(t, "export page", chromedp.Navigate(e.srv.URL+"/privacy/export"), chromedp.WaitVisible(chromedp.ID("ex-key")))
+	// Invite two people at once from the users page.
+	e.run(t, "invite", chromedp.Navigate(e.srv.URL+"/admin/users"),
+		chromedp.SendKeys(chromedp.ID("u-people"), "ines.moreau@example.com,Ines Moreau,viewer\njonas.berg@example.com,Jonas Berg"),
+		chromedp.Click(chromedp.ID("invite")),
+		chromedp.WaitVisible(chromedp.ID("invited")))
+	if got := e.text(t, "#invited tbody"); !strings.Contains(got, "Ines Moreau") || !strings.Contains(got, "Jonas Berg") || strings.Count(got, "/enrol?token=") != 2 {
+		t.Errorf("invited: %q", got)
+	}
+	e.shot(t, "30-invite")
 	for _, p := range []struct{ path, sel, name string }{{"/admin/sso", "#sso-rules", "26-sso"}, {"/admin/sftp", "#sftp-accounts", "27-sftp"}, {"/admin/flags", "#flags", "28-flags"}} {
 		e.run(t, p.path, chromedp.Navigate(e.srv.URL+p.path), chromedp.WaitVisible(chromedp.CSS(p.sel)))
 		e.shot(t, p.name)
