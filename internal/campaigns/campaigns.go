@@ -385,15 +385,9 @@ func truncate(s string, n int) string {
 
 // Create validates and stores a campaign as a draft, with its audit event.
 func (s *Service) Create(ctx context.Context, tenantID string, in Input) (Campaign, error) {
-	if err := checkInput(&in); err != nil {
-		return Campaign{}, err
-	}
-	if err := s.checkReferences(ctx, tenantID, in); err != nil {
-		return Campaign{}, err
-	}
-	aud, err := json.Marshal(normAudience(in.Audience))
+	aud, err := s.validate(ctx, tenantID, &in)
 	if err != nil {
-		return Campaign{}, fmt.Errorf("campaigns: encode audience: %w", err)
+		return Campaign{}, err
 	}
 	uid, err := uuid.NewV7()
 	if err != nil {
@@ -421,6 +415,23 @@ func (s *Service) Create(ctx context.Context, tenantID string, in Input) (Campai
 		return Campaign{}, err
 	}
 	return s.Get(ctx, tenantID, id)
+}
+
+// validate checks a campaign's fields (normalising in) and that its
+// template and audience exist in the tenant, and returns the audience as
+// stored.
+func (s *Service) validate(ctx context.Context, tenantID string, in *Input) ([]byte, error) {
+	if err := checkInput(in); err != nil {
+		return nil, err
+	}
+	if err := s.checkReferences(ctx, tenantID, *in); err != nil {
+		return nil, err
+	}
+	aud, err := json.Marshal(normAudience(in.Audience))
+	if err != nil {
+		return nil, fmt.Errorf("campaigns: encode audience: %w", err)
+	}
+	return aud, nil
 }
 
 func normAudience(a Audience) Audience {

@@ -2,7 +2,6 @@ package campaigns
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -18,19 +17,13 @@ import (
 // scheduled. The audit event lists the fields that changed, before and
 // after; an update that changes nothing writes nothing.
 func (s *Service) Update(ctx context.Context, tenantID, id string, in Input) (Campaign, error) {
-	if err := checkInput(&in); err != nil {
-		return Campaign{}, err
-	}
-	// An unknown campaign is not found, whatever the input names.
+	// An unknown campaign is not found, whatever the input says.
 	if _, err := s.Get(ctx, tenantID, id); err != nil {
 		return Campaign{}, err
 	}
-	if err := s.checkReferences(ctx, tenantID, in); err != nil {
-		return Campaign{}, err
-	}
-	aud, err := json.Marshal(normAudience(in.Audience))
+	aud, err := s.validate(ctx, tenantID, &in)
 	if err != nil {
-		return Campaign{}, fmt.Errorf("campaigns: encode audience: %w", err)
+		return Campaign{}, err
 	}
 	now := s.now()
 	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {

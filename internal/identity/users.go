@@ -74,13 +74,14 @@ func validateName(name string) (string, error) {
 
 // CheckNewUser runs CreateUser's checks of the email address and the name
 // that need no store, so that a batch of new users can be checked whole
-// before any is created.
-func CheckNewUser(nu NewUser) error {
-	if _, err := NormaliseEmail(nu.Email); err != nil {
-		return err
+// before any is created. It returns the address as CreateUser stores it.
+func CheckNewUser(nu NewUser) (string, error) {
+	email, err := NormaliseEmail(nu.Email)
+	if err != nil {
+		return "", err
 	}
-	_, err := validateName(nu.Name)
-	return err
+	_, err = validateName(nu.Name)
+	return email, err
 }
 
 // CreateUser creates an active user. It returns the user and, when no

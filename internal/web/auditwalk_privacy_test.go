@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"fmt"
+	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -49,14 +50,30 @@ func privacyWalkExamples() map[string]walkExample {
 // pgpPublicKey is a new armored OpenPGP public key.
 func (w *walkEnv) pgpPublicKey() string {
 	w.t.Helper()
+	_, pub := newPGPKey(w.t)
+	return pub
+}
+
+// newPGPKey makes an OpenPGP key pair: the entity (to decrypt with) and
+// its armored public key (what a DPO pastes or sends).
+func newPGPKey(t testing.TB) (*openpgp.Entity, string) {
+	t.Helper()
 	ent, err := openpgp.NewEntity("Acme DPO", "", "dpo@acme.example", nil)
-	w.must(err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var pub bytes.Buffer
 	aw, err := armor.Encode(&pub, openpgp.PublicKeyType, nil)
-	w.must(err)
-	w.must(ent.Serialize(aw))
-	w.must(aw.Close())
-	return pub.String()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ent.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return ent, pub.String()
 }
 
 // monitorWalkExamples: silences, flags, security contacts (tenant), and

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
@@ -124,17 +123,8 @@ func TestPrivacyAPI(t *testing.T) {
 		}
 		audited("retention dry run", n)
 		// The full export, encrypted to the caller's OpenPGP key.
-		ent, err := openpgp.NewEntity("Acme DPO", "", "dpo@acme.example", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var pub bytes.Buffer
-		aw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
-		if err := ent.Serialize(aw); err != nil {
-			t.Fatal(err)
-		}
-		_ = aw.Close()
-		keyJSON, _ := json.Marshal(map[string]string{"pgp_public_key": pub.String()})
+		ent, pub := newPGPKey(t)
+		keyJSON, _ := json.Marshal(map[string]string{"pgp_public_key": pub})
 		res, _ = e.call(t, dpo, "POST", "/api/v1/privacy/export", string(keyJSON))
 		if res.StatusCode != 403 {
 			t.Fatalf("export by a manager: %d", res.StatusCode)

@@ -125,7 +125,8 @@ func (s *Server) checkInvites(r *http.Request, text string) ([]inviteLine, []inv
 			continue
 		}
 		l := inviteLine{line: line, email: strings.TrimSpace(rec[0]), name: strings.TrimSpace(rec[1])}
-		if err := identity.CheckNewUser(identity.NewUser{Email: l.email, Name: l.name}); err != nil {
+		email, err := identity.CheckNewUser(identity.NewUser{Email: l.email, Name: l.name})
+		if err != nil {
 			problems = append(problems, inviteProblem{line, err.Error()})
 			continue
 		}
@@ -133,7 +134,7 @@ func (s *Server) checkInvites(r *http.Request, text string) ([]inviteLine, []inv
 			problems = append(problems, inviteProblem{line, "the name is missing"})
 			continue
 		}
-		email, _ := identity.NormaliseEmail(l.email)
+		l.email = email
 		if first, dup := seen[email]; dup {
 			problems = append(problems, inviteProblem{line, fmt.Sprintf("the same address as line %d", first)})
 			continue

@@ -41,12 +41,15 @@ func (s *Server) purgePage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) showPurge(w http.ResponseWriter, r *http.Request, status int, d purgeData) {
 	ctx, tid := r.Context(), tenantOf(r)
-	t, err := s.opts.Tenants.Get(ctx, tid)
-	if err != nil {
-		s.serverError(w, r, err)
-		return
+	if d.Slug == "" {
+		t, err := s.opts.Tenants.Get(ctx, tid)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		d.Slug = t.Slug
 	}
-	d.Slug = t.Slug
+	var err error
 	if s.opts.Campaigns != nil {
 		if d.Campaigns, err = s.opts.Campaigns.List(ctx, tid); err != nil {
 			s.serverError(w, r, err)
@@ -83,16 +86,16 @@ func (s *Server) purgeRun(w http.ResponseWriter, r *http.Request) {
 	case privacy.ScopeList:
 		id = form["list"]
 	}
+	t, err := s.opts.Tenants.Get(ctx, tid)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
 	dry := r.PostFormValue("action") != "purge"
 	if !dry {
-		t, err := s.opts.Tenants.Get(ctx, tid)
-		if err != nil {
-			s.serverError(w, r, err)
-			return
-		}
 		typed := strings.TrimSpace(r.PostFormValue("confirm"))
 		if subtle.ConstantTimeCompare([]byte(typed), []byte(t.Slug)) != 1 {
-			s.showPurge(w, r, http.StatusUnprocessableEntity, purgeData{Form: form,
+			s.showPurge(w, r, http.StatusUnprocessableEntity, purgeData{Form: form, Slug: t.Slug,
 				flashData: flashData{Err: "Nothing was purged: type your organisation's identifier (" + t.Slug + ") to confirm."}})
 			return
 		}
@@ -104,10 +107,10 @@ func (s *Server) purgeRun(w http.ResponseWriter, r *http.Request) {
 			s.serverError(w, r, err)
 			return
 		}
-		s.showPurge(w, r, st, purgeData{Form: form, flashData: flashData{Err: msg}})
+		s.showPurge(w, r, st, purgeData{Form: form, Slug: t.Slug, flashData: flashData{Err: msg}})
 		return
 	}
-	d := purgeData{Form: form, Report: &rep}
+	d := purgeData{Form: form, Slug: t.Slug, Report: &rep}
 	if dry {
 		d.Msg = "Dry run: nothing was removed. This is what the purge would remove now."
 	} else {

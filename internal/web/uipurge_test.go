@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/privacy"
@@ -138,17 +136,8 @@ func TestUIExport(t *testing.T) {
 			t.Fatalf("export to %q: %d", bad, res.StatusCode)
 		}
 	}
-	ent, err := openpgp.NewEntity("Acme DPO", "", "dpo@acme.example", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pub bytes.Buffer
-	aw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
-	if err := ent.Serialize(aw); err != nil {
-		t.Fatal(err)
-	}
-	_ = aw.Close()
-	res, body = e.post(t, sec, "/privacy/export", url.Values{"pgp_public_key": {pub.String()}})
+	ent, pub := newPGPKey(t)
+	res, body = e.post(t, sec, "/privacy/export", url.Values{"pgp_public_key": {pub}})
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/pgp-encrypted" ||
 		res.Header.Get("Content-Disposition") != `attachment; filename="`+e.tenant.Slug+`-export.tar.gpg"` {
 		t.Fatalf("export: %d %v", res.StatusCode, res.Header)
@@ -156,10 +145,7 @@ func TestUIExport(t *testing.T) {
 	if strings.Contains(body, "exported.person") {
 		t.Fatal("a contact's address is readable in the download")
 	}
-	other, err := openpgp.NewEntity("Someone else", "", "else@example.com", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other, _ := newPGPKey(t)
 	if _, err := openpgp.ReadMessage(strings.NewReader(body), openpgp.EntityList{other}, nil, nil); err == nil {
 		t.Fatal("another key opens the export")
 	}
