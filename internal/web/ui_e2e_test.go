@@ -458,6 +458,29 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Errorf("eligible audience: %q, want 5", got)
 	}
 	e.shot(t, "09-campaign-draft")
+	// The draft is edited before it is scheduled: the form comes back
+	// filled in (name, the list still ticked), the new name is saved.
+	draftPath, _, _ := strings.Cut(e.location(t), "?")
+	e.run(t, "edit draft", chromedp.Navigate(e.srv.URL+draftPath+"/edit"), chromedp.WaitVisible(chromedp.ID("c-name")))
+	name, err := chromedp.Run(e.browser, chromedp.Value(chromedp.ID("c-name")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticked, err := chromedp.Run(e.browser, chromedp.JavascriptAttribute[bool](chromedp.CSS(`input[name="list"][value="`+news.ID+`"]`), "checked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "Spring launch" || !ticked {
+		t.Errorf("the edit form: name %q, list ticked %v", name, ticked)
+	}
+	e.run(t, "save draft", chromedp.SetValue(chromedp.ID("c-name"), "Spring launch 2026"),
+		chromedp.Submit(chromedp.ID("c-name")), chromedp.WaitVisible(chromedp.ID("schedule")))
+	if got := e.text(t, ".pagehead h1"); got != "Spring launch 2026" {
+		t.Errorf("the draft after its edit is named %q", got)
+	}
+	if got, _, _ := strings.Cut(e.location(t), "?"); got != draftPath {
+		t.Errorf("after saving the draft the browser is at %q, want %q", got, draftPath)
+	}
 	e.run(t, "schedule", chromedp.Click(chromedp.ID("schedule")), chromedp.WaitVisible(chromedp.ID("sendbar")))
 	campPath := e.location(t)
 	if err := e.sink.WaitFor(5, 30*time.Second); err != nil {
