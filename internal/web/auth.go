@@ -152,8 +152,7 @@ func (s *Server) clientState(ctx context.Context, key clientKey, minVersion int,
 // cookie (users). It returns nil and no error when the request carries
 // neither.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*identity.Principal, *problem.Problem) {
-	ip, port := clientAddr(r)
-	client := identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}
+	client := clientOf(r)
 	if tok, ok := bearer(r); ok {
 		return s.authenticateBearer(r, tok, client)
 	}
@@ -191,6 +190,18 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*identity
 		}
 	}
 	return p, nil
+}
+
+// clientOf is the request's client address and user agent: those
+// instrument has already read into the request's context node when it is
+// there (nothing between changes a request's peer address or headers),
+// else read again.
+func clientOf(r *http.Request) identity.Client {
+	if rc, ok := r.Context().(*requestContext); ok {
+		return identity.Client{IP: rc.info.meta.IP, Port: rc.info.sourcePort, UserAgent: rc.info.meta.UserAgent}
+	}
+	ip, port := clientAddr(r)
+	return identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}
 }
 
 func safeMethod(m string) bool {
