@@ -156,7 +156,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*identity
 	if tok, ok := bearer(r); ok {
 		return s.authenticateBearer(r, tok, client)
 	}
-	if r.Header.Get("Authorization") != "" {
+	if headerValue(r.Header, "Authorization") != "" {
 		return nil, &problem.Problem{Status: http.StatusUnauthorized, Code: problem.CodeUnauthorized, Title: "Unsupported authorization",
 			Detail: "Use Authorization: Bearer with an access token from POST /oauth2/token."}
 	}

@@ -88,6 +88,15 @@ func (s *idSource) newID() string {
 	return string(out[:])
 }
 
+// headerValue is h.Get(key) for a key already in canonical form (a
+// literal), without Get's canonicalisation of the key on every call.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // clientAddr splits the peer address into IP and port (AUTH-3 records both).
 func clientAddr(r *http.Request) (ip, port string) {
 	host, p, err := net.SplitHostPort(r.RemoteAddr)
@@ -188,7 +197,7 @@ func methodLabel(m string) string {
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
-		id := r.Header.Get("X-Request-Id")
+		id := headerValue(r.Header, "X-Request-Id")
 		if !validRequestID(id) {
 			id = s.ids.newID()
 		}
@@ -196,7 +205,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		// One context node carries the request id, the audit metadata and
 		// the access log's requestInfo (four context values before).
 		rc := &requestContext{Context: r.Context(), start: start, info: requestInfo{sourcePort: port,
-			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
+			meta: audit.Meta{IP: ip, UserAgent: headerValue(r.Header, "User-Agent"), RequestID: id}}}
 		// The name is canonical already (Set would canonicalise it again);
 		// the value's slice lives in the node, capacity 1 so that an Add
 		// gets a new array.
