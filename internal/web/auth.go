@@ -44,12 +44,19 @@ func PrincipalFrom(ctx context.Context) *identity.Principal {
 
 // ttlCache is a small map with expiry, for per-request lookups that may be
 // a few seconds stale (client token versions, tenant policies); local
-// changes call forget so this node sees them at once.
+// changes call forget so this node sees them at once. A lookup takes no
+// lock and writes nothing shared (a sync.Map of entries never modified
+// once stored).
 type ttlCache[K comparable, V any] struct {
-	mu  sync.Mutex
 	ttl time.Duration
-	m   map[K]ttlEntry[V]
+	m   sync.Map // K -> *ttlEntry[V]
+	// n counts the keys stored (approximately, under concurrent stores):
+	// past maxTTLEntries the map is emptied.
+	n atomic.Int64
 }
+
+// maxTTLEntries bounds a ttlCache.
+const maxTTLEntries = 100_000
 
 type ttlEntry[V any] struct {
 	v  V
@@ -57,16 +64,15 @@ type ttlEntry[V any] struct {
 }
 
 func newTTLCache[K comparable, V any](ttl time.Duration) *ttlCache[K, V] {
-	return &ttlCache[K, V]{ttl: ttl, m: map[K]ttlEntry[V]{}}
+	return &ttlCache[K, V]{ttl: ttl}
 }
 
 // lookup returns the value cached for key if it is still fresh at now.
 func (c *ttlCache[K, V]) lookup(key K, now time.Time) (V, bool) {
-	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && now.Sub(e.at) < c.ttl {
-		return e.v, true
+	if v, ok := c.m.Load(key); ok {
+		if e := v.(*ttlEntry[V]); now.Sub(e.at) < c.ttl {
+			return e.v, true
+		}
 	}
 	var zero V
 	return zero, false
@@ -74,18 +80,19 @@ func (c *ttlCache[K, V]) lookup(key K, now time.Time) (V, bool) {
 
 // store caches v for key, loaded at now.
 func (c *ttlCache[K, V]) store(key K, v V, now time.Time) {
-	c.mu.Lock()
-	if len(c.m) > 100_000 {
-		c.m = map[K]ttlEntry[V]{}
+	if c.n.Load() > maxTTLEntries {
+		c.m.Clear()
+		c.n.Store(0)
 	}
-	c.m[key] = ttlEntry[V]{v: v, at: now}
-	c.mu.Unlock()
+	if _, loaded := c.m.Swap(key, &ttlEntry[V]{v: v, at: now}); !loaded {
+		c.n.Add(1)
+	}
 }
 
 func (c *ttlCache[K, V]) forget(key K) {
-	c.mu.Lock()
-	delete(c.m, key)
-	c.mu.Unlock()
+	if _, loaded := c.m.LoadAndDelete(key); loaded {
+		c.n.Add(-1)
+	}
 }
 
 // clientKey names an API client in the client cache.

@@ -22,10 +22,14 @@ import (
 // cache costs one round of full verifications, never unbounded memory
 // (at most max entries of at most MaxTokenBytes).
 type verifiedCache struct {
-	max     int
-	seed    maphash.Seed
-	mu      sync.RWMutex
-	entries map[uint64]verifiedEntry
+	max  int
+	seed maphash.Seed
+	// entries maps a token's hash to its *verifiedEntry: a lookup takes no
+	// lock and writes nothing shared (a read lock's counter, written by
+	// every request, cost more than the map lookup on a busy server).
+	entries sync.Map
+	mu      sync.Mutex // serialises put (counting and eviction)
+	n       int        // entries stored, under mu
 }
 
 type verifiedEntry struct {
@@ -35,18 +39,19 @@ type verifiedEntry struct {
 }
 
 func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, seed: maphash.MakeSeed(), entries: make(map[uint64]verifiedEntry)}
+	return &verifiedCache{max: max, seed: maphash.MakeSeed()}
 }
 
 // get returns the claims cached for token (shared: the caller must not
 // modify them), or nil when there are none or they are no longer valid at
 // now.
 func (c *verifiedCache) get(token string, now time.Time) *Claims {
-	k := maphash.String(c.seed, token)
-	c.mu.RLock()
-	e, ok := c.entries[k]
-	c.mu.RUnlock()
-	if !ok || e.token != token || !now.Before(e.until) {
+	v, ok := c.entries.Load(maphash.String(c.seed, token))
+	if !ok {
+		return nil
+	}
+	e := v.(*verifiedEntry)
+	if e.token != token || !now.Before(e.until) {
 		return nil
 	}
 	return e.claims
@@ -58,25 +63,30 @@ func (c *verifiedCache) put(token string, claims *Claims, until, now time.Time) 
 		return
 	}
 	k := maphash.String(c.seed, token)
-	token = strings.Clone(token) // not the request's header line it may be part of
+	e := &verifiedEntry{token: strings.Clone(token), claims: claims, until: until} // not the request's header line
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k, e := range c.entries {
-			if !now.Before(e.until) {
-				delete(c.entries, k)
+	if c.n >= c.max {
+		c.entries.Range(func(k, v any) bool {
+			if !now.Before(v.(*verifiedEntry).until) {
+				c.entries.Delete(k)
+				c.n--
 			}
-		}
-		if len(c.entries) > c.max*3/4 {
-			clear(c.entries)
+			return true
+		})
+		if c.n > c.max*3/4 {
+			c.entries.Clear()
+			c.n = 0
 		}
 	}
-	c.entries[k] = verifiedEntry{token: token, claims: claims, until: until}
+	if _, loaded := c.entries.Swap(k, e); !loaded {
+		c.n++
+	}
 }
 
 // len reports the number of entries (for tests).
 func (c *verifiedCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
