@@ -22,7 +22,10 @@ type Requests struct {
 	mu      sync.Mutex
 	now     func() time.Time
 	minutes map[int64]*minuteBucket // unix minute -> bucket
-	tenant  *prometheus.HistogramVec
+	// current is the bucket of currentMinute, the latest minute observed.
+	current       *minuteBucket
+	currentMinute int64
+	tenant        *prometheus.HistogramVec
 	// observers caches the histogram's children: hashing the label costs
 	// more than the observation.
 	observers sync.Map // tenant -> prometheus.Observer
@@ -68,6 +71,16 @@ func (r *Requests) Observe(tenant, route string, status int, d time.Duration) {
 	if r == nil {
 		return
 	}
+	r.ObserveAt(r.now(), tenant, route, status, d)
+}
+
+// ObserveAt is Observe for a request that ended at at, a time on the
+// recorder's clock the caller has already read (the web middleware's
+// reading at the end of the request: one clock reading fewer).
+func (r *Requests) ObserveAt(at time.Time, tenant, route string, status int, d time.Duration) {
+	if r == nil {
+		return
+	}
 	if tenant != "" {
 		o, ok := r.observers.Load(tenant)
 		if !ok {
@@ -75,17 +88,26 @@ func (r *Requests) Observe(tenant, route string, status int, d time.Duration) {
 		}
 		o.(prometheus.Observer).Observe(d.Seconds())
 	}
-	m := r.now().Unix() / 60
+	i := latencyBucket(d)
+	m := at.Unix() / 60
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.minutes[m]
-	if b == nil {
-		b = &minuteBucket{tenants: map[string]*[14]int64{}, routes: map[string]*routeCount{}}
-		r.minutes[m] = b
-		for k := range r.minutes {
-			if k <= m-keepMinutes {
-				delete(r.minutes, k)
+	b := r.current
+	if b == nil || m != r.currentMinute {
+		b = r.minutes[m]
+		if b == nil {
+			b = &minuteBucket{tenants: map[string]*[14]int64{}, routes: map[string]*routeCount{}}
+			r.minutes[m] = b
+			for k := range r.minutes {
+				if k <= m-keepMinutes {
+					delete(r.minutes, k)
+				}
 			}
+		}
+		// The bucket of the latest minute seen: the next requests, in the
+		// same minute, skip the map.
+		if m >= r.currentMinute || r.current == nil {
+			r.current, r.currentMinute = b, m
 		}
 	}
 	rc := b.routes[route]
@@ -105,11 +127,18 @@ func (r *Requests) Observe(tenant, route string, status int, d time.Duration) {
 		h = new([14]int64)
 		b.tenants[tenant] = h
 	}
-	i := sort.Search(len(latencyBounds), func(i int) bool { return d <= latencyBounds[i] })
-	if i == len(latencyBounds) {
-		i--
-	}
 	h[i]++
+}
+
+// latencyBucket is the index of the first latency bound d is within (the
+// last bucket for anything longer).
+func latencyBucket(d time.Duration) int {
+	for i, b := range latencyBounds {
+		if d <= b {
+			return i
+		}
+	}
+	return len(latencyBounds) - 1
 }
 
 // TenantLatency is one tenant's latency over a window.

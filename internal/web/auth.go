@@ -44,12 +44,19 @@ func PrincipalFrom(ctx context.Context) *identity.Principal {
 
 // ttlCache is a small map with expiry, for per-request lookups that may be
 // a few seconds stale (client token versions, tenant policies); local
-// changes call forget so this node sees them at once.
+// changes call forget so this node sees them at once. A lookup takes no
+// lock and writes nothing shared (a sync.Map of entries never modified
+// once stored).
 type ttlCache[K comparable, V any] struct {
-	mu  sync.Mutex
 	ttl time.Duration
-	m   map[K]ttlEntry[V]
+	m   sync.Map // K -> *ttlEntry[V]
+	// n counts the keys stored (approximately, under concurrent stores):
+	// past maxTTLEntries the map is emptied.
+	n atomic.Int64
 }
+
+// maxTTLEntries bounds a ttlCache.
+const maxTTLEntries = 100_000
 
 type ttlEntry[V any] struct {
 	v  V
@@ -57,16 +64,15 @@ type ttlEntry[V any] struct {
 }
 
 func newTTLCache[K comparable, V any](ttl time.Duration) *ttlCache[K, V] {
-	return &ttlCache[K, V]{ttl: ttl, m: map[K]ttlEntry[V]{}}
+	return &ttlCache[K, V]{ttl: ttl}
 }
 
 // lookup returns the value cached for key if it is still fresh at now.
 func (c *ttlCache[K, V]) lookup(key K, now time.Time) (V, bool) {
-	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && now.Sub(e.at) < c.ttl {
-		return e.v, true
+	if v, ok := c.m.Load(key); ok {
+		if e := v.(*ttlEntry[V]); now.Sub(e.at) < c.ttl {
+			return e.v, true
+		}
 	}
 	var zero V
 	return zero, false
@@ -74,18 +80,19 @@ func (c *ttlCache[K, V]) lookup(key K, now time.Time) (V, bool) {
 
 // store caches v for key, loaded at now.
 func (c *ttlCache[K, V]) store(key K, v V, now time.Time) {
-	c.mu.Lock()
-	if len(c.m) > 100_000 {
-		c.m = map[K]ttlEntry[V]{}
+	if c.n.Load() > maxTTLEntries {
+		c.m.Clear()
+		c.n.Store(0)
 	}
-	c.m[key] = ttlEntry[V]{v: v, at: now}
-	c.mu.Unlock()
+	if _, loaded := c.m.Swap(key, &ttlEntry[V]{v: v, at: now}); !loaded {
+		c.n.Add(1)
+	}
 }
 
 func (c *ttlCache[K, V]) forget(key K) {
-	c.mu.Lock()
-	delete(c.m, key)
-	c.mu.Unlock()
+	if _, loaded := c.m.LoadAndDelete(key); loaded {
+		c.n.Add(-1)
+	}
 }
 
 // clientKey names an API client in the client cache.
@@ -152,12 +159,11 @@ func (s *Server) clientState(ctx context.Context, key clientKey, minVersion int,
 // cookie (users). It returns nil and no error when the request carries
 // neither.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*identity.Principal, *problem.Problem) {
-	ip, port := clientAddr(r)
-	client := identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}
+	client := clientOf(r)
 	if tok, ok := bearer(r); ok {
 		return s.authenticateBearer(r, tok, client)
 	}
-	if r.Header.Get("Authorization") != "" {
+	if headerValue(r.Header, "Authorization") != "" {
 		return nil, &problem.Problem{Status: http.StatusUnauthorized, Code: problem.CodeUnauthorized, Title: "Unsupported authorization",
 			Detail: "Use Authorization: Bearer with an access token from POST /oauth2/token."}
 	}
@@ -191,6 +197,18 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*identity
 		}
 	}
 	return p, nil
+}
+
+// clientOf is the request's client address and user agent: those
+// instrument has already read into the request's context node when it is
+// there (nothing between changes a request's peer address or headers),
+// else read again.
+func clientOf(r *http.Request) identity.Client {
+	if rc, ok := r.Context().(*requestContext); ok {
+		return identity.Client{IP: rc.info.meta.IP, Port: rc.info.sourcePort, UserAgent: rc.info.meta.UserAgent}
+	}
+	ip, port := clientAddr(r)
+	return identity.Client{IP: ip, Port: port, UserAgent: r.UserAgent()}
 }
 
 func safeMethod(m string) bool {

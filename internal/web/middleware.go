@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +88,15 @@ func (s *idSource) newID() string {
 	return string(out[:])
 }
 
+// headerValue is h.Get(key) for a key already in canonical form (a
+// literal), without Get's canonicalisation of the key on every call.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // clientAddr splits the peer address into IP and port (AUTH-3 records both).
 func clientAddr(r *http.Request) (ip, port string) {
 	host, p, err := net.SplitHostPort(r.RemoteAddr)
@@ -96,10 +106,27 @@ func clientAddr(r *http.Request) (ip, port string) {
 	return host, p
 }
 
+// since returns the time now on the server's clock and how long ago start
+// (a reading of that clock) was. On the real clock, the second reading is
+// the monotonic clock's alone, a third of time.Now's cost here: the wall
+// time is then start's plus the elapsed time, as time.Now would give
+// unless the wall clock is stepped while the request runs.
+func (s *Server) since(start time.Time) (time.Time, time.Duration) {
+	if s.realClock {
+		d := time.Since(start)
+		return start.Add(d), d
+	}
+	end := s.now()
+	return end, end.Sub(start)
+}
+
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	inflight prometheus.Gauge
+	// inflight is the relais_http_requests_in_flight gauge's value, read
+	// at each scrape (an integer add per request, where a prometheus.Gauge
+	// is a compare-and-swap loop over a float).
+	inflight atomic.Int64
 	// series caches the children of the vectors: label hashing costs more
 	// than the observation on a small request.
 	series sync.Map // seriesKey -> *seriesPair
@@ -140,12 +167,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "HTTP request latency, by route pattern and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "relais_http_requests_in_flight",
-			Help: "HTTP requests being served.",
-		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight)
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "relais_http_requests_in_flight",
+		Help: "HTTP requests being served.",
+	}, func() float64 { return float64(m.inflight.Load()) })
+	reg.MustRegister(m.requests, m.duration, inflight)
 	return m
 }
 
@@ -170,7 +197,7 @@ func methodLabel(m string) string {
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
-		id := r.Header.Get("X-Request-Id")
+		id := headerValue(r.Header, "X-Request-Id")
 		if !validRequestID(id) {
 			id = s.ids.newID()
 		}
@@ -178,7 +205,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		// One context node carries the request id, the audit metadata and
 		// the access log's requestInfo (four context values before).
 		rc := &requestContext{Context: r.Context(), start: start, info: requestInfo{sourcePort: port,
-			meta: audit.Meta{IP: ip, UserAgent: r.UserAgent(), RequestID: id}}}
+			meta: audit.Meta{IP: ip, UserAgent: headerValue(r.Header, "User-Agent"), RequestID: id}}}
 		// The name is canonical already (Set would canonicalise it again);
 		// the value's slice lives in the node, capacity 1 so that an Add
 		// gets a new array.
@@ -197,9 +224,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		}
 		sw := &rc.sw // allocated with the context node
 		sw.ResponseWriter = w
-		s.metrics.inflight.Inc()
+		s.metrics.inflight.Add(1)
 		defer func() {
-			s.metrics.inflight.Dec()
+			s.metrics.inflight.Add(-1)
 			if rec := recover(); rec != nil {
 				if rec == http.ErrAbortHandler {
 					panic(rec)
@@ -213,12 +240,11 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			if sw.status == 0 {
 				sw.status = http.StatusOK
 			}
-			end := s.now() // the line's time too: one clock reading fewer
-			elapsed := end.Sub(start)
+			end, elapsed := s.since(start) // the line's and the monitor's time too
 			route := routeLabel(r)
 			s.metrics.observe(route, methodLabel(r.Method), sw.status, elapsed.Seconds())
 			if s.opts.Monitor != nil {
-				s.opts.Monitor.Requests.Observe(info.tenant, route, sw.status, elapsed)
+				s.opts.Monitor.Requests.ObserveAt(end, info.tenant, route, sw.status, elapsed)
 			}
 			level := slog.LevelInfo
 			if sw.status >= 500 {

@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-dev/relais/internal/access"
 	"github.com/relais-dev/relais/internal/audit"
@@ -177,4 +181,69 @@ func TestRequestIDs(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestSince: on the real clock (no Now, or time.Now itself, as the app
+// passes) the end of a request is its start plus the monotonic elapsed
+// time, within the wall clock's readings around it; on an injected clock
+// it is that clock's reading.
+func TestSince(t *testing.T) {
+	for name, now := range map[string]func() time.Time{"default": nil, "time.Now": time.Now} {
+		s := New(Options{Now: now})
+		if !s.realClock {
+			t.Fatalf("%s: not seen as the real clock", name)
+		}
+		before := time.Now()
+		start := s.now()
+		end, d := s.since(start)
+		after := time.Now()
+		if d < 0 || !end.Equal(start.Add(d)) || end.Before(before) || end.After(after) {
+			t.Fatalf("%s: start %v end %v elapsed %v, outside %v..%v", name, start, end, d, before, after)
+		}
+	}
+	fake := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	s := New(Options{Now: func() time.Time { fake = fake.Add(time.Second); return fake }})
+	if s.realClock {
+		t.Fatal("an injected clock seen as the real one")
+	}
+	start := s.now()
+	end, d := s.since(start)
+	if d != time.Second || !end.Equal(fake) {
+		t.Fatalf("injected clock: end %v elapsed %v", end, d)
+	}
+}
+
+// TestInFlightGauge: relais_http_requests_in_flight counts the request
+// being served, and nothing once it has ended, even after a panic.
+func TestInFlightGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := New(Options{Registry: reg})
+	read := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "relais_http_requests_in_flight" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no relais_http_requests_in_flight")
+		return 0
+	}
+	var inside float64
+	h := s.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inside = read()
+		if r.URL.Path == "/panic" {
+			panic("boom")
+		}
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if inside != 1 || read() != 0 {
+		t.Fatalf("in flight: %v during the request, %v after", inside, read())
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/panic", nil))
+	if inside != 1 || read() != 0 {
+		t.Fatalf("in flight: %v during the panicking request, %v after", inside, read())
+	}
 }

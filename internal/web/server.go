@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,9 +109,11 @@ type Server struct {
 	metrics *metrics
 	maxBody int64
 	now     func() time.Time
-	handler http.Handler
-	caches  *authCaches
-	pages   pages
+	// realClock: now is time.Now (see since).
+	realClock bool
+	handler   http.Handler
+	caches    *authCaches
+	pages     pages
 	// accessLog is the logger's handler when it can write access lines
 	// directly (accesslog.NewHandler), else nil: lines go through slog.
 	accessLog *accesslog.Handler
@@ -137,6 +140,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	realClock := reflect.ValueOf(opts.Now).Pointer() == reflect.ValueOf(time.Now).Pointer()
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
@@ -146,7 +150,7 @@ func New(opts Options) *Server {
 	if opts.MaxImportBytes <= 0 {
 		opts.MaxImportBytes = ImportMaxBytes
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now, caches: newAuthCaches(),
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registry), maxBody: opts.MaxBodyBytes, now: opts.Now, realClock: realClock, caches: newAuthCaches(),
 		importSlots: make(chan struct{}, maxConcurrentImports)}
 	pg, err := loadPages()
 	if err != nil { // embedded templates: a build defect, caught by the tests

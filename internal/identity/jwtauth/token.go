@@ -2,14 +2,11 @@ package jwtauth
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -239,37 +236,6 @@ type Verifier struct {
 	cfg    Config
 	parser *jwt.Parser
 	cache  *verifiedCache
-	// hashers are reused SHA-256 states for the cache key: hashing the
-	// token through them costs no allocation, where sha256.Sum256 of
-	// []byte(token) copies the token to the heap on every request.
-	hashers sync.Pool
-}
-
-// tokenHasher is a reusable SHA-256 state with its copy buffer and output,
-// kept together on the heap (buffers passed through the hash.Hash interface
-// would escape, one allocation each).
-type tokenHasher struct {
-	h   hash.Hash
-	buf [512]byte
-	sum [sha256.Size]byte
-}
-
-// tokenSum is the SHA-256 of token, the cache key.
-func (v *Verifier) tokenSum(token string) [sha256.Size]byte {
-	th, _ := v.hashers.Get().(*tokenHasher)
-	if th == nil {
-		th = &tokenHasher{h: sha256.New()}
-	}
-	th.h.Reset()
-	for s := token; len(s) > 0; {
-		n := copy(th.buf[:], s)
-		_, _ = th.h.Write(th.buf[:n]) // hash.Hash.Write never fails
-		s = s[n:]
-	}
-	th.h.Sum(th.sum[:0])
-	sum := th.sum
-	v.hashers.Put(th)
-	return sum
 }
 
 // NewVerifier returns a Verifier that accepts the tokens of an Issuer with
@@ -303,8 +269,9 @@ func NewVerifier(ks *KeyStore, cfg Config) *Verifier {
 // valid or issued in the future (with Leeway); or valid for longer than
 // MaxLifetime.
 //
-// A verified token is remembered, by its SHA-256, until it expires or for
-// 60 seconds at most, so repeated calls cost a hash and a map lookup.
+// A verified token is remembered until it expires or for 60 seconds at
+// most, so repeated calls cost a keyed hash, a map lookup and a comparison
+// with the remembered token.
 //
 // Verify does not know about revocation: the caller must compare the
 // returned Version with the credential's current token version.
@@ -345,16 +312,15 @@ func (v *Verifier) verified(ctx context.Context, token string) (*Claims, error) 
 	if len(token) > MaxTokenBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(token), MaxTokenBytes)
 	}
-	sum := v.tokenSum(token)
 	now := v.ks.clock()
-	if c := v.cache.get(sum, now); c != nil {
+	if c := v.cache.get(token, now); c != nil {
 		return c, nil
 	}
 	c, until, err := v.verify(ctx, token, now)
 	if err != nil {
 		return nil, err
 	}
-	v.cache.put(sum, c, until, now)
+	v.cache.put(token, c, until, now)
 	return c, nil
 }
 

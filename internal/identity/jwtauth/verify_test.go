@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"testing"
@@ -306,12 +306,11 @@ func TestVerifiedCache(t *testing.T) {
 		req.Lifetime = 5 * time.Minute
 		tok := issue(t, e.node, req)
 		mustVerify(t, e.node, tok)
-		sum := sha256.Sum256([]byte(tok))
-		if e.ver.cache.get(sum, e.clk.Now()) == nil {
+		if e.ver.cache.get(tok, e.clk.Now()) == nil {
 			t.Fatal("verified token not cached")
 		}
 		e.clk.Advance(verifiedTTL)
-		if e.ver.cache.get(sum, e.clk.Now()) != nil {
+		if e.ver.cache.get(tok, e.clk.Now()) != nil {
 			t.Fatal("cache entry reused for more than a minute")
 		}
 		mustVerify(t, e.node, tok) // full verification again, cached again
@@ -327,19 +326,19 @@ func TestVerifiedCache(t *testing.T) {
 			if i < 2 {
 				until = now.Add(time.Second)
 			}
-			c.put([32]byte{byte(i)}, claims, until, now)
+			c.put(string(rune('a'+i)), claims, until, now)
 		}
 		later := now.Add(2 * time.Second)
-		c.put([32]byte{9}, claims, later.Add(time.Minute), later)
+		c.put("j", claims, later.Add(time.Minute), later)
 		if c.len() != 3 {
 			t.Fatalf("after dropping expired entries: %d entries, want 3", c.len())
 		}
-		c.put([32]byte{10}, claims, later.Add(time.Minute), later)
-		c.put([32]byte{11}, claims, later.Add(time.Minute), later)
+		c.put("k", claims, later.Add(time.Minute), later)
+		c.put("l", claims, later.Add(time.Minute), later)
 		if c.len() != 1 {
 			t.Fatalf("full cache with nothing expired: %d entries, want 1 (cleared, then the new one)", c.len())
 		}
-		c.put([32]byte{12}, claims, later, later) // already due: not stored
+		c.put("m", claims, later, later) // already due: not stored
 		if c.len() != 1 {
 			t.Fatalf("an already expired result was cached")
 		}
@@ -396,14 +395,29 @@ func TestAlgorithmPinnedBeforeKeyLookup(t *testing.T) {
 	})
 }
 
-// TestTokenSum: the pooled hashing of the cache key is SHA-256 of the
-// token, for tokens shorter and longer than its copy buffer.
-func TestTokenSum(t *testing.T) {
-	v := &Verifier{}
-	for _, n := range []int{0, 1, 511, 512, 513, 1500, MaxTokenBytes} {
-		tok := strings.Repeat("ab.", n)[:n]
-		if got, want := v.tokenSum(tok), sha256.Sum256([]byte(tok)); got != want {
-			t.Fatalf("len %d: tokenSum differs from SHA-256", n)
+// TestVerifiedCacheComparesTokens: an entry answers only the token it was
+// stored for, byte for byte, even when another token's hash would find it
+// (a collision of the 64-bit keyed hash, made here by hand).
+func TestVerifiedCacheComparesTokens(t *testing.T) {
+	now := time.Now()
+	c := newVerifiedCache(10)
+	claims := &Claims{Tenant: "acme"}
+	tok := strings.Repeat("ab.", 200)
+	c.put(tok, claims, now.Add(time.Minute), now)
+	if c.get(tok, now) != claims {
+		t.Fatal("stored token not found")
+	}
+	// Tokens differing in their last byte, one byte shorter or longer, or empty.
+	for _, other := range []string{tok[:len(tok)-1] + "x", tok[:len(tok)-1], tok + ".", ""} {
+		if c.get(other, now) != nil {
+			t.Fatalf("token of %d bytes answered by another's entry", len(other))
 		}
+	}
+	// A forged collision: the other token's key holding the first token.
+	other := tok[:len(tok)-1] + "x"
+	e, _ := c.entries.Load(maphash.String(c.seed, tok))
+	c.entries.Store(maphash.String(c.seed, other), e)
+	if c.get(other, now) != nil {
+		t.Fatal("a hash collision answered another token's claims")
 	}
 }

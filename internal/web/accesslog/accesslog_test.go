@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -66,6 +67,39 @@ func TestSameBytesAsSlog(t *testing.T) {
 		if err := json.Unmarshal([]byte(got), &m); err != nil {
 			t.Errorf("case %d: not JSON: %v", i, err)
 		}
+	}
+}
+
+// TestEveryByteEverywhere: the eight-bytes-at-a-time scan of plain ASCII
+// hands over to the escaping at the right byte: each of the 256 byte values
+// at each place of a 19-byte value (two words and three bytes), and random
+// mixes of plain, escaped and multi-byte characters (valid or cut), encode
+// as slog's JSON handler encodes them.
+func TestEveryByteEverywhere(t *testing.T) {
+	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	check := func(v string) {
+		t.Helper()
+		l := Line{Path: v, RequestID: v}
+		if got, want := string(AppendJSON(nil, at, slog.LevelInfo, &l)), viaSlog(t, at, slog.LevelInfo, &l); got != want {
+			t.Fatalf("value %q:\n got %q\nwant %q", v, got, want)
+		}
+	}
+	plain := []byte("abcdefghijklmnopqrs")
+	for b := 0; b < 256; b++ {
+		for p := range plain {
+			v := bytes.Clone(plain)
+			v[p] = byte(b)
+			check(string(v))
+		}
+	}
+	pieces := []string{"a", "Z", "~", "\x7f", " ", "\"", "\\", "\n", "\x00", "\x1f", "é", "\u2028", "\u2029", "😀", "\xff", "\xe2\x80", "<&>"}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var v strings.Builder
+		for range rnd.IntN(40) {
+			v.WriteString(pieces[rnd.IntN(len(pieces))])
+		}
+		check(v.String())
 	}
 }
 

@@ -146,8 +146,8 @@ func (l *Limiter) ipKey(r *http.Request) uint64 {
 }
 
 func (l *Limiter) credKey(r *http.Request) (uint64, bool) {
-	if a := r.Header.Get("Authorization"); a != "" {
-		return maphash.String(l.seed, a), true
+	if a := r.Header["Authorization"]; len(a) > 0 && a[0] != "" { // the canonical key: Get would canonicalise it again
+		return maphash.String(l.seed, a[0]), true
 	}
 	if l.opts.SessionCookie != "" {
 		if c, err := r.Cookie(l.opts.SessionCookie); err == nil && c.Value != "" {

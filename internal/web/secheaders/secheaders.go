@@ -113,10 +113,10 @@ const maxHeaders = 8
 
 // setter assigns one header set. The names are already canonical: it
 // assigns them directly (Set would canonicalise each name on every
-// response). Each response gets its own values, in one array allocated per
-// response; each header's slice has capacity 1, so a handler that adds to a
-// header gets a new array and cannot touch another header's or another
-// response's values.
+// response). Each response gets its own values, in one array of the set's
+// length allocated per response; each header's slice has capacity 1, so a
+// handler that adds to a header gets a new array and cannot touch another
+// header's or another response's values.
 type setter struct {
 	names []string
 	tmpl  [maxHeaders]string
@@ -135,8 +135,8 @@ func newSetter(hs []Header) *setter {
 }
 
 func (s *setter) set(h http.Header) {
-	vals := new([maxHeaders]string)
-	*vals = s.tmpl
+	vals := make([]string, len(s.names)) // 80 bytes for the API set, not maxHeaders' 128
+	copy(vals, s.tmpl[:])
 	for i, name := range s.names {
 		h[name] = vals[i : i+1 : i+1]
 	}
