@@ -1,6 +1,7 @@
 package jwtauth
 
 import (
+	"crypto/subtle"
 	"hash/maphash"
 	"strings"
 	"sync"
@@ -14,9 +15,9 @@ import (
 // one that passed every check, whatever the hash does (a collision is a
 // miss, then a full verification). The hash costs a tenth of a SHA-256 of
 // a typical token, the cache's key before. The tokens are compared only
-// after their 64-bit keyed hashes matched, so the comparison's timing
-// tells a caller nothing about a token it does not hold (it cannot choose a
-// token whose hash under the unknown seed matches another's). Failures are
+// after their 64-bit keyed hashes matched (a caller cannot choose a token
+// whose hash under the unknown seed matches another's), and in constant
+// time all the same, as every secret is. Failures are
 // never cached, so garbage cannot fill it. When full it first drops expired
 // entries and, if that freed less than a quarter, drops everything: a full
 // cache costs one round of full verifications, never unbounded memory
@@ -51,7 +52,7 @@ func (c *verifiedCache) get(token string, now time.Time) *Claims {
 		return nil
 	}
 	e := v.(*verifiedEntry)
-	if e.token != token || !now.Before(e.until) {
+	if subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 || !now.Before(e.until) {
 		return nil
 	}
 	return e.claims
