@@ -187,7 +187,7 @@ type writer struct {
 	written, nextAnalyze int64 // rows written; when to ANALYZE next (PostgreSQL)
 
 	bulk *store.BulkSession // the batches' connection, when they run in a bulk session
-	cols contactArrays        // PostgreSQL: the arrays of a contacts insert, reused
+	cols contactArrays      // PostgreSQL: the arrays of a contacts insert, reused
 }
 
 // BulkWALPages is the write-ahead log size (in 4 KiB pages, about 400 MiB)
