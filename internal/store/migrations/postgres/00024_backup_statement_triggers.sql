@@ -22,6 +22,16 @@ DECLARE
     i  int;
     ok constant text := ' AND NOT EXISTS (SELECT 1 FROM backup_restoring b WHERE b.tenant_id = c.tenant_id)';
 BEGIN
+    -- An upsert fires the UPDATE trigger even when it updated nothing: an
+    -- empty statement logs nothing and skips building the INSERT below.
+    IF TG_OP = 'DELETE' THEN
+        PERFORM 1 FROM backup_old LIMIT 1;
+    ELSE
+        PERFORM 1 FROM backup_new LIMIT 1;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
     FOR i IN 0 .. TG_NARGS - 1 LOOP
         kn := kn || CASE WHEN i > 0 THEN ', ' ELSE '' END || 'n.' || quote_ident(TG_ARGV[i]);
         ko := ko || CASE WHEN i > 0 THEN ', ' ELSE '' END || 'o.' || quote_ident(TG_ARGV[i]);
