@@ -42,10 +42,20 @@ type prepRow struct {
 	lists    []string       // per-row list memberships (seed)
 	id       string         // the id a new contact gets
 	sealed   sealedContact
+	plain    string      // v.plain as JSON, encoded by the worker (plainJSON)
 	cipher   fieldSealer // the contact's cipher, once the writer needed it
 	outcome  int
 	contact  string // the contact id written
 	now      time.Time
+}
+
+// plainJSON returns the row's plain attributes as JSON: encoded once, by
+// the worker that prepared the row when it did (off the writer's path).
+func (r *prepRow) plainJSON() string {
+	if r.plain == "" {
+		r.plain = encodeAttrs(r.v.plain)
+	}
+	return r.plain
 }
 
 func (r *prepRow) fail(column, reason string) {
@@ -566,7 +576,7 @@ func (w *writer) insertContacts(rows []*prepRow, blocked map[string]bool, now ti
 		c.locale = append(c.locale, r.v.locale)
 		c.tz = append(c.tz, r.v.tz)
 		c.attrsEnc = append(c.attrsEnc, r.sealed.attrsEnc)
-		c.attrs = append(c.attrs, encodeAttrs(r.v.plain))
+		c.attrs = append(c.attrs, r.plainJSON())
 		c.status = append(c.status, w.statusOf(r, blocked))
 		c.at = append(c.at, micros(now))
 		c.keyEnc = append(c.keyEnc, r.sealed.keyEnc)
@@ -600,7 +610,7 @@ func (c *contactArrays) reset() {
 }
 
 func (w *writer) contactRow(vals *values, r *prepRow, status string) {
-	var attrs any = encodeAttrs(r.v.plain)
+	var attrs any = r.plainJSON()
 	if w.dialect == store.Postgres {
 		attrs = cast{v: attrs, typ: "JSONB"}
 	}
@@ -866,7 +876,7 @@ func (w *writer) phoneRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 			keyOf[r.contact] = r.sealed.keyEnc // the contact adopts this line's key
 		}
 		if _, err := tx.Exec(ctx, q, r.contact, blob(r.sealed.phoneEnc), blob(r.sealed.firstEnc), blob(r.sealed.lastEnc), r.v.locale, r.v.tz,
-			blob(r.sealed.attrsEnc), encodeAttrs(r.v.plain), w.statusOf(r, blocked), micros(now), blob(r.sealed.keyEnc)); err != nil {
+			blob(r.sealed.attrsEnc), r.plainJSON(), w.statusOf(r, blocked), micros(now), blob(r.sealed.keyEnc)); err != nil {
 			return fmt.Errorf("contacts: update contact: %w", err)
 		}
 	}
