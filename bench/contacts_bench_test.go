@@ -44,7 +44,12 @@ import (
 // over reference), cpu-µs/contact and raw-cpu-µs/row (CPU time of the
 // process, all threads: steadier than rates on a shared machine),
 // peak-RSS-MB (VmHWM of the process during the import alone, reset before
-// it) and heap-sys-MB.
+// it) and heap-sys-MB. On PostgreSQL also: raw-arrays-rows/s, the same raw
+// rows sent as one array per column (rawInsertArrays, the import's own
+// statement form since it writes contacts so), with ratio taken against the
+// faster of the two references and ratio-values against the VALUES one
+// (the figure recorded before); and srv-cpu-µs/contact, raw-srv-cpu-µs/row,
+// raw-arrays-srv-cpu-µs/row: the CPU of the server's processes.
 
 func benchContacts() int {
 	if n, err := strconv.Atoi(os.Getenv("RELAIS_BENCH_CONTACTS")); err == nil && n > 0 {
