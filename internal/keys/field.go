@@ -111,22 +111,18 @@ func hkdfSHA256(key []byte, info string) (out [sha256.Size]byte, ok bool) {
 	copy(buf[block:], inner[:])
 	prk := sha256.Sum256(buf[:block+sha256.Size])
 	defer clear(prk[:])
-	// Expand, one block: T(1) = HMAC(PRK, info || 0x01).
-	for i := range block {
-		var k byte
-		if i < len(prk) {
-			k = prk[i]
-		}
+	// Expand, one block: T(1) = HMAC(PRK, info || 0x01), the key being
+	// PRK padded with zeros to a block.
+	var kpad [block]byte
+	defer clear(kpad[:])
+	copy(kpad[:], prk[:])
+	for i, k := range kpad {
 		buf[i] = k ^ 0x36
 	}
 	n = copy(buf[block:], info)
 	buf[block+n] = 0x01
 	inner = sha256.Sum256(buf[:block+n+1])
-	for i := range block {
-		var k byte
-		if i < len(prk) {
-			k = prk[i]
-		}
+	for i, k := range kpad {
 		buf[i] = k ^ 0x5c
 	}
 	copy(buf[block:], inner[:])
