@@ -358,6 +358,7 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 			return
 		}
 		r.sealed = sealed
+		r.plainJSON()
 	}
 	produce := func(ctx context.Context, emit func(*batch) error) error {
 		b := &batch{}

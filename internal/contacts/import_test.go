@@ -513,3 +513,56 @@ func TestConcurrentImportsAndCreates(t *testing.T) {
 		}
 	})
 }
+
+// TestImportUpsertCellByCell: the upsert writes each column of a batch
+// (on PostgreSQL, as one array per column): an empty cell stores NULL for a
+// new contact (no phone, no blind index) and leaves the stored value of an
+// existing one unchanged, a filled one replaces it; plain attributes merge,
+// a personal one is sealed; a bad line among good ones writes nothing of
+// its own.
+func TestImportUpsertCellByCell(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		e.define(t, e.a.ID, contacts.AttributeDef{Key: "country", Type: contacts.AttrString},
+			contacts.AttributeDef{Key: "vip", Type: contacts.AttrString, Personal: true})
+		first := "email,phone,first_name,last_name,locale,country,vip\n" +
+			"c1@example.com,+33611111111,Une,Dupont,fr-FR,FR,gold\n" +
+			"c2@example.com,,Deux,,,,\n" +
+			"c3@example,+33633333333,Bad,Line,,,\n"
+		j := must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, []byte(first), contacts.ImportOptions{}))
+		if j.Created != 2 || j.Failed != 1 {
+			t.Fatalf("first import %+v", j)
+		}
+		if got := must[[]contacts.Contact](t)(e.svc.FindByPhone(bg, e.a.ID, "+33633333333")); len(got) != 0 {
+			t.Fatalf("the bad line was written: %+v", got)
+		}
+		c2 := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, "c2@example.com"))
+		var nullPhone int
+		err := e.db.Tenant(e.a.ID).Tx(bg, func(tx *store.Tx) error {
+			return tx.QueryRow(bg, `SELECT count(*) FROM contacts WHERE tenant_id = $1 AND id = $2 AND phone_bidx IS NULL AND phone_enc IS NULL
+				AND last_name_enc IS NULL AND attributes_enc IS NULL`, c2.ID).Scan(&nullPhone)
+		})
+		if err != nil || nullPhone != 1 || c2.Phone != "" || c2.FirstName != "Deux" {
+			t.Fatalf("empty cells of a new contact: %d %v %+v", nullPhone, err, c2)
+		}
+		second := "email,phone,first_name,last_name,locale,country,vip\n" +
+			"c1@example.com,,,Durand,,BE,\n" +
+			"c2@example.com,+33622222222,,Martin,de-DE,DE,silver\n"
+		j = must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, []byte(second), contacts.ImportOptions{}))
+		if j.Updated != 2 || j.Failed != 0 {
+			t.Fatalf("second import %+v", j)
+		}
+		c1 := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, "c1@example.com"))
+		if c1.Phone != "+33611111111" || c1.FirstName != "Une" || c1.LastName != "Durand" || c1.Locale != "fr-FR" ||
+			c1.Attributes["country"] != "BE" || c1.Attributes["vip"] != "gold" {
+			t.Fatalf("c1 after the upsert: %+v", c1)
+		}
+		c2 = must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, "c2@example.com"))
+		if c2.Phone != "+33622222222" || c2.FirstName != "Deux" || c2.LastName != "Martin" || c2.Locale != "de-DE" ||
+			c2.Attributes["country"] != "DE" || c2.Attributes["vip"] != "silver" {
+			t.Fatalf("c2 after the upsert: %+v", c2)
+		}
+		if got := must[[]contacts.Contact](t)(e.svc.FindByPhone(bg, e.a.ID, "+33622222222")); len(got) != 1 || got[0].ID != c2.ID {
+			t.Fatalf("find by the new phone: %+v", got)
+		}
+	})
+}

@@ -206,6 +206,7 @@ func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, 
 			return
 		}
 		r.sealed = sealed
+		r.plainJSON()
 	}
 	w := &writer{s: s, cr: cr, dialect: s.DB.Dialect(), mode: ModeUpsert, source: "seed", action: "contact.seed",
 		fields: []audit.Change{{Field: "email", Personal: true}, {Field: "phone", Personal: true}, {Field: "first_name", Personal: true},

@@ -1,0 +1,123 @@
+package backup
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/relais-dev/relais/internal/config"
+	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
+	"github.com/relais-dev/relais/internal/testkit/storetest"
+)
+
+// rowTriggers are the row-level change-log triggers that migration 00024
+// replaced on PostgreSQL by statement-level ones (relais_backup_change_rows).
+var rowTriggers = map[string]string{"contacts": "'id'", "blocklist": "'kind', 'value_bidx'"}
+
+// TestStatementChangeLogMatchesRowTriggers: on PostgreSQL the contacts
+// tables log their changes with statement-level triggers (00024). The same
+// multi-row statements (inserts, upserts that insert and update, an update
+// that changes a key, a delete, and writes during a restore, which log
+// nothing) must log the same keys as the row-level triggers they replaced:
+// one tenant runs them with the new triggers, another after the old ones are
+// put back, and the changed keys (as a backup reads them) must be the same.
+func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
+	db := storetest.OpenPostgres(t, storetest.Options{})
+	ts := &tenants.Service{DB: db, Master: newMaster(t), Defaults: config.DefaultPolicy()}
+	changed := func(name string) map[string][]string {
+		tn, err := ts.Create(bg, name, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts := []string{
+			`INSERT INTO contacts (tenant_id, id, email_bidx, status, source, created_at, updated_at) VALUES
+				($1, 'c1', '\x01', 'active', 'import', 1, 1), ($1, 'c2', '\x02', 'active', 'import', 1, 1), ($1, 'c3', '\x03', 'active', 'import', 1, 1)`,
+			// c2 and c3 are updated, c4 inserted, by one statement.
+			`INSERT INTO contacts (tenant_id, id, email_bidx, status, source, created_at, updated_at) VALUES
+				($1, 'x2', '\x02', 'active', 'import', 2, 2), ($1, 'x3', '\x03', 'active', 'import', 2, 2), ($1, 'c4', '\x04', 'active', 'import', 2, 2)
+				ON CONFLICT (tenant_id, email_bidx) DO UPDATE SET updated_at = excluded.updated_at`,
+			`UPDATE contacts SET id = 'c5' WHERE tenant_id = $1 AND id = 'c4'`, // a key that changes: old and new logged
+			`UPDATE contacts SET status = 'bounced' WHERE tenant_id = $1 AND id IN ('c1', 'c2')`,
+			`UPDATE contacts SET status = 'bounced' WHERE tenant_id = $1 AND id = 'none'`, // no row
+			`DELETE FROM contacts WHERE tenant_id = $1 AND id IN ('c3', 'c5')`,
+			`INSERT INTO blocklist (tenant_id, kind, value_bidx, reason, source, created_at) VALUES
+				($1, 'email', '\x0a0b', '', 'import', 1), ($1, 'phone', '\x0c', '', 'import', 1)`,
+			`INSERT INTO blocklist (tenant_id, kind, value_bidx, reason, source, created_at) VALUES
+				($1, 'email', '\x0a0b', 'again', 'import', 2), ($1, 'email', '\x0d', '', 'import', 2)
+				ON CONFLICT (tenant_id, kind, value_bidx) DO NOTHING`,
+			`UPDATE blocklist SET value_bidx = '\x0e' WHERE tenant_id = $1 AND kind = 'phone'`,
+			`DELETE FROM blocklist WHERE tenant_id = $1 AND value_bidx = '\x0d'`,
+			// During a restore of the tenant nothing is logged.
+			`INSERT INTO backup_restoring (tenant_id) VALUES ($1)`,
+			`INSERT INTO contacts (tenant_id, id, email_bidx, status, source, created_at, updated_at) VALUES ($1, 'r1', '\x09', 'active', 'import', 3, 3)`,
+			`UPDATE contacts SET status = 'active' WHERE tenant_id = $1`,
+			`DELETE FROM blocklist WHERE tenant_id = $1`,
+			`DELETE FROM backup_restoring WHERE tenant_id = $1`,
+		}
+		err = db.Tenant(tn.ID).Tx(bg, func(tx *store.Tx) error {
+			if _, err := tx.Exec(bg, `DELETE FROM backup_changes WHERE tenant_id = $1`); err != nil {
+				return err
+			}
+			for _, q := range stmts {
+				if _, err := tx.Exec(bg, q); err != nil {
+					return fmt.Errorf("%s: %w", q, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]string{}
+		err = db.Tenant(tn.ID).Tx(bg, func(tx *store.Tx) error {
+			rows, err := tx.Query(bg, `SELECT DISTINCT tbl, pk FROM backup_changes WHERE tenant_id = $1`)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = rows.Close() }()
+			for rows.Next() {
+				var tbl, pk string
+				if err := rows.Scan(&tbl, &pk); err != nil {
+					return err
+				}
+				out[tbl] = append(out[tbl], pk)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range out {
+			sort.Strings(v)
+		}
+		return out
+	}
+	got := changed("stmt")
+	want := map[string][]string{
+		"contacts":  {`["c1"]`, `["c2"]`, `["c3"]`, `["c4"]`, `["c5"]`},
+		"blocklist": {`["email", "\\x0a0b"]`, `["email", "\\x0d"]`, `["phone", "\\x0c"]`, `["phone", "\\x0e"]`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("statement triggers logged %v, want %v", got, want)
+	}
+	err := db.Platform(bg, func(p *store.PlatformTx) error {
+		for tbl, args := range rowTriggers {
+			for _, q := range []string{`DROP TRIGGER backup_change ON ` + tbl, `DROP TRIGGER backup_change_update ON ` + tbl,
+				`DROP TRIGGER backup_change_delete ON ` + tbl,
+				`CREATE TRIGGER backup_change AFTER INSERT OR UPDATE OR DELETE ON ` + tbl + ` FOR EACH ROW EXECUTE FUNCTION relais_backup_change(` + args + `)`} {
+				if _, err := p.Exec(bg, q); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old := changed("rows"); !reflect.DeepEqual(got, old) {
+		t.Fatalf("statement triggers logged %v, the row triggers %v", got, old)
+	}
+}
