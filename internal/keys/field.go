@@ -73,61 +73,11 @@ func deriveSubkey(dk *DataKey, info string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sub, ok := hkdfSHA256(key, info); ok {
-		return sub[:], nil
-	}
 	subkey, err := hkdf.Key(sha256.New, key, nil, info, keySize)
 	if err != nil {
 		return nil, fmt.Errorf("derive subkey: %w", err)
 	}
 	return subkey, nil
-}
-
-// hkdfSHA256 is HKDF-SHA256 (RFC 5869) with no salt and 32 bytes of output,
-// for a key of at most 64 bytes and an info of at most 62: the same bytes
-// as hkdf.Key(sha256.New, key, nil, info, 32) (TestHKDFMatchesStdlib), with
-// the two HMACs written out over sha256.Sum256 on the stack. A contacts
-// import derives a field subkey for every contact's own key, and
-// crypto/hkdf's two hmac.New made allocations that cost ~10% of the
-// import's CPU, with the garbage collector's share. ok is false outside
-// those bounds (the caller then uses crypto/hkdf).
-func hkdfSHA256(key []byte, info string) (out [sha256.Size]byte, ok bool) {
-	const block = 64 // SHA-256's block size
-	if len(key) > block || len(info) > block-2 {
-		return out, false
-	}
-	var buf [2 * block]byte
-	defer clear(buf[:])
-	// Extract: PRK = HMAC(salt, IKM), the absent salt being HashLen zeros,
-	// so the padded HMAC key is all zeros: ipad and opad are constants.
-	for i := range block {
-		buf[i] = 0x36
-	}
-	n := copy(buf[block:], key)
-	inner := sha256.Sum256(buf[:block+n])
-	for i := range block {
-		buf[i] = 0x5c
-	}
-	copy(buf[block:], inner[:])
-	prk := sha256.Sum256(buf[:block+sha256.Size])
-	defer clear(prk[:])
-	// Expand, one block: T(1) = HMAC(PRK, info || 0x01), the key being
-	// PRK padded with zeros to a block.
-	var kpad [block]byte
-	defer clear(kpad[:])
-	copy(kpad[:], prk[:])
-	for i, k := range kpad {
-		buf[i] = k ^ 0x36
-	}
-	n = copy(buf[block:], info)
-	buf[block+n] = 0x01
-	inner = sha256.Sum256(buf[:block+n+1])
-	for i, k := range kpad {
-		buf[i] = k ^ 0x5c
-	}
-	copy(buf[block:], inner[:])
-	clear(inner[:])
-	return sha256.Sum256(buf[:block+sha256.Size]), true
 }
 
 // ad returns the GCM additional data for field: header || lp(tenantID) ||

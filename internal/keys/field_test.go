@@ -2,13 +2,9 @@ package keys
 
 import (
 	"bytes"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"math"
-	"strings"
 	"testing"
 )
 
@@ -284,35 +280,5 @@ func TestFieldCipherOutlivesDataKey(t *testing.T) {
 	}
 	if _, err := c.Open("email", ct); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestHKDFMatchesStdlib: the subkey derivation written out for speed
-// (hkdfSHA256) gives the bytes of crypto/hkdf for random keys of every
-// length it accepts and the package's infos, and declines what it does not
-// handle.
-func TestHKDFMatchesStdlib(t *testing.T) {
-	infos := []string{fieldInfo, blindIndexInfo, "", "x", strings.Repeat("i", 62)}
-	for n := 0; n <= 64; n++ {
-		for _, info := range infos {
-			for range 4 {
-				key := make([]byte, n)
-				_, _ = rand.Read(key)
-				want, err := hkdf.Key(sha256.New, key, nil, info, 32)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, ok := hkdfSHA256(key, info)
-				if !ok || !bytes.Equal(got[:], want) {
-					t.Fatalf("key of %d bytes, info %q: %x, want %x (ok %v)", n, info, got, want, ok)
-				}
-			}
-		}
-	}
-	if _, ok := hkdfSHA256(make([]byte, 65), fieldInfo); ok {
-		t.Fatal("a key over 64 bytes was accepted")
-	}
-	if _, ok := hkdfSHA256(make([]byte, 32), strings.Repeat("i", 63)); ok {
-		t.Fatal("an info over 62 bytes was accepted")
 	}
 }
