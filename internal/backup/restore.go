@@ -179,6 +179,9 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		}
 	}
 	res := RestoreResult{TenantID: tenantID, Slug: o.IntoSlug, Point: Point{Header: last.h, Object: manifestName(last.h)}, Points: len(chain)}
+	// Phase times, logged at the end.
+	var tLoaded, tIndexed, tSummed time.Time
+	tStart := time.Now()
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
 			// A restore writes every index of the tenant at once: a 256 MiB
@@ -241,6 +244,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 				return err
 			}
 		}
+		tLoaded = time.Now()
 		for _, ix := range rebuild {
 			if _, err := ptx.Exec(ctx, ix.sql); err != nil {
 				// A unique index (the contacts' e-mail blind index, say)
@@ -255,6 +259,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if _, err := tx.Exec(ctx, `DELETE FROM backup_restoring WHERE tenant_id = $1`); err != nil {
 			return err
 		}
+		tIndexed = time.Now()
 		var readBack []TableEntry
 		for _, e := range last.body.Tables {
 			if r.sums[e.Name] == nil || touched[e.Name] {
@@ -277,6 +282,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			res.Rows += e.Rows
 		}
 		res.Tables = len(last.body.Tables)
+		tSummed = time.Now()
 		// Only once the rows are proven to be the backup's: shredding done
 		// since the backup is applied again, in this same transaction.
 		if err := s.shred().Reapply(ctx, tx, shredRecords); err != nil {
@@ -303,6 +309,9 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	s.log().Info("backup restored", "tenant", tenantID, "rows", res.Rows, "load_ms", tLoaded.Sub(tStart).Milliseconds(),
+		"index_ms", tIndexed.Sub(tLoaded).Milliseconds(), "sums_ms", tSummed.Sub(tIndexed).Milliseconds(),
+		"commit_ms", time.Since(tSummed).Milliseconds())
 	return res, nil
 }
 
@@ -876,7 +885,17 @@ func (s *Service) restoreTest(ctx context.Context, tenantID string, t Target) (R
 		return RestoreResult{}, fmt.Errorf("backup: scratch store: %w", err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	scratch, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now})
+	// The scratch store gets the live store's page size (the restore then
+	// writes the same pages a restore into a store like it would).
+	var tune store.SQLiteTuning
+	if s.DB.Dialect() == store.SQLite {
+		if err := s.DB.Platform(ctx, func(p *store.PlatformTx) error {
+			return p.QueryRow(ctx, `PRAGMA page_size`).Scan(&tune.PageSize)
+		}); err != nil {
+			return RestoreResult{}, err
+		}
+	}
+	scratch, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
 	if err != nil {
 		return RestoreResult{}, err
 	}
