@@ -239,6 +239,31 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if err != nil {
 			return err
 		}
+		built := map[string]bool{}
+		create := func(ix setAside) error {
+			built[ix.kind+" "+ix.name] = true
+			if _, err := ptx.Exec(ctx, ix.sql); err != nil {
+				// A unique index (the contacts' e-mail blind index, say)
+				// that the backup's rows break: the whole restore is
+				// refused.
+				return fmt.Errorf("backup: the restored rows break %s %s of the store: %w", ix.kind, ix.name, err)
+			}
+			return nil
+		}
+		// A table's set-aside indexes are built as soon as the full point's
+		// rows of that table are in, while its last pages are still in the
+		// page cache (the incrementals after it then update them as any
+		// write does); the triggers once every point is applied.
+		r.loaded = func(table string) error {
+			for _, ix := range rebuild {
+				if ix.table == table && ix.kind == "index" && !built[ix.kind+" "+ix.name] {
+					if err := create(ix); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
 		for i, p := range chain {
 			if err := r.apply(ctx, tx, p, i == 0); err != nil {
 				return err
@@ -246,11 +271,10 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		}
 		tLoaded = time.Now()
 		for _, ix := range rebuild {
-			if _, err := ptx.Exec(ctx, ix.sql); err != nil {
-				// A unique index (the contacts' e-mail blind index, say)
-				// that the backup's rows break: the whole restore is
-				// refused.
-				return fmt.Errorf("backup: the restored rows break %s %s of the store: %w", ix.kind, ix.name, err)
+			if !built[ix.kind+" "+ix.name] {
+				if err := create(ix); err != nil {
+					return err
+				}
 			}
 		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
@@ -355,6 +379,9 @@ type restorer struct {
 	// sums are the checksums of the rows the full point's chunks hold, as
 	// parsed and written, by table.
 	sums map[string]*checksum
+	// loaded, when set, is called once the full point's rows of a table
+	// are written (it builds that table's set-aside indexes).
+	loaded func(table string) error
 }
 
 // prepared returns the statement q prepared in tx, preparing it once.
@@ -447,7 +474,7 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 		for range parsed { // drain: the reader stops at the cancel
 		}
 	}()
-	for _, st := range steps {
+	for i, st := range steps {
 		pc, ok := <-parsed
 		if !ok {
 			return fmt.Errorf("backup: restore: %w", pctx.Err())
@@ -466,6 +493,11 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 		}
 		if pc.sum != nil {
 			r.sums[st.t.Name].merge(pc.sum)
+		}
+		if full && st.op == "rows" && r.loaded != nil && (i+1 == len(steps) || steps[i+1].t != st.t) {
+			if err := r.loaded(st.t.Name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -768,7 +800,7 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 		}
 		var mine []setAside
 		for rows.Next() {
-			var ix setAside
+			ix := setAside{table: t.Name}
 			if err := rows.Scan(&ix.kind, &ix.name, &ix.sql); err != nil {
 				_ = rows.Close()
 				return nil, err
@@ -789,9 +821,9 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 	return rebuild, nil
 }
 
-// setAside is an index or a trigger dropped for the load: its kind, its
-// name and the statement that creates it again.
-type setAside struct{ kind, name, sql string }
+// setAside is an index or a trigger dropped for the load: its table, its
+// kind, its name and the statement that creates it again.
+type setAside struct{ table, kind, name, sql string }
 
 // fixSerials moves PostgreSQL sequences past the restored ids.
 func fixSerials(ctx context.Context, ptx *store.PlatformTx, tables []*table) error {
