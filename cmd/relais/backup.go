@@ -233,7 +233,8 @@ migrated first); a store that already has the tenant is refused.`,
 			}
 			o := backup.RestoreOptions{At: at, IntoSlug: into}
 			if dest, _ := cmd.Flags().GetString("store"); dest != "" {
-				db, err := openStore(b.ctx, dest)
+				sq := b.a.Config.SQLite
+				db, err := openStore(b.ctx, dest, store.SQLiteTuning{CacheMiB: sq.CacheMiB, WALAutocheckpoint: sq.WALAutocheckpoint, PageSize: sq.PageSize})
 				if err != nil {
 					return err
 				}
@@ -362,9 +363,10 @@ func restoreErr(err error) error {
 }
 
 // openStore opens and migrates a restore destination: a postgres:// URL or
-// an SQLite data directory.
-func openStore(ctx context.Context, dest string) (*store.DB, error) {
-	o := store.Options{DataDir: dest}
+// an SQLite data directory (created with the configured [sqlite] settings
+// when new).
+func openStore(ctx context.Context, dest string, tune store.SQLiteTuning) (*store.DB, error) {
+	o := store.Options{DataDir: dest, SQLite: tune}
 	if strings.HasPrefix(dest, "postgres://") || strings.HasPrefix(dest, "postgresql://") {
 		o = store.Options{URL: dest}
 	} else if !filepath.IsAbs(dest) {

@@ -107,7 +107,7 @@ func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // refuses a store whose schema is behind), and loads the master key.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (*App, error) {
 	db, err := store.Open(ctx, store.Options{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log, SQLite: store.SQLiteTuning{
-		CacheMiB: cfg.SQLite.CacheMiB, WALAutocheckpoint: cfg.SQLite.WALAutocheckpoint}})
+		CacheMiB: cfg.SQLite.CacheMiB, WALAutocheckpoint: cfg.SQLite.WALAutocheckpoint, PageSize: cfg.SQLite.PageSize}})
 	if err != nil {
 		return nil, err
 	}

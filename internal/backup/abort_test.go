@@ -89,23 +89,27 @@ func TestInterruptedBackupAndRestore(t *testing.T) {
 		return strings.Join(out, "\n")
 	}
 	schema := indexes()
-	ctx, cancel := context.WithCancel(bg)
-	defer cancel()
-	_, err = e.svc.Restore(ctx, e.acme.ID, dir, RestoreOptions{IntoSlug: "acme", Dest: dest, Progress: func(done, total int64) {
-		if done > total/3 {
-			cancel()
+	// Cancelled early (the first tables' rows), and late (after the
+	// contacts' indexes were built, as soon as their rows were in).
+	for _, part := range []float64{0.34, 0.9} {
+		ctx, cancel := context.WithCancel(bg)
+		_, err = e.svc.Restore(ctx, e.acme.ID, dir, RestoreOptions{IntoSlug: "acme", Dest: dest, Progress: func(done, total int64) {
+			if float64(done) > part*float64(total) {
+				cancel()
+			}
+		}})
+		cancel()
+		if err == nil {
+			t.Fatalf("restore cancelled at %.0f%% succeeded", part*100)
 		}
-	}})
-	if err == nil {
-		t.Fatal("cancelled restore succeeded")
-	}
-	var n int
-	_ = dest.Platform(bg, func(p *store.PlatformTx) error { return p.QueryRow(bg, `SELECT count(*) FROM tenants`).Scan(&n) })
-	if n != 0 || len(dump(t, dest, e.acme.ID)) != 0 {
-		t.Fatal("a cancelled restore left rows")
-	}
-	if got := indexes(); got != schema {
-		t.Fatalf("indexes after a cancelled restore:\n%s\nwant\n%s", got, schema)
+		var n int
+		_ = dest.Platform(bg, func(p *store.PlatformTx) error { return p.QueryRow(bg, `SELECT count(*) FROM tenants`).Scan(&n) })
+		if n != 0 || len(dump(t, dest, e.acme.ID)) != 0 {
+			t.Fatalf("a restore cancelled at %.0f%% left rows", part*100)
+		}
+		if got := indexes(); got != schema {
+			t.Fatalf("indexes after a restore cancelled at %.0f%%:\n%s\nwant\n%s", part*100, got, schema)
+		}
 	}
 	if _, err := e.svc.Restore(bg, e.acme.ID, dir, RestoreOptions{IntoSlug: "acme", Dest: dest}); err != nil {
 		t.Fatal(err)

@@ -179,6 +179,9 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		}
 	}
 	res := RestoreResult{TenantID: tenantID, Slug: o.IntoSlug, Point: Point{Header: last.h, Object: manifestName(last.h)}, Points: len(chain)}
+	// Phase times, logged at the end.
+	var tLoaded, tIndexed, tSummed time.Time
+	tStart := time.Now()
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
 			// A restore writes every index of the tenant at once: a 256 MiB
@@ -236,17 +239,42 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if err != nil {
 			return err
 		}
-		for i, p := range chain {
-			if err := r.apply(ctx, tx, p, i == 0); err != nil {
-				return err
-			}
-		}
-		for _, ix := range rebuild {
+		built := map[string]bool{}
+		create := func(ix setAside) error {
+			built[ix.kind+" "+ix.name] = true
 			if _, err := ptx.Exec(ctx, ix.sql); err != nil {
 				// A unique index (the contacts' e-mail blind index, say)
 				// that the backup's rows break: the whole restore is
 				// refused.
 				return fmt.Errorf("backup: the restored rows break %s %s of the store: %w", ix.kind, ix.name, err)
+			}
+			return nil
+		}
+		// A table's set-aside indexes are built as soon as the full point's
+		// rows of that table are in, while its last pages are still in the
+		// page cache (the incrementals after it then update them as any
+		// write does); the triggers once every point is applied.
+		r.loaded = func(table string) error {
+			for _, ix := range rebuild {
+				if ix.table == table && ix.kind == "index" && !built[ix.kind+" "+ix.name] {
+					if err := create(ix); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		for i, p := range chain {
+			if err := r.apply(ctx, tx, p, i == 0); err != nil {
+				return err
+			}
+		}
+		tLoaded = time.Now()
+		for _, ix := range rebuild {
+			if !built[ix.kind+" "+ix.name] {
+				if err := create(ix); err != nil {
+					return err
+				}
 			}
 		}
 		if err := fixSerials(ctx, ptx, tables); err != nil {
@@ -255,6 +283,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		if _, err := tx.Exec(ctx, `DELETE FROM backup_restoring WHERE tenant_id = $1`); err != nil {
 			return err
 		}
+		tIndexed = time.Now()
 		var readBack []TableEntry
 		for _, e := range last.body.Tables {
 			if r.sums[e.Name] == nil || touched[e.Name] {
@@ -277,6 +306,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			res.Rows += e.Rows
 		}
 		res.Tables = len(last.body.Tables)
+		tSummed = time.Now()
 		// Only once the rows are proven to be the backup's: shredding done
 		// since the backup is applied again, in this same transaction.
 		if err := s.shred().Reapply(ctx, tx, shredRecords); err != nil {
@@ -303,6 +333,9 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	s.log().Info("backup restored", "tenant", tenantID, "rows", res.Rows, "load_ms", tLoaded.Sub(tStart).Milliseconds(),
+		"index_ms", tIndexed.Sub(tLoaded).Milliseconds(), "sums_ms", tSummed.Sub(tIndexed).Milliseconds(),
+		"commit_ms", time.Since(tSummed).Milliseconds())
 	return res, nil
 }
 
@@ -346,6 +379,9 @@ type restorer struct {
 	// sums are the checksums of the rows the full point's chunks hold, as
 	// parsed and written, by table.
 	sums map[string]*checksum
+	// loaded, when set, is called once the full point's rows of a table
+	// are written (it builds that table's set-aside indexes).
+	loaded func(table string) error
 }
 
 // prepared returns the statement q prepared in tx, preparing it once.
@@ -438,7 +474,7 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 		for range parsed { // drain: the reader stops at the cancel
 		}
 	}()
-	for _, st := range steps {
+	for i, st := range steps {
 		pc, ok := <-parsed
 		if !ok {
 			return fmt.Errorf("backup: restore: %w", pctx.Err())
@@ -457,6 +493,11 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 		}
 		if pc.sum != nil {
 			r.sums[st.t.Name].merge(pc.sum)
+		}
+		if full && st.op == "rows" && r.loaded != nil && (i+1 == len(steps) || steps[i+1].t != st.t) {
+			if err := r.loaded(st.t.Name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -759,7 +800,7 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 		}
 		var mine []setAside
 		for rows.Next() {
-			var ix setAside
+			ix := setAside{table: t.Name}
 			if err := rows.Scan(&ix.kind, &ix.name, &ix.sql); err != nil {
 				_ = rows.Close()
 				return nil, err
@@ -780,9 +821,9 @@ func dropIndexes(ctx context.Context, ptx *store.PlatformTx, tables []*table) ([
 	return rebuild, nil
 }
 
-// setAside is an index or a trigger dropped for the load: its kind, its
-// name and the statement that creates it again.
-type setAside struct{ kind, name, sql string }
+// setAside is an index or a trigger dropped for the load: its table, its
+// kind, its name and the statement that creates it again.
+type setAside struct{ table, kind, name, sql string }
 
 // fixSerials moves PostgreSQL sequences past the restored ids.
 func fixSerials(ctx context.Context, ptx *store.PlatformTx, tables []*table) error {
@@ -876,7 +917,17 @@ func (s *Service) restoreTest(ctx context.Context, tenantID string, t Target) (R
 		return RestoreResult{}, fmt.Errorf("backup: scratch store: %w", err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	scratch, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now})
+	// The scratch store gets the live store's page size (the restore then
+	// writes the same pages a restore into a store like it would).
+	var tune store.SQLiteTuning
+	if s.DB.Dialect() == store.SQLite {
+		if err := s.DB.Platform(ctx, func(p *store.PlatformTx) error {
+			return p.QueryRow(ctx, `PRAGMA page_size`).Scan(&tune.PageSize)
+		}); err != nil {
+			return RestoreResult{}, err
+		}
+	}
+	scratch, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
 	if err != nil {
 		return RestoreResult{}, err
 	}

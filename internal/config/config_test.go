@@ -112,6 +112,8 @@ func TestBadInputIsNamed(t *testing.T) {
 		{"syslog scheme", "[audit_forward]\nsyslog = \"udp://logs:514\"\n", nil, "audit_forward.syslog"},
 		{"gelf credentials", "[audit_forward]\ngelf = \"gelf+https://u:p@graylog/gelf\"\n", nil, "without credentials"},
 		{"forward batch", "[audit_forward]\nbatch = 0\n", nil, "audit_forward.batch"},
+		{"page size not a power of two", "[sqlite]\npage_size = 5000\n", nil, "sqlite.page_size"},
+		{"page size too large", "", []string{"RELAIS_SQLITE_PAGE_SIZE=131072"}, "sqlite.page_size"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -88,6 +88,10 @@ type SQLiteTuning struct {
 	// one once: a bulk write that changes more pages than this per
 	// transaction would otherwise checkpoint at every commit.
 	WALAutocheckpoint int
+	// PageSize is the page size, in bytes, of a database file that Open
+	// creates (a power of two from 4096 to 65536; SQLite's default, 4096,
+	// when zero). A store keeps the page size it was created with.
+	PageSize int
 }
 
 // DefaultSQLiteTuning returns the embedded store's default settings.
@@ -113,9 +117,46 @@ func (t SQLiteTuning) pragmas() string {
 		-t.CacheMiB*1024, t.WALAutocheckpoint, t.walSizeLimit())
 }
 
+// createSQLite creates the database file at path with the given page size
+// when it does not exist yet (0 or 4096: left to the first connection,
+// which creates it with SQLite's default). The page size of a database is
+// fixed when its first page is written: here, by switching it to WAL mode
+// on a connection of its own, before the store's connections open it.
+func createSQLite(ctx context.Context, path string, pageSize int) error {
+	if pageSize == 0 || pageSize == 4096 {
+		return nil
+	}
+	if pageSize < 4096 || pageSize > 65536 || pageSize&(pageSize-1) != 0 {
+		return fmt.Errorf("store: SQLite page size %d: use a power of two from 4096 to 65536", pageSize)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		return nil
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.ToSlash(path)+"?_pragma=page_size("+strconv.Itoa(pageSize)+")")
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	defer func() { _ = db.Close() }()
+	var mode string
+	if err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode); err != nil {
+		return fmt.Errorf("store: create %s: %w; check that the data directory is writable", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("store: restrict %s: %w", path, err)
+	}
+	return nil
+}
+
 // walSizeLimit is the journal_size_limit of the store's connections, in
-// bytes: twice the checkpoint interval of 4 KiB pages.
-func (t SQLiteTuning) walSizeLimit() int64 { return 2 * int64(t.WALAutocheckpoint) * 4096 }
+// bytes: twice the checkpoint interval, in pages of the size set for new
+// stores (4 KiB when not set).
+func (t SQLiteTuning) walSizeLimit() int64 {
+	page := int64(4096)
+	if t.PageSize > 0 {
+		page = int64(t.PageSize)
+	}
+	return 2 * int64(t.WALAutocheckpoint) * page
+}
 
 // busyTimeoutMillis is how long an SQLite connection waits for a lock.
 const busyTimeoutMillis = 15000
@@ -165,6 +206,9 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	path := filepath.Join(dir, "relais.db")
 	// _txlock=immediate: writers take the lock at BEGIN, so two writers
 	// never deadlock on a lock upgrade; busy_timeout makes them wait.
+	if err := createSQLite(ctx, path, tune.PageSize); err != nil {
+		return err
+	}
 	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMillis) + ")" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" + tune.pragmas() + "&_txlock=immediate"
 	s, err := sql.Open("sqlite", dsn)

@@ -210,3 +210,64 @@ func TestBulkSessionSettings(t *testing.T) {
 		t.Fatalf("rows written: %d %v", n, err)
 	}
 }
+
+// A store created with a page size has it (and keeps it when opened again
+// with another setting); an existing store keeps its own; a size that is
+// not a power of two from 4096 to 65536 is refused.
+func TestSQLitePageSize(t *testing.T) {
+	ctx := context.Background()
+	pageSize := func(db *DB) int {
+		var n int
+		if err := db.Platform(ctx, func(p *PlatformTx) error {
+			return p.QueryRow(ctx, `PRAGMA page_size`).Scan(&n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	open := func(dir string, size int) *DB {
+		db, err := Open(ctx, Options{DataDir: dir, SQLite: SQLiteTuning{PageSize: size}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	big := t.TempDir()
+	db := open(big, 16384)
+	var mode string
+	if err := db.sql.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal mode %q %v", mode, err)
+	}
+	if fi, err := os.Stat(filepath.Join(big, "relais.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file: %v %v", fi, err)
+	}
+	if got := pageSize(db); got != 16384 {
+		t.Fatalf("new store: page size %d, want 16384", got)
+	}
+	_ = db.Close()
+	db = open(big, 65536)
+	if got := pageSize(db); got != 16384 {
+		t.Fatalf("reopened: page size %d, want 16384", got)
+	}
+	_ = db.Close()
+	small := t.TempDir()
+	db = open(small, 0)
+	if got := pageSize(db); got != 4096 {
+		t.Fatalf("default: page size %d", got)
+	}
+	_ = db.Close()
+	db = open(small, 32768)
+	if got := pageSize(db); got != 4096 {
+		t.Fatalf("existing store: page size %d, want its own 4096", got)
+	}
+	_ = db.Close()
+	for _, bad := range []int{1024, 5000, 131072} {
+		if db, err := Open(ctx, Options{DataDir: t.TempDir(), SQLite: SQLiteTuning{PageSize: bad}}); err == nil {
+			_ = db.Close()
+			t.Fatalf("page size %d accepted", bad)
+		}
+	}
+}
