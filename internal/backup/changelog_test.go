@@ -14,7 +14,8 @@ import (
 
 // rowTriggers are the row-level change-log triggers that migration 00024
 // replaced on PostgreSQL by statement-level ones (relais_backup_change_rows).
-var rowTriggers = map[string]string{"contacts": "'id'", "blocklist": "'kind', 'value_bidx'"}
+var rowTriggers = map[string]string{"contacts": "'id'", "blocklist": "'kind', 'value_bidx'",
+	"consents": "'contact_id', 'channel', 'purpose'", "list_members": "'list_id', 'contact_id'"}
 
 // TestStatementChangeLogMatchesRowTriggers: on PostgreSQL the contacts
 // tables log their changes with statement-level triggers (00024). The same
@@ -41,6 +42,16 @@ func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
 			`UPDATE contacts SET id = 'c5' WHERE tenant_id = $1 AND id = 'c4'`, // a key that changes: old and new logged
 			`UPDATE contacts SET status = 'bounced' WHERE tenant_id = $1 AND id IN ('c1', 'c2')`,
 			`UPDATE contacts SET status = 'bounced' WHERE tenant_id = $1 AND id = 'none'`, // no row
+			// Keys of two and three columns: list members and consents,
+			// inserted, upserted, one key changed, c3's removed with c3.
+			`INSERT INTO lists (tenant_id, id, name, created_at, updated_at) VALUES ($1, 'l1', 'L1', 1, 1)`,
+			`INSERT INTO list_members (tenant_id, list_id, contact_id, added_at) VALUES ($1, 'l1', 'c1', 1), ($1, 'l1', 'c3', 1)`,
+			`INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, source, last_event_id, created_at, updated_at) VALUES
+				($1, 'c1', 'email', 'marketing', 'granted', 'import', 'e1', 1, 1), ($1, 'c3', 'sms', 'marketing', 'granted', 'import', 'e2', 1, 1)`,
+			`INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, source, last_event_id, created_at, updated_at) VALUES
+				($1, 'c1', 'email', 'marketing', 'withdrawn', 'api', 'e3', 2, 2)
+				ON CONFLICT (tenant_id, contact_id, channel, purpose) DO UPDATE SET status = excluded.status, last_event_id = excluded.last_event_id`,
+			`UPDATE consents SET purpose = 'news' WHERE tenant_id = $1 AND contact_id = 'c1'`,
 			`DELETE FROM contacts WHERE tenant_id = $1 AND id IN ('c3', 'c5')`,
 			`INSERT INTO blocklist (tenant_id, kind, value_bidx, reason, source, created_at) VALUES
 				($1, 'email', '\x0a0b', '', 'import', 1), ($1, 'phone', '\x0c', '', 'import', 1)`,
@@ -51,10 +62,20 @@ func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
 			`DELETE FROM blocklist WHERE tenant_id = $1 AND value_bidx = '\x0d'`,
 			// During a restore of the tenant nothing is logged.
 			`INSERT INTO backup_restoring (tenant_id) VALUES ($1)`,
-			`INSERT INTO contacts (tenant_id, id, email_bidx, status, source, created_at, updated_at) VALUES ($1, 'r1', '\x09', 'active', 'import', 3, 3)`,
+			`INSERT INTO contacts (tenant_id, id, email_bidx, status, source, created_at, updated_at) VALUES ($1, 'r1', '\x09', 'active', 'import', 3, 3),
+				($1, 'r3', '\x19', 'active', 'import', 3, 3)`,
+			`INSERT INTO consents (tenant_id, contact_id, channel, purpose, status, source, last_event_id, created_at, updated_at) VALUES
+				($1, 'r1', 'email', 'marketing', 'granted', 'import', 'e4', 3, 3)`,
+			`INSERT INTO list_members (tenant_id, list_id, contact_id, added_at) VALUES ($1, 'l1', 'r1', 3)`,
 			`UPDATE contacts SET status = 'active' WHERE tenant_id = $1`,
 			`DELETE FROM blocklist WHERE tenant_id = $1`,
 			`DELETE FROM backup_restoring WHERE tenant_id = $1`,
+			// Keys changed by an update of rows written during the restore:
+			// only the update can log their old keys.
+			`INSERT INTO lists (tenant_id, id, name, created_at, updated_at) VALUES ($1, 'l2', 'L2', 4, 4)`,
+			`UPDATE contacts SET id = 'r4' WHERE tenant_id = $1 AND id = 'r3'`,
+			`UPDATE consents SET purpose = 'news' WHERE tenant_id = $1 AND contact_id = 'r1'`,
+			`UPDATE list_members SET list_id = 'l2' WHERE tenant_id = $1 AND contact_id = 'r1'`,
 		}
 		err = db.Tenant(tn.ID).Tx(bg, func(tx *store.Tx) error {
 			if _, err := tx.Exec(bg, `DELETE FROM backup_changes WHERE tenant_id = $1`); err != nil {
@@ -96,8 +117,11 @@ func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
 	}
 	got := changed("stmt")
 	want := map[string][]string{
-		"contacts":  {`["c1"]`, `["c2"]`, `["c3"]`, `["c4"]`, `["c5"]`},
-		"blocklist": {`["email", "\\x0a0b"]`, `["email", "\\x0d"]`, `["phone", "\\x0c"]`, `["phone", "\\x0e"]`},
+		"contacts":     {`["c1"]`, `["c2"]`, `["c3"]`, `["c4"]`, `["c5"]`, `["r3"]`, `["r4"]`},
+		"blocklist":    {`["email", "\\x0a0b"]`, `["email", "\\x0d"]`, `["phone", "\\x0c"]`, `["phone", "\\x0e"]`},
+		"lists":        {`["l1"]`, `["l2"]`},
+		"list_members": {`["l1", "c1"]`, `["l1", "c3"]`, `["l1", "r1"]`, `["l2", "r1"]`},
+		"consents":     {`["c1", "email", "marketing"]`, `["c1", "email", "news"]`, `["c3", "sms", "marketing"]`, `["r1", "email", "marketing"]`, `["r1", "email", "news"]`},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("statement triggers logged %v, want %v", got, want)
