@@ -7,14 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/store"
+	"github.com/relais-dev/relais/internal/tenants"
 )
 
 // StateHeld is the state of a campaign message held while its campaign is
@@ -107,33 +110,64 @@ func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessa
 	}
 	p.campaign = batch[0].CampaignID
 	for _, m := range batch {
+		if m.CampaignID != p.campaign {
+			p.campaign = ""
+		}
+		p.channels[m.Channel]++
+	}
+	p.rows = p.rows[:len(batch)]
+	// Sealing is most of preparing (JSON, two AES-GCM seals, an id): a
+	// large batch is sealed in parts on several cores.
+	parts := 1
+	if len(batch) >= parallelPrepareMin {
+		parts = min(runtime.GOMAXPROCS(0), 4)
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for part := 0; part < parts; part++ {
+		lo, hi := part*len(batch)/parts, (part+1)*len(batch)/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[part] = sealRows(c, tenantID, batch[lo:hi], p.rows[lo:hi])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parallelPrepareMin is the smallest batch sealed in parts.
+const parallelPrepareMin = 256
+
+// sealRows fills rows with batch's messages, encoded and sealed.
+func sealRows(c *tenants.Crypto, tenantID string, batch []NewMessage, rows []preparedRow) error {
+	for i, m := range batch {
 		body, err := encodeContent(m.Content)
 		if err != nil {
-			return nil, fmt.Errorf("router: encode content: %w", err)
+			return fmt.Errorf("router: encode content: %w", err)
 		}
 		r := preparedRow{channel: m.Channel, idem: m.IdempotencyKey, campaign: m.CampaignID, contact: m.ContactID}
 		if r.to, err = c.SealString("message.to", m.To); err != nil {
-			return nil, err
+			return err
 		}
 		if r.content, err = c.Seal("message.content", body); err != nil {
-			return nil, err
+			return err
 		}
 		uid, err := uuid.NewV7()
 		if err != nil {
-			return nil, fmt.Errorf("router: new id: %w", err)
+			return fmt.Errorf("router: new id: %w", err)
 		}
 		r.id = uid.String()
 		r.shard = ShardOf(tenantID, r.id)
 		if !m.SendAt.IsZero() {
 			r.due = store.Micros(m.SendAt)
 		}
-		if m.CampaignID != p.campaign {
-			p.campaign = ""
-		}
-		p.channels[m.Channel]++
-		p.rows = append(p.rows, r)
+		rows[i] = r
 	}
-	return p, nil
+	return nil
 }
 
 // encodeContent is the JSON of a message's content without HTML escaping
