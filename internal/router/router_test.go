@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors"
 	"github.com/relais-dev/relais/internal/keys"
@@ -873,9 +874,12 @@ func TestGroupCommit(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range calls {
 			wg.Add(1)
+			// Each call acts for its own API client: its audit event
+			// names it, though the calls share a transaction.
+			cctx := audit.WithMeta(ctx, audit.Meta{Actor: audit.Actor{Type: audit.ActorAPI, ID: fmt.Sprintf("client-%d", i)}})
 			go func() {
 				defer wg.Done()
-				answers[i], errs[i] = e.svc.Accept(ctx, e.tenant, calls[i])
+				answers[i], errs[i] = e.svc.Accept(cctx, e.tenant, calls[i])
 			}()
 			waitQueued(t, e, i+1) // in this order
 		}
@@ -917,7 +921,7 @@ func TestGroupCommit(t *testing.T) {
 			}
 			return tx.QueryRow(ctx, `SELECT event FROM audit_queue WHERE tenant_id = $1 AND event LIKE $2`, "%"+batch[0].ID+"%").Scan(&batchCount)
 		})
-		if err != nil || audits != 5 || !strings.Contains(batchCount, `"count":2`) {
+		if err != nil || audits != 5 || !strings.Contains(batchCount, `"count":2`) || !strings.Contains(batchCount, `"client-5"`) {
 			t.Fatalf("audit events %d (%v); the batch call's: %s", audits, err, batchCount)
 		}
 	})
