@@ -85,12 +85,15 @@ func (p *Prepared) Append(q *Prepared) error {
 // Prepare validates and seals messages for EnqueueTx. A bad message is
 // reported by its index in batch; nothing is prepared then.
 func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessage) (*Prepared, error) {
-	return s.prepare(ctx, tenantID, batch, true)
+	return s.prepare(ctx, tenantID, batch, true, false)
 }
 
 // prepare is Prepare; indexed says whether a bad message's field is named
-// with its index ("[3].to") or, for a batch of one, alone ("to").
-func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessage, indexed bool) (*Prepared, error) {
+// with its index ("[3].to") or, for a batch of one, alone ("to"); parallel
+// seals a large batch on several cores (Accept, whose sealing is on its
+// call's path; Enqueue and the campaigns' expansion already seal the next
+// batch while the current one is written).
+func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessage, indexed, parallel bool) (*Prepared, error) {
 	p := &Prepared{tenant: tenantID, channels: map[string]int{}, rows: make([]preparedRow, 0, len(batch))}
 	if len(batch) == 0 {
 		return p, nil
@@ -119,7 +122,7 @@ func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessa
 	// Sealing is most of preparing (JSON, two AES-GCM seals, an id): a
 	// large batch is sealed in parts on several cores.
 	parts := 1
-	if len(batch) >= parallelPrepareMin {
+	if parallel && len(batch) >= parallelPrepareMin {
 		parts = min(runtime.GOMAXPROCS(0), 4)
 	}
 	errs := make([]error, parts)

@@ -232,7 +232,7 @@ func (s *Service) Accept(ctx context.Context, tenantID string, batch []NewMessag
 	if len(batch) == 0 || len(batch) > MaxBatch {
 		return nil, &ValidationError{Field: "messages", Message: fmt.Sprintf("send 1 to %d messages", MaxBatch)}
 	}
-	p, err := s.prepare(ctx, tenantID, batch, len(batch) > 1)
+	p, err := s.prepare(ctx, tenantID, batch, len(batch) > 1, true)
 	if err != nil {
 		return nil, err
 	}
