@@ -53,13 +53,16 @@ import (
 // process during the campaign).
 //
 // Ingestion (benchmark a): messages accepted durably per second, through
-// router.Service.Accept one per call (one transaction each, as POST
-// /api/v1/messages does) and router.Service.Enqueue in batches of 1000,
-// against the store's raw insert rate of the same rows (same columns and
-// indexes, in clear, no events, no audit) into a plain table, one per
-// transaction and 1000 per transaction.
+// router.Service.Accept one per call (as POST /api/v1/messages does), from
+// one caller (one transaction each) and from 16 callers at once (their
+// calls share transactions: group commit), and router.Service.Enqueue and
+// Accept in batches of 1000, against the store's raw insert rate of the
+// same rows (same columns and indexes, in clear, no events, no audit, no
+// change log) into a plain table, one per transaction from one goroutine
+// and from 16 at once, and 1000 per transaction.
 //
 //	go test -run '^$' -bench Ingest -benchtime 1x ./bench/
+//	RELAIS_BENCH_NO_GROUP_COMMIT=1 go test -run '^$' -bench Ingest -benchtime 1x ./bench/ # each call alone
 
 func benchCampaignSize() int {
 	if n, err := strconv.Atoi(os.Getenv("RELAIS_BENCH_CAMPAIGN")); err == nil && n > 0 {
@@ -435,21 +438,34 @@ func ingestMessage(i int) router.NewMessage {
 		Content: router.Content{Subject: "Your order " + strconv.Itoa(i), Text: strings.Repeat("Thank you for your order. ", 40)}}
 }
 
-// createRawMessages makes the reference table: the columns and indexes of
-// the messages table, without row-level security, events or audit.
+// createRawMessages makes the reference tables: the columns and indexes of
+// the messages table (its primary key, its idempotency key's unique index,
+// the queue's, campaign's and provider's indexes, and the three indexes
+// migrations 00013 and 00015 added to messages), without row-level
+// security, change-log triggers, events or audit: bench_raw_messages; and
+// the first reference, without those three indexes (created before them):
+// bench_raw5_messages, kept beside for comparison.
 func createRawMessages(b *testing.B, db *store.DB) {
 	err := db.Platform(context.Background(), func(p *store.PlatformTx) error {
-		for _, q := range []string{`CREATE TABLE bench_raw_messages (tenant_id TEXT NOT NULL, id TEXT NOT NULL, shard INTEGER NOT NULL,
+		for _, tbl := range []string{"bench_raw_messages", "bench_raw5_messages"} {
+			for i, q := range []string{`CREATE TABLE bench_raw_messages (tenant_id TEXT NOT NULL, id TEXT NOT NULL, shard INTEGER NOT NULL,
 			idem_key TEXT, campaign_id TEXT, contact_id TEXT, channel TEXT NOT NULL, recipient TEXT NOT NULL, content TEXT NOT NULL, state TEXT NOT NULL,
 			attempts INTEGER NOT NULL DEFAULT 0, use_secondary BOOLEAN NOT NULL DEFAULT FALSE, due_at BIGINT NOT NULL, fence BIGINT NOT NULL DEFAULT 0,
 			node TEXT NOT NULL DEFAULT '', connector_id TEXT NOT NULL DEFAULT '', provider_ref TEXT NOT NULL DEFAULT '', last_error TEXT NOT NULL DEFAULT '',
 			accepted_at BIGINT NOT NULL, sent_at BIGINT, delivered_at BIGINT, updated_at BIGINT NOT NULL,
 			PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, idem_key))`,
-			`CREATE INDEX bench_raw_due ON bench_raw_messages (shard, state, due_at)`,
-			`CREATE INDEX bench_raw_campaign ON bench_raw_messages (tenant_id, campaign_id, state)`,
-			`CREATE INDEX bench_raw_provider ON bench_raw_messages (tenant_id, connector_id, provider_ref)`} {
-			if _, err := p.Exec(context.Background(), q); err != nil {
-				return err
+				`CREATE INDEX bench_raw_due ON bench_raw_messages (shard, state, due_at)`,
+				`CREATE INDEX bench_raw_campaign ON bench_raw_messages (tenant_id, campaign_id, state)`,
+				`CREATE INDEX bench_raw_provider ON bench_raw_messages (tenant_id, connector_id, provider_ref)`,
+				`CREATE INDEX bench_raw_accepted ON bench_raw_messages (accepted_at)`,
+				`CREATE INDEX bench_raw_sent ON bench_raw_messages (sent_at) WHERE sent_at IS NOT NULL`,
+				`CREATE INDEX bench_raw_tenant_accepted ON bench_raw_messages (tenant_id, accepted_at)`} {
+				if tbl != "bench_raw_messages" && i > 3 {
+					break
+				}
+				if _, err := p.Exec(context.Background(), strings.ReplaceAll(q, "bench_raw_", strings.TrimSuffix(tbl, "messages"))); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -461,46 +477,77 @@ func createRawMessages(b *testing.B, db *store.DB) {
 
 // rawIngest inserts the same rows in clear into the plain table, per
 // transactions of perTx rows (multi-row statements of up to 500 rows).
-func rawIngest(b *testing.B, e *campaignEnv, offset, perTx, rows int) float64 {
-	ctx := context.Background()
-	sqlite := e.db.Dialect() == store.SQLite
+func rawIngest(b *testing.B, e *campaignEnv, table string, offset, perTx, rows int) float64 {
 	start := time.Now()
 	for lo := 0; lo < rows; lo += perTx {
-		err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
-			now := time.Now().UnixMicro()
-			for s := lo; s < min(lo+perTx, rows); s += 500 {
-				var q strings.Builder
-				var args []any
-				ph := func(v any) string {
-					args = append(args, v)
-					if sqlite {
-						return "?"
-					}
-					return "$" + strconv.Itoa(len(args)+1)
-				}
-				q.WriteString(`INSERT INTO bench_raw_messages (tenant_id, id, shard, idem_key, channel, recipient, content, state, due_at, accepted_at, updated_at) VALUES `)
-				for i := s; i < min(s+500, lo+perTx, rows); i++ {
-					m := ingestMessage(offset + i)
-					body, _ := json.Marshal(m.Content)
-					if i > s {
-						q.WriteString(", ")
-					}
-					id := fmt.Sprintf("raw-%d-%d", offset, i)
-					q.WriteString("($1, " + ph(id) + ", " + ph(router.ShardOf(e.tenant, id)) + ", " + ph(m.IdempotencyKey) + ", " + ph(m.Channel) + ", " +
-						ph(m.To) + ", " + ph(string(body)) + ", 'queued', " + ph(now) + ", " + ph(now) + ", " + ph(now) + ")")
-				}
-				if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := rawTx(e, table, offset, lo, min(lo+perTx, rows)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	return time.Since(start).Seconds()
 }
+
+// rawIngestConcurrent inserts rows one per transaction from workers
+// goroutines at once (the concurrency of benchIngest's concurrent callers).
+func rawIngestConcurrent(b *testing.B, e *campaignEnv, offset, rows, workers int) float64 {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < rows; i = int(next.Add(1) - 1) {
+				if err := rawTx(e, "bench_raw_messages", offset, i, i+1); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start).Seconds()
+}
+
+// rawTx inserts rows lo..hi-1 into table in one transaction.
+func rawTx(e *campaignEnv, table string, offset, lo, hi int) error {
+	ctx := context.Background()
+	sqlite := e.db.Dialect() == store.SQLite
+	return e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+		now := time.Now().UnixMicro()
+		for s := lo; s < hi; s += 500 {
+			var q strings.Builder
+			var args []any
+			ph := func(v any) string {
+				args = append(args, v)
+				if sqlite {
+					return "?"
+				}
+				return "$" + strconv.Itoa(len(args)+1)
+			}
+			q.WriteString(`INSERT INTO ` + table + ` (tenant_id, id, shard, idem_key, channel, recipient, content, state, due_at, accepted_at, updated_at) VALUES `)
+			for i := s; i < min(s+500, hi); i++ {
+				m := ingestMessage(offset + i)
+				body, _ := json.Marshal(m.Content)
+				if i > s {
+					q.WriteString(", ")
+				}
+				id := fmt.Sprintf("raw-%d-%d", offset, i)
+				q.WriteString("($1, " + ph(id) + ", " + ph(router.ShardOf(e.tenant, id)) + ", " + ph(m.IdempotencyKey) + ", " + ph(m.Channel) + ", " +
+					ph(m.To) + ", " + ph(string(body)) + ", 'queued', " + ph(now) + ", " + ph(now) + ", " + ph(now) + ")")
+			}
+			if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ingestCallers is how many callers submit messages one per call at once
+// in the concurrent one-by-one measure (an API server's concurrent
+// requests); the reference inserts from as many goroutines.
+const ingestCallers = 16
 
 // ingestRounds alternates the reference and the measured path this many
 // times; the ratios reported are the medians of the rounds' ratios (the
@@ -521,16 +568,19 @@ func median(xs []float64) float64 {
 
 func benchIngest(b *testing.B, url func(b *testing.B) string) {
 	ctx := context.Background()
-	var raw1, accept1, rawBatch, enqueue, acceptBatch []float64
+	var raw1, raw1old, accept1, raw1c, accept1c, rawBatch, rawBatchOld, enqueue, acceptBatch []float64
 	rows := ingestRows / 4 // one by one is slow: a quarter of the rows
 	for it := 0; it < b.N; it++ {
 		b.StopTimer()
 		e := openCampaignEnv(b, url(b))
+		// For comparison: every Accept call in a transaction of its own.
+		e.router.NoGroupCommit = os.Getenv("RELAIS_BENCH_NO_GROUP_COMMIT") == "1"
 		createRawMessages(b, e.db)
 		b.StartTimer()
 		for r := 0; r < ingestRounds; r++ {
 			base := r * 10 * ingestRows
-			raw1 = append(raw1, rawIngest(b, e, base, 1, rows))
+			raw1 = append(raw1, rawIngest(b, e, "bench_raw_messages", base, 1, rows))
+			raw1old = append(raw1old, rawIngest(b, e, "bench_raw5_messages", base, 1, rows))
 			start := time.Now()
 			for i := 0; i < rows; i++ {
 				if _, err := e.router.Accept(ctx, e.tenant, []router.NewMessage{ingestMessage(base + i)}); err != nil {
@@ -538,7 +588,26 @@ func benchIngest(b *testing.B, url func(b *testing.B) string) {
 				}
 			}
 			accept1 = append(accept1, time.Since(start).Seconds())
-			rawBatch = append(rawBatch, rawIngest(b, e, base+ingestRows, 1000, ingestRows))
+			raw1c = append(raw1c, rawIngestConcurrent(b, e, base+3*ingestRows, rows, ingestCallers))
+			start = time.Now()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for w := 0; w < ingestCallers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := int(next.Add(1) - 1); i < rows; i = int(next.Add(1) - 1) {
+						if _, err := e.router.Accept(ctx, e.tenant, []router.NewMessage{ingestMessage(base + 3*ingestRows + i)}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			accept1c = append(accept1c, time.Since(start).Seconds())
+			rawBatch = append(rawBatch, rawIngest(b, e, "bench_raw_messages", base+ingestRows, 1000, ingestRows))
+			rawBatchOld = append(rawBatchOld, rawIngest(b, e, "bench_raw5_messages", base+ingestRows, 1000, ingestRows))
 			batch := make([]router.NewMessage, 0, ingestRows)
 			for i := 0; i < ingestRows; i++ {
 				batch = append(batch, ingestMessage(base+ingestRows+i))
@@ -572,11 +641,20 @@ func benchIngest(b *testing.B, url func(b *testing.B) string) {
 	b.ReportMetric(rate(rows, raw1), "raw1-rows/s")
 	b.ReportMetric(rate(rows, accept1), "accept1-msgs/s")
 	b.ReportMetric(ratios(raw1, accept1), "ratio1")
+	b.ReportMetric(ratios(raw1old, accept1), "ratio1-5ix")
+	b.ReportMetric(rate(rows, raw1c), "raw1c-rows/s")
+	b.ReportMetric(rate(rows, accept1c), "accept1c-msgs/s")
+	b.ReportMetric(ratios(raw1c, accept1c), "ratio1c")
 	b.ReportMetric(rate(ingestRows, rawBatch), "rawbatch-rows/s")
 	b.ReportMetric(rate(ingestRows, enqueue), "enqueue-msgs/s")
 	b.ReportMetric(ratios(rawBatch, enqueue), "ratio-enqueue")
 	b.ReportMetric(rate(ingestRows, acceptBatch), "acceptbatch-msgs/s")
 	b.ReportMetric(ratios(rawBatch, acceptBatch), "ratio-acceptbatch")
+	// Against the first reference (five indexes): for comparison with the
+	// figures taken before.
+	b.ReportMetric(rate(ingestRows, rawBatchOld), "rawbatch5ix-rows/s")
+	b.ReportMetric(ratios(rawBatchOld, enqueue), "ratio-enqueue-5ix")
+	b.ReportMetric(ratios(rawBatchOld, acceptBatch), "ratio-acceptbatch-5ix")
 }
 
 // BenchmarkIngestSQLite: ingestion on the embedded store.

@@ -43,6 +43,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/connectors"
@@ -154,6 +156,11 @@ type Service struct {
 	// Wake, when set, is told that new messages are due (the local
 	// engine polls sooner).
 	Wake func()
+	// NoGroupCommit runs every Accept call in a transaction of its own
+	// (for comparison; concurrent calls share transactions otherwise).
+	NoGroupCommit bool
+
+	groups acceptQueues
 }
 
 // MaxBatch is the largest batch Accept takes.
@@ -184,6 +191,11 @@ func validate(m NewMessage) error {
 	if len(m.IdempotencyKey) > 255 {
 		return &ValidationError{Field: "idempotency_key", Message: "must be at most 255 characters"}
 	}
+	if !utf8.ValidString(m.IdempotencyKey) || strings.ContainsFunc(m.IdempotencyKey, unicode.IsControl) {
+		// PostgreSQL refuses a NUL or invalid UTF-8 in text: refuse it
+		// here, in both dialects, rather than fail the transaction.
+		return &ValidationError{Field: "idempotency_key", Message: "must be UTF-8 text without control characters"}
+	}
 	if len(m.Content.Text)+len(m.Content.HTML) > 1<<20 {
 		return &ValidationError{Field: "content", Message: "must be at most 1 MiB"}
 	}
@@ -212,53 +224,105 @@ func isE164(s string) bool {
 // already used returns the first message's id and creates nothing. Either
 // every message of the batch is accepted, or none (a bad one is reported
 // by index).
+//
+// Concurrent calls for the same tenant share transactions (group commit,
+// see acceptQueue): each call is answered once the transaction holding its
+// messages has committed, with its own audit event in it.
 func (s *Service) Accept(ctx context.Context, tenantID string, batch []NewMessage) ([]Accepted, error) {
+	if len(batch) == 0 || len(batch) > MaxBatch {
+		return nil, &ValidationError{Field: "messages", Message: fmt.Sprintf("send 1 to %d messages", MaxBatch)}
+	}
+	p, err := s.prepare(ctx, tenantID, batch, len(batch) > 1, true)
+	if err != nil {
+		return nil, err
+	}
+	req := &acceptReq{ctx: ctx, batch: batch, rows: p.rows}
+	if s.NoGroupCommit {
+		return s.acceptAlone(tenantID, req)
+	}
+	return s.grouped(tenantID, req)
+}
+
+// acceptAlone stores one call's messages in a transaction of its own.
+func (s *Service) acceptAlone(tenantID string, req *acceptReq) ([]Accepted, error) {
 	for try := 0; ; try++ {
-		out, err := s.accept(ctx, tenantID, batch)
+		_, err := s.acceptGroup(req.ctx, tenantID, []*acceptReq{req})
 		// A concurrent request took one of the keys: its transaction has
 		// committed, so running again answers it as a duplicate.
 		if errors.Is(err, errRetryIdempotent) && try < 3 {
 			continue
 		}
-		return out, err
+		if err != nil {
+			return nil, err
+		}
+		if s.Wake != nil {
+			s.Wake()
+		}
+		return req.out, nil
 	}
 }
 
-func (s *Service) accept(ctx context.Context, tenantID string, batch []NewMessage) ([]Accepted, error) {
-	if len(batch) == 0 || len(batch) > MaxBatch {
-		return nil, &ValidationError{Field: "messages", Message: fmt.Sprintf("send 1 to %d messages", MaxBatch)}
+// acceptReq is one Accept call: its messages, prepared, and its answer.
+type acceptReq struct {
+	ctx   context.Context
+	batch []NewMessage
+	rows  []preparedRow
+	out   []Accepted
+	err   error
+	done  chan struct{}
+}
+
+// acceptGroup stores the messages of one or more Accept calls of a tenant
+// in one transaction: one multi-row insert for them all, the answers of
+// repeated keys (within a call, across the calls, or of earlier messages),
+// and one audit event per call that created messages (with that call's
+// actor). It sets each call's out only when the transaction committed.
+// committing reports whether the error, if any, came from the commit
+// itself (the outcome is then unknown) rather than from a statement.
+func (s *Service) acceptGroup(ctx context.Context, tenantID string, reqs []*acceptReq) (committing bool, err error) {
+	n := 0
+	for _, r := range reqs {
+		n += len(r.batch)
 	}
-	p, err := s.prepare(ctx, tenantID, batch, len(batch) > 1)
-	if err != nil {
-		return nil, err
-	}
-	// A key repeated within the batch: the later messages answer the
+	// A key repeated within the group: the later messages answer the
 	// first one's id.
 	firstOf := map[string]int{}
-	insert := make([]preparedRow, 0, len(batch))
-	index := make(map[string]int, len(batch)) // message id -> index in batch
-	for i, m := range batch {
-		if m.IdempotencyKey != "" {
-			if _, seen := firstOf[m.IdempotencyKey]; seen {
-				continue
+	keys := make([]string, 0, n)
+	sendAt := make([]time.Time, 0, n)
+	channel := make([]string, 0, n)
+	owner := make([]int, 0, n)
+	insert := make([]preparedRow, 0, n)
+	index := make(map[string]int, n) // message id -> index in the group
+	for ri, r := range reqs {
+		for i, m := range r.batch {
+			g := len(keys)
+			keys = append(keys, m.IdempotencyKey)
+			sendAt = append(sendAt, m.SendAt)
+			channel = append(channel, m.Channel)
+			owner = append(owner, ri)
+			if m.IdempotencyKey != "" {
+				if _, seen := firstOf[m.IdempotencyKey]; seen {
+					continue
+				}
+				firstOf[m.IdempotencyKey] = g
 			}
-			firstOf[m.IdempotencyKey] = i
+			insert = append(insert, r.rows[i])
+			index[r.rows[i].id] = g
 		}
-		insert = append(insert, p.rows[i])
-		index[p.rows[i].id] = i
 	}
-	out := make([]Accepted, len(batch))
+	out := make([]Accepted, n)
+	fnDone := false
 	err = s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
 		now := tx.Now().UTC()
 		// Accept sends a message whose time has passed now.
 		for j := range insert {
-			if !batch[index[insert[j].id]].SendAt.After(now) {
+			if !sendAt[index[insert[j].id]].After(now) {
 				insert[j].due = 0
 			}
 		}
 		// One statement for the messages (and on PostgreSQL their
-		// events): a row whose key the tenant already used is skipped,
-		// and answered below as a duplicate.
+		// contents and events): a row whose key the tenant already used
+		// is skipped, and answered below as a duplicate.
 		created, err := insertMessages(ctx, tx, insert, store.Micros(now))
 		if err != nil {
 			return err
@@ -271,27 +335,47 @@ func (s *Service) accept(ctx context.Context, tenantID string, batch []NewMessag
 				return err
 			}
 		}
-		for i, m := range batch {
-			if f, ok := firstOf[m.IdempotencyKey]; ok && f != i {
-				out[i] = Accepted{ID: out[f].ID, Status: out[f].Status, Duplicate: true}
+		for g, k := range keys {
+			if f, ok := firstOf[k]; ok && f != g {
+				out[g] = Accepted{ID: out[f].ID, Status: out[f].Status, Duplicate: true}
 			}
 		}
-		if len(created) == 0 {
-			return nil
+		// One audit event per call that created messages, named by the
+		// first message it created (its first answer may be an earlier
+		// message answered as a duplicate).
+		first := make([]string, len(reqs))
+		count := make([]int, len(reqs))
+		for _, id := range created {
+			ri := owner[index[id]]
+			if first[ri] == "" {
+				first[ri] = id
+			}
+			count[ri]++
 		}
-		// Named by the first message this call created (out[0] may be an
-		// earlier message answered as a duplicate).
-		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "message.accept", ObjectType: "message",
-			ObjectID: created[0], Details: map[string]any{"count": len(created), "channel": batch[index[created[0]]].Channel}})
-		return err
+		for ri, r := range reqs {
+			if count[ri] == 0 {
+				continue
+			}
+			// The call's context for its actor and request id; the
+			// group's transaction does not end with that call.
+			_, err := audit.Append(context.WithoutCancel(r.ctx), tx, audit.Event{Category: audit.CategoryChange, Action: "message.accept", ObjectType: "message",
+				ObjectID: first[ri], Details: map[string]any{"count": count[ri], "channel": channel[index[first[ri]]]}})
+			if err != nil {
+				return err
+			}
+		}
+		fnDone = true
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		return fnDone, err
 	}
-	if s.Wake != nil {
-		s.Wake()
+	g := 0
+	for _, r := range reqs {
+		r.out = out[g : g+len(r.batch) : g+len(r.batch)]
+		g += len(r.batch)
 	}
-	return out, nil
+	return false, nil
 }
 
 // answerDuplicates fills the answers of the rows insertMessages skipped

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-dev/relais/internal/audit"
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors"
 	"github.com/relais-dev/relais/internal/keys"
@@ -590,6 +591,8 @@ func TestBadMessagesAreRefused(t *testing.T) {
 			{Channel: "email", To: "a@x.test", Content: router.Content{Text: "x", Headers: map[string]string{"X-A": "b\r\nBcc: v@x.test"}}},
 			{Channel: "sms", To: "0612345678", Content: router.Content{Text: "x"}},
 			{Channel: "sms", To: "+33612345678"},
+			{Channel: "email", To: "a@x.test", Content: router.Content{Text: "x"}, IdempotencyKey: "k\x00"},
+			{Channel: "email", To: "a@x.test", Content: router.Content{Text: "x"}, IdempotencyKey: "k\xff"},
 		}
 		for i, m := range bad {
 			var ve *router.ValidationError
@@ -712,6 +715,294 @@ func TestContentsWrittenOnce(t *testing.T) {
 		m, err := e.svc.Get(ctx, e.tenant, lost)
 		if err != nil || m.State != router.StateFailed || !strings.Contains(m.LastError, "no content") {
 			t.Fatalf("message without content: %+v %v", m, err)
+		}
+	})
+}
+
+// The backup change log of the router's tables (statement-level triggers
+// on PostgreSQL since migration 00026, row triggers on SQLite) logs the
+// key of every message, content and event inserted, updated or deleted,
+// as the same JSON array text in both dialects, and nothing for a tenant
+// being restored.
+func TestChangeLogOfRouterTables(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		changes := func() map[string]int {
+			got := map[string]int{}
+			err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+				rows, err := tx.Query(ctx, `SELECT tbl, pk FROM backup_changes WHERE tenant_id = $1 AND tbl IN ('messages', 'message_contents', 'message_events')`)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = rows.Close() }()
+				for rows.Next() {
+					var tbl, pk string
+					if err := rows.Scan(&tbl, &pk); err != nil {
+						return err
+					}
+					got[tbl+" "+pk]++
+				}
+				return rows.Err()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("a@x.test", "k-1"), email("b@x.test", "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []int64
+		err = e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			rows, err := tx.Query(ctx, `SELECT id FROM message_events WHERE tenant_id = $1 ORDER BY id`)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = rows.Close() }()
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				events = append(events, id)
+			}
+			return rows.Err()
+		})
+		if err != nil || len(events) != 2 {
+			t.Fatalf("events %v %v", events, err)
+		}
+		want := map[string]int{}
+		for _, a := range acc {
+			want[`messages ["`+a.ID+`"]`]++
+			want[`message_contents ["`+a.ID+`"]`]++
+		}
+		for _, id := range events {
+			want[fmt.Sprintf("message_events [%d]", id)]++
+		}
+		if got := changes(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("after accept: %v, want %v", got, want)
+		}
+		// An update logs the row's key again; a delete too.
+		err = e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE messages SET attempts = attempts + 1 WHERE tenant_id = $1`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE message_contents SET content_enc = content_enc WHERE tenant_id = $1 AND message_id = $2`, acc[0].ID); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DELETE FROM message_events WHERE tenant_id = $1 AND id = $2`, events[1])
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acc {
+			want[`messages ["`+a.ID+`"]`]++
+		}
+		want[`message_contents ["`+acc[0].ID+`"]`]++
+		want[fmt.Sprintf("message_events [%d]", events[1])]++
+		if got := changes(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("after update and delete: %v, want %v", got, want)
+		}
+		// While the tenant is being restored, nothing is logged.
+		err = e.db.Platform(ctx, func(p *store.PlatformTx) error {
+			_, err := p.Exec(ctx, `INSERT INTO backup_restoring (tenant_id) VALUES ($1)`, e.tenant)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("c@x.test", "")}); err != nil {
+			t.Fatal(err)
+		}
+		if got := changes(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("while restoring: %v, want %v", got, want)
+		}
+	})
+}
+
+// holdGroups makes the first shared Accept transaction's runner wait
+// (in Wake, after its commit) until release is closed, so that the calls
+// made meanwhile queue up and run as one group.
+func holdGroups(t *testing.T, e *env) (held chan struct{}, release chan struct{}) {
+	held, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.svc.Wake = func() {
+		once.Do(func() {
+			close(held)
+			<-release
+		})
+	}
+	return held, release
+}
+
+func waitQueued(t *testing.T, e *env, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for router.QueuedForTest(e.svc, e.tenant) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", router.QueuedForTest(e.svc, e.tenant), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Concurrent Accept calls share one transaction (group commit): each gets
+// its own answer, keys repeated across calls or used before answer the
+// first message, each call that created messages has its audit event,
+// and every message is stored once with its event.
+func TestGroupCommit(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		held, release := holdGroups(t, e)
+		first := make(chan []router.Accepted, 1)
+		go func() {
+			acc, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("first@x.test", "k-first")})
+			if err != nil {
+				t.Error(err)
+			}
+			first <- acc
+		}()
+		<-held
+		calls := [][]router.NewMessage{
+			{email("a@x.test", "k-a")}, {email("b@x.test", "k-shared")}, {email("c@x.test", "k-shared")},
+			{email("d@x.test", "")}, {email("e@x.test", "k-first")}, {email("f@x.test", "k-f"), email("g@x.test", "k-a"), email("h@x.test", "")},
+		}
+		answers := make([][]router.Accepted, len(calls))
+		errs := make([]error, len(calls))
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Add(1)
+			// Each call acts for its own API client: its audit event
+			// names it, though the calls share a transaction.
+			cctx := audit.WithMeta(ctx, audit.Meta{Actor: audit.Actor{Type: audit.ActorAPI, ID: fmt.Sprintf("client-%d", i)}})
+			go func() {
+				defer wg.Done()
+				answers[i], errs[i] = e.svc.Accept(cctx, e.tenant, calls[i])
+			}()
+			waitQueued(t, e, i+1) // in this order
+		}
+		close(release)
+		wg.Wait()
+		f := <-first
+		for i, err := range errs {
+			if err != nil || len(answers[i]) != len(calls[i]) {
+				t.Fatalf("call %d: %+v %v", i, answers[i], err)
+			}
+		}
+		if shared, alone := router.GroupStatsForTest(e.svc); shared != 1 || alone != 0 {
+			t.Fatalf("shared transactions %d, calls run alone %d; want 1 and 0", shared, alone)
+		}
+		a, b, c, d, e1, batch := answers[0][0], answers[1][0], answers[2][0], answers[3][0], answers[4][0], answers[5]
+		if a.Duplicate || b.Duplicate || d.Duplicate || batch[0].Duplicate || batch[2].Duplicate {
+			t.Fatalf("new messages answered as duplicates: %+v", answers)
+		}
+		if !c.Duplicate || c.ID != b.ID || !e1.Duplicate || e1.ID != f[0].ID || !batch[1].Duplicate || batch[1].ID != a.ID {
+			t.Fatalf("duplicates: %+v (first %s)", answers, f[0].ID)
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateQueued] != 6 {
+			t.Fatalf("queued %d, want 6", counts[router.StateQueued])
+		}
+		for _, acc := range []router.Accepted{a, b, d, batch[0], batch[2]} {
+			m, err := e.svc.Get(ctx, e.tenant, acc.ID)
+			if err != nil || len(m.Events) != 1 || m.Events[0].Kind != "accepted" {
+				t.Fatalf("events of %s: %+v %v", acc.ID, m.Events, err)
+			}
+		}
+		// One audit event per call that created messages (the first call
+		// and four of the six grouped ones), counting its own messages.
+		var audits int
+		var batchCount string
+		err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit_queue WHERE tenant_id = $1 AND event LIKE '%message.accept%'`).Scan(&audits); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `SELECT event FROM audit_queue WHERE tenant_id = $1 AND event LIKE $2`, "%"+batch[0].ID+"%").Scan(&batchCount)
+		})
+		if err != nil || audits != 5 || !strings.Contains(batchCount, `"count":2`) || !strings.Contains(batchCount, `"client-5"`) {
+			t.Fatalf("audit events %d (%v); the batch call's: %s", audits, err, batchCount)
+		}
+	})
+}
+
+// A message that the database refuses fails its own call only: its group
+// is rolled back and each call runs alone; the others are stored once
+// each, keys deduplicated as usual. A call whose context ended while it
+// waited is answered with that error and stores nothing.
+func TestGroupCommitFailureIsOwnCall(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		// The database refuses one key (a fault no validation catches).
+		poison := `CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.idem_key = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned message'); END`
+		if e.db.Dialect() == store.Postgres {
+			poison = `CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'poisoned message'; END $$;
+				CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW WHEN (NEW.idem_key = 'poison') EXECUTE FUNCTION poison()`
+		}
+		if err := e.db.Platform(ctx, func(p *store.PlatformTx) error { _, err := p.Exec(ctx, poison); return err }); err != nil {
+			t.Fatal(err)
+		}
+		held, release := holdGroups(t, e)
+		go func() {
+			if _, err := e.svc.Accept(ctx, e.tenant, []router.NewMessage{email("first@x.test", "k-first")}); err != nil {
+				t.Error(err)
+			}
+		}()
+		<-held
+		calls := [][]router.NewMessage{
+			{email("a@x.test", "k-a")}, {email("p@x.test", "poison")}, {email("b@x.test", "k-shared")}, {email("c@x.test", "k-shared")},
+			{email("d@x.test", "")}, {email("q@x.test", "k-q")}, {email("e@x.test", "k-first")},
+		}
+		answers := make([][]router.Accepted, len(calls))
+		errs := make([]error, len(calls))
+		var wg sync.WaitGroup
+		cctx, cancel := context.WithCancel(ctx)
+		for i := range calls {
+			wg.Add(1)
+			c := ctx
+			if i == 5 {
+				c = cctx // gives up while queued
+			}
+			go func() {
+				defer wg.Done()
+				answers[i], errs[i] = e.svc.Accept(c, e.tenant, calls[i])
+			}()
+			waitQueued(t, e, i+1)
+		}
+		cancel()
+		close(release)
+		wg.Wait()
+		if errs[1] == nil || !strings.Contains(errs[1].Error(), "poisoned message") {
+			t.Fatalf("the refused message's call: %+v %v", answers[1], errs[1])
+		}
+		if !errors.Is(errs[5], context.Canceled) {
+			t.Fatalf("the cancelled call: %+v %v", answers[5], errs[5])
+		}
+		for _, i := range []int{0, 2, 3, 4, 6} {
+			if errs[i] != nil || len(answers[i]) != 1 || answers[i][0].ID == "" {
+				t.Fatalf("call %d: %+v %v", i, answers[i], errs[i])
+			}
+		}
+		if shared, alone := router.GroupStatsForTest(e.svc); shared != 1 || alone != 6 {
+			t.Fatalf("shared transactions %d, calls run alone %d; want 1 and 6", shared, alone)
+		}
+		if !answers[3][0].Duplicate || answers[3][0].ID != answers[2][0].ID || answers[2][0].Duplicate || !answers[6][0].Duplicate {
+			t.Fatalf("keys: %+v", answers)
+		}
+		counts, _ := e.svc.Counts(ctx, e.tenant, "")
+		if counts[router.StateQueued] != 4 { // first, a, shared, d
+			t.Fatalf("queued %d, want 4", counts[router.StateQueued])
+		}
+		var events, contents int
+		err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM message_events WHERE tenant_id = $1`).Scan(&events); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `SELECT count(*) FROM message_contents WHERE tenant_id = $1`).Scan(&contents)
+		})
+		if err != nil || events != 4 || contents != 4 {
+			t.Fatalf("events %d, contents %d, %v", events, contents, err)
 		}
 	})
 }
