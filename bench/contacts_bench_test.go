@@ -142,92 +142,41 @@ func openImportEnv(b *testing.B, url string) importEnv {
 // insert the rows in clear, as many per transaction as the import.
 func rawInsert(b *testing.B, e importEnv, path string) int {
 	ctx := context.Background()
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
-	r.ReuseRecord = true
-	if _, err := r.Read(); err != nil {
-		b.Fatal(err)
-	}
 	now := time.Now().UnixMicro()
 	// Rows per statement as the import's: 100 on SQLite, 500 on PostgreSQL.
 	perStmt := 500
 	if e.db.Dialect() == store.SQLite {
 		perStmt = 100
 	}
-	// Rows per transaction as the import's default: 500 on SQLite, 1000 on
-	// PostgreSQL.
-	perTx := 1000
-	if e.db.Dialect() == store.SQLite {
-		perTx = 500
-	}
-	n := 0
-	rows := make([][]string, 0, perTx)
-	var sess *store.BulkSession
-	flush := func() {
-		err := sess.Tx(ctx, func(tx *store.Tx) error {
-			for start := 0; start < len(rows); start += perStmt {
-				chunk := rows[start:min(start+perStmt, len(rows))]
-				var q strings.Builder
-				q.WriteString(`INSERT INTO bench_raw_contacts (tenant_id, id, email, phone, first_name, last_name, locale, attributes, status, created_at) VALUES `)
-				// The same placeholder style as the import's bulk statements:
-				// $1 (the tenant) then "?" on SQLite, $N on PostgreSQL.
-				var args []any
-				ph := func(v any) string {
-					args = append(args, v)
-					if e.db.Dialect() == store.SQLite {
-						return "?"
-					}
-					return "$" + strconv.Itoa(len(args)+1)
+	return rawLoad(b, e, path, func(tx *store.Tx, rows [][]string, first int) error {
+		for start := 0; start < len(rows); start += perStmt {
+			chunk := rows[start:min(start+perStmt, len(rows))]
+			var q strings.Builder
+			q.WriteString(`INSERT INTO bench_raw_contacts (tenant_id, id, email, phone, first_name, last_name, locale, attributes, status, created_at) VALUES `)
+			// The same placeholder style as the import's bulk statements:
+			// $1 (the tenant) then "?" on SQLite, $N on PostgreSQL.
+			var args []any
+			ph := func(v any) string {
+				args = append(args, v)
+				if e.db.Dialect() == store.SQLite {
+					return "?"
 				}
-				for i, rec := range chunk {
-					if i > 0 {
-						q.WriteString(", ")
-					}
-					q.WriteString("($1, " + ph(strconv.Itoa(n+start+i)) + ", " + ph(rec[0]) + ", " + ph(rec[1]) + ", " + ph(rec[2]) + ", " +
-						ph(rec[3]) + ", " + ph(rec[4]) + ", " + ph(`{"country":"`+rec[5]+`"}`) + ", 'active', " + ph(now) + ")")
-				}
-				// Through the statement cache, as the import's statements.
-				if _, err := tx.ExecBulk(ctx, q.String(), args...); err != nil {
-					return err
-				}
+				return "$" + strconv.Itoa(len(args)+1)
 			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n += len(rows)
-		rows = rows[:0]
-	}
-	// In a bulk session with the import's checkpoint interval, as the import.
-	err = e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
-		sess = s
-		for {
-			rec, err := r.Read()
-			if err == io.EOF {
-				break
+			for i, rec := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("($1, " + ph(strconv.Itoa(first+start+i)) + ", " + ph(rec[0]) + ", " + ph(rec[1]) + ", " + ph(rec[2]) + ", " +
+					ph(rec[3]) + ", " + ph(rec[4]) + ", " + ph(`{"country":"`+rec[5]+`"}`) + ", 'active', " + ph(now) + ")")
 			}
-			if err != nil {
+			// Through the statement cache, as the import's statements.
+			if _, err := tx.ExecBulk(ctx, q.String(), args...); err != nil {
 				return err
 			}
-			rows = append(rows, append([]string(nil), rec...))
-			if len(rows) == perTx {
-				flush()
-			}
-		}
-		if len(rows) > 0 {
-			flush()
 		}
 		return nil
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
 }
 
 // rawInsertArrays is the PostgreSQL reference in the import's own
@@ -237,6 +186,44 @@ func rawInsert(b *testing.B, e importEnv, path string) int {
 // The import writes contacts this way on PostgreSQL, so the ratio is taken
 // against the faster of the two references.
 func rawInsertArrays(b *testing.B, e importEnv, path string) int {
+	ctx := context.Background()
+	now := time.Now().UnixMicro()
+	const perStmt = 500
+	cols := make([][]string, 7)
+	created := make([]int64, 0, perStmt)
+	return rawLoad(b, e, path, func(tx *store.Tx, rows [][]string, first int) error {
+		for start := 0; start < len(rows); start += perStmt {
+			chunk := rows[start:min(start+perStmt, len(rows))]
+			for c := range cols {
+				cols[c] = cols[c][:0]
+			}
+			created = created[:0]
+			for i, rec := range chunk {
+				cols[0] = append(cols[0], strconv.Itoa(first+start+i))
+				for c := 0; c < 5; c++ {
+					cols[c+1] = append(cols[c+1], rec[c])
+				}
+				cols[6] = append(cols[6], `{"country":"`+rec[5]+`"}`)
+				created = append(created, now)
+			}
+			if _, err := tx.ExecBulk(ctx, `INSERT INTO bench_raw_contacts_arrays (tenant_id, id, email, phone, first_name, last_name, locale,
+				attributes, status, created_at) SELECT $1, u.id, u.email, u.phone, u.first_name, u.last_name, u.locale, u.attributes, 'active', u.created_at
+				FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]), CAST($5 AS TEXT[]), CAST($6 AS TEXT[]), CAST($7 AS TEXT[]),
+				CAST($8 AS TEXT[]), CAST($9 AS BIGINT[])) AS u (id, email, phone, first_name, last_name, locale, attributes, created_at)`,
+				cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], created); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// rawLoad reads the CSV file at path (after its header) and hands its rows
+// to write, as many per transaction as the import's default (500 on
+// SQLite, 1000 on PostgreSQL), in a bulk session with the import's
+// checkpoint interval, as the import; first is the number of rows written
+// before. It returns the number of rows written.
+func rawLoad(b *testing.B, e importEnv, path string, write func(tx *store.Tx, rows [][]string, first int) error) int {
 	ctx := context.Background()
 	f, err := os.Open(path)
 	if err != nil {
@@ -248,47 +235,21 @@ func rawInsertArrays(b *testing.B, e importEnv, path string) int {
 	if _, err := r.Read(); err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now().UnixMicro()
-	const perStmt, perTx = 500, 1000
+	perTx := 1000
+	if e.db.Dialect() == store.SQLite {
+		perTx = 500
+	}
 	n := 0
 	rows := make([][]string, 0, perTx)
-	var sess *store.BulkSession
-	cols := make([][]string, 7)
-	created := make([]int64, 0, perStmt)
-	flush := func() {
-		err := sess.Tx(ctx, func(tx *store.Tx) error {
-			for start := 0; start < len(rows); start += perStmt {
-				chunk := rows[start:min(start+perStmt, len(rows))]
-				for c := range cols {
-					cols[c] = cols[c][:0]
-				}
-				created = created[:0]
-				for i, rec := range chunk {
-					cols[0] = append(cols[0], strconv.Itoa(n+start+i))
-					for c := 0; c < 5; c++ {
-						cols[c+1] = append(cols[c+1], rec[c])
-					}
-					cols[6] = append(cols[6], `{"country":"`+rec[5]+`"}`)
-					created = append(created, now)
-				}
-				if _, err := tx.ExecBulk(ctx, `INSERT INTO bench_raw_contacts_arrays (tenant_id, id, email, phone, first_name, last_name, locale,
-					attributes, status, created_at) SELECT $1, u.id, u.email, u.phone, u.first_name, u.last_name, u.locale, u.attributes, 'active', u.created_at
-					FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]), CAST($5 AS TEXT[]), CAST($6 AS TEXT[]), CAST($7 AS TEXT[]),
-					CAST($8 AS TEXT[]), CAST($9 AS BIGINT[])) AS u (id, email, phone, first_name, last_name, locale, attributes, created_at)`,
-					cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], created); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n += len(rows)
-		rows = rows[:0]
-	}
 	err = e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
-		sess = s
+		flush := func() error {
+			if err := s.Tx(ctx, func(tx *store.Tx) error { return write(tx, rows, n) }); err != nil {
+				return err
+			}
+			n += len(rows)
+			rows = rows[:0]
+			return nil
+		}
 		for {
 			rec, err := r.Read()
 			if err == io.EOF {
@@ -299,11 +260,13 @@ func rawInsertArrays(b *testing.B, e importEnv, path string) int {
 			}
 			rows = append(rows, append([]string(nil), rec...))
 			if len(rows) == perTx {
-				flush()
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
 		if len(rows) > 0 {
-			flush()
+			return flush()
 		}
 		return nil
 	})
