@@ -124,8 +124,12 @@ func TestRestoreRefusesDuplicateBlindIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := src.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
+		// Another contact than the one holding the smallest blind index
+		// (ids and blind indexes are random: max(id) alone could pick it,
+		// and the update would then change nothing).
 		res, err := tx.Exec(bg, `UPDATE contacts SET email_bidx = (SELECT min(email_bidx) FROM contacts WHERE tenant_id = $1)
-			WHERE tenant_id = $1 AND id = (SELECT max(id) FROM contacts WHERE tenant_id = $1 AND email_bidx IS NOT NULL)`)
+			WHERE tenant_id = $1 AND id = (SELECT max(id) FROM contacts WHERE tenant_id = $1 AND email_bidx IS NOT NULL
+				AND email_bidx <> (SELECT min(email_bidx) FROM contacts WHERE tenant_id = $1))`)
 		if err != nil {
 			return err
 		}
