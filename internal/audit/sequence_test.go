@@ -375,3 +375,53 @@ func TestQueueRLSForOtherRoles(t *testing.T) {
 		t.Errorf("the owner bound to acme sees %d queued rows (%v)", n, err)
 	}
 }
+
+// TestSequencingInChunksOfEverySize: batches whose sizes take every chunk
+// shape of the sequencer's insert (100, 10 and 1 rows, and mixes: 1, 9,
+// 10, 11, 99, 100, 101, 234 events queued at once) are sequenced whole, in
+// queue order, into a log that verifies, and each event keeps its fields.
+func TestSequencingInChunksOfEverySize(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := service(t, db)
+		newTenant(t, db, "acme")
+		total := 0
+		for _, n := range []int{1, 9, 10, 11, 99, 100, 101, 234} {
+			inTx(t, db, "acme", func(tx *store.Tx) error {
+				for i := 0; i < n; i++ {
+					if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "contact.update",
+						ObjectType: "contact", ObjectID: fmt.Sprintf("%d", total+i)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			got, err := audit.Sequence(ctx, db, "acme")
+			if err != nil || got != n {
+				t.Fatalf("batch of %d: sequenced %d (%v)", n, got, err)
+			}
+			total += n
+		}
+		if queued(t, db, "acme") != 0 {
+			t.Fatal("events left in the queue")
+		}
+		inTx(t, db, "acme", func(tx *store.Tx) error {
+			recs, err := audit.List(ctx, tx, 0, 1000)
+			if err != nil {
+				return err
+			}
+			if len(recs) != total {
+				t.Fatalf("%d events in the log, want %d", len(recs), total)
+			}
+			for i, r := range recs {
+				if r.Seq != int64(i+1) || r.ObjectID != fmt.Sprint(i) || r.Action != "contact.update" {
+					t.Fatalf("event %d: %+v", i, r)
+				}
+			}
+			return nil
+		})
+		if rep := fullVerify(t, s, "acme"); !rep.OK || rep.Events != int64(total) {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
