@@ -17,7 +17,7 @@ import (
 // logs its changes with statement-level triggers (00029). Multi-row
 // inserts, as the sequencer writes, an update of bodies (as a retention
 // purge), an update that changes seq, a delete, writes during a restore
-// (nothing logged) and the operator's log (tenant '', never logged) must
+// (nothing logged) and the operator's log (tenant ”, never logged) must
 // log the same keys as the row-level trigger they replaced: one tenant runs
 // them with the new triggers, another after the old one is put back. Then
 // events appended and sequenced through the audit package are logged, one
@@ -39,7 +39,7 @@ func TestAuditEventsChangeLogMatchesRowTrigger(t *testing.T) {
 			`DELETE FROM audit_events WHERE tenant_id = $1`,
 			cols + row(101) + `, ` + row(102) + `, ` + row(103),
 			`UPDATE audit_events SET details = '', purged_at = 2 WHERE tenant_id = $1 AND seq IN (101, 102)`,
-			`UPDATE audit_events SET seq = 104 WHERE tenant_id = $1 AND seq = 103`, // a key that changes: old and new logged
+			`UPDATE audit_events SET seq = 104 WHERE tenant_id = $1 AND seq = 103`,    // a key that changes: old and new logged
 			`UPDATE audit_events SET details = '' WHERE tenant_id = $1 AND seq = 999`, // no row
 			`DELETE FROM audit_events WHERE tenant_id = $1 AND seq = 101`,
 			`INSERT INTO backup_restoring (tenant_id) VALUES ($1)`,
