@@ -17,11 +17,9 @@ import (
 // logs its changes with statement-level triggers (00029). Multi-row
 // inserts, as the sequencer writes, an update of bodies (as a retention
 // purge), an update that changes seq, a delete, writes during a restore
-// (nothing logged) and the operator's log (tenant ”, never logged) must
-// log the same keys as the row-level trigger they replaced: one tenant runs
-// them with the new triggers, another after the old one is put back. Then
-// events appended and sequenced through the audit package are logged, one
-// key each.
+// (nothing logged) and the operator's log (empty tenant id, never logged)
+// must log the same keys as the row-level trigger they replaced: one tenant
+// runs them with the new triggers, another after the old one is put back.
 func TestAuditEventsChangeLogMatchesRowTrigger(t *testing.T) {
 	db := storetest.OpenPostgres(t, storetest.Options{})
 	ts := &tenants.Service{DB: db, Master: newMaster(t), Defaults: config.DefaultPolicy()}
