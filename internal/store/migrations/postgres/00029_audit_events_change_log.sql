@@ -7,9 +7,11 @@
 -- array's text), the new keys of an insert, the new and old keys of an
 -- update (the old only differ if seq changed), the old keys of a delete;
 -- nothing for the operator's log (tenant '') nor for a tenant being
--- restored. Static statements (PL/pgSQL keeps their plans). The INSERT
--- trigger keeps the name backup_change (the backup's schema reads tracked
--- tables by it).
+-- restored. Static statements (PL/pgSQL keeps their plans), as in
+-- relais_backup_change_rows (00024), in a function of their own for this
+-- key shape: replacing the shared function here would drop the key shapes
+-- any other migration adds to it. The INSERT trigger keeps the name
+-- backup_change (the backup's schema reads tracked tables by it).
 -- +goose StatementBegin
 CREATE FUNCTION relais_backup_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
