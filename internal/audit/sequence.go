@@ -213,11 +213,14 @@ func sequenceTx(ctx context.Context, tx *store.Tx) ([]sequenced, error) {
 	return out, nil
 }
 
-// insertRecords writes sequenced events, insertRows per statement.
+// insertRecords writes sequenced events, in statements of insertRows, 10
+// or 1 rows: three statement texts in all, each prepared once per
+// connection (the SQLite statement cache through ExecBulk, pgx's own on
+// PostgreSQL) rather than a text per batch size, parsed anew each time.
 func insertRecords(ctx context.Context, tx *store.Tx, recs []Record) error {
 	sqlite := tx.Dialect() == store.SQLite
 	for len(recs) > 0 {
-		n := min(len(recs), insertRows)
+		n := chunkRows(len(recs))
 		var q strings.Builder
 		q.WriteString(`INSERT INTO audit_events (tenant_id, seq, at, category, action, actor_type, actor_id,
 			object_type, object_id, ip, user_agent, request_id, details, leaf_hash, hash, body_hash) VALUES `)
@@ -238,12 +241,24 @@ func insertRecords(ctx context.Context, tx *store.Tx, recs []Record) error {
 			}
 			q.WriteString(")")
 		}
-		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		if _, err := tx.ExecBulk(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("audit: sequence: %w", err)
 		}
 		recs = recs[n:]
 	}
 	return nil
+}
+
+// chunkRows is how many of n remaining events the next statement writes:
+// insertRows, 10 or 1.
+func chunkRows(n int) int {
+	switch {
+	case n >= insertRows:
+		return insertRows
+	case n >= 10:
+		return 10
+	}
+	return 1
 }
 
 // Sequence sequences every queued event of one log (tenant "" for the

@@ -375,3 +375,110 @@ func TestQueueRLSForOtherRoles(t *testing.T) {
 		t.Errorf("the owner bound to acme sees %d queued rows (%v)", n, err)
 	}
 }
+
+// TestSequencingInChunksOfEverySize: batches whose sizes take every chunk
+// shape of the sequencer's insert (100, 10 and 1 rows, and mixes: 1, 9,
+// 10, 11, 99, 100, 101, 234 events queued at once) are sequenced whole, in
+// queue order, into a log that verifies, and each event keeps its fields.
+func TestSequencingInChunksOfEverySize(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := service(t, db)
+		newTenant(t, db, "acme")
+		total := 0
+		for _, n := range []int{1, 9, 10, 11, 99, 100, 101, 234} {
+			inTx(t, db, "acme", func(tx *store.Tx) error {
+				for i := 0; i < n; i++ {
+					if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "contact.update",
+						ObjectType: "contact", ObjectID: fmt.Sprintf("%d", total+i)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			got, err := audit.Sequence(ctx, db, "acme")
+			if err != nil || got != n {
+				t.Fatalf("batch of %d: sequenced %d (%v)", n, got, err)
+			}
+			total += n
+		}
+		if queued(t, db, "acme") != 0 {
+			t.Fatal("events left in the queue")
+		}
+		inTx(t, db, "acme", func(tx *store.Tx) error {
+			recs, err := audit.List(ctx, tx, 0, 1000)
+			if err != nil {
+				return err
+			}
+			if len(recs) != total {
+				t.Fatalf("%d events in the log, want %d", len(recs), total)
+			}
+			for i, r := range recs {
+				if r.Seq != int64(i+1) || r.ObjectID != fmt.Sprint(i) || r.Action != "contact.update" {
+					t.Fatalf("event %d: %+v", i, r)
+				}
+			}
+			return nil
+		})
+		if rep := fullVerify(t, s, "acme"); !rep.OK || rep.Events != int64(total) {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
+
+// TestAFailingChunkLeavesTheQueueWhole: when one of a batch's insert
+// statements fails (here the second statement of 100 rows, on a seq a stray row
+// already holds), the whole batch is rolled back: every event stays
+// queued, the log and its change log are as before, and once the stray row
+// is gone the batch is sequenced into a log that verifies.
+func TestAFailingChunkLeavesTheQueueWhole(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := service(t, db)
+		newTenant(t, db, "acme")
+		appendN(t, db, "acme", 3)
+		if _, err := audit.Sequence(ctx, db, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		changes := func() (n int) {
+			inTx(t, db, "acme", func(tx *store.Tx) error {
+				return tx.QueryRow(ctx, `SELECT count(*) FROM backup_changes WHERE tenant_id = $1 AND tbl = 'audit_events'`).Scan(&n)
+			})
+			return n
+		}
+		before := changes()
+		inTx(t, db, "acme", func(tx *store.Tx) error {
+			for i := 0; i < 234; i++ {
+				if _, err := audit.Append(ctx, tx, audit.Event{Category: audit.CategoryChange, Action: "contact.update", ObjectType: "contact"}); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO audit_events (tenant_id, seq, at, category, action, actor_type, actor_id, object_type, object_id,
+				ip, user_agent, request_id, details, leaf_hash, hash) VALUES ($1, 3 + 150, 1, 'change', 'stray', 'user', 'u', '', '', '', '', '', '{}', $2, $2)`, []byte{0})
+			return err
+		})
+		if n, err := audit.Sequence(ctx, db, "acme"); err == nil || n != 0 {
+			t.Fatalf("sequenced %d over a stray row (%v)", n, err)
+		}
+		if q := queued(t, db, "acme"); q != 234 {
+			t.Fatalf("%d events queued after the failure, want 234", q)
+		}
+		var head int64
+		inTx(t, db, "acme", func(tx *store.Tx) error {
+			return tx.QueryRow(ctx, `SELECT seq FROM audit_heads WHERE tenant_id = $1`).Scan(&head)
+		})
+		if head != 3 || changes() != before+1 { // the stray row's own entry only
+			t.Fatalf("head %d, %d change-log rows (before %d)", head, changes(), before)
+		}
+		inTx(t, db, "acme", func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE tenant_id = $1 AND seq = 153`)
+			return err
+		})
+		if n, err := audit.Sequence(ctx, db, "acme"); err != nil || n != 234 {
+			t.Fatalf("sequenced %d (%v)", n, err)
+		}
+		if rep := fullVerify(t, s, "acme"); !rep.OK || rep.Events != 237 {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
