@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -42,6 +44,10 @@ type RestoreOptions struct {
 	// Progress, when set, is called with the plaintext bytes restored so
 	// far and the total.
 	Progress func(done, total int64)
+	// CacheMiB is the SQLite page cache of the restore's connection while
+	// it runs (256 when zero); the connection's own setting is put back
+	// after it.
+	CacheMiB int
 }
 
 // RestoreResult describes a finished restore.
@@ -185,13 +191,18 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
 			// A restore writes every index of the tenant at once: a 256 MiB
-			// page cache for this connection while it runs, then the
-			// connection's own setting again (the store's sqlite.cache_mib).
+			// page cache (o.CacheMiB) for this connection while it runs,
+			// then the connection's own setting again (the store's
+			// sqlite.cache_mib).
 			var was int64
 			if err := ptx.QueryRow(ctx, `PRAGMA cache_size`).Scan(&was); err != nil {
 				return err
 			}
-			if _, err := ptx.Exec(ctx, `PRAGMA cache_size = -262144`); err != nil {
+			cache := o.CacheMiB
+			if cache <= 0 {
+				cache = 256
+			}
+			if _, err := ptx.Exec(ctx, `PRAGMA cache_size = `+strconv.Itoa(-cache*1024)); err != nil {
 				return err
 			}
 			defer func() {
@@ -336,6 +347,59 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	s.log().Info("backup restored", "tenant", tenantID, "rows", res.Rows, "load_ms", tLoaded.Sub(tStart).Milliseconds(),
 		"index_ms", tIndexed.Sub(tLoaded).Milliseconds(), "sums_ms", tSummed.Sub(tIndexed).Milliseconds(),
 		"commit_ms", time.Since(tSummed).Milliseconds())
+	return res, nil
+}
+
+// ErrStoreExists: RestoreNewStore was given a directory that already
+// holds a store.
+var ErrStoreExists = errors.New("the directory already holds a store")
+
+// RestoreNewStore restores as Restore does into a new SQLite store that it
+// creates in dir (which must not hold one), migrates and closes: the CLI's
+// --store with a new directory, the automatic restore tests' scratch
+// store. tune sets the new store's page size and cache (its Build is set
+// here). While the restore runs the store has one connection and a
+// rollback journal instead of the write-ahead log (store.SQLiteTuning
+// Build): the restored pages are all new to the file, and are written to
+// it once (a log writes them to itself, then again to the file at the
+// checkpoint, reading them back). The restore stays one transaction:
+// an error rolls it back and then removes the store; a crash (kill -9,
+// power) leaves a hot journal that SQLite plays back when the store is
+// next opened, which leaves the migrated store without the tenant (the
+// tenant's row is inserted in the same transaction). o.Dest is ignored.
+func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target, dir string, tune store.SQLiteTuning, o RestoreOptions) (RestoreResult, error) {
+	path := filepath.Join(dir, "relais.db")
+	if _, err := os.Stat(path); err == nil {
+		return RestoreResult{}, fmt.Errorf("backup: %w: %s", ErrStoreExists, path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return RestoreResult{}, fmt.Errorf("backup: %w", err)
+	}
+	tune.Build = true
+	dest, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	discard := func() {
+		_ = dest.Close()
+		for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
+			_ = os.Remove(path + suffix)
+		}
+	}
+	if _, err := dest.Migrate(ctx); err != nil {
+		discard()
+		return RestoreResult{}, err
+	}
+	o.Dest = dest
+	res, err := s.Restore(ctx, tenantID, t, o)
+	if err != nil {
+		// Rolled back: the store holds nothing of the tenant; it was made
+		// for this restore only.
+		discard()
+		return RestoreResult{}, err
+	}
+	if err := dest.Close(); err != nil {
+		return RestoreResult{}, err
+	}
 	return res, nil
 }
 
@@ -927,13 +991,5 @@ func (s *Service) restoreTest(ctx context.Context, tenantID string, t Target) (R
 			return RestoreResult{}, err
 		}
 	}
-	scratch, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
-	if err != nil {
-		return RestoreResult{}, err
-	}
-	defer func() { _ = scratch.Close() }()
-	if _, err := scratch.Migrate(ctx); err != nil {
-		return RestoreResult{}, err
-	}
-	return s.Restore(ctx, tenantID, t, RestoreOptions{IntoSlug: "restore-test", Dest: scratch})
+	return s.RestoreNewStore(ctx, tenantID, t, dir, tune, RestoreOptions{IntoSlug: "restore-test"})
 }
