@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -188,7 +189,9 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	// Phase times, logged at the end.
 	var tLoaded, tIndexed, tSummed time.Time
 	tStart := time.Now()
-	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
+	// One pinned connection: on SQLite the full batches' INSERTs run
+	// through the driver directly (store.Tx.PrepareDirect).
+	err = dest.PlatformPinned(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
 			// A restore writes every index of the tenant at once: a 256 MiB
 			// page cache (o.CacheMiB) for this connection while it runs,
@@ -440,6 +443,8 @@ type restorer struct {
 	total    int64
 	progress func(done, total int64)
 	stmts    map[string]*store.Stmt // full-batch INSERTs, prepared once per restore
+	direct   map[string]*store.DirectStmt
+	noDirect bool // the store has no direct statements (PostgreSQL)
 	// sums are the checksums of the rows the full point's chunks hold, as
 	// parsed and written, by table.
 	sums map[string]*checksum
@@ -461,6 +466,30 @@ func (r *restorer) prepared(ctx context.Context, tx *store.Tx, q string) (*store
 		r.stmts = map[string]*store.Stmt{}
 	}
 	r.stmts[q] = st
+	return st, nil
+}
+
+// preparedDirect returns the statement q prepared in tx through the
+// driver, once; nil when the store cannot (the caller then uses prepared).
+func (r *restorer) preparedDirect(ctx context.Context, tx *store.Tx, q string) (*store.DirectStmt, error) {
+	if r.noDirect {
+		return nil, nil
+	}
+	if st, ok := r.direct[q]; ok {
+		return st, nil
+	}
+	st, err := tx.PrepareDirect(ctx, q)
+	if errors.Is(err, store.ErrNoDirect) {
+		r.noDirect = true
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.direct == nil {
+		r.direct = map[string]*store.DirectStmt{}
+	}
+	r.direct[q] = st
 	return st, nil
 }
 
@@ -655,6 +684,7 @@ func (r *restorer) write(ctx context.Context, tx *store.Tx, p openedPoint, st re
 	} else {
 		w = newInserter(r.dialect, t, st.e.Columns, p.h.Kind == KindIncremental)
 		w.(*inserter).prepared = r.prepared
+		w.(*inserter).direct = r.preparedDirect
 	}
 	for _, vals := range rows {
 		if err := w.add(ctx, tx, vals); err != nil {
@@ -698,7 +728,11 @@ type inserter struct {
 	// prepared, when set, gives a full batch's statement prepared once
 	// (its text is the same for every full batch of the table).
 	prepared func(ctx context.Context, tx *store.Tx, q string) (*store.Stmt, error)
-	fullSQL  string
+	// direct, when set, gives it prepared through the driver (nil when
+	// the store cannot), run with nargs (args as the driver takes them).
+	direct  func(ctx context.Context, tx *store.Tx, q string) (*store.DirectStmt, error)
+	nargs   []driver.NamedValue
+	fullSQL string
 }
 
 func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserter {
@@ -753,6 +787,28 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 		if w.fullSQL == "" {
 			w.fullSQL = w.sql()
 		}
+		if w.direct != nil {
+			dst, err := w.direct(ctx, tx, w.fullSQL)
+			if err != nil {
+				return err
+			}
+			if dst != nil {
+				if len(w.nargs) != len(w.args) {
+					w.nargs = make([]driver.NamedValue, len(w.args))
+					for i := range w.nargs {
+						w.nargs[i].Ordinal = i + 1
+					}
+				}
+				for i, v := range w.args[1:] {
+					w.nargs[i+1].Value = v
+				}
+				n, err := dst.ExecSlot(ctx, w.nargs)
+				for i := range w.nargs { // no reference kept to the batch's values
+					w.nargs[i].Value = nil
+				}
+				return w.done(directResult(n), err)
+			}
+		}
 		st, err := w.prepared(ctx, tx, w.fullSQL)
 		if err != nil {
 			return err
@@ -763,6 +819,14 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 	res, err := tx.Exec(ctx, w.sql(), w.args[1:]...)
 	return w.done(res, err)
 }
+
+// directResult is a direct statement's count of rows as a sql.Result.
+type directResult int64
+
+func (r directResult) LastInsertId() (int64, error) {
+	return 0, errors.New("backup: no insert id")
+}
+func (r directResult) RowsAffected() (int64, error) { return int64(r), nil }
 
 // done ends a batch: a plain INSERT must have written every row it bound
 // (the restore's checksums are those of the rows bound).
