@@ -401,7 +401,7 @@ func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target
 		return RestoreResult{}, err
 	}
 	if err := dest.Close(); err != nil {
-		return RestoreResult{}, err
+		return res, fmt.Errorf("backup: the restore into %s committed, but closing the store failed (its next opener switches it to WAL mode): %w", path, err)
 	}
 	return res, nil
 }
