@@ -207,7 +207,9 @@ full point before it and its incrementals, in one transaction: a failure
 leaves nothing. The restored tenant keeps its id (its keys and audit trail
 are bound to it) under the slug --into. It goes into this store, or with
 --store into another one (a postgres:// URL or an SQLite data directory,
-migrated first); a store that already has the tenant is refused.`,
+migrated first); a store that already has the tenant is refused. An SQLite
+directory without a store gets a new one, filled under a rollback journal
+(each page written once) and removed if the restore fails.`,
 		Example: `  relais backup restore --tenant acme --target dir:///var/backups/relais --at 2026-03-10T12:00:00Z --into acme-restored --store /srv/relais-scratch`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
