@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,7 +207,9 @@ full point before it and its incrementals, in one transaction: a failure
 leaves nothing. The restored tenant keeps its id (its keys and audit trail
 are bound to it) under the slug --into. It goes into this store, or with
 --store into another one (a postgres:// URL or an SQLite data directory,
-migrated first); a store that already has the tenant is refused.`,
+migrated first); a store that already has the tenant is refused. An SQLite
+directory without a store gets a new one, filled under a rollback journal
+(each page written once) and removed if the restore fails.`,
 		Example: `  relais backup restore --tenant acme --target dir:///var/backups/relais --at 2026-03-10T12:00:00Z --into acme-restored --store /srv/relais-scratch`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -232,14 +235,22 @@ migrated first); a store that already has the tenant is refused.`,
 				return err
 			}
 			o := backup.RestoreOptions{At: at, IntoSlug: into}
+			sq := b.a.Config.SQLite
+			tune := store.SQLiteTuning{CacheMiB: sq.CacheMiB, WALAutocheckpoint: sq.WALAutocheckpoint, PageSize: sq.PageSize}
+			// A new SQLite directory: the store is created for the restore
+			// (backup.RestoreNewStore, which writes its pages once).
+			newDir := ""
 			if dest, _ := cmd.Flags().GetString("store"); dest != "" {
-				sq := b.a.Config.SQLite
-				db, err := openStore(b.ctx, dest, store.SQLiteTuning{CacheMiB: sq.CacheMiB, WALAutocheckpoint: sq.WALAutocheckpoint, PageSize: sq.PageSize})
-				if err != nil {
-					return err
+				if isNewSQLiteDir(dest) {
+					newDir = dest
+				} else {
+					db, err := openStore(b.ctx, dest, tune)
+					if err != nil {
+						return err
+					}
+					defer func() { _ = db.Close() }()
+					o.Dest = db
 				}
-				defer func() { _ = db.Close() }()
-				o.Dest = db
 			}
 			var bar *progress
 			o.Progress = func(done, total int64) {
@@ -248,7 +259,12 @@ migrated first); a store that already has the tenant is refused.`,
 				}
 				bar.set(done, func() string { return fmt.Sprintf("restored %d of %d bytes", done, total) })
 			}
-			res, err := b.a.Backup.Restore(b.ctx, id, b.target, o)
+			var res backup.RestoreResult
+			if newDir != "" {
+				res, err = b.a.Backup.RestoreNewStore(b.ctx, id, b.target, newDir, tune, o)
+			} else {
+				res, err = b.a.Backup.Restore(b.ctx, id, b.target, o)
+			}
 			if bar != nil {
 				bar.end(err == nil)
 			}
@@ -365,6 +381,16 @@ func restoreErr(err error) error {
 // openStore opens and migrates a restore destination: a postgres:// URL or
 // an SQLite data directory (created with the configured [sqlite] settings
 // when new).
+// isNewSQLiteDir says whether dest names an SQLite data directory (an
+// absolute path) without a store in it yet.
+func isNewSQLiteDir(dest string) bool {
+	if strings.HasPrefix(dest, "postgres://") || strings.HasPrefix(dest, "postgresql://") || !filepath.IsAbs(dest) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dest, "relais.db"))
+	return errors.Is(err, fs.ErrNotExist)
+}
+
 func openStore(ctx context.Context, dest string, tune store.SQLiteTuning) (*store.DB, error) {
 	o := store.Options{DataDir: dest, SQLite: tune}
 	if strings.HasPrefix(dest, "postgres://") || strings.HasPrefix(dest, "postgresql://") {

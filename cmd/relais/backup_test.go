@@ -54,6 +54,10 @@ func TestBackupCLI(t *testing.T) {
 	if r = relais(t, dir, env, "", "backup", "restore", "--tenant", "acme", "--target", target, "--into", "acme-copy", "--store", scratch); r.code != 0 || !strings.Contains(r.stdout, "as acme-copy") {
 		t.Fatalf("restore: %+v", r)
 	}
+	// The scratch store now exists: a restore opens it and finds the tenant.
+	if r = relais(t, dir, env, "", "backup", "restore", "--tenant", "acme", "--target", target, "--into", "acme-copy2", "--store", scratch); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("restore into a store that has the tenant: %+v", r)
+	}
 	senv := append(cleanEnv(), "RELAIS_MASTER_KEY_FILE="+filepath.Join(dir, "relais-data", "master.key"))
 	if n := countContacts(t, dir, senv, "acme"); n != 28 {
 		t.Fatalf("live tenant has %d contacts", n)

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -42,6 +45,10 @@ type RestoreOptions struct {
 	// Progress, when set, is called with the plaintext bytes restored so
 	// far and the total.
 	Progress func(done, total int64)
+	// CacheMiB is the SQLite page cache of the restore's connection while
+	// it runs (256 when zero); the connection's own setting is put back
+	// after it.
+	CacheMiB int
 }
 
 // RestoreResult describes a finished restore.
@@ -182,16 +189,23 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	// Phase times, logged at the end.
 	var tLoaded, tIndexed, tSummed time.Time
 	tStart := time.Now()
-	err = dest.Platform(ctx, func(ptx *store.PlatformTx) error {
+	// One pinned connection: on SQLite the full batches' INSERTs run
+	// through the driver directly (store.Tx.PrepareDirect).
+	err = dest.PlatformPinned(ctx, func(ptx *store.PlatformTx) error {
 		if ptx.Dialect() == store.SQLite {
 			// A restore writes every index of the tenant at once: a 256 MiB
-			// page cache for this connection while it runs, then the
-			// connection's own setting again (the store's sqlite.cache_mib).
+			// page cache (o.CacheMiB) for this connection while it runs,
+			// then the connection's own setting again (the store's
+			// sqlite.cache_mib).
 			var was int64
 			if err := ptx.QueryRow(ctx, `PRAGMA cache_size`).Scan(&was); err != nil {
 				return err
 			}
-			if _, err := ptx.Exec(ctx, `PRAGMA cache_size = -262144`); err != nil {
+			cache := o.CacheMiB
+			if cache <= 0 {
+				cache = 256
+			}
+			if _, err := ptx.Exec(ctx, `PRAGMA cache_size = `+strconv.Itoa(-cache*1024)); err != nil {
 				return err
 			}
 			defer func() {
@@ -339,6 +353,59 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	return res, nil
 }
 
+// ErrStoreExists: RestoreNewStore was given a directory that already
+// holds a store.
+var ErrStoreExists = errors.New("the directory already holds a store")
+
+// RestoreNewStore restores as Restore does into a new SQLite store that it
+// creates in dir (which must not hold one), migrates and closes: the CLI's
+// --store with a new directory, the automatic restore tests' scratch
+// store. tune sets the new store's page size and cache (its Build is set
+// here). While the restore runs the store has one connection and a
+// rollback journal instead of the write-ahead log (store.SQLiteTuning
+// Build): the restored pages are all new to the file, and are written to
+// it once (a log writes them to itself, then again to the file at the
+// checkpoint, reading them back). The restore stays one transaction:
+// an error rolls it back and then removes the store; a crash (kill -9,
+// power) leaves a hot journal that SQLite plays back when the store is
+// next opened, which leaves the migrated store without the tenant (the
+// tenant's row is inserted in the same transaction). o.Dest is ignored.
+func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target, dir string, tune store.SQLiteTuning, o RestoreOptions) (RestoreResult, error) {
+	path := filepath.Join(dir, "relais.db")
+	if _, err := os.Stat(path); err == nil {
+		return RestoreResult{}, fmt.Errorf("backup: %w: %s", ErrStoreExists, path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return RestoreResult{}, fmt.Errorf("backup: %w", err)
+	}
+	tune.Build = true
+	dest, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	discard := func() {
+		_ = dest.Close()
+		for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
+			_ = os.Remove(path + suffix)
+		}
+	}
+	if _, err := dest.Migrate(ctx); err != nil {
+		discard()
+		return RestoreResult{}, err
+	}
+	o.Dest = dest
+	res, err := s.Restore(ctx, tenantID, t, o)
+	if err != nil {
+		// Rolled back: the store holds nothing of the tenant; it was made
+		// for this restore only.
+		discard()
+		return RestoreResult{}, err
+	}
+	if err := dest.Close(); err != nil {
+		return res, fmt.Errorf("backup: the restore into %s committed, but closing the store failed (its next opener switches it to WAL mode): %w", path, err)
+	}
+	return res, nil
+}
+
 // compatible checks that the target store has every table and column of
 // the backup.
 func compatible(tables []*table, entries []TableEntry) error {
@@ -376,6 +443,8 @@ type restorer struct {
 	total    int64
 	progress func(done, total int64)
 	stmts    map[string]*store.Stmt // full-batch INSERTs, prepared once per restore
+	direct   map[string]*store.DirectStmt
+	noDirect bool // the store has no direct statements (PostgreSQL)
 	// sums are the checksums of the rows the full point's chunks hold, as
 	// parsed and written, by table.
 	sums map[string]*checksum
@@ -397,6 +466,30 @@ func (r *restorer) prepared(ctx context.Context, tx *store.Tx, q string) (*store
 		r.stmts = map[string]*store.Stmt{}
 	}
 	r.stmts[q] = st
+	return st, nil
+}
+
+// preparedDirect returns the statement q prepared in tx through the
+// driver, once; nil when the store cannot (the caller then uses prepared).
+func (r *restorer) preparedDirect(ctx context.Context, tx *store.Tx, q string) (*store.DirectStmt, error) {
+	if r.noDirect {
+		return nil, nil
+	}
+	if st, ok := r.direct[q]; ok {
+		return st, nil
+	}
+	st, err := tx.PrepareDirect(ctx, q)
+	if errors.Is(err, store.ErrNoDirect) {
+		r.noDirect = true
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.direct == nil {
+		r.direct = map[string]*store.DirectStmt{}
+	}
+	r.direct[q] = st
 	return st, nil
 }
 
@@ -591,6 +684,7 @@ func (r *restorer) write(ctx context.Context, tx *store.Tx, p openedPoint, st re
 	} else {
 		w = newInserter(r.dialect, t, st.e.Columns, p.h.Kind == KindIncremental)
 		w.(*inserter).prepared = r.prepared
+		w.(*inserter).direct = r.preparedDirect
 	}
 	for _, vals := range rows {
 		if err := w.add(ctx, tx, vals); err != nil {
@@ -634,7 +728,11 @@ type inserter struct {
 	// prepared, when set, gives a full batch's statement prepared once
 	// (its text is the same for every full batch of the table).
 	prepared func(ctx context.Context, tx *store.Tx, q string) (*store.Stmt, error)
-	fullSQL  string
+	// direct, when set, gives it prepared through the driver (nil when
+	// the store cannot), run with nargs (args as the driver takes them).
+	direct  func(ctx context.Context, tx *store.Tx, q string) (*store.DirectStmt, error)
+	nargs   []driver.NamedValue
+	fullSQL string
 }
 
 func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserter {
@@ -689,6 +787,28 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 		if w.fullSQL == "" {
 			w.fullSQL = w.sql()
 		}
+		if w.direct != nil {
+			dst, err := w.direct(ctx, tx, w.fullSQL)
+			if err != nil {
+				return err
+			}
+			if dst != nil {
+				if len(w.nargs) != len(w.args) {
+					w.nargs = make([]driver.NamedValue, len(w.args))
+					for i := range w.nargs {
+						w.nargs[i].Ordinal = i + 1
+					}
+				}
+				for i, v := range w.args[1:] {
+					w.nargs[i+1].Value = v
+				}
+				n, err := dst.ExecSlot(ctx, w.nargs)
+				for i := range w.nargs { // no reference kept to the batch's values
+					w.nargs[i].Value = nil
+				}
+				return w.done(directResult(n), err)
+			}
+		}
 		st, err := w.prepared(ctx, tx, w.fullSQL)
 		if err != nil {
 			return err
@@ -699,6 +819,14 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 	res, err := tx.Exec(ctx, w.sql(), w.args[1:]...)
 	return w.done(res, err)
 }
+
+// directResult is a direct statement's count of rows as a sql.Result.
+type directResult int64
+
+func (r directResult) LastInsertId() (int64, error) {
+	return 0, errors.New("backup: no insert id")
+}
+func (r directResult) RowsAffected() (int64, error) { return int64(r), nil }
 
 // done ends a batch: a plain INSERT must have written every row it bound
 // (the restore's checksums are those of the rows bound).
@@ -927,13 +1055,5 @@ func (s *Service) restoreTest(ctx context.Context, tenantID string, t Target) (R
 			return RestoreResult{}, err
 		}
 	}
-	scratch, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
-	if err != nil {
-		return RestoreResult{}, err
-	}
-	defer func() { _ = scratch.Close() }()
-	if _, err := scratch.Migrate(ctx); err != nil {
-		return RestoreResult{}, err
-	}
-	return s.Restore(ctx, tenantID, t, RestoreOptions{IntoSlug: "restore-test", Dest: scratch})
+	return s.RestoreNewStore(ctx, tenantID, t, dir, tune, RestoreOptions{IntoSlug: "restore-test"})
 }

@@ -92,6 +92,16 @@ type SQLiteTuning struct {
 	// creates (a power of two from 4096 to 65536; SQLite's default, 4096,
 	// when zero). A store keeps the page size it was created with.
 	PageSize int
+	// Build opens the store for one caller that fills it before anyone
+	// else opens it (a restore into a new store, see backup's
+	// RestoreNewStore): one connection, a rollback journal instead of the
+	// write-ahead log, synchronous FULL. Pages new to the file are then
+	// written once, to the file, where the log writes them twice (to the
+	// log, then to the file at the checkpoint); a rollback journal keeps
+	// the transaction all-or-nothing as the log does (a crash leaves a hot
+	// journal, which the next opener plays back). Close puts the store
+	// back in WAL mode.
+	Build bool
 }
 
 // DefaultSQLiteTuning returns the embedded store's default settings.
@@ -173,6 +183,9 @@ type DB struct {
 	stmts *stmtCache
 	// writes queues write transactions (SQLite only).
 	writes *writeGate
+	// build: opened with SQLiteTuning.Build (rollback journal, one
+	// connection); Close switches the file back to WAL mode.
+	build bool
 }
 
 // Open connects to the store. It does not migrate; call Migrate.
@@ -209,14 +222,19 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	if err := createSQLite(ctx, path, tune.PageSize); err != nil {
 		return err
 	}
-	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMillis) + ")" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" + tune.pragmas() + "&_txlock=immediate"
+	journal, syncMode, conns := "WAL", "NORMAL", 8
+	if tune.Build {
+		journal, syncMode, conns = "DELETE", "FULL", 1
+	}
+	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=journal_mode(" + journal + ")&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMillis) + ")" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(" + syncMode + ")" + tune.pragmas() + "&_txlock=immediate"
 	s, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s.SetMaxOpenConns(8)
-	s.SetMaxIdleConns(8)
+	s.SetMaxOpenConns(conns)
+	s.SetMaxIdleConns(conns)
+	db.build = tune.Build
 	db.stmts = &stmtCache{}
 	db.writes = newWriteGate()
 	if err := s.PingContext(ctx); err != nil {
@@ -289,6 +307,15 @@ func redactPgErr(err error) string {
 func (db *DB) Close() error {
 	if db.stmts != nil {
 		db.stmts.close()
+	}
+	if db.build {
+		// The store's other openers expect WAL mode (they would switch it
+		// themselves, but only while no other connection has it open).
+		var mode string
+		if err := db.sql.QueryRowContext(context.Background(), `PRAGMA journal_mode = WAL`).Scan(&mode); err != nil {
+			_ = db.sql.Close()
+			return fmt.Errorf("store: switch to WAL mode: %w", err)
+		}
 	}
 	return db.sql.Close()
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
@@ -69,6 +70,11 @@ type hooks struct {
 	// stmts are statements prepared on a connection (Tx.Prepare on
 	// PostgreSQL), closed when the transaction ends.
 	stmts []*sql.Stmt
+	// conn is the connection of a PlatformPinned transaction (SQLite),
+	// direct its statements prepared through the driver (PrepareDirect),
+	// closed when the transaction ends.
+	conn   *sql.Conn
+	direct []driver.Stmt
 }
 
 type deferredStmt struct {
