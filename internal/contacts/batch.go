@@ -3,6 +3,7 @@ package contacts
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -198,6 +200,14 @@ type writer struct {
 
 	bulk *store.BulkSession // the batches' connection, when they run in a bulk session
 	cols contactArrays      // PostgreSQL: the arrays of a contacts insert, reused
+
+	// PostgreSQL: new contacts by plain INSERT (see writeBatch). plain is
+	// set for the batch being written; fresh counts the batches to write
+	// by upsert, all of whose contacts were new, before trying a plain
+	// INSERT again, and backoff is what fresh restarts from after a try
+	// met an existing contact.
+	plain          bool
+	fresh, backoff int
 }
 
 // BulkWALPages is the write-ahead log size (in 4 KiB pages, about 400 MiB)
@@ -252,13 +262,53 @@ func (w *writer) writeBatch(ctx context.Context, tenantID string, rows []*prepRo
 		}
 		return nil
 	}
-	var err error
-	if w.bulk != nil {
-		err = w.bulk.Tx(ctx, run)
-	} else {
-		err = w.s.tx(ctx, tenantID, run)
+	tx := func() error {
+		if w.bulk != nil {
+			return w.bulk.Tx(ctx, run)
+		}
+		return w.s.tx(ctx, tenantID, run)
 	}
+	// On PostgreSQL, the contacts of a batch's first round (each email's
+	// first line in the batch) are first written by a plain INSERT, with
+	// no ON CONFLICT and no RETURNING, as long as the batches before were
+	// all new contacts (an import's usual case: a new file). An upsert
+	// checks each row's email in the unique index before inserting it,
+	// besides the insertion's own check, and returns every row: measured,
+	// about a seventh of the server's time per contact, and the decoding
+	// of the returned rows on the client. If any email of the batch is
+	// already stored (or being stored by a concurrent transaction), the
+	// INSERT fails on the unique index, the transaction is rolled back and
+	// the batch is written again by upsert, the only way before.
+	w.plain = w.dialect == store.Postgres && w.mode != ModeBlocklist && w.fresh == 0
+	err := tx()
+	if w.plain && isEmailConflict(err) {
+		w.plain = false
+		w.backoff = min(max(2*w.backoff, 1), maxPlainBackoff)
+		w.fresh = w.backoff
+		err = tx()
+	}
+	if err == nil && !w.plain && w.fresh > 0 {
+		if st.updated == 0 && st.skipped == 0 {
+			w.fresh-- // all new: one batch closer to trying again
+		} else {
+			w.fresh = w.backoff
+		}
+	}
+	w.plain = false
 	return st, err
+}
+
+// maxPlainBackoff bounds the number of batches written by upsert before a
+// plain INSERT is tried again (writeBatch): a file of existing contacts
+// wastes at most one batch's INSERT in this many, and a new file after a
+// few existing contacts soon writes by plain INSERT again.
+const maxPlainBackoff = 64
+
+// isEmailConflict reports an INSERT refused by the unique index of the
+// contacts' email blind index (PostgreSQL).
+func isEmailConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "contacts_email"
 }
 
 // analyze keeps PostgreSQL's statistics up with a bulk load: its planner
@@ -651,7 +701,9 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 	}
 	if w.mode == ModeUpsert {
 		// Personal attributes are sealed as one value: merge each row's into
-		// what is stored (or what an earlier line of the batch set).
+		// what is stored (or what an earlier line of the batch set). A plain
+		// INSERT stores none of the emails it writes (or fails): nothing to
+		// read.
 		var need []any
 		for _, r := range rows {
 			if len(r.v.personal) > 0 {
@@ -659,9 +711,12 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 			}
 		}
 		if len(need) > 0 {
-			existing, err := w.existingPersonal(ctx, tx, "email", need)
-			if err != nil {
-				return err
+			existing := map[string]map[string]any{}
+			if !w.plain {
+				var err error
+				if existing, err = w.existingPersonal(ctx, tx, "email", need); err != nil {
+					return err
+				}
 			}
 			if err := w.mergePersonal(rows, existing, func(r *prepRow) string { return "e" + key(r.sealed.emailBidx) }); err != nil {
 				return err
@@ -698,10 +753,28 @@ func (w *writer) emailRows(ctx context.Context, tx *store.Tx, rows []*prepRow, b
 			updated_at = excluded.updated_at, key_enc = COALESCE(contacts.key_enc, excluded.key_enc)
 			WHERE contacts.erased_at IS NULL RETURNING id, email_bidx, key_enc`
 	}
-	for _, round := range rounds {
+	for n, round := range rounds {
 		// In index order: concurrent imports then lock rows in the same order
 		// (no deadlock on PostgreSQL), and the B-tree is walked forwards.
 		sort.Slice(round, func(i, j int) bool { return bytes.Compare(round[i].sealed.emailBidx, round[j].sealed.emailBidx) < 0 })
+		if n == 0 && w.plain {
+			// New contacts only (writeBatch): an existing email fails the
+			// statement, and the batch is written again by upsert.
+			err := chunks(round, w.rowsPerStatement(), func(chunk []*prepRow) error {
+				q, args := w.insertContacts(chunk, blocked, now, "")
+				if _, err := tx.ExecBulk(ctx, q, args...); err != nil {
+					return fmt.Errorf("contacts: write contacts: %w", err)
+				}
+				for _, r := range chunk {
+					r.outcome, r.contact = outCreated, r.id
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		err := chunks(round, w.rowsPerStatement(), func(chunk []*prepRow) error {
 			q, args := w.insertContacts(chunk, blocked, now, conflict)
 			got, err := w.returning(ctx, tx, q, args)
