@@ -656,6 +656,21 @@ func TestImportNewFileMeetsExistingContacts(t *testing.T) {
 		if j.Processed != 80 || j.Created != 1 || j.Skipped != 1 || j.Updated != 78 || j.Failed != 0 || e.count(t, e.a.ID) != 119 {
 			t.Fatalf("re-import %+v, %d contacts", j, e.count(t, e.a.ID))
 		}
+		// New contacts whose email or phone is on the blocklist are created
+		// blocklisted (on PostgreSQL, by the pipelined INSERT itself).
+		must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, []byte("email,phone\nzq.blocked@example.com,\n,+33688888888\n"),
+			contacts.ImportOptions{Mode: contacts.ModeBlocklist}))
+		j = must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID,
+			[]byte("email,phone\nzq.blocked@example.com,\nzq.other@example.com,+33688888888\nzq.fine@example.com,+33677777777\n"), contacts.ImportOptions{}))
+		if j.Created != 3 {
+			t.Fatalf("blocklisted import %+v", j)
+		}
+		for email, want := range map[string]contacts.Status{"zq.blocked@example.com": contacts.StatusBlocklisted,
+			"zq.other@example.com": contacts.StatusBlocklisted, "zq.fine@example.com": contacts.StatusActive} {
+			if c := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, email)); c.Status != want {
+				t.Errorf("%s: %s, want %s", email, c.Status, want)
+			}
+		}
 		// Add mode over existing contacts: skipped, nothing written.
 		j = must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, csvOf(ps[:30], ""), contacts.ImportOptions{Mode: contacts.ModeAdd, BatchSize: 10}))
 		if j.Created != 0 || j.Skipped != 30 || j.Updated != 0 {
