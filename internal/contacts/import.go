@@ -334,6 +334,7 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 	if opts.Mode == ModeBlocklist {
 		w.action = "blocklist.import"
 	}
+	w.pipelined = !opts.DryRun
 	tz := &sync.Pool{New: func() any { return tzCache{} }}
 	prepare := func(r *prepRow) {
 		if r.err != nil {
@@ -391,9 +392,12 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 		return nil
 	}
 	var dryErrors []ImportError
-	write := func(ctx context.Context, b *batch) error {
+	// The batches' statements run under the import's context, not the
+	// pipeline's (ended when the file is read): a batch sent through the
+	// writer's pipeline may be written again after that (writeBatch).
+	write := func(_ context.Context, b *batch) error {
 		now := s.now()
-		st, err := w.writeBatch(ctx, tenantID, b.rows, now, func(tx *store.Tx, st batchStats) error {
+		return w.writeBatch(ctx, tenantID, b.rows, now, func(tx *store.Tx, st batchStats) error {
 			if opts.DryRun {
 				for _, r := range b.rows {
 					if r.err != nil && len(dryErrors) < maxDryRunErrors {
@@ -412,21 +416,18 @@ func (s *Service) Import(ctx context.Context, tenantID string, src io.ReadSeeker
 				return fmt.Errorf("contacts: update the import job: %w", err)
 			}
 			return nil
+		}, func(st batchStats) {
+			job.Processed += st.processed
+			job.Created += st.created
+			job.Updated += st.updated
+			job.Skipped += st.skipped
+			job.Failed += st.failed
+			job.LastLine, job.ResumeOffset, job.UpdatedAt = b.endLine, b.endOffset, now
+			if opts.Progress != nil {
+				opts.Progress(ImportProgress{JobID: job.ID, Processed: job.Processed, Created: job.Created, Updated: job.Updated,
+					Skipped: job.Skipped, Failed: job.Failed, Line: b.endLine, BytesRead: b.endOffset, BytesTotal: size})
+			}
 		})
-		if err != nil && !errors.Is(err, errDryRun) {
-			return err
-		}
-		job.Processed += st.processed
-		job.Created += st.created
-		job.Updated += st.updated
-		job.Skipped += st.skipped
-		job.Failed += st.failed
-		job.LastLine, job.ResumeOffset, job.UpdatedAt = b.endLine, b.endOffset, now
-		if opts.Progress != nil {
-			opts.Progress(ImportProgress{JobID: job.ID, Processed: job.Processed, Created: job.Created, Updated: job.Updated,
-				Skipped: job.Skipped, Failed: job.Failed, Line: b.endLine, BytesRead: b.endOffset, BytesTotal: size})
-		}
-		return nil
 	}
 	runErr := w.inBulk(ctx, tenantID, func() error { return runPipeline(ctx, opts.Workers, produce, prepare, write) })
 	if opts.DryRun {

@@ -566,3 +566,115 @@ func TestImportUpsertCellByCell(t *testing.T) {
 		}
 	})
 }
+
+// TestImportNewFileMeetsExistingContacts: on PostgreSQL a batch of new
+// contacts is written by a plain INSERT; a batch that meets an existing
+// contact (one stored before, one erased, one written concurrently) fails
+// it on the unique index, is rolled back and written again by upsert,
+// after which the import keeps to upserts for a while and then tries plain
+// INSERTs again. Whatever the path (and on SQLite, which always upserts):
+// the right counts, one contact per address, the existing contact updated
+// under its own key, the same audit events, and a change-log entry for
+// every contact written and none for the rolled-back attempt's rows.
+func TestImportNewFileMeetsExistingContacts(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		e.define(t, e.a.ID, contacts.AttributeDef{Key: "vip", Type: contacts.AttrString, Personal: true})
+		ps := people(120, "pf")
+		// Stored before: ps[25] (in the third batch of 10) and ps[90].
+		for _, i := range []int{25, 90} {
+			e.create(t, e.a.ID, contacts.NewContact{Email: ps[i].email, FirstName: "Before", Attributes: map[string]any{"vip": "silver"}})
+		}
+		old := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, ps[25].email))
+		var b bytes.Buffer
+		b.WriteString("email,phone,first_name,last_name,vip\n")
+		for i, p := range ps {
+			fmt.Fprintf(&b, "%s,%s,%s,%s,gold%d\n", p.email, p.phone, p.first, p.last, i)
+			if i == 45 { // a duplicate line in the fifth batch
+				fmt.Fprintf(&b, "%s,,Again,,\n", ps[42].email)
+			}
+		}
+		j := must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, b.Bytes(), contacts.ImportOptions{BatchSize: 10}))
+		if j.Processed != 121 || j.Created != 118 || j.Updated != 3 || j.Failed != 0 || j.Skipped != 0 {
+			t.Fatalf("job %+v", j)
+		}
+		if n := e.count(t, e.a.ID); n != 120 {
+			t.Fatalf("%d contacts for 120 addresses", n)
+		}
+		got := must[contacts.Contact](t)(e.svc.Get(bg, e.a.ID, old.ID))
+		if got.FirstName != ps[25].first || got.Attributes["vip"] != "gold25" {
+			t.Fatalf("existing contact not updated: %+v", got)
+		}
+		if c := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, ps[42].email)); c.FirstName != "Again" || c.LastName != ps[42].last {
+			t.Fatalf("duplicate line: %+v", c)
+		}
+		var created, updated int
+		for _, r := range e.events(t, e.a.ID) {
+			if r.Action == "contact.import" {
+				d := details(t, r)
+				if ids, ok := d["created_ids"].([]any); ok {
+					created += len(ids)
+				}
+				if ids, ok := d["updated_ids"].([]any); ok {
+					updated += len(ids)
+				}
+			}
+		}
+		if created != 118 || updated != 3 {
+			t.Fatalf("audit: %d created, %d updated", created, updated)
+		}
+		// The change log names each contact, and no id of a rolled-back row.
+		var logged, stray int64
+		err := e.db.Platform(bg, func(p *store.PlatformTx) error {
+			if err := p.QueryRow(bg, `SELECT COUNT(DISTINCT pk) FROM backup_changes WHERE tenant_id = $1 AND tbl = 'contacts'`, e.a.ID).Scan(&logged); err != nil {
+				return err
+			}
+			return p.QueryRow(bg, `SELECT COUNT(*) FROM backup_changes b WHERE b.tenant_id = $1 AND b.tbl = 'contacts'
+				AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.tenant_id = b.tenant_id AND b.pk = '["' || c.id || '"]')`, e.a.ID).Scan(&stray)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if logged != 120 || stray != 0 {
+			t.Fatalf("change log: %d contacts logged, %d unknown ids", logged, stray)
+		}
+
+		// A file whose every line exists but one deleted contact (created
+		// again) and one erased (a tombstone: skipped): the first batch's
+		// plain INSERT fails, and the batches upsert.
+		if err := e.svc.Delete(bg, e.a.ID, got.ID); err != nil {
+			t.Fatal(err)
+		}
+		erased := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, ps[90].email))
+		err = e.db.Tenant(e.a.ID).Tx(bg, func(tx *store.Tx) error {
+			_, err := tx.Exec(bg, `UPDATE contacts SET erased_at = $3 WHERE tenant_id = $1 AND id = $2`, erased.ID, int64(1))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j = must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, csvOf(ps[20:100], ""), contacts.ImportOptions{BatchSize: 10}))
+		if j.Processed != 80 || j.Created != 1 || j.Skipped != 1 || j.Updated != 78 || j.Failed != 0 || e.count(t, e.a.ID) != 119 {
+			t.Fatalf("re-import %+v, %d contacts", j, e.count(t, e.a.ID))
+		}
+		// New contacts whose email or phone is on the blocklist are created
+		// blocklisted (on PostgreSQL, by the pipelined INSERT itself).
+		must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, []byte("email,phone\nzq.blocked@example.com,\n,+33688888888\n"),
+			contacts.ImportOptions{Mode: contacts.ModeBlocklist}))
+		j = must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID,
+			[]byte("email,phone\nzq.blocked@example.com,\nzq.other@example.com,+33688888888\nzq.fine@example.com,+33677777777\n"), contacts.ImportOptions{}))
+		if j.Created != 3 {
+			t.Fatalf("blocklisted import %+v", j)
+		}
+		for email, want := range map[string]contacts.Status{"zq.blocked@example.com": contacts.StatusBlocklisted,
+			"zq.other@example.com": contacts.StatusBlocklisted, "zq.fine@example.com": contacts.StatusActive} {
+			if c := must[contacts.Contact](t)(e.svc.FindByEmail(bg, e.a.ID, email)); c.Status != want {
+				t.Errorf("%s: %s, want %s", email, c.Status, want)
+			}
+		}
+		// Add mode over existing contacts: skipped, nothing written.
+		j = must[contacts.ImportJob](t)(e.importBytes(t, e.a.ID, csvOf(ps[:30], ""), contacts.ImportOptions{Mode: contacts.ModeAdd, BatchSize: 10}))
+		if j.Created != 0 || j.Skipped != 30 || j.Updated != 0 {
+			t.Fatalf("add mode %+v", j)
+		}
+	})
+}

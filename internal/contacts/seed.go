@@ -214,18 +214,21 @@ func (s *Service) Seed(ctx context.Context, tenantID string, n int, seed int64, 
 			{Field: "attributes.loyalty_points"}, {Field: "attributes.vip"}, {Field: "locale"}, {Field: "timezone"}}}
 	done := 0
 	write := func(ctx context.Context, b *batch) error {
-		st, err := w.writeBatch(ctx, tenantID, b.rows, s.now(), nil)
+		var failed int64
+		err := w.writeBatch(ctx, tenantID, b.rows, s.now(), nil, func(st batchStats) {
+			failed = st.failed
+			res.Created += st.created
+			res.Updated += st.updated
+			done += len(b.rows)
+			if progress != nil {
+				progress(done)
+			}
+		})
 		if err != nil {
 			return err
 		}
-		if st.failed > 0 {
-			return fmt.Errorf("contacts: seed: %d synthetic contacts failed", st.failed)
-		}
-		res.Created += st.created
-		res.Updated += st.updated
-		done += len(b.rows)
-		if progress != nil {
-			progress(done)
+		if failed > 0 {
+			return fmt.Errorf("contacts: seed: %d synthetic contacts failed", failed)
 		}
 		return nil
 	}

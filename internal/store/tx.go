@@ -146,6 +146,7 @@ type Tx struct {
 	tenant string
 	db     *DB
 	hooks  *hooks
+	pipe   *pipeTx // a pipelined transaction's statements (Pipeline.Send)
 }
 
 // TenantID is the tenant the transaction is bound to.
@@ -172,6 +173,9 @@ func (tx *Tx) args(query string, args []any) ([]any, error) {
 
 // Exec runs a statement; the tenant is $1.
 func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if tx.pipe != nil {
+		return tx.pipeQueue(query, args)
+	}
 	all, err := tx.args(query, args)
 	if err != nil {
 		return nil, err
@@ -190,6 +194,10 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 // fails the transaction (at the commit or at the next statement). On
 // SQLite, which has no round trips, it runs at once.
 func (tx *Tx) ExecDeferred(ctx context.Context, query string, args ...any) error {
+	if tx.pipe != nil {
+		_, err := tx.pipeQueue(query, args)
+		return err
+	}
 	all, err := tx.args(query, args)
 	if err != nil {
 		return err
@@ -207,6 +215,9 @@ func (tx *Tx) ExecDeferred(ctx context.Context, query string, args ...any) error
 // of hundreds of rows costs as much as a good part of running it). The
 // caller keeps the texts it sends here few: rows in chunks of fixed sizes.
 func (tx *Tx) ExecBulk(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if tx.pipe != nil {
+		return tx.pipeQueue(query, args)
+	}
 	all, err := tx.args(query, args)
 	if err != nil {
 		return nil, err
@@ -220,6 +231,9 @@ func (tx *Tx) ExecBulk(ctx context.Context, query string, args ...any) (sql.Resu
 // QueryBulk is Query for a long multi-row statement (INSERT ... RETURNING),
 // cached as ExecBulk.
 func (tx *Tx) QueryBulk(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx.pipe != nil {
+		return nil, ErrPipelined
+	}
 	all, err := tx.args(query, args)
 	if err != nil {
 		return nil, err
@@ -242,6 +256,9 @@ type Stmt struct {
 // bulk load's multi-row INSERT, parsed once); the tenant is $1 as in
 // Exec. It is closed when the transaction ends.
 func (tx *Tx) Prepare(ctx context.Context, query string) (*Stmt, error) {
+	if tx.pipe != nil {
+		return nil, ErrPipelined
+	}
 	if !usesTenantParam(query) {
 		return nil, ErrUnscoped
 	}
@@ -284,6 +301,9 @@ func (s *Stmt) ExecSlot(ctx context.Context, all []any) (sql.Result, error) {
 
 // Query runs a query; the tenant is $1.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx.pipe != nil {
+		return nil, ErrPipelined
+	}
 	all, err := tx.args(query, args)
 	if err != nil {
 		return nil, err
@@ -297,6 +317,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 // QueryRow runs a query expected to return at most one row; the tenant is $1.
 // An unscoped statement yields a Row whose Scan returns ErrUnscoped.
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *Row {
+	if tx.pipe != nil {
+		return &Row{err: ErrPipelined}
+	}
 	all, err := tx.args(query, args)
 	if err != nil {
 		return &Row{err: err}
