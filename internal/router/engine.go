@@ -44,8 +44,13 @@ type EngineOptions struct {
 	MaxBackoff  time.Duration
 	// Workers is how many connector batches run at once (8).
 	Workers int
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// HandOffs is how many claimed batches are handed off at once (2):
+	// while one batch's last messages are with the connector, the next
+	// one's are already read, decrypted and going out, so the connector's
+	// connections do not wait between batches.
+	HandOffs int
+	Logger   *slog.Logger
+	Now      func() time.Time
 	// Registerer receives the router's metrics (nil: not exported).
 	Registerer prometheus.Registerer
 	// Suppress, when set, is asked just before hand-off about every
@@ -145,6 +150,9 @@ func NewEngine(db *store.DB, keyring *tenants.Keyring, open OpenFunc, o EngineOp
 	if o.Workers <= 0 {
 		o.Workers = 8
 	}
+	if o.HandOffs <= 0 {
+		o.HandOffs = 2
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -172,12 +180,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.ensureShards(ctx); err != nil {
 		return err
 	}
-	// A pipeline of three stages: this loop claims, a hand-off goroutine
-	// hands off, a recorder records. The queues between them are
-	// unbuffered, so a batch is claimed while the previous one is handed
+	// A pipeline of three stages: this loop claims, HandOffs hand-off
+	// goroutines hand off, a recorder records. The queues between them are
+	// unbuffered, so a batch is claimed while the previous ones are handed
 	// off and the one before is recorded: at most one batch claimed and
-	// not yet handed off, and at most two handed off and not yet
-	// recorded. The hand-off and the recorder finish their work when ctx
+	// not yet handed off, HandOffs being handed off and one handed off
+	// and not yet recorded. The hand-offs and the recorder finish their work when ctx
 	// ends (outcomes of messages the connectors took are worth writing),
 	// then the leases are released. Lease maintenance waits until every
 	// claimed batch is recorded: when this node takes back a shard whose
@@ -197,11 +205,17 @@ func (e *Engine) Run(ctx context.Context) error {
 			pending.Done()
 		}
 	}()
+	var handers sync.WaitGroup
+	for range e.o.HandOffs {
+		handers.Go(func() {
+			for batch := range handQ {
+				recordQ <- e.dispatch(ctx, batch)
+			}
+		})
+	}
 	go func() {
-		defer close(handed)
-		for batch := range handQ {
-			recordQ <- e.dispatch(ctx, batch)
-		}
+		handers.Wait()
+		close(handed)
 	}()
 	defer func() {
 		close(handQ)
@@ -740,6 +754,35 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 	if err != nil {
 		return fail(connectors.Temporary(err))
 	}
+	// The batch goes out in parts, each decrypted and decoded by its own
+	// goroutine and handed to the connector as soon as it is ready: the
+	// connector's connections start on the first part while the others
+	// are still being decoded (on every core).
+	parts := min(handOffParts, len(list))
+	per := (len(list) + parts - 1) / parts
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(list); lo += per {
+		part := list[lo:min(lo+per, len(list))]
+		wg.Go(func() {
+			res := e.handOffPart(ctx, ce, crypto, tenant, connID, part, contents)
+			mu.Lock()
+			out = append(out, res...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// handOffParts is how many parts handOff splits a batch into.
+const handOffParts = 4
+
+// handOffPart decrypts and decodes the messages of part (contents holds
+// their sealed content by id; it is only read) and hands them to the
+// connector; it returns one outcome per message.
+func (e *Engine) handOffPart(ctx context.Context, ce *connEntry, crypto *tenants.Crypto, tenant, connID string, list []claimed, contents map[string][]byte) []outcome {
+	out := make([]outcome, 0, len(list))
 	msgs := make([]connectors.Message, 0, len(list))
 	byRef := make(map[string]claimed, len(list))
 	for _, c := range list {
@@ -759,7 +802,7 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 			continue
 		}
 		var ct Content
-		if err := json.Unmarshal(raw, &ct); err != nil {
+		if err := decodeContent(raw, &ct); err != nil {
 			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("content: %w", err))})
 			continue
 		}

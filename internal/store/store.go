@@ -173,6 +173,8 @@ type DB struct {
 	stmts *stmtCache
 	// writes queues write transactions (SQLite only).
 	writes *writeGate
+	// writer is the connection of the write transactions (SQLite only).
+	writer *writerConn
 }
 
 // Open connects to the store. It does not migrate; call Migrate.
@@ -219,6 +221,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	s.SetMaxIdleConns(8)
 	db.stmts = &stmtCache{}
 	db.writes = newWriteGate()
+	db.writer = &writerConn{}
 	if err := s.PingContext(ctx); err != nil {
 		_ = s.Close()
 		return fmt.Errorf("store: open %s: %w; check that the data directory is writable", path, err)
@@ -287,6 +290,9 @@ func redactPgErr(err error) string {
 
 // Close closes the pool.
 func (db *DB) Close() error {
+	if db.writer != nil {
+		db.writer.close()
+	}
 	if db.stmts != nil {
 		db.stmts.close()
 	}
