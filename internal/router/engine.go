@@ -44,10 +44,12 @@ type EngineOptions struct {
 	MaxBackoff  time.Duration
 	// Workers is how many connector batches run at once (8).
 	Workers int
-	// HandOffs is how many claimed batches are handed off at once (2):
-	// while one batch's last messages are with the connector, the next
-	// one's are already read, decrypted and going out, so the connector's
-	// connections do not wait between batches.
+	// HandOffs is how many claimed batches are handed off at once (1).
+	// More keep the connector's connections busy between batches (the
+	// next batch is read and decrypted while the last messages of one are
+	// with the connector) at the cost of memory: each batch in hand holds
+	// its decoded contents (about 7 MB for 500 emails of 4.5 kB), and more
+	// messages are left in doubt when a node dies.
 	HandOffs int
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -151,7 +153,7 @@ func NewEngine(db *store.DB, keyring *tenants.Keyring, open OpenFunc, o EngineOp
 		o.Workers = 8
 	}
 	if o.HandOffs <= 0 {
-		o.HandOffs = 2
+		o.HandOffs = 1
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
