@@ -994,7 +994,12 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 // still in the claim's hands (state sending, the claim's fence, and this
 // node holding the shard with that fence), and returns those it settled.
 // On SQLite the values are "?" placeholders (the VALUES columns are
-// column1...); on PostgreSQL typed $N.
+// column1...); on PostgreSQL typed $N. The lease is checked by a scalar
+// subquery on the message's shard (the shard is shard_leases' key), not by
+// EXISTS: PostgreSQL flattened the EXISTS into a join of the VALUES with
+// every lease of the node (500 x 64 rows), each probing the messages being
+// sent by a scan: 1.7-8.6 s per 500 messages, growing with the table,
+// against 13-24 ms now.
 func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []outcome, nowUS int64) ([]outcome, error) {
 	if len(list) == 0 {
 		return nil, nil
@@ -1022,7 +1027,7 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 				mark(o.connector, "::text") + ", " + mark(o.providerRef, "::text") + ")")
 		}
 		q.WriteString(`) AS v WHERE messages.tenant_id = v.column1 AND messages.id = v.column2 AND messages.state = 'sending' AND messages.fence = v.column3
-			AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + ` AND l.fence = v.column3)
+			AND (SELECT l.fence FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + `) = v.column3
 			RETURNING tenant_id, id`)
 		rows, err := p.QueryBulk(ctx, q.String(), m.args...)
 		if err != nil {
