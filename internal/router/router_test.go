@@ -382,6 +382,108 @@ func TestContentEncoding(t *testing.T) {
 	if err := json.Unmarshal(raw, &back); err != nil || !reflect.DeepEqual(back, c) {
 		t.Fatalf("round trip: %+v %v", back, err)
 	}
+	// The hand-off's decoder gives the same; a document the faster
+	// decoder refuses (a repeated name, invalid UTF-8) decodes as
+	// encoding/json decodes it; one neither takes is an error.
+	back = router.Content{}
+	if err := router.DecodeContent(raw, &back); err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("decode: %+v %v", back, err)
+	}
+	for _, doc := range []string{`{"subject":"a","subject":"b","text":"x"}`, "{\"subject\":\"b\xff\",\"text\":\"x\"}", `{"Subject":"b","text":"x","extra":1}`} {
+		var want, got router.Content
+		if err := json.Unmarshal([]byte(doc), &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := router.DecodeContent([]byte(doc), &got); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("decode %q: %+v %v, want %+v", doc, got, err, want)
+		}
+	}
+	for _, doc := range []string{"", "not json", `{"subject":1}`, `[]`} {
+		var got router.Content
+		if err := router.DecodeContent([]byte(doc), &got); err == nil {
+			t.Fatalf("decode %q: no error", doc)
+		}
+	}
+}
+
+// A batch is handed off in parts, several batches at once (Run): every
+// message reaches the connector once, a content that does not decode
+// fails that message alone (permanently, not sent), and a content only
+// encoding/json decodes is sent as it decodes it.
+func TestHandOffInParts(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		var batch []router.NewMessage
+		for i := 0; i < 450; i++ {
+			batch = append(batch, email(fmt.Sprintf("r%d@x.test", i), fmt.Sprintf("k%d", i)))
+		}
+		acc, err := e.svc.Accept(ctx, e.tenant, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crypto, err := e.keyring.Crypto(ctx, e.tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad, dup := acc[7].ID, acc[301].ID
+		for id, doc := range map[string]string{bad: "not json", dup: `{"subject":"first","subject":"second","text":"Hi"}`} {
+			sealed, err := crypto.Seal("message.content", []byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, `UPDATE message_contents SET content_enc = $2 WHERE tenant_id = $1 AND message_id = $3`, sealed, id)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conn := e.conns["primary"]
+		subjects := map[string]string{}
+		conn.answer = func(m connectors.Message) error { subjects[m.Ref] = m.Subject; return nil }
+		en := router.NewEngine(e.db, e.keyring, e.open, router.EngineOptions{Node: "n1", Now: e.clock.Now, LeaseTTL: 2 * time.Second,
+			Poll: 10 * time.Millisecond, Batch: 100, HandOffs: 3})
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- en.Run(runCtx) }()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			counts, err := e.svc.Counts(ctx, e.tenant, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts[router.StateSent]+counts[router.StateFailed] == int64(len(batch)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not settled: %v", counts)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acc {
+			want := 1
+			if a.ID == bad {
+				want = 0
+			}
+			if n := conn.count(a.ID); n != want {
+				t.Fatalf("message %s reached the connector %d times, want %d", a.ID, n, want)
+			}
+		}
+		m, err := e.svc.Get(ctx, e.tenant, bad)
+		if err != nil || m.State != router.StateFailed || !strings.Contains(m.LastError, "content") {
+			t.Fatalf("undecodable content: %+v %v", m, err)
+		}
+		conn.mu.Lock()
+		got := subjects[dup]
+		conn.mu.Unlock()
+		if got != "second" {
+			t.Fatalf("subject of the repeated-name content: %q", got)
+		}
+	})
 }
 
 func TestRetriesFailoverAndDeadLetter(t *testing.T) {

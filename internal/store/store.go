@@ -186,6 +186,8 @@ type DB struct {
 	// build: opened with SQLiteTuning.Build (rollback journal, one
 	// connection); Close switches the file back to WAL mode.
 	build bool
+	// writer is the connection of the write transactions (SQLite only).
+	writer *writerConn
 }
 
 // Open connects to the store. It does not migrate; call Migrate.
@@ -237,6 +239,7 @@ func (db *DB) openSQLite(ctx context.Context, dir string, tune SQLiteTuning) err
 	db.build = tune.Build
 	db.stmts = &stmtCache{}
 	db.writes = newWriteGate()
+	db.writer = &writerConn{}
 	if err := s.PingContext(ctx); err != nil {
 		_ = s.Close()
 		return fmt.Errorf("store: open %s: %w; check that the data directory is writable", path, err)
@@ -305,6 +308,9 @@ func redactPgErr(err error) string {
 
 // Close closes the pool.
 func (db *DB) Close() error {
+	if db.writer != nil {
+		db.writer.close()
+	}
 	if db.stmts != nil {
 		db.stmts.close()
 	}

@@ -109,10 +109,35 @@ func (db *DB) run(ctx context.Context, opts *sql.TxOptions, platform bool, tenan
 func (db *DB) runOn(ctx context.Context, on beginner, opts *sql.TxOptions, platform bool, tenant string, fn func(runner, *hooks) error) error {
 	h := &hooks{}
 	release := func() {}
+	var writer *sql.Conn
 	if db.writes != nil && (opts == nil || !opts.ReadOnly) {
-		release = db.writes.acquire(ctx)
+		var held bool
+		var turn func()
+		turn, held = db.writes.take(ctx)
+		release = turn
+		if held && db.writer != nil {
+			// The last writer of a run gives the writer connection back.
+			release = func() {
+				if !db.writes.queued() {
+					db.writer.put()
+				}
+				turn()
+			}
+		}
+		// With the turn, a transaction of the pool runs on the writer
+		// connection (see writerConn); a bulk session keeps its own.
+		if held && db.writer != nil && on == beginner(db.sql) {
+			if writer = db.writer.get(ctx, db.sql); writer != nil {
+				on = writer
+			}
+		}
 	}
 	stx, err := on.BeginTx(ctx, opts)
+	if err != nil && writer != nil && ctx.Err() == nil {
+		// A broken writer connection: give it up, run on the pool.
+		db.writer.drop(writer)
+		stx, err = db.sql.BeginTx(ctx, opts)
+	}
 	if err != nil {
 		release()
 		return fmt.Errorf("store: begin: %w", err)

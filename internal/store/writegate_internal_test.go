@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The write gate admits one writer at a time and hands the turn on at
@@ -83,5 +84,74 @@ func TestConcurrentSQLiteWriters(t *testing.T) {
 	var n int
 	if err := db.Platform(ctx, func(p *PlatformTx) error { return p.QueryRow(ctx, `SELECT count(*) FROM gate_test`).Scan(&n) }); err != nil || n != 32 {
 		t.Fatalf("%d rows, %v", n, err)
+	}
+}
+
+// Write transactions that follow one another run on one connection (a
+// TEMP table, private to a connection, made by the first is seen by the
+// next, which was waiting); the last of a run gives the connection back to
+// the pool; a write after the store's writer connection broke runs on the
+// pool, and a write after Close of the writer still runs.
+func TestWriterConnection(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	second := make(chan error, 1)
+	if err := db.Platform(ctx, func(p *PlatformTx) error {
+		if _, err := p.Exec(ctx, `CREATE TEMP TABLE writer_probe (n INTEGER)`); err != nil {
+			return err
+		}
+		go func() {
+			second <- db.Platform(ctx, func(p *PlatformTx) error {
+				_, err := p.Exec(ctx, `INSERT INTO temp.writer_probe (n) VALUES (1)`)
+				return err
+			})
+		}()
+		for !db.writes.queued() {
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("the waiting writer ran on another connection: %v", err)
+	}
+	db.writer.mu.Lock()
+	kept := db.writer.c
+	db.writer.mu.Unlock()
+	if kept != nil {
+		t.Fatal("the last writer of a run kept the connection")
+	}
+	// A writer connection that cannot begin (here: already given back,
+	// sql.ErrConnDone): the write runs on the pool, and the next takes a
+	// fresh connection.
+	c := db.writer.get(ctx, db.sql)
+	if c == nil {
+		t.Fatal("no writer connection")
+	}
+	_ = c.Close()
+	write := func() error {
+		return db.Platform(ctx, func(p *PlatformTx) error {
+			_, err := p.Exec(ctx, `CREATE TABLE IF NOT EXISTS writer_after (n INTEGER); INSERT INTO writer_after (n) VALUES (1)`)
+			return err
+		})
+	}
+	if err := write(); err != nil {
+		t.Fatalf("a write after the writer connection broke: %v", err)
+	}
+	if c2 := db.writer.get(ctx, db.sql); c2 == nil || c2 == c {
+		t.Fatal("the unusable writer connection was kept")
+	}
+	db.writer.put()
+	db.writer.close()
+	if db.writer.get(ctx, db.sql) != nil {
+		t.Fatal("a closed writer gave a connection")
+	}
+	if err := write(); err != nil {
+		t.Fatalf("a write after the writer closed: %v", err)
 	}
 }
