@@ -235,23 +235,12 @@ func rawInsertPipelined(b *testing.B, e importEnv, path string) int {
 	ctx := context.Background()
 	now := time.Now().UnixMicro()
 	const perStmt = 500
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
-	r.ReuseRecord = true
-	if _, err := r.Read(); err != nil {
-		b.Fatal(err)
-	}
 	const perTx = 1000
 	n, committed := 0, 0
-	rows := make([][]string, 0, perTx)
 	var failed error
-	err = e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
+	err := e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
 		return s.Pipeline(ctx, func(p *store.Pipeline) error {
-			flush := func() error {
+			flush := func(rows [][]string) error {
 				first, count := n, len(rows)
 				err := p.Send(ctx, func(tx *store.Tx) error {
 					for start := 0; start < len(rows); start += perStmt {
@@ -287,28 +276,11 @@ func rawInsertPipelined(b *testing.B, e importEnv, path string) int {
 					}
 				})
 				n += len(rows)
-				rows = make([][]string, 0, perTx) // the transaction sent keeps its rows
 				return err
 			}
-			for {
-				rec, err := r.Read()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				rows = append(rows, append([]string(nil), rec...))
-				if len(rows) == perTx {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-			}
-			if len(rows) > 0 {
-				if err := flush(); err != nil {
-					return err
-				}
+			// A new slice a batch: the transaction sent keeps its rows.
+			if err := csvBatches(path, perTx, true, flush); err != nil {
+				return err
 			}
 			return p.Wait(ctx)
 		})
@@ -322,6 +294,54 @@ func rawInsertPipelined(b *testing.B, e importEnv, path string) int {
 	return committed
 }
 
+// csvBatches reads the CSV file at path (after its header) and hands its
+// rows to flush perBatch at a time (the last batch may be shorter); with
+// fresh, each batch is a new slice, which flush may keep, else one slice
+// is reused.
+func csvBatches(path string, perBatch int, fresh bool, flush func(rows [][]string) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
+	r.ReuseRecord = true
+	if _, err := r.Read(); err != nil {
+		return err
+	}
+	rows := make([][]string, 0, perBatch)
+	next := func() error {
+		if err := flush(rows); err != nil {
+			return err
+		}
+		if fresh {
+			rows = make([][]string, 0, perBatch)
+		} else {
+			rows = rows[:0]
+		}
+		return nil
+	}
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		rows = append(rows, append([]string(nil), rec...))
+		if len(rows) == perBatch {
+			if err := next(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(rows) > 0 {
+		return flush(rows)
+	}
+	return nil
+}
+
 // rawLoad reads the CSV file at path (after its header) and hands its rows
 // to write, as many per transaction as the import's default (500 on
 // SQLite, 1000 on PostgreSQL), in a bulk session with the import's
@@ -329,50 +349,19 @@ func rawInsertPipelined(b *testing.B, e importEnv, path string) int {
 // before. It returns the number of rows written.
 func rawLoad(b *testing.B, e importEnv, path string, write func(tx *store.Tx, rows [][]string, first int) error) int {
 	ctx := context.Background()
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
-	r.ReuseRecord = true
-	if _, err := r.Read(); err != nil {
-		b.Fatal(err)
-	}
 	perTx := 1000
 	if e.db.Dialect() == store.SQLite {
 		perTx = 500
 	}
 	n := 0
-	rows := make([][]string, 0, perTx)
-	err = e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
-		flush := func() error {
+	err := e.db.Tenant(e.tenant).Bulk(ctx, store.BulkOptions{WALAutocheckpoint: contacts.BulkWALPages}, func(s *store.BulkSession) error {
+		return csvBatches(path, perTx, false, func(rows [][]string) error {
 			if err := s.Tx(ctx, func(tx *store.Tx) error { return write(tx, rows, n) }); err != nil {
 				return err
 			}
 			n += len(rows)
-			rows = rows[:0]
 			return nil
-		}
-		for {
-			rec, err := r.Read()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
-			rows = append(rows, append([]string(nil), rec...))
-			if len(rows) == perTx {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if len(rows) > 0 {
-			return flush()
-		}
-		return nil
+		})
 	})
 	if err != nil {
 		b.Fatal(err)
