@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/relais-dev/relais/internal/audit"
-	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/store"
-	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/pgtest"
 )
 
@@ -284,24 +282,8 @@ const contactsUpdated = 1000
 // contacts.go, Update) with public APIs.
 func benchAuditedContactUpdate(b *testing.B, url string) {
 	ctx := audit.WithMeta(context.Background(), audit.Meta{Actor: audit.Actor{Type: audit.ActorUser, ID: "u-1"}, IP: "192.0.2.7", RequestID: "req-1", UserAgent: "bench"})
-	dir := b.TempDir()
-	db, err := store.Open(ctx, store.Options{URL: url, DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	t, err := (&tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}).Create(ctx, "Bench", "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	kr := tenants.NewKeyring(db, mk, 0)
+	env := openTenantEnv(b, url, "Bench", "bench")
+	db, t, kr := env.db, env.tenant, env.keyring
 	cs := &contacts.Service{DB: db, Keyring: kr}
 	ids := make([]string, contactsUpdated)
 	for i := range ids {

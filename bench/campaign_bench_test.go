@@ -20,11 +20,9 @@ import (
 	"time"
 
 	"github.com/relais-dev/relais/internal/campaigns"
-	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/connectors"
 	"github.com/relais-dev/relais/internal/connectors/registry"
 	"github.com/relais-dev/relais/internal/contacts"
-	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/templates"
@@ -86,25 +84,8 @@ type campaignEnv struct {
 func openCampaignEnv(b *testing.B, url string) *campaignEnv {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := store.Open(ctx, store.Options{URL: url, DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
-	t, err := ts.Create(ctx, "Bench", "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	kr := tenants.NewKeyring(db, mk, 0)
+	env := openTenantEnv(b, url, "Bench", "bench")
+	db, t, kr := env.db, env.tenant, env.keyring
 	e := &campaignEnv{db: db, tenant: t.ID, keyring: kr}
 	e.contacts = &contacts.Service{DB: db, Keyring: kr}
 	e.tmpl = &templates.Service{DB: db}

@@ -15,11 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
-	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/store"
-	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/pgtest"
 )
 
@@ -101,29 +98,13 @@ type importEnv struct {
 func openImportEnv(b *testing.B, url string) importEnv {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := store.Open(ctx, store.Options{URL: url, DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
-	t, err := ts.Create(ctx, "Bench", "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc := &contacts.Service{DB: db, Keyring: tenants.NewKeyring(db, mk, 0)}
+	env := openTenantEnv(b, url, "Bench", "bench")
+	db, t := env.db, env.tenant
+	svc := &contacts.Service{DB: db, Keyring: env.keyring}
 	if _, err := svc.DefineAttribute(ctx, t.ID, contacts.AttributeDef{Key: "country", Type: contacts.AttrString}); err != nil {
 		b.Fatal(err)
 	}
-	err = db.Platform(ctx, func(p *store.PlatformTx) error {
+	err := db.Platform(ctx, func(p *store.PlatformTx) error {
 		_, err := p.Exec(ctx, `CREATE TABLE bench_raw_contacts (tenant_id TEXT NOT NULL, id TEXT NOT NULL, email TEXT, phone TEXT,
 			first_name TEXT, last_name TEXT, locale TEXT NOT NULL, attributes TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL,
 			PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, email))`)

@@ -3,7 +3,6 @@ package backup
 import (
 	"fmt"
 	"reflect"
-	"sort"
 	"testing"
 
 	"github.com/relais-dev/relais/internal/config"
@@ -91,29 +90,7 @@ func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string][]string{}
-		err = db.Tenant(tn.ID).Tx(bg, func(tx *store.Tx) error {
-			rows, err := tx.Query(bg, `SELECT DISTINCT tbl, pk FROM backup_changes WHERE tenant_id = $1`)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = rows.Close() }()
-			for rows.Next() {
-				var tbl, pk string
-				if err := rows.Scan(&tbl, &pk); err != nil {
-					return err
-				}
-				out[tbl] = append(out[tbl], pk)
-			}
-			return rows.Err()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range out {
-			sort.Strings(v)
-		}
-		return out
+		return changedKeys(t, db, tn.ID)
 	}
 	got := changed("stmt")
 	want := map[string][]string{

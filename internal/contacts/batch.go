@@ -367,8 +367,7 @@ func (w *writer) settle(ctx context.Context, tenantID string) error {
 			return pb.err
 		}
 		if isEmailConflict(pb.err) {
-			w.backoff = min(max(2*w.backoff, 1), maxPlainBackoff)
-			w.fresh = w.backoff
+			w.metExisting()
 		}
 		redo := w.inflight
 		w.inflight = nil
@@ -429,8 +428,7 @@ func (w *writer) writeBatchNow(ctx context.Context, tenantID string, rows []*pre
 	err := tx()
 	if w.plain && isEmailConflict(err) {
 		w.plain = false
-		w.backoff = min(max(2*w.backoff, 1), maxPlainBackoff)
-		w.fresh = w.backoff
+		w.metExisting()
 		err = tx()
 	}
 	if err == nil && !w.plain && w.fresh > 0 {
@@ -449,6 +447,14 @@ func (w *writer) writeBatchNow(ctx context.Context, tenantID string, rows []*pre
 // wastes at most one batch's INSERT in this many, and a new file after a
 // few existing contacts soon writes by plain INSERT again.
 const maxPlainBackoff = 64
+
+// metExisting is called when a plain INSERT met a stored email: the next
+// plain try waits for twice as many all-new batches as the last wait (1
+// at first, at most maxPlainBackoff).
+func (w *writer) metExisting() {
+	w.backoff = min(max(2*w.backoff, 1), maxPlainBackoff)
+	w.fresh = w.backoff
+}
 
 // isEmailConflict reports an INSERT refused by the unique index of the
 // contacts' email blind index (PostgreSQL).

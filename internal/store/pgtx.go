@@ -21,6 +21,10 @@ import (
 // transaction's statements themselves run on the connection
 // (database/sql, pgx's statement cache) as before.
 
+// bindTenant binds a PostgreSQL transaction to its tenant ($1) and scope
+// ($2: "platform" or ""), which the row-level security policies read.
+const bindTenant = `SELECT set_config('relais.tenant_id', $1, true), set_config('relais.scope', $2, true)`
+
 // rollbackWait bounds a rollback (run even when the caller's context has
 // ended).
 const rollbackWait = 15 * time.Second
@@ -49,7 +53,7 @@ func (db *DB) runPostgres(ctx context.Context, opts *sql.TxOptions, platform boo
 		}
 		b := &pgx.Batch{}
 		b.Queue(begin)
-		b.Queue(`SELECT set_config('relais.tenant_id', $1, true), set_config('relais.scope', $2, true)`, tenant, scope)
+		b.Queue(bindTenant, tenant, scope)
 		var berr error
 		err = c.Raw(func(dc any) error {
 			pc := dc.(*stdlib.Conn).Conn()

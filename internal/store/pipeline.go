@@ -74,8 +74,6 @@ type sentTx struct {
 	done    func(error)
 }
 
-const pipeBind = `SELECT set_config('relais.tenant_id', $1, true), set_config('relais.scope', '', true)`
-
 // Pipeline runs fn with a pipeline for the session's tenant, on one
 // connection of the pool (PostgreSQL) held until fn returns. When fn
 // returns, every transaction sent has ended (its done function called),
@@ -164,7 +162,7 @@ func (p *Pipeline) Send(ctx context.Context, fn func(*Tx) error, done func(error
 	// Statements are prepared once per text, outside pipeline mode (the
 	// arguments are encoded for their parameters' types): a new text waits
 	// for the transactions in flight.
-	for _, q := range append([]string{pipeBind}, queries(pt.stmts)...) {
+	for _, q := range append([]string{bindTenant}, queries(pt.stmts)...) {
 		if p.sds[q] != nil {
 			continue
 		}
@@ -189,7 +187,7 @@ func (p *Pipeline) Send(ctx context.Context, fn func(*Tx) error, done func(error
 		p.pp.SendQueryParams("commit", nil, nil, nil, nil) // the one before
 	}
 	p.pp.SendQueryParams("begin", nil, nil, nil, nil)
-	if err := p.send(pipeBind, []any{p.s.ts.id}); err != nil {
+	if err := p.send(bindTenant, []any{p.s.ts.id, ""}); err != nil {
 		return p.fail(err)
 	}
 	for _, st := range pt.stmts {
