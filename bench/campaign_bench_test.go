@@ -186,7 +186,10 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 		}
 		node := fmt.Sprintf("bench-%d", i)
 		sup := &campaigns.Suppressor{Contacts: e.contacts}
-		eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Suppress: sup.Check, SuppressLoad: sup.Preload})
+		// RELAIS_BENCH_ENGINE_BATCH: the claim's size, for experiments
+		// (the engine's default, 500, otherwise).
+		batch, _ := strconv.Atoi(os.Getenv("RELAIS_BENCH_ENGINE_BATCH"))
+		eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Suppress: sup.Check, SuppressLoad: sup.Preload, Batch: batch})
 		e.router.Wake = eng.Wake
 		runCtx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
