@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -162,7 +164,8 @@ func cpuSeconds() float64 {
 func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 	n := benchCampaignSize()
 	ctx := context.Background()
-	var secs, refSecs, peak, cpu float64
+	var secs, peak, cpu, sinkCPU float64
+	var ref, bare pushCost
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := openCampaignEnv(b, url(b))
@@ -183,7 +186,10 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 		}
 		node := fmt.Sprintf("bench-%d", i)
 		sup := &campaigns.Suppressor{Contacts: e.contacts}
-		eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Suppress: sup.Check, SuppressLoad: sup.Preload})
+		// RELAIS_BENCH_ENGINE_BATCH: the claim's size, for experiments
+		// (the engine's default, 500, otherwise).
+		batch, _ := strconv.Atoi(os.Getenv("RELAIS_BENCH_ENGINE_BATCH"))
+		eng := router.NewEngine(e.db, e.keyring, registry.Open, router.EngineOptions{Node: node, Suppress: sup.Check, SuppressLoad: sup.Preload, Batch: batch})
 		e.router.Wake = eng.Wake
 		runCtx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
@@ -193,7 +199,7 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 		// Give back what the set-up (import) used, then measure anew.
 		debug.FreeOSMemory()
 		resetHWM()
-		cpu0 := cpuSeconds()
+		cpu0, sink0 := cpuSeconds(), e.sink.CPU()
 		b.StartTimer()
 		start := time.Now()
 		if _, err := e.camp.Schedule(ctx, e.tenant, c.ID, campaigns.ScheduleInput{}); err != nil {
@@ -205,6 +211,7 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 		secs += time.Since(start).Seconds()
 		b.StopTimer()
 		cpu += cpuSeconds() - cpu0
+		sinkCPU += e.sink.CPU() - sink0
 		peak = max(peak, vmHWM())
 		// The last outcomes are recorded just after the sink has the
 		// messages.
@@ -228,36 +235,102 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 		if err != nil || r.HandedOff != int64(n) {
 			b.Fatalf("report: %+v %v", r.Counts, err)
 		}
-		refSecs += referencePush(b, e, tmpl.ID, n)
+		content := referenceContent(b, e, tmpl.ID)
+		ref.add(referencePush(b, e, content, n))
+		bare.add(bareReference(b, e, content, n))
 		b.StartTimer()
 	}
-	rate := float64(n*b.N) / secs
-	ref := float64(n*b.N) / refSecs
+	msgs := float64(n * b.N)
+	rate := msgs / secs
 	b.ReportMetric(rate, "msgs/s")
-	b.ReportMetric(ref, "ref-msgs/s")
-	b.ReportMetric(rate/ref, "ratio")
+	b.ReportMetric(msgs/ref.secs, "ref-msgs/s")
+	b.ReportMetric(rate/(msgs/ref.secs), "ratio")
+	b.ReportMetric(msgs/bare.secs, "bare-msgs/s")
+	b.ReportMetric(rate/(msgs/bare.secs), "ratio-bare")
 	b.ReportMetric(peak/(1<<20), "peak-RSS-MB")
 	b.ReportMetric(cpu/float64(b.N), "cpu-s")
+	// CPU per message, in this process and in the sink's: on two shared
+	// cores the rate cannot exceed 2 s / (both), whatever the client.
+	b.ReportMetric(cpu/msgs*1e6, "cpu-us/msg")
+	b.ReportMetric(sinkCPU/msgs*1e6, "sink-us/msg")
+	ref.report(b, "ref", msgs)
+	bare.report(b, "bare", msgs)
 }
 
-// referencePush pushes n pre-rendered messages of the campaign's size
-// through the SMTP connector alone into the same sink, in batches of 1000
-// with the engine's concurrency (8 batches at once), and returns the
-// seconds it took.
-func referencePush(b *testing.B, e *campaignEnv, templateID string, n int) float64 {
-	ctx := context.Background()
-	content, err := e.tmpl.Render(ctx, e.tenant, templateID, 0, "en", templates.Vars{Contact: templates.ContactFields{FirstName: "Reader1", LastName: "Number1",
+// pushCost is what a reference push took: wall seconds, this process's
+// CPU seconds and the sink process's.
+type pushCost struct{ secs, cpu, sinkCPU float64 }
+
+func (c *pushCost) add(o pushCost) {
+	c.secs, c.cpu, c.sinkCPU = c.secs+o.secs, c.cpu+o.cpu, c.sinkCPU+o.sinkCPU
+}
+
+// report gives the CPU per message of the client and of the sink.
+func (c pushCost) report(b *testing.B, name string, msgs float64) {
+	b.ReportMetric(c.cpu/msgs*1e6, name+"-cpu-us/msg")
+	b.ReportMetric(c.sinkCPU/msgs*1e6, name+"-sink-us/msg")
+}
+
+// measurePush resets the sink, runs push, waits until the sink has n
+// messages, and returns what it took.
+func measurePush(b *testing.B, e *campaignEnv, n int, push func()) pushCost {
+	e.sink.Reset()
+	cpu0, sink0 := cpuSeconds(), e.sink.CPU()
+	start := time.Now()
+	push()
+	if err := e.sink.WaitFor(n, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	return pushCost{secs: time.Since(start).Seconds(), cpu: cpuSeconds() - cpu0, sinkCPU: e.sink.CPU() - sink0}
+}
+
+// referenceContent renders the campaign's template once, for a contact
+// like the audience's: the content of both references' messages.
+func referenceContent(b *testing.B, e *campaignEnv, templateID string) router.Content {
+	content, err := e.tmpl.Render(context.Background(), e.tenant, templateID, 0, "en", templates.Vars{Contact: templates.ContactFields{FirstName: "Reader1", LastName: "Number1",
 		Locale: "en", TimeZone: "Europe/Paris"}, Links: templates.Links{Unsubscribe: "https://relais.example/u/ru1.eyJrIjoidW5zdWJzY3JpYmUifQ.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}.Map())
 	if err != nil {
 		b.Fatal(err)
 	}
+	return content
+}
+
+// bareReference pushes n messages of content, rendered once, with the bare
+// SMTP client (bare_smtp_test.go) into the same sink, and returns what it
+// took (from the first dial to the last message counted by the sink).
+func bareReference(b *testing.B, e *campaignEnv, content router.Content, n int) pushCost {
+	body, err := bareMessage(content)
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(e.sink.CertPEM()) {
+		b.Fatal("the sink's certificate")
+	}
+	return measurePush(b, e, n, func() {
+		if err := barePush(context.Background(), "127.0.0.1:"+strconv.Itoa(e.sink.Port()), roots, body, n, bareConns()); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// referencePush pushes n pre-rendered messages of the campaign's size
+// through the SMTP connector alone into the same sink, in batches of 1000
+// with the engine's concurrency (8 batches at once), and returns what it
+// took.
+func referencePush(b *testing.B, e *campaignEnv, content router.Content, n int) pushCost {
 	conn, err := registry.Open(registry.TypeSMTP, e.smtpCfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	e.sink.Reset()
-	start := time.Now()
+	return measurePush(b, e, n, func() { connectorPush(b, e, conn, content, n) })
+}
+
+// connectorPush sends n messages of content through conn, 8 batches of
+// 1000 at once.
+func connectorPush(b *testing.B, e *campaignEnv, conn connectors.Connector, content router.Content, n int) {
+	ctx := context.Background()
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for lo := 0; lo < n; lo += 1000 {
@@ -280,10 +353,6 @@ func referencePush(b *testing.B, e *campaignEnv, templateID string, n int) float
 		}()
 	}
 	wg.Wait()
-	if err := e.sink.WaitFor(n, time.Hour); err != nil {
-		b.Fatal(err)
-	}
-	return time.Since(start).Seconds()
 }
 
 // sinkProcess is the SMTP sink (smtpsink, STARTTLS, keeping no message
@@ -294,6 +363,7 @@ type sinkProcess struct {
 	port            int
 	cert            []byte
 	count, distinct atomic.Int64
+	cpu             atomic.Uint64 // float64 bits: the sink process's CPU seconds at its last count
 	stdin           io.WriteCloser
 	mu              sync.Mutex
 	changed         chan struct{}
@@ -315,9 +385,13 @@ func startSinkProcess(b *testing.B) *sinkProcess {
 				cert, err := base64.StdEncoding.DecodeString(f[2])
 				s.cert = cert
 				ready <- err
-			case len(f) == 3 && f[0] == "COUNT":
+			case len(f) >= 3 && f[0] == "COUNT":
 				n, _ := strconv.ParseInt(f[1], 10, 64)
 				d, _ := strconv.ParseInt(f[2], 10, 64)
+				if len(f) == 4 {
+					c, _ := strconv.ParseFloat(f[3], 64)
+					s.cpu.Store(math.Float64bits(c))
+				}
 				s.count.Store(n)
 				s.distinct.Store(d)
 				s.mu.Lock()
@@ -338,6 +412,10 @@ func (s *sinkProcess) Port() int       { return s.port }
 func (s *sinkProcess) CertPEM() []byte { return s.cert }
 func (s *sinkProcess) Count() int      { return int(s.count.Load()) }
 func (s *sinkProcess) Distinct() int   { return int(s.distinct.Load()) }
+
+// CPU is the sink process's CPU seconds (user and system) when it last
+// reported its count.
+func (s *sinkProcess) CPU() float64 { return math.Float64frombits(s.cpu.Load()) }
 
 // Reset makes the sink forget what it received.
 func (s *sinkProcess) Reset() {
@@ -393,7 +471,7 @@ func TestCampaignSinkProcess(t *testing.T) {
 		}
 		if n := sink.Count(); n != last {
 			last = n
-			fmt.Printf("COUNT %d %d\n", n, sink.DistinctMessageIDs())
+			fmt.Printf("COUNT %d %d %.4f\n", n, sink.DistinctMessageIDs(), cpuSeconds())
 		}
 	}
 }
@@ -647,4 +725,39 @@ func BenchmarkIngestSQLite(b *testing.B) {
 func BenchmarkIngestPostgres(b *testing.B) {
 	srv := pgtest.Start(b, pgtest.Options{})
 	benchIngest(b, func(b *testing.B) string { return srv.NewDatabase(b) })
+}
+
+// BenchmarkCampaignReferences: the campaign benchmark's two references
+// alone (no campaign), alternated three times: the SMTP connector, and the
+// bare SMTP client, pushing the campaign's message into the sink process.
+// For work on the connector's cost.
+func BenchmarkCampaignReferences(b *testing.B) {
+	n := benchCampaignSize()
+	ctx := context.Background()
+	var ref, bare pushCost
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e := openCampaignEnv(b, "")
+		fs, err := e.camp.FieldSet(ctx, e.tenant)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tmpl, err := e.tmpl.Create(ctx, e.tenant, templates.Input{Name: "Newsletter", Channel: templates.ChannelEmail,
+			Variants: map[string]templates.Variant{"en": {Subject: "Acme news for {{.contact.first_name}}", HTML: benchHTML()}}}, fs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		content := referenceContent(b, e, tmpl.ID)
+		b.StartTimer()
+		for r := 0; r < 3; r++ {
+			ref.add(referencePush(b, e, content, n))
+			bare.add(bareReference(b, e, content, n))
+		}
+	}
+	msgs := float64(3 * n * b.N)
+	b.ReportMetric(msgs/ref.secs, "ref-msgs/s")
+	b.ReportMetric(msgs/bare.secs, "bare-msgs/s")
+	b.ReportMetric(bare.secs/ref.secs, "ref/bare")
+	ref.report(b, "ref", msgs)
+	bare.report(b, "bare", msgs)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"time"
@@ -331,6 +332,7 @@ func (s *Service) expand(ctx context.Context, tenantID string, c Campaign) error
 	matched, enqueued := c.Progress.Matched, c.Progress.Enqueued
 	excluded := c.Progress.Excluded
 	lease := durationOr(s.LeaseTTL, 2*time.Minute)
+	stats := queueStats{db: s.DB, next: 1000, log: s.log()}
 	_, err = s.Contacts.AudiencePages(ctx, tenantID, spec, intOr(s.BatchSize, 1000), func(page contacts.AudiencePage) error {
 		if err := s.waitBacklog(ctx, tenantID, c.ID, after); err != nil {
 			return err
@@ -376,6 +378,7 @@ func (s *Service) expand(ctx context.Context, tenantID string, c Campaign) error
 		}
 		after = page.Last
 		enqueued += int64(created)
+		stats.add(ctx, int64(created))
 		if s.AfterBatch != nil {
 			if err := s.AfterBatch(c.ID, enqueued); err != nil {
 				return &hookError{err}
@@ -499,5 +502,40 @@ func (s *Service) buildPart(ctx context.Context, tenantID string, c Campaign, li
 			fails["render_failed"]++
 		}
 		msgs = append(msgs[:idx], msgs[idx+1:]...)
+	}
+}
+
+// queueStats keeps PostgreSQL's statistics of the queue's tables up with
+// a large expansion: the engine reads the messages being expanded (claim,
+// contents, outcomes) while the tables grow, and a planner working from
+// no statistics, or from those of a much smaller table, picks plans whose
+// cost grows with the table (seen: reading 500 contents went from 10 to
+// 650 ms during a 100k campaign). It runs ANALYZE after the first 1000
+// messages of the expansion, then each time the count is ten times the
+// last (1000, 10,000, 100,000...: a few runs of about 0.1-0.3 s, on a
+// 30,000-row sample). Best effort: an expansion goes on without it.
+type queueStats struct {
+	db      *store.DB
+	log     *slog.Logger
+	written int64 // messages enqueued by this expansion
+	next    int64 // when to ANALYZE next
+}
+
+// add counts n more messages and runs ANALYZE when due (PostgreSQL).
+func (q *queueStats) add(ctx context.Context, n int64) {
+	if q.db.Dialect() != store.Postgres {
+		return
+	}
+	q.written += n
+	if q.written < q.next {
+		return
+	}
+	q.next = q.written * 10
+	err := q.db.Platform(ctx, func(p *store.PlatformTx) error {
+		_, err := p.Exec(ctx, `ANALYZE messages, message_contents, message_events`)
+		return err
+	})
+	if err != nil {
+		q.log.Warn("campaigns: ANALYZE of the queue's tables", "error", err)
 	}
 }

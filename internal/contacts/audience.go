@@ -2,6 +2,7 @@ package contacts
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -468,6 +469,20 @@ type Verdict struct {
 // purpose: the same rules, read in one query per 500 contacts. A contact
 // not found (or erased) gets ReasonNotFound. Like CanSend it returns no
 // personal data and records no access event.
+// canSendSelect is CanSendMany's select list ($2 channel, $3 purpose).
+const canSendSelect = `SELECT c.id, c.status, c.email_bidx IS NOT NULL, c.phone_bidx IS NOT NULL,
+	(SELECT s.status FROM consents s WHERE s.tenant_id = c.tenant_id AND s.contact_id = c.id AND s.channel = $2 AND s.purpose = $3),
+	EXISTS (SELECT 1 FROM blocklist b WHERE b.tenant_id = c.tenant_id
+		AND ((b.kind = 'email' AND b.value_bidx = c.email_bidx) OR (b.kind = 'phone' AND b.value_bidx = c.phone_bidx)))
+	`
+
+// canSendManyPGSQL is CanSendMany's query on PostgreSQL: the ids as an
+// array joined to the primary key, one text for any count (prepared once
+// per connection) and a plan that does not depend on the tables'
+// statistics ("id IN (...)" with 500 values was seen to slow down from
+// 100 to 720 ms per 500 during a campaign).
+const canSendManyPGSQL = canSendSelect + `FROM unnest($4::text[]) AS k(id) JOIN contacts c ON c.tenant_id = $1 AND c.id = k.id WHERE c.erased_at IS NULL`
+
 func (s *Service) CanSendMany(ctx context.Context, tenantID string, channel Channel, purpose string, ids []string) (map[string]Verdict, error) {
 	if purpose == "" {
 		purpose = DefaultPurpose
@@ -483,17 +498,19 @@ func (s *Service) CanSendMany(ctx context.Context, tenantID string, channel Chan
 		// router asks this before every hand-off, beside a campaign's
 		// expansion and the recording of outcomes).
 		err := s.DB.Tenant(tenantID).Snapshot(ctx, func(tx *store.Tx) error {
-			args := []any{string(channel), purpose}
-			marks := make([]string, len(part))
-			for i, id := range part {
-				args = append(args, id)
-				marks[i] = "$" + strconv.Itoa(len(args)+1)
+			var rows *sql.Rows
+			var err error
+			if tx.Dialect() == store.Postgres {
+				rows, err = tx.Query(ctx, canSendManyPGSQL, string(channel), purpose, part)
+			} else {
+				args := []any{string(channel), purpose}
+				marks := make([]string, len(part))
+				for i, id := range part {
+					args = append(args, id)
+					marks[i] = "$" + strconv.Itoa(len(args)+1)
+				}
+				rows, err = tx.Query(ctx, canSendSelect+`FROM contacts c WHERE c.tenant_id = $1 AND c.id IN (`+strings.Join(marks, ", ")+`) AND c.erased_at IS NULL`, args...)
 			}
-			rows, err := tx.Query(ctx, `SELECT c.id, c.status, c.email_bidx IS NOT NULL, c.phone_bidx IS NOT NULL,
-				(SELECT s.status FROM consents s WHERE s.tenant_id = c.tenant_id AND s.contact_id = c.id AND s.channel = $2 AND s.purpose = $3),
-				EXISTS (SELECT 1 FROM blocklist b WHERE b.tenant_id = c.tenant_id
-					AND ((b.kind = 'email' AND b.value_bidx = c.email_bidx) OR (b.kind = 'phone' AND b.value_bidx = c.phone_bidx)))
-				FROM contacts c WHERE c.tenant_id = $1 AND c.id IN (`+strings.Join(marks, ", ")+`) AND c.erased_at IS NULL`, args...)
 			if err != nil {
 				return fmt.Errorf("contacts: can send: %w", err)
 			}

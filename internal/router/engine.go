@@ -839,6 +839,9 @@ func (e *Engine) contents(ctx context.Context, tenant string, list []claimed) (m
 	out := make(map[string][]byte, len(list))
 	const per = 500
 	err := e.db.Tenant(tenant).Snapshot(ctx, func(tx *store.Tx) error {
+		if tx.Dialect() == store.Postgres {
+			return contentsPG(ctx, tx, list, out)
+		}
 		for start := 0; start < len(list); start += per {
 			chunk := list[start:min(start+per, len(list))]
 			m := newMarks(tx.Dialect() == store.SQLite, 1, len(chunk))
@@ -875,6 +878,38 @@ func (e *Engine) contents(ctx context.Context, tenant string, list []claimed) (m
 		return nil, fmt.Errorf("router: read message contents: %w", err)
 	}
 	return out, nil
+}
+
+// contentsPGSQL reads contents by a join of the ids, as an array, to the
+// primary key: one text for any count (prepared once per connection), and
+// a plan the planner cannot get wrong. With "message_id IN (...)" on a
+// table that grew during the run without statistics (no ANALYZE yet), it
+// took the default selectivity of "tenant_id = X" (0.5%), scanned the
+// primary key on tenant_id alone and filtered the ids: 10 ms per 500 at
+// the start of a 100k campaign, 650 ms at 60k.
+const contentsPGSQL = `SELECT k.id, mc.content_enc FROM unnest($2::text[]) AS k(id)
+	JOIN message_contents mc ON mc.tenant_id = $1 AND mc.message_id = k.id`
+
+// contentsPG reads the sealed contents of list into out (PostgreSQL).
+func contentsPG(ctx context.Context, tx *store.Tx, list []claimed, out map[string][]byte) error {
+	ids := make([]string, len(list))
+	for i, c := range list {
+		ids[i] = c.id
+	}
+	rows, err := tx.Query(ctx, contentsPGSQL, ids)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var id string
+		var sealed []byte
+		if err := rows.Scan(&id, &sealed); err != nil {
+			return err
+		}
+		out[id] = sealed
+	}
+	return rows.Err()
 }
 
 // backoff is the delay before retry number n (n >= 1).

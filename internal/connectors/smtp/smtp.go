@@ -12,8 +12,7 @@
 //
 // The connector keeps a pool of Config.PoolSize connections (default 4).
 // Each connection sends many messages in turn, one transaction per message
-// (MAIL, RCPT, DATA; RSET after a failed transaction, and before each
-// transaction when pipelining, where it costs no round trip); a broken
+// (MAIL, RCPT, DATA; RSET after a failed transaction); a broken
 // connection is dropped and replaced. Send spreads a batch over the pool
 // concurrently. When the relay offers PIPELINING (RFC 2920), MAIL, RCPT and
 // DATA leave in one write. go-mail's client does not implement pipelining;

@@ -823,3 +823,97 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("valid config: %v", err)
 	}
 }
+
+// lockedBuffer is a bytes.Buffer safe for the sink's connection
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRSETOnlyAfterAFailedTransaction: on a pipelining relay, a
+// transaction the relay acknowledged is followed by the next MAIL at once;
+// RSET comes only after a transaction that failed half-way, and the
+// messages after it go through on the same connection.
+func TestRSETOnlyAfterAFailedTransaction(t *testing.T) {
+	var dialogue lockedBuffer
+	sink := smtpsink.Start(t, smtpsink.Options{TLS: smtpsink.TLSNone, Debug: &dialogue})
+	cfg := sinkConfig(sink, smtp.TLSNone)
+	cfg.PoolSize = 1
+	c := newConnector(t, cfg)
+	sink.FailRecipient("gone@example.test", 550, 0)
+	var batch []connectors.Message
+	for i := range 6 {
+		to := fmt.Sprintf("user%d@example.test", i)
+		if i == 2 {
+			to = "gone@example.test"
+		}
+		batch = append(batch, msg(fmt.Sprintf("r%d", i), to))
+	}
+	out := c.Send(ctx(t), batch)
+	for i, o := range out {
+		if (o.Err != nil) != (i == 2) {
+			t.Errorf("outcome %d: %v", i, o.Err)
+		}
+	}
+	if sink.Count() != 5 || sink.Connections() != 1 {
+		t.Fatalf("sink: %d messages on %d connections, want 5 on 1", sink.Count(), sink.Connections())
+	}
+	if n := strings.Count(dialogue.String(), "RSET\r\n"); n != 1 {
+		t.Errorf("%d RSET commands, want 1 (after the refused recipient)\n%s", n, dialogue.String())
+	}
+}
+
+// TestLargeMessagesIntact: messages smaller and larger than the
+// connection's write buffer (16 kB) and than textproto's (4 kB) arrive
+// byte for byte as rendered, over STARTTLS, one after the other on one
+// connection.
+func TestLargeMessagesIntact(t *testing.T) {
+	sink := smtpsink.Start(t, smtpsink.Options{})
+	cfg := sinkConfig(sink, smtp.TLSStartTLS)
+	cfg.PoolSize = 1
+	c := newConnector(t, cfg)
+	var batch []connectors.Message
+	sizes := []int{10, 4000, 6000, 16000, 40000, 100}
+	for i, n := range sizes {
+		m := msg(fmt.Sprintf("big%d", i), fmt.Sprintf("user%d@example.test", i))
+		m.Text = strings.Repeat("Line of text number x.\n.dot first\n", n/34+1)
+		m.HTML = ""
+		batch = append(batch, m)
+	}
+	for i, o := range c.Send(ctx(t), batch) {
+		if o.Err != nil {
+			t.Fatalf("message %d: %v", i, o.Err)
+		}
+	}
+	got := sink.Messages()
+	if len(got) != len(batch) {
+		t.Fatalf("sink has %d messages, want %d", len(got), len(batch))
+	}
+	for i, m := range got {
+		parsed, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		body, err := io.ReadAll(quotedprintable.NewReader(parsed.Body))
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		want := strings.ReplaceAll(batch[i].Text, "\n", "\r\n")
+		if string(body) != want {
+			t.Errorf("message %d: body of %d bytes differs from the %d bytes sent", i, len(body), len(want))
+		}
+	}
+}
