@@ -465,10 +465,6 @@ type Verdict struct {
 	Reason Reason
 }
 
-// CanSendMany is CanSend for many contacts at once, on one channel and
-// purpose: the same rules, read in one query per 500 contacts. A contact
-// not found (or erased) gets ReasonNotFound. Like CanSend it returns no
-// personal data and records no access event.
 // canSendSelect is CanSendMany's select list ($2 channel, $3 purpose).
 const canSendSelect = `SELECT c.id, c.status, c.email_bidx IS NOT NULL, c.phone_bidx IS NOT NULL,
 	(SELECT s.status FROM consents s WHERE s.tenant_id = c.tenant_id AND s.contact_id = c.id AND s.channel = $2 AND s.purpose = $3),
@@ -483,6 +479,10 @@ const canSendSelect = `SELECT c.id, c.status, c.email_bidx IS NOT NULL, c.phone_
 // 100 to 720 ms per 500 during a campaign).
 const canSendManyPGSQL = canSendSelect + `FROM unnest($4::text[]) AS k(id) JOIN contacts c ON c.tenant_id = $1 AND c.id = k.id WHERE c.erased_at IS NULL`
 
+// CanSendMany is CanSend for many contacts at once, on one channel and
+// purpose: the same rules, read in one query per 500 contacts. A contact
+// not found (or erased) gets ReasonNotFound. Like CanSend it returns no
+// personal data and records no access event.
 func (s *Service) CanSendMany(ctx context.Context, tenantID string, channel Channel, purpose string, ids []string) (map[string]Verdict, error) {
 	if purpose == "" {
 		purpose = DefaultPurpose
