@@ -3,6 +3,7 @@ package privacy_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -31,6 +32,11 @@ func TestAccessAndRestriction(t *testing.T) {
 		}
 		if rep.ConsentHistory[0].SourceIP != ps[0].ip || !strings.Contains(string(rep.Messages[0].Content), ps[0].last) || len(rep.Messages[0].Events) == 0 {
 			t.Fatalf("proofs or message content missing: %+v", rep)
+		}
+		// The 'accepted' event (no row since it is the message's
+		// accepted_at) comes first, exactly once.
+		if ev := rep.Messages[0].Events; ev[0].Kind != "accepted" || !ev[0].At.Equal(rep.Messages[0].AcceptedAt) || strings.Count(fmt.Sprint(ev), "accepted") != 1 {
+			t.Fatalf("message events %+v", ev)
 		}
 		if len(rep.AccessEvents) == 0 {
 			t.Fatal("no access events about the person")

@@ -120,8 +120,17 @@ func populate(t *testing.T, e *env, tenantID string, ps []person) []string {
 			t.Fatal(err)
 		}
 		ids = append(ids, c.ID)
-		if _, err := e.router.Accept(bg, tenantID, []router.NewMessage{{Channel: "email", To: p.email, ContactID: c.ID,
-			Content: router.Content{From: "news@shop.example", Subject: "Hello " + p.first, Text: "Dear " + p.first + " " + p.last + ", reply to " + p.email}}}); err != nil {
+		acc, err := e.router.Accept(bg, tenantID, []router.NewMessage{{Channel: "email", To: p.email, ContactID: c.ID,
+			Content: router.Content{From: "news@shop.example", Subject: "Hello " + p.first, Text: "Dear " + p.first + " " + p.last + ", reply to " + p.email}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A stored event, as a hand-off writes (accepting writes none).
+		err = e.db.Tenant(tenantID).Tx(bg, func(tx *store.Tx) error {
+			_, err := tx.Exec(bg, `INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES ($1, $2, 1, 'attempt', '{"n":1}')`, acc[0].ID)
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -191,6 +191,7 @@ func subjectMessages(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, id s
 		if err != nil {
 			return nil, err
 		}
+		accepted := false
 		for ev.Next() {
 			var e MessageEvent
 			var at int64
@@ -199,9 +200,18 @@ func subjectMessages(ctx context.Context, tx *store.Tx, cr *tenants.Crypto, id s
 				return nil, err
 			}
 			e.At = store.FromMicros(at)
+			if e.Kind == "accepted" {
+				accepted = true
+			}
 			out[i].Events = append(out[i].Events, e)
 		}
 		_ = ev.Close()
+		if !accepted {
+			// Since accepting a message writes no event row, its
+			// 'accepted' event is the row's accepted_at (as in
+			// router.WithAcceptedEvent).
+			out[i].Events = append([]MessageEvent{{At: out[i].AcceptedAt, Kind: "accepted"}}, out[i].Events...)
+		}
 	}
 	return out, nil
 }

@@ -33,7 +33,8 @@ const StateHeld = "held"
 // that skip a key already present (ON CONFLICT DO NOTHING), so running an
 // expansion again after a crash creates nothing twice, and only the count
 // of messages created is returned. Each batch is one transaction with one
-// multi-row insert of its 'accepted' events and one audit event.
+// audit event. A message's 'accepted' event is not a row: it is derived
+// from messages.accepted_at when the history is read (AcceptedEvent).
 //
 // On SQLite, the big statements use $1 for the tenant and plain "?" for
 // the rest: SQLite resolves "$N" names by a linear search, so thousands of
@@ -206,8 +207,8 @@ func decodeContent(raw []byte, c *Content) error {
 
 // Enqueue validates, seals and stores messages, in transactions of up to
 // MaxBatch messages: multi-row INSERTs that skip any message whose
-// idempotency key the tenant already used, the 'accepted' events of the
-// messages created, and one audit event per transaction. It returns how
+// idempotency key the tenant already used, their contents, and one audit
+// event per transaction. It returns how
 // many messages it created; a message with a key seen before is silently
 // skipped (re-running a campaign expansion creates no duplicates). A
 // message's SendAt, even in the past, is its due time (zero: now).
@@ -305,9 +306,10 @@ func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int
 
 // insertMessages writes rows with multi-row INSERTs that skip a row whose
 // idempotency key the tenant already used (ON CONFLICT DO NOTHING), then
-// the sealed content and the 'accepted' event of each row created: on
-// PostgreSQL in one statement whose values are arrays (insertMessagesPG),
-// on SQLite in one multi-row INSERT each after it. A zero due time is now.
+// the sealed content of each row created: on PostgreSQL in one statement
+// whose values are arrays (insertMessagesPG), on SQLite in one multi-row
+// INSERT after it. The 'accepted' event is the row's accepted_at (see
+// AcceptedEvent): no event row is written. A zero due time is now.
 // It returns the ids created.
 func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
 	if tx.Dialect() == store.Postgres {
@@ -352,16 +354,12 @@ func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now i
 		if err := insertContentsSQLite(ctx, tx, rows, created); err != nil {
 			return nil, err
 		}
-		if err := insertAcceptedEventsSQLite(ctx, tx, created, now); err != nil {
-			return nil, err
-		}
 	}
 	return created, nil
 }
 
 // insertMessagesPGSQL writes the messages whose columns are the arrays $2
-// to $10, their contents and their 'accepted' events at $11, in one
-// statement (data-modifying WITHs): one text whatever the number of rows,
+// to $10 (accepted at $11) and their contents, in one statement (data-modifying WITHs): one text whatever the number of rows,
 // so that PostgreSQL parses and plans it once per connection (pgx keeps it
 // prepared), and ten parameters instead of thirteen per row.
 const insertMessagesPGSQL = `WITH v AS (
@@ -373,8 +371,6 @@ const insertMessagesPGSQL = `WITH v AS (
 	ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING id
 ), cont AS (
 	INSERT INTO message_contents (tenant_id, message_id, content_enc) SELECT $1, v.id, v.content_enc FROM v JOIN ins ON ins.id = v.id
-), ev AS (
-	INSERT INTO message_events (tenant_id, message_id, at, kind, detail) SELECT $1, id, $11, 'accepted', '' FROM ins
 )
 SELECT id FROM ins`
 
@@ -454,29 +450,6 @@ func insertContentsSQLite(ctx context.Context, tx *store.Tx, rows []preparedRow,
 		}
 		if _, err := tx.ExecBulk(ctx, q.String(), m.args...); err != nil {
 			return fmt.Errorf("router: insert message contents: %w", err)
-		}
-	}
-	return nil
-}
-
-// insertAcceptedEventsSQLite writes one 'accepted' event per message, in
-// multi-row statements (PostgreSQL writes them in insertMessages's
-// statement).
-func insertAcceptedEventsSQLite(ctx context.Context, tx *store.Tx, ids []string, at int64) error {
-	const per = 1000
-	for start := 0; start < len(ids); start += per {
-		chunk := ids[start:min(start+per, len(ids))]
-		m := newMarks(true, 1, 2*len(chunk))
-		var q strings.Builder
-		q.WriteString(`INSERT INTO message_events (tenant_id, message_id, at, kind, detail) VALUES `)
-		for i, id := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("($1, " + m.mark(id) + ", " + m.mark(at) + ", 'accepted', '')")
-		}
-		if _, err := tx.ExecBulk(ctx, q.String(), m.args...); err != nil {
-			return fmt.Errorf("router: enqueue events: %w", err)
 		}
 	}
 	return nil

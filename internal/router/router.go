@@ -431,6 +431,26 @@ func answerDuplicates(ctx context.Context, tx *store.Tx, insert []preparedRow, i
 
 var errRetryIdempotent = errors.New("idempotency key taken concurrently")
 
+// EventAccepted is the kind of a message's first event.
+const EventAccepted = "accepted"
+
+// WithAcceptedEvent returns a message's stored events (in order) with its
+// 'accepted' event first. Messages accepted before this release have that
+// event stored; later ones do not: accepting a message writes no event row
+// (the row's accepted_at is the same fact, and a third row per message was
+// a fifth of the cost of accepting it), so the event is derived from
+// accepted_at, with seq 0 (stored events have seq 1 and up).
+func WithAcceptedEvent(stored []Event, acceptedAt time.Time) []Event {
+	for _, e := range stored {
+		if e.Kind == EventAccepted {
+			return stored
+		}
+	}
+	out := make([]Event, 0, len(stored)+1)
+	out = append(out, Event{Seq: 0, At: acceptedAt, Kind: EventAccepted})
+	return append(out, stored...)
+}
+
 // Get returns a message with its events (decrypted recipient). It records a
 // personal-data access event.
 func (s *Service) Get(ctx context.Context, tenantID, id string) (Message, error) {
@@ -494,6 +514,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id string) (Message, error)
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		m.Events = WithAcceptedEvent(m.Events, m.AcceptedAt)
 		_, err = audit.Append(ctx, tx, audit.Event{Category: audit.CategoryAccess, Action: "message.read", ObjectType: "message", ObjectID: id,
 			Details: map[string]any{"fields": []string{"to"}}})
 		return err
