@@ -548,6 +548,9 @@ type restoreStep struct {
 	op string // "rows", "deletes" or "clear"
 }
 
+// parseAhead is how many parsed chunks may wait for the restore's writer.
+const parseAhead = 4
+
 // parsedChunk is a step's chunk read, authenticated and parsed.
 type parsedChunk struct {
 	rows [][]any
@@ -587,10 +590,13 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "rows"})
 		}
 	}
-	// A goroutine reads, authenticates and parses the next chunk while
-	// this one, which owns the transaction, writes the current one.
+	// A goroutine reads, authenticates and parses the next chunks while
+	// this one, which owns the transaction, writes the current one. It may
+	// run up to parseAhead chunks ahead (a chunk parsed is about three
+	// times its plaintext in memory): while the writer builds a table's
+	// indexes, it keeps parsing on the other core.
 	pctx, cancel := context.WithCancel(ctx)
-	parsed := make(chan parsedChunk, 1)
+	parsed := make(chan parsedChunk, parseAhead)
 	go func() {
 		defer close(parsed)
 		for _, st := range steps {
