@@ -43,7 +43,9 @@ func TestCheckExprs(t *testing.T) {
 
 // TestEveryTableChecksAreRead: every table of a migrated SQLite store is
 // read with certainty, with as many CHECK constraints as its statement
-// names, and each table's query runs.
+// names; the IN lists of the contacts, consents and consent events are
+// checked as rows are parsed, a table with another CHECK (retention rules:
+// months > 0) is queried, and each query runs.
 func TestEveryTableChecksAreRead(t *testing.T) {
 	db := storetest.OpenSQLite(t, storetest.Options{})
 	tables, err := loadSchema(bg, db)
@@ -51,7 +53,6 @@ func TestEveryTableChecksAreRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	word := regexp.MustCompile(`(?i)\bcheck\s*\(`)
-	withChecks := 0
 	if err := db.Platform(bg, func(p *store.PlatformTx) error {
 		checks, ok, err := loadChecks(bg, p, tables)
 		if err != nil || !ok {
@@ -66,19 +67,90 @@ func TestEveryTableChecksAreRead(t *testing.T) {
 			if n := len(word.FindAllString(ddl, -1)); n != len(exprs) {
 				t.Errorf("table %s: %d CHECK constraints read, its statement names %d", tb.Name, len(exprs), n)
 			}
-			if len(exprs) > 0 {
-				withChecks++
-				if !strings.Contains(checks[tb.Name], exprs[0]) {
-					t.Errorf("table %s: query %q", tb.Name, checks[tb.Name])
-				}
+			_, listed := checks.lists[tb.Name]
+			q, queried := checks.queries[tb.Name]
+			if len(exprs) > 0 && listed == queried || len(exprs) == 0 && (listed || queried) {
+				t.Errorf("table %s: %d checks, listed %v, queried %v", tb.Name, len(exprs), listed, queried)
 			}
+			if queried && !strings.Contains(q, exprs[0]) {
+				t.Errorf("table %s: query %q", tb.Name, q)
+			}
+		}
+		for name, n := range map[string]int{"contacts": 2, "consents": 3, "consent_events": 3} {
+			if len(checks.lists[name]) != n {
+				t.Errorf("table %s: %d IN lists checked as parsed, want %d", name, len(checks.lists[name]), n)
+			}
+		}
+		if _, ok := checks.queries["retention_rules"]; !ok {
+			t.Error("retention_rules is not queried")
+		}
+		// Every table queried, as a restore whose chunks lack a column does.
+		for name := range checks.exprs {
+			checks.scan(name)
 		}
 		return checks.verify(bg, p.Tenant("none"), tables)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if withChecks < 3 {
-		t.Fatalf("only %d tables with CHECK constraints found", withChecks)
+}
+
+// TestInListChecks: the IN lists read from CHECK expressions, and the
+// parsed rows they refuse (NULL passes, as in SQLite).
+func TestInListChecks(t *testing.T) {
+	for _, c := range []struct {
+		expr string
+		col  string
+		vals []string
+	}{
+		{`status IN ('active', 'unsubscribed', 'bounced')`, "status", []string{"active", "unsubscribed", "bounced"}},
+		{"\"kind\" in('a','it''s' ,  'b, c')", "kind", []string{"a", "it's", "b, c"}},
+	} {
+		l, ok := parseInList(c.expr)
+		if !ok || l.col != c.col || len(l.values) != len(c.vals) {
+			t.Fatalf("parseInList(%q) = %+v, %v", c.expr, l, ok)
+		}
+		for _, v := range c.vals {
+			if !l.values[v] {
+				t.Fatalf("parseInList(%q): %q missing", c.expr, v)
+			}
+		}
+	}
+	for _, expr := range []string{`months > 0`, `status IN (1, 2, 3)`, `status IN ('a', b)`, `status NOT IN ('a', 'b', 'c')`,
+		`lower(status) IN ('a', 'b', 'c')`, `status IN ('a', 'b', 'c') OR x = 1`, `status IN ('a' 'b')`, `status IN ('a',)`, `status IN ('a`} {
+		if l, ok := parseInList(expr); ok {
+			t.Errorf("parseInList(%q) = %+v: not a plain IN list", expr, l)
+		}
+	}
+	d := &deferredChecks{lists: map[string][]inList{}, queries: map[string]string{}, exprs: map[string][]string{}}
+	l, _ := parseInList(`status IN ('a', 'b', 'c')`)
+	d.lists["t"] = []inList{l}
+	d.exprs["t"] = []string{`status IN ('a', 'b', 'c')`}
+	rc, ok := d.checker("t", []column{{"id", kindText}, {"status", kindText}})
+	if !ok || rc == nil {
+		t.Fatal("no checker")
+	}
+	for _, row := range [][]any{{"1", "a"}, {"2", nil}, {"3", "c"}} {
+		if err := rc.check(row); err != nil {
+			t.Fatalf("%v: %v", row, err)
+		}
+	}
+	for _, row := range [][]any{{"1", "d"}, {"2", "A"}, {"3", ""}, {"4", int64(1)}} {
+		if err := rc.check(row); !errors.Is(err, ErrCheckViolated) {
+			t.Fatalf("%v: %v", row, err)
+		}
+	}
+	if rc, ok := d.checker("t", []column{{"id", kindText}}); ok || rc != nil {
+		t.Fatal("a chunk without the column is checked as parsed")
+	}
+	if rc, ok := d.checker("t", []column{{"status", kindInt}}); ok || rc != nil {
+		t.Fatal("a chunk with the column of another kind is checked as parsed")
+	}
+	if rc, ok := d.checker("other", nil); !ok || rc != nil {
+		t.Fatal("a table without lists")
+	}
+	d.scan("t")
+	if _, listed := d.lists["t"]; listed || !strings.Contains(d.queries["t"], "NOT INDEXED") {
+		t.Fatalf("scan: %+v", d)
 	}
 }
 
@@ -89,6 +161,19 @@ func TestEveryTableChecksAreRead(t *testing.T) {
 // store behind; and by a restore into an existing store, where SQLite
 // checks each row as it is inserted, leaving no tenant.
 func TestRestoreRefusesRowBreakingACheck(t *testing.T) {
+	// A status is an IN list checked as the rows are parsed; a retention
+	// rule's months (> 0) is checked by a query after the load.
+	t.Run("contacts", func(t *testing.T) {
+		refusesRowBreakingACheck(t, "contacts", `UPDATE contacts SET status = 'forged'
+			WHERE tenant_id = $1 AND id = (SELECT max(id) FROM contacts WHERE tenant_id = $1)`)
+	})
+	t.Run("retention_rules", func(t *testing.T) {
+		refusesRowBreakingACheck(t, "retention_rules", `INSERT INTO retention_rules (tenant_id, kind, months, enabled, updated_at)
+			VALUES ($1, 'message_content', 0, TRUE, 1)`)
+	})
+}
+
+func refusesRowBreakingACheck(t *testing.T, table, forge string) {
 	e, _, tgt := newStoreSource(t, 20)
 	e.clk.Add(time.Hour)
 	if err := e.db.Platform(bg, func(p *store.PlatformTx) error {
@@ -96,8 +181,7 @@ func TestRestoreRefusesRowBreakingACheck(t *testing.T) {
 			return err
 		}
 		defer func() { _, _ = p.Exec(bg, `PRAGMA ignore_check_constraints = OFF`) }()
-		res, err := p.Tenant(e.acme.ID).Exec(bg, `UPDATE contacts SET status = 'forged'
-			WHERE tenant_id = $1 AND id = (SELECT max(id) FROM contacts WHERE tenant_id = $1)`)
+		res, err := p.Tenant(e.acme.ID).Exec(bg, forge)
 		if err != nil {
 			return err
 		}
@@ -113,7 +197,7 @@ func TestRestoreRefusesRowBreakingACheck(t *testing.T) {
 	}
 	dir := t.TempDir()
 	_, err := e.svc.RestoreNewStore(bg, e.acme.ID, tgt, dir, store.SQLiteTuning{}, RestoreOptions{IntoSlug: "acme"})
-	if !errors.Is(err, ErrCheckViolated) || !strings.Contains(err.Error(), "contacts") {
+	if !errors.Is(err, ErrCheckViolated) || !strings.Contains(err.Error(), table) {
 		t.Fatalf("restore into a new store of a row breaking a CHECK: %v", err)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
@@ -139,7 +223,7 @@ func TestRestoreRefusesRowBreakingACheck(t *testing.T) {
 	}
 	restored := openDir(t, dir)
 	err = restored.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
-		_, err := tx.Exec(bg, `UPDATE contacts SET status = 'forged' WHERE tenant_id = $1`)
+		_, err := tx.Exec(bg, forge)
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "CHECK constraint failed") {

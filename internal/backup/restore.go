@@ -286,7 +286,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		}
 		// Into a new store: the CHECK constraints are checked after the
 		// load, once per table, instead of row by row (deferredChecks).
-		var checks deferredChecks
+		var checks *deferredChecks
 		if o.newStore && ptx.Dialect() == store.SQLite {
 			c, ok, err := loadChecks(ctx, ptx, tables)
 			if err != nil {
@@ -299,7 +299,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 				if _, err := ptx.Exec(ctx, `PRAGMA ignore_check_constraints = ON`); err != nil {
 					return err
 				}
-				checks = c
+				checks, r.checks = c, c
 				defer func() {
 					if checks != nil {
 						_, _ = ptx.Exec(context.WithoutCancel(ctx), `PRAGMA ignore_check_constraints = OFF`)
@@ -316,6 +316,10 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			tc := time.Now()
 			if _, err := ptx.Exec(ctx, `PRAGMA ignore_check_constraints = OFF`); err != nil {
 				return err
+			}
+			// Tables whose rows could not all be checked as parsed.
+			for name := range r.scanLater {
+				checks.scan(name)
 			}
 			if err := checks.verify(ctx, tx, tables); err != nil {
 				return err
@@ -491,6 +495,11 @@ type restorer struct {
 	// waited is the time the writer spent waiting for parsed chunks;
 	// indexing, building set-aside indexes.
 	waited, indexing, checking time.Duration
+	// checks, when set, are the CHECK constraints the restore verifies
+	// itself (SQLite's per-row checks off); scanLater, the tables the
+	// parsing goroutine could not check (queried after the load).
+	checks    *deferredChecks
+	scanLater map[string]bool
 	// plain is the parsing goroutine's buffer for a chunk's plaintext,
 	// reused from chunk to chunk.
 	plain []byte
@@ -715,6 +724,16 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 	if sum {
 		cs, src = &checksum{}, &table{Name: st.e.Name, Columns: st.e.Columns, PK: st.e.PK}
 	}
+	var rc *rowChecker
+	if r.checks != nil && op == "rows" {
+		var ok bool
+		if rc, ok = r.checks.checker(t.Name, st.e.Columns); !ok {
+			if r.scanLater == nil {
+				r.scanLater = map[string]bool{}
+			}
+			r.scanLater[t.Name] = true
+		}
+	}
 	rows := make([][]any, 0, c.Count)
 	lp := lineParser{vals: make([]any, 0, c.Count*len(kinds)), blobs: make([]byte, 0, len(plain))}
 	for {
@@ -725,6 +744,11 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 		vals, err := lp.parse(line, str, kinds)
 		if err != nil {
 			return nil, nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
+		}
+		if rc != nil {
+			if err := rc.check(vals); err != nil {
+				return nil, nil, err
+			}
 		}
 		if cs != nil {
 			if enc, err = cs.addValues(enc, src, vals); err != nil {
