@@ -257,7 +257,13 @@ func BenchmarkBackupContacts(b *testing.B) {
 		if rdb != nil {
 			res, err = svc.Restore(ctx, tn.ID, target, backup.RestoreOptions{IntoSlug: "bench-restored", Dest: rdb})
 		} else {
-			res, err = svc.RestoreNewStore(ctx, tn.ID, target, b.TempDir(), tune, backup.RestoreOptions{IntoSlug: "bench-restored"})
+			ro := backup.RestoreOptions{IntoSlug: "bench-restored"}
+			// RELAIS_BENCH_BACKUP_RESTORE_CACHE_MIB: the restore's page cache
+			// (RestoreOptions.CacheMiB) for experiments.
+			if n, err := strconv.Atoi(os.Getenv("RELAIS_BENCH_BACKUP_RESTORE_CACHE_MIB")); err == nil && n > 0 {
+				ro.CacheMiB = n
+			}
+			res, err = svc.RestoreNewStore(ctx, tn.ID, target, b.TempDir(), tune, ro)
 		}
 		if err != nil {
 			b.Fatal(err)

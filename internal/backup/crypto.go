@@ -187,13 +187,37 @@ func (k *setKeys) sealTo(dst, plain, aad []byte) ([]byte, error) {
 
 // open decrypts and authenticates every segment of ct.
 func (k *setKeys) open(ct io.Reader, aad []byte) ([]byte, error) {
+	return k.openInto(ct, aad, nil)
+}
+
+// openInto is open reading the plaintext into buf (its capacity reused
+// when large enough; a new buffer otherwise): a restore knows each chunk's
+// size and reuses one buffer for all, where io.ReadAll grows a new one
+// from 512 bytes for every chunk.
+func (k *setKeys) openInto(ct io.Reader, aad []byte, buf []byte) ([]byte, error) {
 	r, err := k.stream.NewDecryptingReader(ct, aad)
 	if err != nil {
 		return nil, ErrAuth
 	}
-	plain, err := io.ReadAll(r)
-	if err != nil {
-		return nil, ErrAuth
+	if buf == nil {
+		plain, err := io.ReadAll(r)
+		if err != nil {
+			return nil, ErrAuth
+		}
+		return plain, nil
 	}
-	return plain, nil
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, ErrAuth
+		}
+	}
 }

@@ -49,6 +49,10 @@ type RestoreOptions struct {
 	// it runs (256 when zero); the connection's own setting is put back
 	// after it.
 	CacheMiB int
+	// newStore: set by RestoreNewStore (a store made for this restore,
+	// closed after it): CHECK constraints are checked once per table after
+	// the load (see deferredChecks).
+	newStore bool
 }
 
 // RestoreResult describes a finished restore.
@@ -256,6 +260,8 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 		built := map[string]bool{}
 		create := func(ix setAside) error {
 			built[ix.kind+" "+ix.name] = true
+			ti := time.Now()
+			defer func() { r.indexing += time.Since(ti) }()
 			if _, err := ptx.Exec(ctx, ix.sql); err != nil {
 				// A unique index (the contacts' e-mail blind index, say)
 				// that the backup's rows break: the whole restore is
@@ -278,10 +284,48 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 			}
 			return nil
 		}
+		// Into a new store: the CHECK constraints are checked after the
+		// load, once per table, instead of row by row (deferredChecks).
+		var checks *deferredChecks
+		if o.newStore && ptx.Dialect() == store.SQLite {
+			c, ok, err := loadChecks(ctx, ptx, tables)
+			if err != nil {
+				return err
+			}
+			if ok {
+				// A flag pragma expires the connection's prepared
+				// statements: those prepared while it is on are compiled
+				// again, with their checks, once it is off.
+				if _, err := ptx.Exec(ctx, `PRAGMA ignore_check_constraints = ON`); err != nil {
+					return err
+				}
+				checks, r.checks = c, c
+				defer func() {
+					if checks != nil {
+						_, _ = ptx.Exec(context.WithoutCancel(ctx), `PRAGMA ignore_check_constraints = OFF`)
+					}
+				}()
+			}
+		}
 		for i, p := range chain {
 			if err := r.apply(ctx, tx, p, i == 0); err != nil {
 				return err
 			}
+		}
+		if checks != nil {
+			tc := time.Now()
+			if _, err := ptx.Exec(ctx, `PRAGMA ignore_check_constraints = OFF`); err != nil {
+				return err
+			}
+			// Tables whose rows could not all be checked as parsed.
+			for name := range r.scanLater {
+				checks.scan(name)
+			}
+			if err := checks.verify(ctx, tx, tables); err != nil {
+				return err
+			}
+			checks = nil
+			r.checking = time.Since(tc)
 		}
 		tLoaded = time.Now()
 		for _, ix := range rebuild {
@@ -349,7 +393,7 @@ func (s *Service) Restore(ctx context.Context, tenantID string, t Target, o Rest
 	}
 	s.log().Info("backup restored", "tenant", tenantID, "rows", res.Rows, "load_ms", tLoaded.Sub(tStart).Milliseconds(),
 		"index_ms", tIndexed.Sub(tLoaded).Milliseconds(), "sums_ms", tSummed.Sub(tIndexed).Milliseconds(),
-		"commit_ms", time.Since(tSummed).Milliseconds())
+		"commit_ms", time.Since(tSummed).Milliseconds(), "wait_ms", r.waited.Milliseconds(), "indexes_ms", r.indexing.Milliseconds(), "checks_ms", r.checking.Milliseconds())
 	return res, nil
 }
 
@@ -392,7 +436,7 @@ func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target
 		discard()
 		return RestoreResult{}, err
 	}
-	o.Dest = dest
+	o.Dest, o.newStore = dest, true
 	res, err := s.Restore(ctx, tenantID, t, o)
 	if err != nil {
 		// Rolled back: the store holds nothing of the tenant; it was made
@@ -448,6 +492,17 @@ type restorer struct {
 	// sums are the checksums of the rows the full point's chunks hold, as
 	// parsed and written, by table.
 	sums map[string]*checksum
+	// waited is the time the writer spent waiting for parsed chunks;
+	// indexing, building set-aside indexes.
+	waited, indexing, checking time.Duration
+	// checks, when set, are the CHECK constraints the restore verifies
+	// itself (SQLite's per-row checks off); scanLater, the tables the
+	// parsing goroutine could not check (queried after the load).
+	checks    *deferredChecks
+	scanLater map[string]bool
+	// plain is the parsing goroutine's buffer for a chunk's plaintext,
+	// reused from chunk to chunk.
+	plain []byte
 	// loaded, when set, is called once the full point's rows of a table
 	// are written (it builds that table's set-aside indexes).
 	loaded func(table string) error
@@ -502,6 +557,9 @@ type restoreStep struct {
 	op string // "rows", "deletes" or "clear"
 }
 
+// parseAhead is how many parsed chunks may wait for the restore's writer.
+const parseAhead = 4
+
 // parsedChunk is a step's chunk read, authenticated and parsed.
 type parsedChunk struct {
 	rows [][]any
@@ -541,10 +599,13 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "rows"})
 		}
 	}
-	// A goroutine reads, authenticates and parses the next chunk while
-	// this one, which owns the transaction, writes the current one.
+	// A goroutine reads, authenticates and parses the next chunks while
+	// this one, which owns the transaction, writes the current one. It may
+	// run up to parseAhead chunks ahead (a chunk parsed is about three
+	// times its plaintext in memory): while the writer builds a table's
+	// indexes, it keeps parsing on the other core.
 	pctx, cancel := context.WithCancel(ctx)
-	parsed := make(chan parsedChunk, 1)
+	parsed := make(chan parsedChunk, parseAhead)
 	go func() {
 		defer close(parsed)
 		for _, st := range steps {
@@ -568,7 +629,9 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 		}
 	}()
 	for i, st := range steps {
+		tw := time.Now()
 		pc, ok := <-parsed
+		r.waited += time.Since(tw)
 		if !ok {
 			return fmt.Errorf("backup: restore: %w", pctx.Err())
 		}
@@ -603,10 +666,17 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum bool) ([][]any, *checksum, error) {
 	t, c, op := st.t, st.c, st.op
 	name := chunkName(r.tenantID, refSet(p.h, c), c.ID)
-	plain, err := r.s.readChunk(ctx, r.t, p.keys, r.tenantID, c)
+	if r.plain == nil {
+		r.plain = make([]byte, 0, 64<<10)
+	}
+	plain, err := r.s.readChunkInto(ctx, r.t, p.keys, r.tenantID, c, r.plain)
 	if err != nil {
 		return nil, nil, fmt.Errorf("backup: chunk %s: %s", name, reason(err))
 	}
+	// Nothing parsed refers to plain (text values are substrings of a
+	// copy, blobs are decoded into the parser's buffer): the next chunk
+	// reuses its memory.
+	r.plain = plain[:0]
 	// Lines as bufio.ScanLines cuts them (a final line without its
 	// newline, a carriage return before it dropped).
 	text, pos := string(plain), 0 // text values are substrings of the one copy
@@ -654,6 +724,16 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 	if sum {
 		cs, src = &checksum{}, &table{Name: st.e.Name, Columns: st.e.Columns, PK: st.e.PK}
 	}
+	var rc *rowChecker
+	if r.checks != nil && op == "rows" {
+		var ok bool
+		if rc, ok = r.checks.checker(t.Name, st.e.Columns); !ok {
+			if r.scanLater == nil {
+				r.scanLater = map[string]bool{}
+			}
+			r.scanLater[t.Name] = true
+		}
+	}
 	rows := make([][]any, 0, c.Count)
 	lp := lineParser{vals: make([]any, 0, c.Count*len(kinds)), blobs: make([]byte, 0, len(plain))}
 	for {
@@ -664,6 +744,11 @@ func (r *restorer) parse(ctx context.Context, p openedPoint, st restoreStep, sum
 		vals, err := lp.parse(line, str, kinds)
 		if err != nil {
 			return nil, nil, fmt.Errorf("backup: chunk %s holds a malformed line: %w", name, err)
+		}
+		if rc != nil {
+			if err := rc.check(vals); err != nil {
+				return nil, nil, err
+			}
 		}
 		if cs != nil {
 			if enc, err = cs.addValues(enc, src, vals); err != nil {

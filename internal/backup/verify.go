@@ -171,6 +171,12 @@ func refSet(h Header, c ChunkRef) string {
 // readChunk downloads, authenticates and decrypts a chunk, and checks its
 // content-address.
 func (s *Service) readChunk(ctx context.Context, t Target, k *pointKeys, tenantID string, c ChunkRef) ([]byte, error) {
+	return s.readChunkInto(ctx, t, k, tenantID, c, nil)
+}
+
+// readChunkInto is readChunk decrypting into buf (see setKeys.openInto):
+// the caller owns the result, which may share buf's memory.
+func (s *Service) readChunkInto(ctx context.Context, t Target, k *pointKeys, tenantID string, c ChunkRef, buf []byte) ([]byte, error) {
 	sk, set, err := k.of(c)
 	if err != nil {
 		return nil, err
@@ -180,7 +186,10 @@ func (s *Service) readChunk(ctx context.Context, t Target, k *pointKeys, tenantI
 		return nil, err
 	}
 	defer func() { _ = r.Close() }()
-	plain, err := sk.open(r, chunkAAD(set, c.ID))
+	if buf != nil && int64(cap(buf)) <= c.Size && c.Size < 1<<30 {
+		buf = make([]byte, 0, c.Size+1) // +1: the reader's EOF read needs room
+	}
+	plain, err := sk.openInto(r, chunkAAD(set, c.ID), buf)
 	if err != nil {
 		return nil, err
 	}
