@@ -164,59 +164,6 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// descendantsCPUSeconds is the user + system CPU seconds of the live
-// processes descending from this one (the PostgreSQL server that pgtest
-// started and its backends; the sink process, idle during ingestion), read
-// from /proc (Linux; clock ticks of 1/100 s, the kernel's USER_HZ). A
-// backend that exited takes its time with it: the store keeps its
-// connections.
-func descendantsCPUSeconds() float64 {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	type proc struct {
-		ppid  int
-		ticks float64
-	}
-	procs := map[int]proc{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command (which may hold spaces) in parentheses:
-		// state ppid ... utime (14th field) stime (15th).
-		i := bytes.LastIndexByte(raw, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(raw[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		procs[pid] = proc{ppid: ppid, ticks: ut + st}
-	}
-	self := os.Getpid()
-	total := 0.0
-	for pid, p := range procs {
-		for up, hops := p.ppid, 0; up > 1 && hops < 16; up, hops = procs[up].ppid, hops+1 {
-			if up == self {
-				total += procs[pid].ticks
-				break
-			}
-		}
-	}
-	return total / 100
-}
-
 func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 	n := benchCampaignSize()
 	ctx := context.Background()
@@ -226,15 +173,7 @@ func benchCampaign(b *testing.B, url func(b *testing.B) string) {
 		b.StopTimer()
 		e := openCampaignEnv(b, url(b))
 		list := e.loadAudience(b, n)
-		fs, err := e.camp.FieldSet(ctx, e.tenant)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tmpl, err := e.tmpl.Create(ctx, e.tenant, templates.Input{Name: "Newsletter", Channel: templates.ChannelEmail,
-			Variants: map[string]templates.Variant{"en": {Subject: "Acme news for {{.contact.first_name}}", HTML: benchHTML()}}}, fs)
-		if err != nil {
-			b.Fatal(err)
-		}
+		tmpl := e.newsletter(b)
 		c, err := e.camp.Create(ctx, e.tenant, campaigns.Input{Name: "Bench", Channel: "email", TemplateID: tmpl.ID,
 			Audience: campaigns.Audience{ListIDs: []string{list}}})
 		if err != nil {
@@ -341,6 +280,22 @@ func measurePush(b *testing.B, e *campaignEnv, n int, push func()) pushCost {
 }
 
 // referenceContent renders the campaign's template once, for a contact
+// newsletter creates the benchmark's 4.5 kB e-mail template.
+func (e *campaignEnv) newsletter(b *testing.B) templates.Template {
+	b.Helper()
+	ctx := context.Background()
+	fs, err := e.camp.FieldSet(ctx, e.tenant)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl, err := e.tmpl.Create(ctx, e.tenant, templates.Input{Name: "Newsletter", Channel: templates.ChannelEmail,
+		Variants: map[string]templates.Variant{"en": {Subject: "Acme news for {{.contact.first_name}}", HTML: benchHTML()}}}, fs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tmpl
+}
+
 // like the audience's: the content of both references' messages.
 func referenceContent(b *testing.B, e *campaignEnv, templateID string) router.Content {
 	content, err := e.tmpl.Render(context.Background(), e.tenant, templateID, 0, "en", templates.Vars{Contact: templates.ContactFields{FirstName: "Reader1", LastName: "Number1",
@@ -690,9 +645,9 @@ func benchIngest(b *testing.B, url func(b *testing.B) string) {
 	// wall-clock ratios swing.
 	var cpuRaw1, cpuAccept1, cpuRawBatch, cpuAcceptBatch []float64
 	cpuOf := func(fn func()) float64 {
-		c := cpuSeconds() + descendantsCPUSeconds()
+		c := cpuSeconds() + childCPUSecs()
 		fn()
-		return cpuSeconds() + descendantsCPUSeconds() - c
+		return cpuSeconds() + childCPUSecs() - c
 	}
 	rows := ingestRows / 4 // one by one is slow: a quarter of the rows
 	for it := 0; it < b.N; it++ {
@@ -808,20 +763,11 @@ func BenchmarkIngestPostgres(b *testing.B) {
 // For work on the connector's cost.
 func BenchmarkCampaignReferences(b *testing.B) {
 	n := benchCampaignSize()
-	ctx := context.Background()
 	var ref, bare pushCost
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := openCampaignEnv(b, "")
-		fs, err := e.camp.FieldSet(ctx, e.tenant)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tmpl, err := e.tmpl.Create(ctx, e.tenant, templates.Input{Name: "Newsletter", Channel: templates.ChannelEmail,
-			Variants: map[string]templates.Variant{"en": {Subject: "Acme news for {{.contact.first_name}}", HTML: benchHTML()}}}, fs)
-		if err != nil {
-			b.Fatal(err)
-		}
+		tmpl := e.newsletter(b)
 		content := referenceContent(b, e, tmpl.ID)
 		b.StartTimer()
 		for r := 0; r < 3; r++ {
