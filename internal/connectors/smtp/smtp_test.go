@@ -36,6 +36,21 @@ const (
 	password = "s3cret-Pa55word-for-the-relay"
 )
 
+// batchWithGone is n messages (refs prefix0, prefix1...) to distinct
+// recipients, the one at index gone addressed to gone@example.test (a
+// recipient the tests' sinks refuse).
+func batchWithGone(prefix string, n, gone int) []connectors.Message {
+	batch := make([]connectors.Message, 0, n)
+	for i := range n {
+		to := fmt.Sprintf("user%d@example.test", i)
+		if i == gone {
+			to = "gone@example.test"
+		}
+		batch = append(batch, msg(fmt.Sprintf("%s%d", prefix, i), to))
+	}
+	return batch
+}
+
 // msg returns a message for recipient to with Ref ref.
 func msg(ref, to string) connectors.Message {
 	return connectors.Message{
@@ -418,14 +433,7 @@ func TestPermanentForThatMessageOnly(t *testing.T) {
 	cfg.PoolSize = 2
 	c := newConnector(t, cfg)
 	sink.FailRecipient("gone@example.test", 550, 0)
-	var batch []connectors.Message
-	for i := range 10 {
-		to := fmt.Sprintf("user%d@example.test", i)
-		if i == 4 {
-			to = "gone@example.test"
-		}
-		batch = append(batch, msg(fmt.Sprintf("p%d", i), to))
-	}
+	batch := batchWithGone("p", 10, 4)
 	out := c.Send(ctx(t), batch)
 	for i, o := range out {
 		if o.Ref != batch[i].Ref {
@@ -854,14 +862,7 @@ func TestRSETOnlyAfterAFailedTransaction(t *testing.T) {
 	cfg.PoolSize = 1
 	c := newConnector(t, cfg)
 	sink.FailRecipient("gone@example.test", 550, 0)
-	var batch []connectors.Message
-	for i := range 6 {
-		to := fmt.Sprintf("user%d@example.test", i)
-		if i == 2 {
-			to = "gone@example.test"
-		}
-		batch = append(batch, msg(fmt.Sprintf("r%d", i), to))
-	}
+	batch := batchWithGone("r", 6, 2)
 	out := c.Send(ctx(t), batch)
 	for i, o := range out {
 		if (o.Err != nil) != (i == 2) {
