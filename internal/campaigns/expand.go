@@ -513,7 +513,11 @@ func (s *Service) buildPart(ctx context.Context, tenantID string, c Campaign, li
 // 650 ms during a 100k campaign). It runs ANALYZE after the first 1000
 // messages of the expansion, then each time the count is ten times the
 // last (1000, 10,000, 100,000...: a few runs of about 0.1-0.3 s, on a
-// 30,000-row sample). Best effort: an expansion goes on without it.
+// 30,000-row sample). Best effort: an expansion goes on without it. It
+// never waits for a lock: ANALYZE (SKIP_LOCKED) skips a table that a
+// VACUUM, an autovacuum or another ANALYZE holds (waiting would stall the
+// expansion past its lease, and an autovacuum blocking an ANALYZE is
+// cancelled by PostgreSQL), and the statement is bounded in time.
 type queueStats struct {
 	db      *store.DB
 	log     *slog.Logger
@@ -532,7 +536,10 @@ func (q *queueStats) add(ctx context.Context, n int64) {
 	}
 	q.next = q.written * 10
 	err := q.db.Platform(ctx, func(p *store.PlatformTx) error {
-		_, err := p.Exec(ctx, `ANALYZE messages, message_contents, message_events`)
+		if _, err := p.Exec(ctx, `SET LOCAL statement_timeout = '10s'`); err != nil {
+			return err
+		}
+		_, err := p.Exec(ctx, `ANALYZE (SKIP_LOCKED) messages, message_contents, message_events`)
 		return err
 	})
 	if err != nil {
