@@ -16,6 +16,8 @@ import (
 // service with the default policy.
 type tenantEnv struct {
 	db      *store.DB
+	dir     string // the store's data directory (also holds master.key)
+	master  *keys.FileMasterKey
 	tenants *tenants.Service
 	keyring *tenants.Keyring
 	tenant  tenants.Tenant
@@ -44,5 +46,5 @@ func openTenantEnv(b *testing.B, url, name, slug string) tenantEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return tenantEnv{db: db, tenants: ts, keyring: tenants.NewKeyring(db, mk, 0), tenant: t}
+	return tenantEnv{db: db, dir: dir, master: mk, tenants: ts, keyring: tenants.NewKeyring(db, mk, 0), tenant: t}
 }

@@ -6,15 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
-	"path/filepath"
 	"testing"
 
-	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/identity"
 	"github.com/relais-dev/relais/internal/identity/password"
-	"github.com/relais-dev/relais/internal/keys"
-	"github.com/relais-dev/relais/internal/store"
-	"github.com/relais-dev/relais/internal/tenants"
 )
 
 // loginEnv is a SQLite store with one tenant and one user whose password
@@ -22,27 +17,10 @@ import (
 func loginEnv(b *testing.B) (*identity.Service, string) {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := store.Open(ctx, store.Options{DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
-	if _, err := ts.Create(ctx, "Bench", "bench"); err != nil {
-		b.Fatal(err)
-	}
-	t, _ := ts.Get(ctx, "bench")
-	id := &identity.Service{DB: db, Tenants: ts, Keyring: tenants.NewKeyring(db, mk, 0)}
+	env := openTenantEnv(b, "", "Bench", "bench")
+	id := &identity.Service{DB: env.db, Tenants: env.tenants, Keyring: env.keyring}
 	const pw = "Quiet-Harbour-Lantern-71"
-	if _, _, err := id.CreateUser(ctx, t.ID, identity.NewUser{Email: "bench@bench.test", Name: "Bench", Password: pw}); err != nil {
+	if _, _, err := id.CreateUser(ctx, env.tenant.ID, identity.NewUser{Email: "bench@bench.test", Name: "Bench", Password: pw}); err != nil {
 		b.Fatal(err)
 	}
 	return id, pw

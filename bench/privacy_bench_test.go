@@ -4,16 +4,12 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/relais-dev/relais/internal/audit"
-	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
-	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/privacy"
-	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 )
 
@@ -46,31 +42,14 @@ type privacyEnv struct {
 func newPrivacyEnv(b *testing.B) *privacyEnv {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := store.Open(ctx, store.Options{DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
-	t, err := ts.Create(ctx, "Acme", "acme")
-	if err != nil {
-		b.Fatal(err)
-	}
-	kr := tenants.NewKeyring(db, mk, 0)
+	env := openTenantEnv(b, "", "Acme", "acme")
+	db, mk, kr, t := env.db, env.master, env.keyring, env.tenant
 	cs := &contacts.Service{DB: db, Keyring: kr}
 	n := benchPrivacyN()
 	if _, err := cs.Seed(ctx, t.ID, n, 1, nil); err != nil {
 		b.Fatal(err)
 	}
-	return &privacyEnv{svc: &privacy.Service{DB: db, Master: mk, Keyring: kr, Tenants: ts, Contacts: cs, Audit: &audit.Service{DB: db, Master: mk}},
+	return &privacyEnv{svc: &privacy.Service{DB: db, Master: mk, Keyring: kr, Tenants: env.tenants, Contacts: cs, Audit: &audit.Service{DB: db, Master: mk}},
 		contacts: cs, tenant: t, n: n}
 }
 

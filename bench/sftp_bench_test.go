@@ -17,10 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/relais-dev/relais/internal/config"
-	"github.com/relais-dev/relais/internal/keys"
 	"github.com/relais-dev/relais/internal/sftpd"
-	"github.com/relais-dev/relais/internal/store"
-	"github.com/relais-dev/relais/internal/tenants"
 )
 
 // The SFTP benchmarks (XFER-1, XFER-3): a 16 MiB file uploaded, then
@@ -75,27 +72,11 @@ func sftpRoundTrip(b *testing.B, sc *sftp.Client, data []byte, up, down string) 
 
 func BenchmarkSFTPRelais(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := store.Open(ctx, store.Options{DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = db.Close() }()
-	if _, err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	mk, err := keys.LoadOrCreateFileMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts := &tenants.Service{DB: db, Master: mk, Defaults: config.DefaultPolicy()}
-	t, err := ts.Create(ctx, "Acme", "acme")
-	if err != nil {
-		b.Fatal(err)
-	}
+	env := openTenantEnv(b, "", "Acme", "acme")
+	db, dir, t := env.db, env.dir, env.tenant
 	cfg := config.Default().SFTP
 	cfg.MaxFileBytes, cfg.QuotaBytes = 1<<30, 1<<30
-	svc := &sftpd.Service{DB: db, Keyring: tenants.NewKeyring(db, mk, 0), Tenants: ts, Blobs: sftpd.DirBlobs{Root: filepath.Join(dir, "sftp")}, Config: cfg}
+	svc := &sftpd.Service{DB: db, Keyring: env.keyring, Tenants: env.tenants, Blobs: sftpd.DirBlobs{Root: filepath.Join(dir, "sftp")}, Config: cfg}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	spub, _ := ssh.NewPublicKey(pub)
 	signer, _ := ssh.NewSignerFromKey(priv)
