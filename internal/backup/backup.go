@@ -709,23 +709,50 @@ func (b *builder) changedKeys(ctx context.Context, tx *store.Tx) (map[string][][
 	for _, t := range b.tables {
 		byName[t.Name] = t
 	}
-	out := map[string][][]any{}
+	logged := map[string]map[string]bool{} // keys as logged, by table
 	for rows.Next() {
 		var tbl, pk string
 		if err := rows.Scan(&tbl, &pk); err != nil {
 			return nil, err
 		}
-		t := byName[tbl]
-		if t == nil {
+		if byName[tbl] == nil {
 			continue
 		}
-		key, err := parseKey(t, pk)
-		if err != nil {
-			return nil, fmt.Errorf("backup: change log key of %s: %w", tbl, err)
+		if logged[tbl] == nil {
+			logged[tbl] = map[string]bool{}
 		}
-		out[tbl] = append(out[tbl], key)
+		logged[tbl][pk] = true
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// A table whose inserts are logged under another's keys
+	// (insertsLoggedWith) gets that table's logged keys too: a key whose
+	// row is not there is read as a delete, as for any logged key.
+	for _, t := range b.tables {
+		with := insertsLoggedWith(t.Name)
+		if with == "" || len(logged[with]) == 0 {
+			continue
+		}
+		if logged[t.Name] == nil {
+			logged[t.Name] = map[string]bool{}
+		}
+		for pk := range logged[with] {
+			logged[t.Name][pk] = true
+		}
+	}
+	out := map[string][][]any{}
+	for tbl, pks := range logged {
+		t := byName[tbl]
+		for pk := range pks {
+			key, err := parseKey(t, pk)
+			if err != nil {
+				return nil, fmt.Errorf("backup: change log key of %s: %w", tbl, err)
+			}
+			out[tbl] = append(out[tbl], key)
+		}
+	}
+	return out, nil
 }
 
 // parseKey reads a logged key: a JSON array of the primary-key values after
