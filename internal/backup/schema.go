@@ -71,7 +71,12 @@ type table struct {
 // ingestion). An incremental point reads, for every logged key of
 // messages, the message_contents row of that key too (changedKeys); the
 // updates and deletes of message_contents are logged as any table's
-// (migration 00034).
+// (migration 00034). The other writers of contents: a tenant import (one
+// transaction with the messages), a restore (the change log off), and an
+// anonymised copy, which writes table by table in transactions of their
+// own but message_contents before messages (privacy
+// TestContentsCopiedBeforeMessages), so that the messages' later inserts
+// log the keys of contents already there.
 func insertsLoggedWith(table string) string {
 	if table == "message_contents" {
 		return "messages"
