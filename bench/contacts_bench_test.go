@@ -168,6 +168,22 @@ func rawInsert(b *testing.B, e importEnv, path string) int {
 	})
 }
 
+// appendRawColumns appends the CSV records of chunk, the first of them
+// contact number id, to the raw references' column arrays (id, email,
+// phone, first and last name, locale, attributes) and their creation
+// times to created, which it returns.
+func appendRawColumns(cols [][]string, created []int64, chunk [][]string, id int, now int64) []int64 {
+	for i, rec := range chunk {
+		cols[0] = append(cols[0], strconv.Itoa(id+i))
+		for c := 0; c < 5; c++ {
+			cols[c+1] = append(cols[c+1], rec[c])
+		}
+		cols[6] = append(cols[6], `{"country":"`+rec[5]+`"}`)
+		created = append(created, now)
+	}
+	return created
+}
+
 // rawInsertArrays is the PostgreSQL reference in the import's own
 // statement form: the same rows, batches and bulk session as rawInsert, but
 // each statement of 500 rows sends one array per column (INSERT ... SELECT
@@ -186,15 +202,7 @@ func rawInsertArrays(b *testing.B, e importEnv, path string) int {
 			for c := range cols {
 				cols[c] = cols[c][:0]
 			}
-			created = created[:0]
-			for i, rec := range chunk {
-				cols[0] = append(cols[0], strconv.Itoa(first+start+i))
-				for c := 0; c < 5; c++ {
-					cols[c+1] = append(cols[c+1], rec[c])
-				}
-				cols[6] = append(cols[6], `{"country":"`+rec[5]+`"}`)
-				created = append(created, now)
-			}
+			created = appendRawColumns(cols, created[:0], chunk, first+start, now)
 			if _, err := tx.ExecBulk(ctx, `INSERT INTO bench_raw_contacts_arrays (tenant_id, id, email, phone, first_name, last_name, locale,
 				attributes, status, created_at) SELECT $1, u.id, u.email, u.phone, u.first_name, u.last_name, u.locale, u.attributes, 'active', u.created_at
 				FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]), CAST($5 AS TEXT[]), CAST($6 AS TEXT[]), CAST($7 AS TEXT[]),
@@ -229,15 +237,7 @@ func rawInsertPipelined(b *testing.B, e importEnv, path string) int {
 						// Arrays of their own: a pipelined statement's
 						// arguments are encoded when its transaction is sent.
 						cols := make([][]string, 7)
-						created := make([]int64, 0, len(chunk))
-						for i, rec := range chunk {
-							cols[0] = append(cols[0], strconv.Itoa(first+start+i))
-							for c := 0; c < 5; c++ {
-								cols[c+1] = append(cols[c+1], rec[c])
-							}
-							cols[6] = append(cols[6], `{"country":"`+rec[5]+`"}`)
-							created = append(created, now)
-						}
+						created := appendRawColumns(cols, make([]int64, 0, len(chunk)), chunk, first+start, now)
 						if _, err := tx.ExecBulk(ctx, `INSERT INTO bench_raw_contacts_pipelined (tenant_id, id, email, phone, first_name, last_name,
 							locale, attributes, status, created_at) SELECT $1, u.id, u.email, u.phone, u.first_name, u.last_name, u.locale, u.attributes,
 							'active', u.created_at FROM unnest(CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]), CAST($5 AS TEXT[]),

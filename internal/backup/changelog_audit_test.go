@@ -85,19 +85,7 @@ func TestAuditEventsChangeLogMatchesRowTrigger(t *testing.T) {
 	if n := platformChanges(t, db); n != 0 {
 		t.Fatalf("%d change-log rows for the operator's log", n)
 	}
-	err := db.Platform(bg, func(p *store.PlatformTx) error {
-		for _, q := range []string{`DROP TRIGGER backup_change ON audit_events`, `DROP TRIGGER backup_change_update ON audit_events`,
-			`DROP TRIGGER backup_change_delete ON audit_events`,
-			`CREATE TRIGGER backup_change AFTER INSERT OR UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION relais_backup_change('seq')`} {
-			if _, err := p.Exec(bg, q); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	backToRowTriggers(t, db, map[string]string{"audit_events": "'seq'"})
 	if old := changed("rows"); !reflect.DeepEqual(got, old) {
 		t.Fatalf("statement triggers logged %v, the row trigger %v", got, old)
 	}

@@ -103,8 +103,19 @@ func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("statement triggers logged %v, want %v", got, want)
 	}
+	backToRowTriggers(t, db, rowTriggers)
+	if old := changed("rows"); !reflect.DeepEqual(got, old) {
+		t.Fatalf("statement triggers logged %v, the row triggers %v", got, old)
+	}
+}
+
+// backToRowTriggers replaces the statement-level change-log triggers of
+// each table (PostgreSQL) with the row-level trigger of 00009, called with
+// the table's key columns as its arguments.
+func backToRowTriggers(t *testing.T, db *store.DB, keyArgs map[string]string) {
+	t.Helper()
 	err := db.Platform(bg, func(p *store.PlatformTx) error {
-		for tbl, args := range rowTriggers {
+		for tbl, args := range keyArgs {
 			for _, q := range []string{`DROP TRIGGER backup_change ON ` + tbl, `DROP TRIGGER backup_change_update ON ` + tbl,
 				`DROP TRIGGER backup_change_delete ON ` + tbl,
 				`CREATE TRIGGER backup_change AFTER INSERT OR UPDATE OR DELETE ON ` + tbl + ` FOR EACH ROW EXECUTE FUNCTION relais_backup_change(` + args + `)`} {
@@ -117,8 +128,5 @@ func TestStatementChangeLogMatchesRowTriggers(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if old := changed("rows"); !reflect.DeepEqual(got, old) {
-		t.Fatalf("statement triggers logged %v, the row triggers %v", got, old)
 	}
 }
