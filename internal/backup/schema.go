@@ -64,19 +64,20 @@ type table struct {
 
 // insertsLoggedWith returns the table under whose logged keys the inserts
 // of table are logged ("" for a table that logs its own): a
-// message_contents row is only ever inserted with its message, in the same
-// statement (router.insertMessages), under the same key (message_id = id),
-// and the message's insert is logged. Not logging it a second time is a
-// fifth of the cost of accepting a batch of messages (bench/README.md,
-// ingestion). An incremental point reads, for every logged key of
-// messages, the message_contents row of that key too (changedKeys); the
-// updates and deletes of message_contents are logged as any table's
-// (migration 00034). The other writers of contents: a tenant import (one
-// transaction with the messages), a restore (the change log off), and an
-// anonymised copy, which writes table by table in transactions of their
-// own but message_contents before messages (privacy
-// TestContentsCopiedBeforeMessages), so that the messages' later inserts
-// log the keys of contents already there.
+// message_contents row is only ever inserted in the same transaction as
+// its message (router.insertMessages: the same statement on PostgreSQL,
+// the next one on SQLite), under the same key (message_id = id), and the
+// message's insert is logged. Not logging it a second time is a fifth of
+// the cost of accepting a batch of messages (bench/README.md, ingestion).
+// An incremental point reads, for every logged key of messages, the
+// message_contents row of that key too (changedKeys); the updates and
+// deletes of message_contents are logged as any table's (migration
+// 00034). The other writers of contents keep the rule: a tenant import
+// (one transaction with the messages; contents without their message are
+// dropped), a restore (the change log off), and an anonymised copy, which
+// writes each page of messages with their contents in one transaction
+// (privacy copiedWith; TestAnonymisedCopyRestoresAtEveryCommit takes a
+// point after each of its transactions and restores each).
 func insertsLoggedWith(table string) string {
 	if table == "message_contents" {
 		return "messages"

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,20 @@ import (
 // notCopied are left out of an anonymised copy besides what an export
 // leaves out: connectors hold the source's credentials and routes send.
 var notCopied = map[string]bool{"connectors": true, "routes": true}
+
+// companion says which rows of another table (the owner) a table's rows
+// belong to: the owner's key column ownerCol, held in the column col.
+type companion struct{ owner, col, ownerCol string }
+
+// copiedWith are the tables an anonymised copy writes together with their
+// owner's rows, in the same transactions, instead of on their own. A
+// message's content row must be inserted in the same transaction as its
+// message: the backup change log records a content row's insert only under
+// its message's key (migration 00034, backup.insertsLoggedWith), so a
+// content committed apart from its message, with a backup point between
+// the two, would be in that point's checksums and not in its incremental.
+// A row whose owner is not in the source (an orphan) is not copied.
+var copiedWith = map[string]companion{"message_contents": {owner: "messages", col: "message_id", ownerCol: "id"}}
 
 // faker replaces personal values with fakes that are consistent within one
 // copy (the same value of the same kind gives the same fake, so joins and
@@ -340,37 +355,89 @@ func (s *Service) copyAnonymised(ctx context.Context, src, copyT tenants.Tenant,
 	if err != nil {
 		return err
 	}
+	conv := func(t table, ocs []outCol, row []any, keyEnc []byte) ([]any, error) {
+		fc, err := rowCipher(scr, t, keyEnc)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := encodeRow(fc, book, t, ocs, row)
+		if err != nil {
+			return nil, err
+		}
+		if rec, err = f.record(t.Name, rec); err != nil {
+			return nil, err
+		}
+		return decodeRecord(dcr, t, ocs, rec)
+	}
+	// The companions each copied table's rows take along (copiedWith).
+	withOwner := map[string][]table{}
+	for _, ct := range tabs {
+		if c, ok := copiedWith[ct.Name]; ok && copied(ct) {
+			withOwner[c.owner] = append(withOwner[c.owner], ct)
+		}
+	}
 	for _, t := range tabs {
 		if !copied(t) {
 			continue
 		}
+		if c, ok := copiedWith[t.Name]; ok && slices.ContainsFunc(tabs, func(o table) bool { return o.Name == c.owner && copied(o) }) {
+			continue // copied with its owner's rows
+		}
 		ocs := exportCols(t)
+		comps := withOwner[t.Name]
+		keyAt := -1
+		if len(comps) > 0 {
+			keyAt = slices.IndexFunc(ocs, func(oc outCol) bool { return oc.src.Name == copiedWith[comps[0].Name].ownerCol })
+			if keyAt < 0 {
+				return fmt.Errorf("privacy: copy %s: no key column for its companion tables", t.Name)
+			}
+		}
 		var batch [][]any
+		var keys []any
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
 			}
-			err := d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error { return insertRows(ctx, tx, t, insertCols(t, ocs), batch) })
-			batch = batch[:0]
+			// The owner rows' companions, read from the source by key.
+			compRows := make([][][]any, len(comps))
+			for i, ct := range comps {
+				cocs := exportCols(ct)
+				err := s.eachRowWith(ctx, src.ID, ct, copiedWith[ct.Name].col, keys, func(row []any, keyEnc []byte) error {
+					vals, err := conv(ct, cocs, row, keyEnc)
+					if err != nil {
+						return err
+					}
+					compRows[i] = append(compRows[i], vals)
+					counts[ct.Name]++
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("privacy: copy %s: %w", ct.Name, err)
+				}
+			}
+			err := d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error {
+				for i, ct := range comps {
+					if err := insertRows(ctx, tx, ct, insertCols(ct, exportCols(ct)), compRows[i]); err != nil {
+						return err
+					}
+				}
+				return insertRows(ctx, tx, t, insertCols(t, ocs), batch)
+			})
+			batch, keys = batch[:0], keys[:0]
+			if err == nil && s.CopyProgress != nil {
+				s.CopyProgress(ctx, copyT, t.Name, counts[t.Name])
+			}
 			return err
 		}
 		err := s.eachRow(ctx, src.ID, t, func(row []any, keyEnc []byte) error {
-			fc, err := rowCipher(scr, t, keyEnc)
-			if err != nil {
-				return err
-			}
-			rec, err := encodeRow(fc, book, t, ocs, row)
-			if err != nil {
-				return err
-			}
-			if rec, err = f.record(t.Name, rec); err != nil {
-				return err
-			}
-			vals, err := decodeRecord(dcr, t, ocs, rec)
+			vals, err := conv(t, ocs, row, keyEnc)
 			if err != nil {
 				return err
 			}
 			batch = append(batch, vals)
+			if keyAt >= 0 {
+				keys = append(keys, row[keyAt])
+			}
 			counts[t.Name]++
 			if len(batch) >= exportPage {
 				return flush()

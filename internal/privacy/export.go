@@ -247,23 +247,10 @@ func (s *Service) exportTables(ctx context.Context, tenantID string, tmp string)
 // short transaction per page. fn also gets the row's own key (keyColumns;
 // nil for other tables).
 func (s *Service) eachRow(ctx context.Context, tenantID string, t table, fn func(row []any, keyEnc []byte) error) error {
-	ocs := exportCols(t)
-	cols := make([]column, 0, len(ocs)+len(t.PK)+1)
-	for _, oc := range ocs {
-		cols = append(cols, oc.src)
-	}
-	kc, ownKey := keyColumn(t)
-	if ownKey {
-		cols = append(cols, kc)
-	}
-	nk := len(ocs)
+	cols, nOut, ownKey := rowCols(t)
+	nk := nOut
 	if ownKey {
 		nk++
-	}
-	pk := pkOrder(t)
-	for _, k := range pk {
-		c, _ := t.col(k)
-		cols = append(cols, c)
 	}
 	var after []any
 	for {
@@ -276,20 +263,72 @@ func (s *Service) eachRow(ctx context.Context, tenantID string, t table, fn func
 		if err != nil {
 			return err
 		}
-		for _, row := range page {
-			var keyEnc []byte
-			if ownKey {
-				keyEnc, _ = row[len(ocs)].([]byte)
-			}
-			if err := fn(row[:len(ocs)], keyEnc); err != nil {
-				return err
-			}
+		if err := eachOf(page, nOut, ownKey, fn); err != nil {
+			return err
 		}
 		if len(page) < exportPage {
 			return nil
 		}
 		after = page[len(page)-1][nk:]
 	}
+}
+
+// eachRowWith is eachRow for the rows of t whose column col holds one of
+// keys (in the order of t's primary key), read in one transaction.
+func (s *Service) eachRowWith(ctx context.Context, tenantID string, t table, col string, keys []any, fn func(row []any, keyEnc []byte) error) error {
+	c, ok := t.col(col)
+	if !ok {
+		return fmt.Errorf("privacy: %s has no column %s", t.Name, col)
+	}
+	cols, nOut, ownKey := rowCols(t)
+	var rows [][]any
+	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		for lo := 0; lo < len(keys); lo += exportPage {
+			page, err := readKeys(ctx, tx, t, cols, c, keys[lo:min(lo+exportPage, len(keys))])
+			if err != nil {
+				return err
+			}
+			rows = append(rows, page...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return eachOf(rows, nOut, ownKey, fn)
+}
+
+// rowCols are the columns eachRow reads of t: the nOut exported columns,
+// the row's own key column when t has one (ownKey), then t's primary key.
+func rowCols(t table) (cols []column, nOut int, ownKey bool) {
+	ocs := exportCols(t)
+	cols = make([]column, 0, len(ocs)+len(t.PK)+1)
+	for _, oc := range ocs {
+		cols = append(cols, oc.src)
+	}
+	kc, ownKey := keyColumn(t)
+	if ownKey {
+		cols = append(cols, kc)
+	}
+	for _, k := range pkOrder(t) {
+		c, _ := t.col(k)
+		cols = append(cols, c)
+	}
+	return cols, len(ocs), ownKey
+}
+
+// eachOf calls fn for each row read with rowCols's columns.
+func eachOf(rows [][]any, nOut int, ownKey bool, fn func(row []any, keyEnc []byte) error) error {
+	for _, row := range rows {
+		var keyEnc []byte
+		if ownKey {
+			keyEnc, _ = row[nOut].([]byte)
+		}
+		if err := fn(row[:nOut], keyEnc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sortRecords(rs []record) {

@@ -65,6 +65,12 @@ type Service struct {
 	ContactShredder ContactShredder
 	KeyShredder     TenantKeyShredder
 	Backups         BackupSets
+	// CopyProgress, when set, is called after each transaction of an
+	// anonymised copy commits, with the copy, the table written and how
+	// many of its rows are copied so far (progress reporting). The copy's
+	// tenant is consistent at each of these points for its backups: a
+	// point taken there restores.
+	CopyProgress func(ctx context.Context, copy tenants.Tenant, table string, rows int64)
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// RequestDeadline is how long a subject request may stay open (one

@@ -249,13 +249,9 @@ func postgresTables(ctx context.Context, p *store.PlatformTx, byName map[string]
 // (nil: from the start), in primary-key order, with the columns given.
 // Values are normalised: int64, float64, string, []byte, bool or nil.
 func readPage(ctx context.Context, tx *store.Tx, t table, cols []column, after []any, limit int) ([][]any, error) {
-	names := make([]string, len(cols))
-	for i, c := range cols {
-		names[i] = quoteIdent(c.Name)
-	}
-	pk := pkOrder(t)
+	qpk := quotedPK(t)
 	var sb strings.Builder
-	sb.WriteString("SELECT " + strings.Join(names, ", ") + " FROM " + quoteIdent(t.Name) + " WHERE tenant_id = $1")
+	sb.WriteString(selectFrom(t, cols))
 	args := []any{}
 	if after != nil {
 		marks := make([]string, len(after))
@@ -263,18 +259,49 @@ func readPage(ctx context.Context, tx *store.Tx, t table, cols []column, after [
 			args = append(args, v)
 			marks[i] = "$" + strconv.Itoa(len(args)+1)
 		}
-		qpk := make([]string, len(pk))
-		for i, c := range pk {
-			qpk[i] = quoteIdent(c)
-		}
 		sb.WriteString(" AND (" + strings.Join(qpk, ", ") + ") > (" + strings.Join(marks, ", ") + ")")
 	}
-	qpk := make([]string, len(pk))
-	for i, c := range pk {
-		qpk[i] = quoteIdent(c)
-	}
 	sb.WriteString(" ORDER BY " + strings.Join(qpk, ", ") + " LIMIT " + strconv.Itoa(limit))
-	rows, err := tx.Query(ctx, sb.String(), args...)
+	return scanRows(ctx, tx, t, cols, sb.String(), args)
+}
+
+// readKeys reads the rows of a tenant table whose column key holds one of
+// keys, in primary-key order, with the columns given (normalised as by
+// readPage).
+func readKeys(ctx context.Context, tx *store.Tx, t table, cols []column, key column, keys []any) ([][]any, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	marks := make([]string, len(keys))
+	for i := range keys {
+		marks[i] = "$" + strconv.Itoa(i+2)
+	}
+	q := selectFrom(t, cols) + " AND " + quoteIdent(key.Name) + " IN (" + strings.Join(marks, ", ") + ") ORDER BY " + strings.Join(quotedPK(t), ", ")
+	return scanRows(ctx, tx, t, cols, q, keys)
+}
+
+// selectFrom is the start of a query of cols from a tenant table, up to
+// its tenant condition.
+func selectFrom(t table, cols []column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = quoteIdent(c.Name)
+	}
+	return "SELECT " + strings.Join(names, ", ") + " FROM " + quoteIdent(t.Name) + " WHERE tenant_id = $1"
+}
+
+func quotedPK(t table) []string {
+	pk := pkOrder(t)
+	q := make([]string, len(pk))
+	for i, c := range pk {
+		q[i] = quoteIdent(c)
+	}
+	return q
+}
+
+// scanRows runs a query of cols and returns its rows, normalised.
+func scanRows(ctx context.Context, tx *store.Tx, t table, cols []column, q string, args []any) ([][]any, error) {
+	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("privacy: read %s: %w", t.Name, err)
 	}

@@ -55,8 +55,6 @@ type conn struct {
 	pipelining bool
 	// maxSize is the relay's SIZE limit (0: none announced).
 	maxSize int
-	// used: a transaction has completed on this connection.
-	used bool
 	// dirty: the last transaction failed half-way; RSET before the next.
 	dirty     bool
 	idleSince time.Time
@@ -206,9 +204,24 @@ func (cn *conn) transact(ctx context.Context, deadline time.Time, p *prepared) t
 
 	if refused != nil {
 		cn.dirty = true
+		if dataAccepted && refused.Command != "RCPT TO" {
+			// The relay took DATA after refusing RSET or MAIL FROM: the
+			// transaction it holds may have a recipient, so an empty
+			// message ended now could be delivered. Leave the data
+			// unfinished and drop the connection: a relay discards a
+			// message whose end never came (RFC 5321 4.1.1.4), and
+			// nothing of this one was handed over.
+			res := txResult{err: refused.classify(), broken: true}
+			if refused.Command == "RSET" || refused.Code == 421 {
+				res.retryable = true
+				res.err = connectors.Temporary(refused)
+			}
+			return res
+		}
 		if dataAccepted {
 			// A relay that accepts DATA after refusing the recipient
-			// (RFC 2920 3.1): end an empty message, which it must refuse.
+			// (RFC 2920 3.1): end an empty message, which it must refuse
+			// (the transaction has no recipient).
 			if err := put(t.W, ".\r\n"); err != nil {
 				return ioFail("end empty message", err, false)
 			}
@@ -264,7 +277,6 @@ func (cn *conn) transact(ctx context.Context, deadline time.Time, p *prepared) t
 		}
 		return res
 	}
-	cn.used = true
 	cn.dirty = false
 	return txResult{reply: msg}
 }
