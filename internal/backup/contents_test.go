@@ -71,10 +71,12 @@ func TestIncrementalCarriesMessageContents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		seen := false
 		for _, te := range body.Tables {
 			if te.Name != "message_contents" {
 				continue
 			}
+			seen = true
 			rows := 0
 			for _, c := range te.Chunks {
 				rows += c.Count
@@ -82,8 +84,11 @@ func TestIncrementalCarriesMessageContents(t *testing.T) {
 			// The four new contents and the unchanged content of the
 			// message whose row changed; the deleted one as a delete.
 			if te.Whole || rows != 5 || len(te.Deletes) != 1 {
-				t.Fatalf("incremental message_contents entry: whole=%v rows=%d deletes=%d", te.Whole, rows, len(te.Deletes))
+				t.Fatalf("incremental message_contents entry: whole=%v rows=%d delete chunks=%d", te.Whole, rows, len(te.Deletes))
 			}
+		}
+		if !seen {
+			t.Fatal("the first incremental has no message_contents entry")
 		}
 		// Before the second incremental: a content updated on its own
 		// (as a key rotation re-seals it), more messages.
@@ -107,5 +112,42 @@ func TestIncrementalCarriesMessageContents(t *testing.T) {
 			t.Fatal(err)
 		}
 		compareDumps(t, want2, dump(t, d2, e.acme.ID))
+	})
+}
+
+// TestContentsTrackedOnlyWithMessages: a message_contents insert is logged
+// only under its message's key, so if messages lost its change log (copied
+// whole by incrementals), contents must be copied whole too: their inserts
+// would be logged nowhere.
+func TestContentsTrackedOnlyWithMessages(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		tracked := func() (msgs, contents bool) {
+			tables, err := loadSchema(bg, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tb := range tables {
+				switch tb.Name {
+				case "messages":
+					msgs = tb.Tracked
+				case "message_contents":
+					contents = tb.Tracked
+				}
+			}
+			return msgs, contents
+		}
+		if m, c := tracked(); !m || !c {
+			t.Fatalf("as migrated: messages tracked %v, message_contents tracked %v", m, c)
+		}
+		drop := `DROP TRIGGER backup_change_messages_i`
+		if db.Dialect() == store.Postgres {
+			drop = `DROP TRIGGER backup_change ON messages`
+		}
+		if err := db.Platform(bg, func(p *store.PlatformTx) error { _, err := p.Exec(bg, drop); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if m, c := tracked(); m || c {
+			t.Fatalf("messages' insert trigger dropped: messages tracked %v, message_contents tracked %v; want both copied whole", m, c)
+		}
 	})
 }

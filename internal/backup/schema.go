@@ -124,6 +124,13 @@ func loadSchema(ctx context.Context, db *store.DB) ([]*table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: read the schema: %w", err)
 	}
+	// A table whose inserts are logged with another's is tracked only if
+	// that one is: otherwise its inserts would be logged nowhere.
+	for n, t := range byName {
+		if o := insertsLoggedWith(n); o != "" && (byName[o] == nil || !byName[o].Tracked) {
+			t.Tracked = false
+		}
+	}
 	var names []string
 	for n, t := range byName {
 		has := false
