@@ -195,3 +195,56 @@ func TestSharedColumnsStoreTheSame(t *testing.T) {
 		t.Fatalf("row 17 lost its empty blob: %s", got[17])
 	}
 }
+
+// TestInterleave: a full point's chunks keep their order within a table
+// and come after every chunk of the tables their table references; tables
+// independent of each other are interleaved in proportion.
+func TestInterleave(t *testing.T) {
+	mk := func(name string, n int, refs ...string) []restoreStep {
+		tb := &table{Name: name, Refs: refs}
+		var out []restoreStep
+		for i := 0; i < n; i++ {
+			out = append(out, restoreStep{t: tb, c: ChunkRef{ID: fmt.Sprintf("%s%d", name, i)}, op: "rows"})
+		}
+		return out
+	}
+	// Parents first, as loadSchema orders them: c (contacts) references
+	// the tenants (not restored here); k (consents) and m (members)
+	// reference c, m also l (lists); e (events) and l reference nothing;
+	// s references itself.
+	in := [][]restoreStep{mk("c", 6, "tenants"), mk("e", 3), mk("k", 2, "c"), mk("l", 1), mk("m", 2, "c", "l"), mk("s", 2, "s")}
+	out := interleave(in)
+	var got []string
+	for _, st := range out {
+		got = append(got, st.c.ID)
+	}
+	if len(got) != 16 {
+		t.Fatalf("%d steps: %v", len(got), got)
+	}
+	pos := map[string]int{}
+	for i, id := range got {
+		pos[id] = i
+	}
+	for _, ts := range in {
+		for i := 1; i < len(ts); i++ {
+			if pos[ts[i].c.ID] < pos[ts[i-1].c.ID] {
+				t.Fatalf("table %s out of order: %v", ts[0].t.Name, got)
+			}
+		}
+	}
+	for _, child := range []string{"k0", "m0"} {
+		if pos[child] < pos["c5"] {
+			t.Fatalf("%s before the last chunk of its parent: %v", child, got)
+		}
+	}
+	if pos["m0"] < pos["l0"] {
+		t.Fatalf("m0 before l0: %v", got)
+	}
+	// The events are not left for after the contacts: interleaved.
+	if pos["e0"] > pos["c1"] || pos["e2"] > pos["c5"] {
+		t.Fatalf("the events are not interleaved with the contacts: %v", got)
+	}
+	if want := strings.Join(got, " "); want != "c0 e0 l0 s0 c1 c2 e1 c3 s1 c4 e2 c5 k0 m0 k1 m1" {
+		t.Fatalf("order %s", want)
+	}
+}
