@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -193,6 +194,42 @@ func TestSharedColumnsStoreTheSame(t *testing.T) {
 	}
 	if strings.Count(got[17], "blob:X''") != 2 { // first_name_enc and phone_enc
 		t.Fatalf("row 17 lost its empty blob: %s", got[17])
+	}
+	// A full batch with shared columns that breaks a constraint (two rows
+	// with one id) fails its statement, and the transaction leaves nothing.
+	if err := db.Platform(bg, func(p *store.PlatformTx) error {
+		_, err := p.Exec(bg, `INSERT INTO tenants (id, slug, name, status, created_at, updated_at) VALUES ('t-dup', 't-dup', 'd', 'active', 1, 1)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r = &restorer{}
+	err = db.PlatformPinned(bg, func(p *store.PlatformTx) error {
+		tx := p.Tenant("t-dup")
+		w := newInserter(store.SQLite, tb, tb.Columns, false)
+		w.prepared, w.direct, w.sharedSQL = r.prepared, r.preparedDirect, r.sharedSQL
+		for i := 0; i < per; i++ {
+			vals := make([]any, len(tb.Columns))
+			for j, c := range tb.Columns {
+				vals[j] = value(c.Name, i)
+				if c.Name == "id" && i == per-1 {
+					vals[j] = value(c.Name, 3)
+				}
+				if c.Name == "email_bidx" && i == per-1 {
+					vals[j] = []byte("another")
+				}
+			}
+			if err := w.add(bg, tx, vals); err != nil {
+				return err
+			}
+		}
+		return errors.New("the duplicate was not refused")
+	})
+	if err == nil || !strings.Contains(err.Error(), "UNIQUE") || len(r.shared) != 1 {
+		t.Fatalf("a batch with a duplicate key: %v (%d shared statements)", err, len(r.shared))
+	}
+	if n := len(read("t-dup")); n != 0 {
+		t.Fatalf("%d rows left after the failed batch", n)
 	}
 }
 
