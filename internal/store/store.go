@@ -326,7 +326,10 @@ func redactPgErr(err error) string {
 
 // Close closes the pool.
 func (db *DB) Close() error {
+	// The writeback's descriptor is closed after the pool (a close(2)
+	// drops the process's POSIX locks on the file, see writeback).
 	db.wb.close()
+	defer db.wb.release()
 	if db.writer != nil {
 		db.writer.close()
 	}

@@ -21,7 +21,14 @@ const writebackEvery = 100 * time.Millisecond
 // It is a hint only: durability is unchanged (the commit still syncs the
 // journal and the file, SQLite's synchronous FULL), and a page written
 // early is no different from one the kernel writes back on its own.
+//
+// Its descriptor of the file is closed only once the store's connections
+// are (release, after the pool's Close): SQLite takes POSIX record locks,
+// which the kernel drops at any close(2) of any descriptor of the file in
+// the process, so closing it while a transaction runs would strip that
+// transaction's locks.
 type writeback struct {
+	f          *os.File
 	stop, done chan struct{}
 	rounds     atomic.Int64 // write-outs started
 	failed     atomic.Bool  // the kernel refused one: stopped
@@ -41,12 +48,11 @@ func startWriteback(path string, every time.Duration) *writeback {
 	return runWriteback(f, every)
 }
 
-// runWriteback runs the loop on f, which it closes when it stops.
+// runWriteback runs the loop on f, which release closes.
 func runWriteback(f *os.File, every time.Duration) *writeback {
-	w := &writeback{stop: make(chan struct{}), done: make(chan struct{})}
+	w := &writeback{f: f, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		defer func() { _ = f.Close() }()
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -65,7 +71,7 @@ func runWriteback(f *os.File, every time.Duration) *writeback {
 	return w
 }
 
-// close stops the loop and waits for it.
+// close stops the loop and waits for it; the file stays open (release).
 func (w *writeback) close() {
 	if w == nil {
 		return
@@ -76,4 +82,14 @@ func (w *writeback) close() {
 		close(w.stop)
 	}
 	<-w.done
+}
+
+// release stops the loop and closes the file: only once no connection of
+// the store is open (see writeback).
+func (w *writeback) release() {
+	if w == nil {
+		return
+	}
+	w.close()
+	_ = w.f.Close()
 }

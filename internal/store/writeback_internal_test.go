@@ -43,6 +43,9 @@ func TestBuildStoreWriteback(t *testing.T) {
 	default:
 		t.Fatal("the writeback still runs after Close")
 	}
+	if _, err := wb.f.Stat(); err == nil {
+		t.Fatal("the writeback's file is still open after Close")
+	}
 	other, err := Open(ctx, Options{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +76,16 @@ func TestWritebackFailures(t *testing.T) {
 	if !w.failed.Load() || w.rounds.Load() != 0 {
 		t.Fatalf("writeback on a pipe: failed %v, %d rounds", w.failed.Load(), w.rounds.Load())
 	}
+	// The file stays open until release (a close(2) would drop SQLite's
+	// locks on a store's file).
+	if _, err := r.Stat(); err != nil {
+		t.Fatalf("the file was closed with the loop: %v", err)
+	}
 	w.close() // closing a stopped writeback is harmless, as is a nil one
+	w.release()
+	if _, err := r.Stat(); err == nil {
+		t.Fatal("release left the file open")
+	}
 	(*writeback)(nil).close()
+	(*writeback)(nil).release()
 }
