@@ -482,11 +482,25 @@ func (lp *lineParser) parse(line []byte, str string, kinds []string) ([]any, err
 				}
 				goto next
 			}
+			if kinds[k] == kindText {
+				// Escapes: the simple ones are undone here, anything else
+				// (\u, bytes that are not UTF-8) by encoding/json.
+				if v, ok := unescapeSimple(raw[1 : len(raw)-1]); ok {
+					out = append(out, v)
+					goto next
+				}
+			}
 		} else {
 			for i < len(line) && line[i] != ',' && line[i] != ']' && line[i] != ' ' {
 				i++
 			}
 			raw = line[start:i]
+		}
+		if kinds[k] == kindInt {
+			if v, ok := parseSmallInt(raw); ok {
+				out = append(out, v)
+				goto next
+			}
 		}
 		{
 			v, err := decodeValue(kinds[k], raw)
@@ -514,6 +528,73 @@ func (lp *lineParser) parse(line []byte, str string, kinds []string) ([]any, err
 		return fail(fmt.Errorf("%d values, want %d", len(out)-first, len(kinds)))
 	}
 	return out[first:len(out):len(out)], nil
+}
+
+// parseSmallInt parses an optional minus sign and 1 to 18 decimal digits
+// (what strconv.ParseInt returns for them, without its string); false for
+// anything else, which the caller hands to strconv.
+func parseSmallInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// unescapeSimple returns the JSON string body s (between its quotes)
+// unescaped, when it holds only the escapes \" \\ \/ \b \f \n \r \t, no
+// control character and valid UTF-8: then encoding/json would return
+// exactly that. False otherwise (a \u escape, invalid UTF-8, which
+// encoding/json replaces, or a malformed string), for encoding/json.
+func unescapeSimple(s []byte) (string, bool) {
+	if !utf8.Valid(s) {
+		return "", false
+	}
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' {
+			return "", false
+		}
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(s) {
+			return "", false
+		}
+		switch s[i] {
+		case '"', '\\', '/':
+			out = append(out, s[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		default:
+			return "", false
+		}
+	}
+	return string(out), true
 }
 
 // isCanonicalJSON reports whether s is already in the form canonicalJSON

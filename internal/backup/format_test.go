@@ -3,6 +3,8 @@ package backup
 import (
 	"encoding/json"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -97,6 +99,45 @@ func TestCanonicalJSONFastPath(t *testing.T) {
 	for _, s := range other {
 		if isCanonicalJSON(s) {
 			t.Errorf("%s: taken as canonical", s)
+		}
+	}
+}
+
+// TestParserFastPaths: the parser's own integer parsing and unescaping
+// give what strconv and encoding/json give, and hand them what they do
+// not handle themselves (malformed input is still refused).
+func TestParserFastPaths(t *testing.T) {
+	for _, s := range []string{"0", "-0", "7", "007", "-42", "123456789012345678", "-123456789012345678", "9223372036854775807",
+		"-9223372036854775808", "9223372036854775808", "+5", "-", "", "1e3", "1.5", "12a", " 1", "null"} {
+		want, werr := strconv.ParseInt(s, 10, 64)
+		if got, ok := parseSmallInt([]byte(s)); ok && (werr != nil || got != want) {
+			t.Errorf("parseSmallInt(%q) = %d, strconv %d, %v", s, got, want, werr)
+		}
+		got, gerr := decodeValue(kindInt, []byte(s))
+		if s == "null" {
+			continue
+		}
+		if (gerr != nil) != (werr != nil) || (werr == nil && got != want) {
+			t.Errorf("decodeValue(%q) = %v, %v; strconv %d, %v", s, got, gerr, want, werr)
+		}
+	}
+	for _, body := range []string{``, `plain`, `a\"b`, `a\\b`, `a\/b`, `\b\f\n\r\t`, `{\"k\":[1,2]}`, `é 漢字 ` + "\u2028",
+		`\u00e9`, `\ud83d\ude00`, `\ud800`, "bad \xff utf-8", `trailing\`, `\x`, "ctl \x01", `a"b`} {
+		raw := []byte(`"` + body + `"`)
+		var want string
+		werr := json.Unmarshal(raw, &want)
+		got, ok := unescapeSimple([]byte(body))
+		if ok && (werr != nil || got != want) {
+			t.Errorf("unescapeSimple(%q) = %q, encoding/json %q, %v", body, got, want, werr)
+		}
+		// Through the parser, for a string with escapes (one without is
+		// taken as it is): the same value or the same refusal.
+		if !strings.Contains(body, `\`) {
+			continue
+		}
+		vals, perr := parseLine([]byte(`[`+string(raw)+`]`), []string{kindText})
+		if (perr != nil) != (werr != nil) || (perr == nil && vals[0] != want) {
+			t.Errorf("parseLine(%s) = %v, %v; encoding/json %q, %v", raw, vals, perr, want, werr)
 		}
 	}
 }

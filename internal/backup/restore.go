@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -489,6 +491,11 @@ type restorer struct {
 	stmts    map[string]*store.Stmt // full-batch INSERTs, prepared once per restore
 	direct   map[string]*store.DirectStmt
 	noDirect bool // the store has no direct statements (PostgreSQL)
+	// shared caches the texts of the full batches' statements with shared
+	// columns, by the batch's full statement and the columns' mask
+	// (inserter.sharedColumns); variants counts them by full statement.
+	shared   map[sharedKey]string
+	variants map[string]int
 	// sums are the checksums of the rows the full point's chunks hold, as
 	// parsed and written, by table.
 	sums map[string]*checksum
@@ -590,13 +597,30 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "deletes"})
 		}
 	}
+	var rowSteps [][]restoreStep // by table, parents first
 	for _, t := range r.tables {
 		e, ok := entries[t.Name]
-		if !ok {
+		if !ok || len(e.Chunks) == 0 {
 			continue
 		}
+		var ts []restoreStep
 		for _, c := range e.Chunks {
-			steps = append(steps, restoreStep{t: t, e: e, c: c, op: "rows"})
+			ts = append(ts, restoreStep{t: t, e: e, c: c, op: "rows"})
+		}
+		rowSteps = append(rowSteps, ts)
+	}
+	if full {
+		steps = append(steps, interleave(rowSteps)...)
+	} else {
+		for _, ts := range rowSteps {
+			steps = append(steps, ts...)
+		}
+	}
+	// A table's last chunk, after which its set-aside indexes are built.
+	last := map[*table]int{}
+	for i, st := range steps {
+		if st.op == "rows" {
+			last[st.t] = i
 		}
 	}
 	// A goroutine reads, authenticates and parses the next chunks while
@@ -650,13 +674,66 @@ func (r *restorer) apply(ctx context.Context, tx *store.Tx, p openedPoint, full 
 		if pc.sum != nil {
 			r.sums[st.t.Name].merge(pc.sum)
 		}
-		if full && st.op == "rows" && r.loaded != nil && (i+1 == len(steps) || steps[i+1].t != st.t) {
+		if full && st.op == "rows" && r.loaded != nil && last[st.t] == i {
 			if err := r.loaded(st.t.Name); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// interleave orders a full point's chunks, given by table with parents
+// first: a table's chunks stay in their order, and come after every chunk
+// of the tables it references (its foreign keys), but the chunks of tables
+// that do not depend on each other are interleaved, each next chunk taken
+// from the table with the largest share of its chunks left (ties: the
+// first). The parsing goroutine and the writer then work on different
+// tables at once: the contacts' chunks cost more to parse (blobs decoded,
+// then encoded again for the checksums) than to write, the consent
+// events' (no foreign key) less, and interleaved the writer no longer
+// waits for the contacts' chunks.
+func interleave(byTable [][]restoreStep) []restoreStep {
+	n := 0
+	index := map[string]int{}
+	for i, ts := range byTable {
+		n += len(ts)
+		index[ts[0].t.Name] = i
+	}
+	next := make([]int, len(byTable)) // chunks taken, by table
+	done := func(i int) bool { return next[i] == len(byTable[i]) }
+	ready := func(i int) bool {
+		for _, ref := range byTable[i][0].t.Refs {
+			if j, ok := index[ref]; ok && j != i && !done(j) {
+				return false
+			}
+		}
+		return true
+	}
+	out := make([]restoreStep, 0, n)
+	for len(out) < n {
+		best, bestLeft := -1, 0.0
+		for i, ts := range byTable {
+			if done(i) || !ready(i) {
+				continue
+			}
+			if left := float64(len(ts)-next[i]) / float64(len(ts)); best < 0 || left > bestLeft {
+				best, bestLeft = i, left
+			}
+		}
+		if best < 0 {
+			// Unreachable with tables in topological order (the first
+			// table left is always ready); kept safe: the given order.
+			for i := range byTable {
+				out = append(out, byTable[i][next[i]:]...)
+				next[i] = len(byTable[i])
+			}
+			break
+		}
+		out = append(out, byTable[best][next[best]])
+		next[best]++
+	}
+	return out
 }
 
 // parse reads, authenticates and parses one chunk: inserts (a full point),
@@ -770,6 +847,7 @@ func (r *restorer) write(ctx context.Context, tx *store.Tx, p openedPoint, st re
 		w = newInserter(r.dialect, t, st.e.Columns, p.h.Kind == KindIncremental)
 		w.(*inserter).prepared = r.prepared
 		w.(*inserter).direct = r.preparedDirect
+		w.(*inserter).sharedSQL = r.sharedSQL
 	}
 	for _, vals := range rows {
 		if err := w.add(ctx, tx, vals); err != nil {
@@ -818,6 +896,10 @@ type inserter struct {
 	direct  func(ctx context.Context, tx *store.Tx, q string) (*store.DirectStmt, error)
 	nargs   []driver.NamedValue
 	fullSQL string
+	// sharedSQL, when set, gives the text of a full batch's statement
+	// whose columns in mask are bound once for all its rows ("" when the
+	// restore keeps no more variants of that statement).
+	sharedSQL func(full string, mask uint64, build func() string) string
 }
 
 func newInserter(d store.Dialect, t *table, cols []column, upsert bool) *inserter {
@@ -877,6 +959,18 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 			if err != nil {
 				return err
 			}
+			if dst != nil && w.sharedSQL != nil && !w.upsert {
+				if mask := w.sharedColumns(); mask != 0 {
+					q := w.sharedSQL(w.fullSQL, mask, func() string { return w.sqlShared(mask) })
+					if q != "" {
+						vst, err := w.direct(ctx, tx, q)
+						if err != nil {
+							return err
+						}
+						return w.execShared(ctx, vst, mask)
+					}
+				}
+			}
 			if dst != nil {
 				if len(w.nargs) != len(w.args) {
 					w.nargs = make([]driver.NamedValue, len(w.args))
@@ -903,6 +997,174 @@ func (w *inserter) flush(ctx context.Context, tx *store.Tx) error {
 	}
 	res, err := tx.Exec(ctx, w.sql(), w.args[1:]...)
 	return w.done(res, err)
+}
+
+// sharedKey names a full batch's statement with shared columns.
+type sharedKey struct {
+	full string
+	mask uint64
+}
+
+// maxSharedVariants bounds the statements with shared columns a restore
+// prepares for one table's full batches (each is prepared once and kept
+// until the transaction ends); batches past it bind every value.
+const maxSharedVariants = 32
+
+// sharedSQL returns the text of the statement for full batches of the
+// statement full whose columns in mask are shared, built once; "" past
+// maxSharedVariants variants of full.
+func (r *restorer) sharedSQL(full string, mask uint64, build func() string) string {
+	k := sharedKey{full, mask}
+	if q, ok := r.shared[k]; ok {
+		return q
+	}
+	if r.variants[full] >= maxSharedVariants {
+		return ""
+	}
+	if r.shared == nil {
+		r.shared, r.variants = map[sharedKey]string{}, map[string]int{}
+	}
+	q := build()
+	r.shared[k] = q
+	r.variants[full]++
+	return q
+}
+
+// sharedColumns returns the mask of the batch's columns (the first 64)
+// that hold the same value in every row: NULL, or the same integer, real,
+// boolean, text or blob. The statement for the batch then binds such a
+// column's value once, as one parameter every row refers to (as they all
+// refer to the tenant's $1), instead of once a row: fewer values to bind
+// through the driver (each text or blob is copied to C memory, bound,
+// unbound and freed there). The rows stored are the same.
+func (w *inserter) sharedColumns() uint64 {
+	nc := len(w.cols)
+	if w.n < 2 || nc == 0 {
+		return 0
+	}
+	if nc > 64 {
+		nc = 64
+	}
+	rows := w.args[1:]
+	stride := len(w.cols)
+	var mask uint64
+	for c := 0; c < nc; c++ {
+		v := rows[c]
+		same := shareable(v)
+		for i := c + stride; same && i < len(rows); i += stride {
+			same = sameValue(v, rows[i])
+		}
+		if same {
+			mask |= 1 << c
+		}
+	}
+	return mask
+}
+
+// shareable says whether sameValue compares values like v.
+func shareable(v any) bool {
+	switch v.(type) {
+	case nil, int64, float64, bool, string, []byte:
+		return true
+	}
+	return false
+}
+
+// sameValue says whether a and b bind the same: same type and value (an
+// empty blob is not NULL, a real compares by its bits).
+func sameValue(a, b any) bool {
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case int64:
+		y, ok := b.(int64)
+		return ok && x == y
+	case float64:
+		y, ok := b.(float64)
+		return ok && math.Float64bits(x) == math.Float64bits(y)
+	case bool:
+		y, ok := b.(bool)
+		return ok && x == y
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case []byte:
+		y, ok := b.([]byte)
+		return ok && (x == nil) == (y == nil) && bytes.Equal(x, y)
+	}
+	return false
+}
+
+// sqlShared is the full batch's statement with the columns in mask shared:
+// the column list names the tenant, then the shared columns, then the
+// others; each row is ($1, ?2, ..., ?k+1, ?, ?, ...), so the shared
+// columns are parameters 2 to k+1 in every row and the others are
+// numbered after them, row by row (SQLite numbers a bare ? one more than
+// the largest number before it).
+func (w *inserter) sqlShared(mask uint64) string {
+	var shared, other []string
+	for i, c := range w.cols {
+		if i < 64 && mask&(1<<i) != 0 {
+			shared = append(shared, quote(c.Name))
+		} else {
+			other = append(other, quote(c.Name))
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO ` + quote(w.t.Name) + ` (tenant_id`)
+	for _, c := range append(append([]string(nil), shared...), other...) {
+		sb.WriteString(", " + c)
+	}
+	sb.WriteString(") VALUES ")
+	for i := 0; i < w.n; i++ {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("($1")
+		for j := range shared {
+			sb.WriteString(", ?" + strconv.Itoa(j+2))
+		}
+		for range other {
+			sb.WriteString(", ?")
+		}
+		sb.WriteString(")")
+	}
+	return sb.String()
+}
+
+// execShared runs a full batch through vst, its statement with the columns
+// in mask shared (sqlShared): the tenant's slot, the shared values (taken
+// from the first row), then each row's other values.
+func (w *inserter) execShared(ctx context.Context, vst *store.DirectStmt, mask uint64) error {
+	rows := w.args[1:]
+	nc := len(w.cols)
+	k := bits.OnesCount64(mask)
+	size := 1 + k + w.n*(nc-k)
+	if cap(w.nargs) < size {
+		w.nargs = make([]driver.NamedValue, size)
+	}
+	args := w.nargs[:size]
+	j := 1
+	for c := 0; c < nc && c < 64; c++ {
+		if mask&(1<<c) != 0 {
+			args[j] = driver.NamedValue{Ordinal: j + 1, Value: rows[c]}
+			j++
+		}
+	}
+	for r := 0; r < w.n; r++ {
+		row := rows[r*nc : (r+1)*nc]
+		for c, v := range row {
+			if c >= 64 || mask&(1<<c) == 0 {
+				args[j] = driver.NamedValue{Ordinal: j + 1, Value: v}
+				j++
+			}
+		}
+	}
+	n, err := vst.ExecSlot(ctx, args)
+	for i := range args { // no reference kept to the batch's values
+		args[i].Value = nil
+	}
+	return w.done(directResult(n), err)
 }
 
 // directResult is a direct statement's count of rows as a sql.Result.
