@@ -424,15 +424,21 @@ func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target
 		return RestoreResult{}, fmt.Errorf("backup: %w", err)
 	}
 	tune.Build = true
+	remove := func() {
+		for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
+			_ = os.Remove(path + suffix)
+		}
+	}
 	dest, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
 	if err != nil {
+		// Open may have created the file before failing: it holds nothing,
+		// and left there it would make the next attempt ErrStoreExists.
+		remove()
 		return RestoreResult{}, err
 	}
 	discard := func() {
 		_ = dest.Close()
-		for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
-			_ = os.Remove(path + suffix)
-		}
+		remove()
 	}
 	if _, err := dest.Migrate(ctx); err != nil {
 		discard()
