@@ -829,8 +829,8 @@ func TestContentsWrittenOnce(t *testing.T) {
 // (migration 00034: the backup reads the content of every logged message
 // key), its update and delete on their own. The messages one statement of
 // the router inserts are logged in one key list (migration 00035: one row
-// naming them all, read by the backup as their keys); lists counts those
-// rows.
+// naming them all, read by the backup as their keys; on SQLite from
+// selfLogMin rows); lists counts those rows.
 func TestChangeLogOfRouterTables(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
@@ -906,8 +906,15 @@ func TestChangeLogOfRouterTables(t *testing.T) {
 		for _, id := range events {
 			want[fmt.Sprintf("message_events [%d]", id)]++
 		}
-		if got := changes(); !reflect.DeepEqual(got, want) || lists != 1 {
-			t.Fatalf("after accept: %v in %d key lists, want %v in one", got, lists, want)
+		// One key list on PostgreSQL (the statement trigger); on SQLite a
+		// batch this small is logged by the row trigger (fewer rows than
+		// the router logs itself).
+		wantLists := 1
+		if e.db.Dialect() == store.SQLite {
+			wantLists = 0
+		}
+		if got := changes(); !reflect.DeepEqual(got, want) || lists != wantLists {
+			t.Fatalf("after accept: %v in %d key lists, want %v in %d", got, lists, want, wantLists)
 		}
 		// An update logs the row's key again; a delete too.
 		err = e.db.Tenant(e.tenant).Tx(ctx, func(tx *store.Tx) error {
