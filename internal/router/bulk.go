@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -59,48 +61,6 @@ type preparedRow struct {
 	shard                                int
 	to, content                          []byte
 	due                                  int64 // 0: now
-	// pending, when set, is the sealing still filling to and content
-	// (its entry at): see ready.
-	pending *sealing
-	at      int
-}
-
-// sealing is the sealing of the rest of a batch running on another
-// goroutine while the first rows are written (Accept, see prepare): to and
-// content hold the sealed values of the rows that point to it, ready when
-// done is closed (err: the sealing failed).
-type sealing struct {
-	to, content [][]byte
-	done        chan struct{}
-	err         error
-}
-
-// ready waits until r's sealed values are there and copies them into r.
-// A row sealed when prepared is ready at once.
-func (r *preparedRow) ready() error {
-	if r.pending == nil {
-		return nil
-	}
-	<-r.pending.done
-	if r.pending.err != nil {
-		return r.pending.err
-	}
-	r.to, r.content, r.pending = r.pending.to[r.at], r.pending.content[r.at], nil
-	return nil
-}
-
-// statementEnd is where the statement that writes rows from start ends:
-// at most enqueueRowsPerStatement rows, all sealed at the same time (rows
-// sealed before the transaction are written without waiting for those
-// still being sealed).
-func statementEnd(rows []preparedRow, start int) int {
-	end := min(start+enqueueRowsPerStatement, len(rows))
-	for i := start + 1; i < end; i++ {
-		if rows[i].pending != rows[start].pending {
-			return i
-		}
-	}
-	return end
 }
 
 // Len is the number of messages prepared.
@@ -131,15 +91,11 @@ func (s *Service) Prepare(ctx context.Context, tenantID string, batch []NewMessa
 }
 
 // prepare is Prepare; indexed says whether a bad message's field is named
-// with its index ("[3].to") or, for a batch of one, alone ("to"); overlap
-// lets the sealing of a large batch run on while it is written (Accept,
-// whose sealing is on its call's path; Enqueue and the campaigns'
-// expansion already seal the next batch while the current one is
-// written): the first rows (overlapHead) are sealed here, the rest on
-// another goroutine, and the rows it has not sealed yet wait in ready
-// when their statement is built. Every message is sealed before any row
-// of it is written: nothing is stored in clear.
-func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessage, indexed, overlap bool) (*Prepared, error) {
+// with its index ("[3].to") or, for a batch of one, alone ("to"); parallel
+// seals a large batch on several cores (Accept, whose sealing is on its
+// call's path; Enqueue and the campaigns' expansion already seal the next
+// batch while the current one is written).
+func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessage, indexed, parallel bool) (*Prepared, error) {
 	p := &Prepared{tenant: tenantID, channels: map[string]int{}, rows: make([]preparedRow, 0, len(batch))}
 	if len(batch) == 0 {
 		return p, nil
@@ -165,80 +121,58 @@ func (s *Service) prepare(ctx context.Context, tenantID string, batch []NewMessa
 		p.channels[m.Channel]++
 	}
 	p.rows = p.rows[:len(batch)]
-	head := len(batch)
-	if overlap && len(batch) >= overlapMin {
-		head = overlapHead(len(batch))
+	// Sealing is most of preparing (JSON, two AES-GCM seals, an id): a
+	// large batch is sealed in parts on several cores.
+	parts := 1
+	if parallel && len(batch) >= parallelPrepareMin {
+		parts = min(runtime.GOMAXPROCS(0), 4)
 	}
-	for i, m := range batch {
-		if p.rows[i], err = newRow(tenantID, m); err != nil {
-			return nil, err
-		}
-	}
-	if head < len(batch) {
-		rest := batch[head:]
-		sl := &sealing{to: make([][]byte, len(rest)), content: make([][]byte, len(rest)), done: make(chan struct{})}
-		for i := range rest {
-			p.rows[head+i].pending, p.rows[head+i].at = sl, i
-		}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for part := 0; part < parts; part++ {
+		lo, hi := part*len(batch)/parts, (part+1)*len(batch)/parts
+		wg.Add(1)
 		go func() {
-			defer close(sl.done)
-			for i, m := range rest {
-				to, content, err := seal(c, m)
-				if err != nil {
-					sl.err = err
-					return
-				}
-				sl.to[i], sl.content[i] = to, content
-			}
+			defer wg.Done()
+			errs[part] = sealRows(c, tenantID, batch[lo:hi], p.rows[lo:hi])
 		}()
 	}
-	for i, m := range batch[:head] {
-		if p.rows[i].to, p.rows[i].content, err = seal(c, m); err != nil {
-			return nil, err
-		}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
-// overlapMin is the smallest batch whose sealing overlaps its writing.
-const overlapMin = 64
+// parallelPrepareMin is the smallest batch sealed in parts.
+const parallelPrepareMin = 256
 
-// overlapHead is how many rows of a batch of n are sealed before its
-// transaction starts: the writer writes them while the rest is sealed on
-// another core. A row costs about six times more to write than to seal
-// (bench/README.md, ingestion), so the rest (seven eighths) is sealed
-// before the first eighth is written.
-func overlapHead(n int) int { return max(n/8, 16) }
-
-// newRow is m's row, but for its sealed values: its id and shard, its due
-// time (0: now).
-func newRow(tenantID string, m NewMessage) (preparedRow, error) {
-	r := preparedRow{channel: m.Channel, idem: m.IdempotencyKey, campaign: m.CampaignID, contact: m.ContactID}
-	uid, err := uuid.NewV7()
-	if err != nil {
-		return r, fmt.Errorf("router: new id: %w", err)
+// sealRows fills rows with batch's messages, encoded and sealed.
+func sealRows(c *tenants.Crypto, tenantID string, batch []NewMessage, rows []preparedRow) error {
+	for i, m := range batch {
+		body, err := encodeContent(m.Content)
+		if err != nil {
+			return fmt.Errorf("router: encode content: %w", err)
+		}
+		r := preparedRow{channel: m.Channel, idem: m.IdempotencyKey, campaign: m.CampaignID, contact: m.ContactID}
+		if r.to, err = c.SealString("message.to", m.To); err != nil {
+			return err
+		}
+		if r.content, err = c.Seal("message.content", body); err != nil {
+			return err
+		}
+		uid, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("router: new id: %w", err)
+		}
+		r.id = uid.String()
+		r.shard = ShardOf(tenantID, r.id)
+		if !m.SendAt.IsZero() {
+			r.due = store.Micros(m.SendAt)
+		}
+		rows[i] = r
 	}
-	r.id = uid.String()
-	r.shard = ShardOf(tenantID, r.id)
-	if !m.SendAt.IsZero() {
-		r.due = store.Micros(m.SendAt)
-	}
-	return r, nil
-}
-
-// seal is m's recipient and content, encoded and sealed.
-func seal(c *tenants.Crypto, m NewMessage) (to, content []byte, err error) {
-	body, err := encodeContent(m.Content)
-	if err != nil {
-		return nil, nil, fmt.Errorf("router: encode content: %w", err)
-	}
-	if to, err = c.SealString("message.to", m.To); err != nil {
-		return nil, nil, err
-	}
-	if content, err = c.Seal("message.content", body); err != nil {
-		return nil, nil, err
-	}
-	return to, content, nil
+	return nil
 }
 
 // encodeContent is the JSON of a message's content without HTML escaping
@@ -390,11 +324,10 @@ func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now i
 }
 
 // insertMessagesSQLite is insertMessages on SQLite. The change log of the
-// messages it inserts (from selfLogMin rows) is its own (migration
-// 00035): while its statements
-// run, the tenant's backup_self_logged row turns the row trigger off, and
-// the ids created are then logged in key lists (logSelf), the row deleted
-// first. After an error the row stays: its deferred guard keeps the
+// messages it inserts (from selfLogMin rows) is its own (migration 00035):
+// while its statements run, the tenant's backup_self_logged row turns the
+// row trigger off, and the ids created are then logged in key lists
+// (logSelf), the row deleted first. After an error the row stays: its deferred guard keeps the
 // transaction from committing, so that no message it inserted can be
 // committed unlogged whatever the caller does next.
 func insertMessagesSQLite(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
@@ -471,18 +404,12 @@ func logSelf(ctx context.Context, tx *store.Tx, created []string) error {
 	return nil
 }
 
-// insertMessageRowsSQLite writes the messages rows, in statements of rows
-// sealed at the same time (statementEnd), and returns the ids created.
+// insertMessageRowsSQLite writes the messages rows, in statements of up
+// to enqueueRowsPerStatement rows, and returns the ids created.
 func insertMessageRowsSQLite(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
 	created := make([]string, 0, len(rows))
-	for start, end := 0, 0; start < len(rows); start = end {
-		end = statementEnd(rows, start)
-		chunk := rows[start:end]
-		for i := range chunk {
-			if err := chunk[i].ready(); err != nil {
-				return nil, err
-			}
-		}
+	for start := 0; start < len(rows); start += enqueueRowsPerStatement {
+		chunk := rows[start:min(start+enqueueRowsPerStatement, len(rows))]
 		m := newMarks(true, 1, len(chunk)*12+1)
 		var q strings.Builder
 		q.Grow(len(chunk)*70 + 600)
@@ -538,14 +465,8 @@ SELECT id FROM ins`
 // enqueueRowsPerStatement rows, their values bound as arrays.
 func insertMessagesPG(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
 	created := make([]string, 0, len(rows))
-	for start, end := 0, 0; start < len(rows); start = end {
-		end = statementEnd(rows, start)
-		chunk := rows[start:end]
-		for i := range chunk {
-			if err := chunk[i].ready(); err != nil {
-				return nil, err
-			}
-		}
+	for start := 0; start < len(rows); start += enqueueRowsPerStatement {
+		chunk := rows[start:min(start+enqueueRowsPerStatement, len(rows))]
 		n := len(chunk)
 		ids, channels := make([]string, n), make([]string, n)
 		idem, campaign, contact := make([]*string, n), make([]*string, n), make([]*string, n)
