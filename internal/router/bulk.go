@@ -7,13 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 
 	"github.com/relais-dev/relais/internal/audit"
@@ -178,8 +182,97 @@ func sealRows(c *tenants.Crypto, tenantID string, batch []NewMessage, rows []pre
 // encodeContent is the JSON of a message's content without HTML escaping
 // (json.Marshal writes "<" as "\u003c"): an HTML part has hundreds of
 // those, which make the document larger and halve the speed of decoding
-// it at every hand-off. The result is the same JSON value.
+// it at every hand-off. The result is the JSON value encoding/json gives
+// (Content's names, empty fields left out, headers by name), written
+// field by field with jsontext's string quoting: a third of the time of
+// encoding/json's reflection, on the caller's path of every message
+// accepted. Text that is not valid UTF-8 goes through encoding/json,
+// which replaces it as before.
 func encodeContent(c Content) ([]byte, error) {
+	n := len(c.From) + len(c.ReplyTo) + len(c.Subject) + len(c.Text) + len(c.HTML) + 80
+	for k, v := range c.Headers {
+		n += len(k) + len(v) + 6
+	}
+	b := make([]byte, 0, n+n/16)
+	b = append(b, '{')
+	var err error
+	field := func(name, v string) {
+		if v == "" || err != nil {
+			return
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, name...)
+		b, err = appendQuoted(b, v)
+	}
+	field(`"from":`, c.From)
+	field(`"reply_to":`, c.ReplyTo)
+	field(`"subject":`, c.Subject)
+	field(`"text":`, c.Text)
+	field(`"html":`, c.HTML)
+	if len(c.Headers) > 0 && err == nil {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, `"headers":{`...)
+		for i, k := range slices.Sorted(maps.Keys(c.Headers)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendQuoted(b, k); err != nil {
+				break
+			}
+			b = append(b, ':')
+			if b, err = appendQuoted(b, c.Headers[k]); err != nil {
+				break
+			}
+		}
+		b = append(b, '}')
+	}
+	if err != nil {
+		return encodeContentJSON(c)
+	}
+	return append(b, '}'), nil
+}
+
+// appendQuoted appends s as a JSON string: as it is between quotes when
+// it is printable ASCII without a quote or backslash (most text), else
+// by jsontext.AppendQuote (its error: invalid UTF-8).
+func appendQuoted(b []byte, s string) ([]byte, error) {
+	if !plainASCII(s) {
+		return jsontext.AppendQuote(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
+}
+
+// plainASCII reports whether s has only bytes 0x20 to 0x7f other than '"'
+// and '\', eight bytes at a time (a word has a byte below 0x20, or equal
+// to one of the two, when subtracting from it borrows into that byte's
+// top bit).
+func plainASCII(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		if (w|(w-ones*0x20)|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeContentJSON is encodeContent by encoding/json.
+func encodeContentJSON(c Content) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(len(c.HTML) + len(c.Text) + len(c.Subject) + 256)
 	enc := json.NewEncoder(&b)

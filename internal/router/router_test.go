@@ -406,6 +406,42 @@ func TestContentEncoding(t *testing.T) {
 	}
 }
 
+// The content encoder writes field by field: for every content, with
+// empty fields, headers, markup, control characters, U+2028 and invalid
+// UTF-8, it gives the JSON value encoding/json gives (the same document
+// once decoded, the invalid bytes replaced as encoding/json replaces
+// them).
+func TestContentEncodingMatchesEncodingJSON(t *testing.T) {
+	for _, c := range []router.Content{
+		{},
+		{Text: "plain"},
+		{From: "a@b.test", ReplyTo: "r@b.test", Subject: "S", Text: "t", HTML: "<p>h</p>", Headers: map[string]string{"B": "2", "A": "1", "Ü": `\`}},
+		{Subject: "ctl \x00\x01\x1f\x7f \u2028\u2029 \"q\" \\ / é 😀", HTML: "<a href='x'>&amp;</a>"},
+		{Subject: "bad \xff utf-8", Text: "also \xc3"},
+		{Headers: map[string]string{"X-Bad": "\xfe"}},
+		{Headers: map[string]string{}},
+	} {
+		got, err := router.EncodeContent(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := router.EncodeContentJSON(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("%q: %v", got, err)
+		}
+		if err := json.Unmarshal(want, &w); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("encoded %s, encoding/json %s", got, want)
+		}
+	}
+}
+
 // A batch is handed off in parts, several batches at once (Run): every
 // message reaches the connector once, a content that does not decode
 // fails that message alone (permanently, not sent), and a content only
