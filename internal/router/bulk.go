@@ -526,13 +526,54 @@ func insertMessageRowsSQLite(ctx context.Context, tx *store.Tx, rows []preparedR
 			// "?" is positional: one value per mark.
 			q.WriteString(", 'queued', " + m.mark(due) + ", " + m.mark(now) + ", " + m.mark(now) + ")")
 		}
-		q.WriteString(` ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING id`)
-		rs, err := tx.QueryBulk(ctx, q.String(), m.args...)
+		q.WriteString(` ON CONFLICT (tenant_id, idem_key) DO NOTHING`)
+		res, err := tx.ExecBulk(ctx, q.String(), m.args...)
 		if err != nil {
 			return nil, fmt.Errorf("router: insert messages: %w", err)
 		}
-		if created, err = scanIDs(rs, created); err != nil {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("router: insert messages: %w", err)
+		}
+		// Every row inserted (the usual case): no RETURNING to buffer and
+		// scan. Else the rows skipped are those whose new id is not there.
+		if int(n) == len(chunk) {
+			for _, r := range chunk {
+				created = append(created, r.id)
+			}
+			continue
+		}
+		if created, err = insertedIDs(ctx, tx, chunk, created); err != nil {
 			return nil, err
+		}
+	}
+	return created, nil
+}
+
+// insertedIDs appends to created the ids of rows that are in messages:
+// after an insert that skipped some rows (their key was used), those it
+// inserted (a new message's id is new).
+func insertedIDs(ctx context.Context, tx *store.Tx, rows []preparedRow, created []string) ([]string, error) {
+	m := newMarks(true, 1, len(rows))
+	list := make([]string, len(rows))
+	for i, r := range rows {
+		list[i] = m.mark(r.id)
+	}
+	rs, err := tx.QueryBulk(ctx, `SELECT id FROM messages WHERE tenant_id = $1 AND id IN (`+strings.Join(list, ", ")+`)`, m.args...)
+	if err != nil {
+		return nil, fmt.Errorf("router: insert messages: %w", err)
+	}
+	there := make(map[string]bool, len(rows))
+	var ids []string
+	if ids, err = scanIDs(rs, ids); err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		there[id] = true
+	}
+	for _, r := range rows {
+		if there[r.id] {
+			created = append(created, r.id)
 		}
 	}
 	return created, nil
