@@ -184,9 +184,9 @@ func sealRows(c *tenants.Crypto, tenantID string, batch []NewMessage, rows []pre
 // those, which make the document larger and halve the speed of decoding
 // it at every hand-off. The result is the JSON value encoding/json gives
 // (Content's names, empty fields left out, headers by name), written
-// field by field with jsontext's string quoting: a third of the time of
-// encoding/json's reflection, on the caller's path of every message
-// accepted. Text that is not valid UTF-8 goes through encoding/json,
+// field by field (printable ASCII copied as is, other text quoted by
+// jsontext): 0.8-1.1 µs for a 1 kB text where encoding/json's reflection
+// took 1.3-1.9, on the caller's path of every message accepted. Text that is not valid UTF-8 goes through encoding/json,
 // which replaces it as before.
 func encodeContent(c Content) ([]byte, error) {
 	n := len(c.From) + len(c.ReplyTo) + len(c.Subject) + len(c.Text) + len(c.HTML) + 80
@@ -407,7 +407,8 @@ func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int
 //
 // The backup change log gets one key list per statement for the messages
 // created (migration 00035): on PostgreSQL from the statement-level
-// trigger; on SQLite, which has only row triggers, from here (see
+// trigger (a one-row statement: its key alone); on SQLite, which has only
+// row triggers, from here for a batch of selfLogMin or more (see
 // insertMessagesSQLite).
 func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
 	if tx.Dialect() == store.Postgres {
