@@ -721,7 +721,13 @@ func (b *builder) changedKeys(ctx context.Context, tx *store.Tx) (map[string][][
 		if logged[tbl] == nil {
 			logged[tbl] = map[string]bool{}
 		}
-		logged[tbl][pk] = true
+		keys, err := loggedKeys(pk)
+		if err != nil {
+			return nil, fmt.Errorf("backup: change log key list of %s: %w", tbl, err)
+		}
+		for _, k := range keys {
+			logged[tbl][k] = true
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -753,6 +759,25 @@ func (b *builder) changedKeys(ctx context.Context, tx *store.Tx) (map[string][][
 		}
 	}
 	return out, nil
+}
+
+// loggedKeys returns the keys a change-log row names: its pk, one key, or
+// each key of a key list, a JSON array of keys ('[["id1"], ["id2"]]'):
+// the inserts of a statement into messages are logged as one (migration
+// 00035).
+func loggedKeys(pk string) ([]string, error) {
+	if !strings.HasPrefix(pk, "[[") {
+		return []string{pk}, nil
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal([]byte(pk), &list); err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(list))
+	for i, k := range list {
+		keys[i] = string(k)
+	}
+	return keys, nil
 }
 
 // parseKey reads a logged key: a JSON array of the primary-key values after

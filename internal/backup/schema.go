@@ -24,7 +24,7 @@ const (
 // per-address failure counters), and the backup machinery itself.
 var excluded = map[string]bool{
 	"sessions": true, "mfa_challenges": true, "user_tokens": true, "ip_failures": true,
-	"backup_changes": true, "backup_state": true, "backup_restoring": true,
+	"backup_changes": true, "backup_state": true, "backup_restoring": true, "backup_self_logged": true,
 	// Transient or platform state of later features: login flows and the
 	// SAML replay cache (expire within minutes), audit forwarding cursors,
 	// alert state, key rotation progress, shredding records (the live

@@ -54,7 +54,7 @@ var excludedTables = map[string]bool{
 	"password_history": true, "ip_failures": true, "api_clients": true, "client_roles": true,
 	// The backup machinery's own state (change log, schedule, restore
 	// marker): the platform's, not the tenant's data.
-	"backup_changes": true, "backup_state": true, "backup_restoring": true,
+	"backup_changes": true, "backup_state": true, "backup_restoring": true, "backup_self_logged": true,
 }
 
 // excludedColumns are credentials, the store's own row numbers, and keys:

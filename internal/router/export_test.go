@@ -8,6 +8,9 @@ func MaintainLeasesForTest(ctx context.Context, e *Engine) error { return Mainta
 // EncodeContent is encodeContent, for its test.
 var EncodeContent = encodeContent
 
+// EncodeContentJSON is encodeContent by encoding/json, for its test.
+var EncodeContentJSON = encodeContentJSON
+
 // GroupStatsForTest returns how many shared Accept transactions ran, and
 // how many calls ran alone after their group failed.
 func GroupStatsForTest(s *Service) (shared, alone int64) {
