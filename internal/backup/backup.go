@@ -710,6 +710,9 @@ func (b *builder) changedKeys(ctx context.Context, tx *store.Tx) (map[string][][
 		byName[t.Name] = t
 	}
 	logged := map[string]map[string]bool{} // keys as logged, by table
+	// The keys of key lists, by table: only inserts are logged so
+	// (messages, migrations 00035-00036).
+	inserted := map[string]map[string]bool{}
 	for rows.Next() {
 		var tbl, pk string
 		if err := rows.Scan(&tbl, &pk); err != nil {
@@ -721,29 +724,37 @@ func (b *builder) changedKeys(ctx context.Context, tx *store.Tx) (map[string][][
 		if logged[tbl] == nil {
 			logged[tbl] = map[string]bool{}
 		}
-		keys, err := loggedKeys(pk)
+		keys, list, err := loggedKeys(pk)
 		if err != nil {
 			return nil, fmt.Errorf("backup: change log key list of %s: %w", tbl, err)
 		}
+		if list && inserted[tbl] == nil {
+			inserted[tbl] = map[string]bool{}
+		}
 		for _, k := range keys {
 			logged[tbl][k] = true
+			if list {
+				inserted[tbl][k] = true
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	// A table whose inserts are logged under another's keys
-	// (insertsLoggedWith) gets that table's logged keys too: a key whose
+	// (insertsLoggedWith) gets the keys of that table's inserts too (its
+	// key lists; its updates and deletes, logged as plain keys, do not
+	// change this table's rows, whose own changes are logged): a key whose
 	// row is not there is read as a delete, as for any logged key.
 	for _, t := range b.tables {
 		with := insertsLoggedWith(t.Name)
-		if with == "" || len(logged[with]) == 0 {
+		if with == "" || len(inserted[with]) == 0 {
 			continue
 		}
 		if logged[t.Name] == nil {
 			logged[t.Name] = map[string]bool{}
 		}
-		for pk := range logged[with] {
+		for pk := range inserted[with] {
 			logged[t.Name][pk] = true
 		}
 	}
@@ -762,22 +773,23 @@ func (b *builder) changedKeys(ctx context.Context, tx *store.Tx) (map[string][][
 }
 
 // loggedKeys returns the keys a change-log row names: its pk, one key, or
-// each key of a key list, a JSON array of keys ('[["id1"], ["id2"]]'):
-// the inserts of a statement into messages are logged as one (migration
-// 00035).
-func loggedKeys(pk string) ([]string, error) {
+// each key of a key list, a JSON array of keys ('[["id1"], ["id2"]]'),
+// and whether it was a list: the inserts into messages are logged as lists
+// (migrations 00035 and 00036: a list of one key for a message inserted
+// alone), its updates and deletes as plain keys.
+func loggedKeys(pk string) (keys []string, list bool, err error) {
 	if !strings.HasPrefix(pk, "[[") {
-		return []string{pk}, nil
+		return []string{pk}, false, nil
 	}
-	var list []json.RawMessage
-	if err := json.Unmarshal([]byte(pk), &list); err != nil {
-		return nil, err
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(pk), &raw); err != nil {
+		return nil, true, err
 	}
-	keys := make([]string, len(list))
-	for i, k := range list {
+	keys = make([]string, len(raw))
+	for i, k := range raw {
 		keys[i] = string(k)
 	}
-	return keys, nil
+	return keys, true, nil
 }
 
 // parseKey reads a logged key: a JSON array of the primary-key values after
@@ -1338,11 +1350,16 @@ func (s *Service) List(ctx context.Context, tenantID string, t Target) ([]Point,
 }
 
 // PendingChanges is the number of changes logged for the tenant and not
-// yet pruned (an estimate of the next incremental's size).
+// yet pruned (an estimate of the next incremental's size): each key a
+// change-log row names, so a key list (loggedKeys) counts as its keys.
 func (s *Service) PendingChanges(ctx context.Context, tenantID string) (int64, error) {
 	var n int64
+	q := `SELECT coalesce(sum(CASE WHEN substr(pk, 1, 2) = '[[' THEN json_array_length(pk) ELSE 1 END), 0) FROM backup_changes WHERE tenant_id = $1`
+	if s.DB.Dialect() == store.Postgres {
+		q = `SELECT coalesce(sum(CASE WHEN left(pk, 2) = '[[' THEN json_array_length(pk::json) ELSE 1 END), 0)::bigint FROM backup_changes WHERE tenant_id = $1`
+	}
 	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM backup_changes WHERE tenant_id = $1`).Scan(&n)
+		return tx.QueryRow(ctx, q).Scan(&n)
 	})
 	return n, err
 }

@@ -69,10 +69,11 @@ type table struct {
 // the next one on SQLite), under the same key (message_id = id), and the
 // message's insert is logged. Not logging it a second time is a fifth of
 // the cost of accepting a batch of messages (bench/README.md, ingestion).
-// An incremental point reads, for every logged key of messages, the
-// message_contents row of that key too (changedKeys); the updates and
-// deletes of message_contents are logged as any table's (migration
-// 00034). The other writers of contents keep the rule: a tenant import
+// An incremental point reads, for every key of messages logged as an
+// insert (in a key list: every insert into messages is, since migration
+// 00036; updates and deletes are plain keys), the message_contents row of
+// that key too (changedKeys); the updates and deletes of message_contents
+// are logged as any table's (migration 00034). The other writers of contents keep the rule: a tenant import
 // (one transaction with the messages; contents without their message are
 // dropped), a restore (the change log off), and an anonymised copy, which
 // writes each page of messages with their contents in one transaction
