@@ -279,7 +279,6 @@ func measurePush(b *testing.B, e *campaignEnv, n int, push func()) pushCost {
 	return pushCost{secs: time.Since(start).Seconds(), cpu: cpuSeconds() - cpu0, sinkCPU: e.sink.CPU() - sink0}
 }
 
-// referenceContent renders the campaign's template once, for a contact
 // newsletter creates the benchmark's 4.5 kB e-mail template.
 func (e *campaignEnv) newsletter(b *testing.B) templates.Template {
 	b.Helper()
@@ -296,6 +295,7 @@ func (e *campaignEnv) newsletter(b *testing.B) templates.Template {
 	return tmpl
 }
 
+// referenceContent renders the campaign's template once, for a contact
 // like the audience's: the content of both references' messages.
 func referenceContent(b *testing.B, e *campaignEnv, templateID string) router.Content {
 	content, err := e.tmpl.Render(context.Background(), e.tenant, templateID, 0, "en", templates.Vars{Contact: templates.ContactFields{FirstName: "Reader1", LastName: "Number1",

@@ -38,7 +38,7 @@ const StateHeld = "held"
 // expansion again after a crash creates nothing twice, and only the count
 // of messages created is returned. Each batch is one transaction with one
 // audit event. A message's 'accepted' event is not a row: it is derived
-// from messages.accepted_at when the history is read (AcceptedEvent).
+// from messages.accepted_at when the history is read (WithAcceptedEvent).
 //
 // On SQLite, the big statements use $1 for the tenant and plain "?" for
 // the rest: SQLite resolves "$N" names by a linear search, so thousands of
@@ -402,7 +402,7 @@ func (s *Service) EnqueueTx(ctx context.Context, tx *store.Tx, p *Prepared) (int
 // the sealed content of each row created: on PostgreSQL in one statement
 // whose values are arrays (insertMessagesPG), on SQLite in one multi-row
 // INSERT after it. The 'accepted' event is the row's accepted_at (see
-// AcceptedEvent): no event row is written. A zero due time is now.
+// WithAcceptedEvent): no event row is written. A zero due time is now.
 // It returns the ids created.
 //
 // The backup change log gets one key list per statement for the messages
