@@ -143,6 +143,13 @@ func TestRefusedRSETNeverDeliversAnEmptyMessage(t *testing.T) {
 	if !connectors.IsTemporary(out[1].Err) || !errors.As(out[1].Err, &re) || re.Command != "RSET" || errors.Is(out[1].Err, connectors.ErrInDoubt) {
 		t.Errorf("second message after the refused RSET: %v, want temporary, not in doubt", out[1].Err)
 	}
+	// The relay sees the unfinished data when the dropped connection
+	// reaches it, after Send returned: wait for that (or 10 s).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, unfinished, _ := relay.seen(); unfinished > 0 {
+			break
+		}
+	}
 	if got, unfinished, _ := relay.seen(); len(got) != 0 || unfinished != 1 {
 		t.Fatalf("after the refused RSET the relay acknowledged %+v (want nothing) and saw %d unfinished data (want 1)", got, unfinished)
 	}
