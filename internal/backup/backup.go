@@ -1349,17 +1349,30 @@ func (s *Service) List(ctx context.Context, tenantID string, t Target) ([]Point,
 	return s.points(ctx, t, tenantID)
 }
 
+// insertWithCompanionWeight is how many changes the insert of a row whose
+// companion an incremental reads with it (insertsLoggedWith: a message and
+// its content, about 5 kB, ten times changeBytesEstimate) counts for in
+// PendingChanges.
+const insertWithCompanionWeight = 11
+
 // PendingChanges is the number of changes logged for the tenant and not
-// yet pruned (an estimate of the next incremental's size): each key a
-// change-log row names, so a key list (loggedKeys) counts as its keys.
+// yet pruned, an estimate of the next incremental's size in changes of
+// about changeBytesEstimate bytes: each key a change-log row names (a key
+// list, loggedKeys, counts as its keys), an insert of messages as
+// insertWithCompanionWeight (its content comes with it).
 func (s *Service) PendingChanges(ctx context.Context, tenantID string) (int64, error) {
 	var n int64
-	q := `SELECT coalesce(sum(CASE WHEN substr(pk, 1, 2) = '[[' THEN json_array_length(pk) ELSE 1 END), 0) FROM backup_changes WHERE tenant_id = $1`
+	q := `SELECT coalesce(sum(CASE WHEN substr(pk, 1, 2) = '[[' THEN json_array_length(pk) * (CASE WHEN tbl = $2 THEN $3 ELSE 1 END) ELSE 1 END), 0)
+		FROM backup_changes WHERE tenant_id = $1`
 	if s.DB.Dialect() == store.Postgres {
-		q = `SELECT coalesce(sum(CASE WHEN left(pk, 2) = '[[' THEN json_array_length(pk::json) ELSE 1 END), 0)::bigint FROM backup_changes WHERE tenant_id = $1`
+		q = `SELECT coalesce(sum(CASE WHEN left(pk, 2) = '[[' THEN json_array_length(pk::json) * (CASE WHEN tbl = $2 THEN $3::int ELSE 1 END) ELSE 1 END), 0)::bigint
+			FROM backup_changes WHERE tenant_id = $1`
 	}
 	err := s.DB.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
-		return tx.QueryRow(ctx, q).Scan(&n)
+		return tx.QueryRow(ctx, q, insertsLoggedWith("message_contents"), insertWithCompanionWeight).Scan(&n)
 	})
-	return n, err
+	if err != nil {
+		return 0, fmt.Errorf("backup: pending changes: %w", err)
+	}
+	return n, nil
 }

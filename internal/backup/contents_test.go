@@ -94,7 +94,8 @@ func TestIncrementalCarriesMessageContents(t *testing.T) {
 		// Before the second incremental: a content updated on its own
 		// (as a key rotation re-seals it), more messages.
 		clk.Add(time.Hour)
-		exec(`UPDATE message_contents SET content_enc = content_enc WHERE tenant_id = $1 AND message_id = $2`, second[0])
+		exec(`UPDATE message_contents SET content_enc = (SELECT c.content_enc FROM message_contents c WHERE c.tenant_id = $1 AND c.message_id = $3)
+			WHERE tenant_id = $1 AND message_id = $2`, second[0], first[0])
 		accept(7, 2)
 		want2 := dump(t, db, e.acme.ID)
 		if _, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{}); err != nil {

@@ -418,9 +418,20 @@ var ErrStoreExists = errors.New("the directory already holds a store")
 // tenant's row is inserted in the same transaction). o.Dest is ignored.
 func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target, dir string, tune store.SQLiteTuning, o RestoreOptions) (RestoreResult, error) {
 	path := filepath.Join(dir, "relais.db")
-	if _, err := os.Stat(path); err == nil {
+	// Claim the path: created here, or refused if it exists, in one step
+	// (two restores into the same directory cannot both go on, and what
+	// is removed on failure below is this call's own).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return RestoreResult{}, fmt.Errorf("backup: create %s: %w", dir, err)
+	}
+	claim, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the operator's new store directory
+	if errors.Is(err, fs.ErrExist) {
 		return RestoreResult{}, fmt.Errorf("backup: %w: %s", ErrStoreExists, path)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	} else if err != nil {
+		return RestoreResult{}, fmt.Errorf("backup: %w", err)
+	}
+	if err := claim.Close(); err != nil {
+		_ = os.Remove(path)
 		return RestoreResult{}, fmt.Errorf("backup: %w", err)
 	}
 	tune.Build = true
@@ -431,8 +442,8 @@ func (s *Service) RestoreNewStore(ctx context.Context, tenantID string, t Target
 	}
 	dest, err := store.Open(ctx, store.Options{DataDir: dir, Now: s.DB.Now, SQLite: tune})
 	if err != nil {
-		// Open may have created the file before failing: it holds nothing,
-		// and left there it would make the next attempt ErrStoreExists.
+		// The file is this call's (claimed above) and holds nothing; left
+		// there it would make the next attempt ErrStoreExists.
 		remove()
 		return RestoreResult{}, err
 	}

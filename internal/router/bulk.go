@@ -421,7 +421,8 @@ func insertMessages(ctx context.Context, tx *store.Tx, rows []preparedRow, now i
 // messages it inserts (from selfLogMin rows) is its own (migration 00035):
 // while its statements run, the tenant's backup_self_logged row turns the
 // row trigger off, and the ids created are then logged in key lists
-// (logSelf), the row deleted first. After an error the row stays: its deferred guard keeps the
+// (logSelf), the row deleted last. After an error (in the inserts or in
+// writing the lists) the row stays: its deferred guard keeps the
 // transaction from committing, so that no message it inserted can be
 // committed unlogged whatever the caller does next.
 func insertMessagesSQLite(ctx context.Context, tx *store.Tx, rows []preparedRow, now int64) ([]string, error) {
@@ -467,14 +468,12 @@ const selfLogMin = 32
 // PostgreSQL's trigger does, migration 00035).
 const keysPerList = 1000
 
-// logSelf ends insertMessagesSQLite's own change logging: it deletes the
-// tenant's backup_self_logged row and logs the ids created in key lists
-// ('[["id1"],["id2"]]'), except while the tenant is being restored (as the
-// triggers).
+// logSelf ends insertMessagesSQLite's own change logging: it logs the ids
+// created in key lists ('[["id1"],["id2"]]'), except while the tenant is
+// being restored (as the triggers), then deletes the tenant's
+// backup_self_logged row. In that order: if a list cannot be written, the
+// row stays and its guard refuses the commit.
 func logSelf(ctx context.Context, tx *store.Tx, created []string) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM backup_self_logged WHERE tenant_id = $1`); err != nil {
-		return fmt.Errorf("router: change log: %w", err)
-	}
 	for start := 0; start < len(created); start += keysPerList {
 		var b strings.Builder
 		b.Grow(45*min(keysPerList, len(created)-start) + 2)
@@ -494,6 +493,9 @@ func logSelf(ctx context.Context, tx *store.Tx, created []string) error {
 			WHERE $1 <> '' AND NOT EXISTS (SELECT 1 FROM backup_restoring r WHERE r.tenant_id = $1)`, b.String()); err != nil {
 			return fmt.Errorf("router: change log: %w", err)
 		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM backup_self_logged WHERE tenant_id = $1`); err != nil {
+		return fmt.Errorf("router: change log: %w", err)
 	}
 	return nil
 }

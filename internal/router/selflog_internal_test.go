@@ -180,7 +180,9 @@ func TestSelfLoggedMarkerCannotCommit(t *testing.T) {
 // refused: a row repeating a message id) and whose caller ignores the
 // error and commits never commits a message missing from the change log:
 // on SQLite the marker left in place refuses the commit (nothing stored);
-// on PostgreSQL, where the batch is one statement, nothing was written.
+// on PostgreSQL (two statements: the first of enqueueRowsPerStatement
+// rows, logged by the statement trigger) the failed statement aborts the
+// transaction, so its commit fails and nothing is stored either.
 func TestFailedInsertNeverCommitsUnlogged(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -200,8 +202,8 @@ func TestFailedInsertNeverCommitsUnlogged(t *testing.T) {
 			t.Fatal("the insert did not fail")
 		}
 		stored := storedMessageIDs(t, db, tenantID)
-		if db.Dialect() == store.SQLite && (err == nil || len(stored) != 0) {
-			t.Fatalf("SQLite: commit %v, stored %d messages", err, len(stored))
+		if err == nil || len(stored) != 0 {
+			t.Fatalf("%s: commit %v, stored %d messages", db.Dialect(), err, len(stored))
 		}
 		logged := loggedMessageKeys(t, db, tenantID)
 		for _, id := range stored {
@@ -210,4 +212,48 @@ func TestFailedInsertNeverCommitsUnlogged(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestKeyListFailureNeverCommitsUnlogged: on SQLite the router writes the
+// key lists of its batch itself; if writing a list fails (here a trigger
+// refuses it, as a full disk or a cancelled context would) and the caller
+// ignores the error and commits, the marker is still there and its guard
+// refuses the commit: no message is stored without its change log.
+func TestKeyListFailureNeverCommitsUnlogged(t *testing.T) {
+	db := storetest.OpenSQLite(t, storetest.Options{})
+	ctx := context.Background()
+	tenantID, _ := newTenant(t, db)
+	if err := db.Platform(ctx, func(p *store.PlatformTx) error {
+		_, err := p.Exec(ctx, `CREATE TRIGGER test_refuse_key_lists BEFORE INSERT ON backup_changes WHEN NEW.tbl = 'messages' AND substr(NEW.pk, 1, 2) = '[['
+			BEGIN SELECT RAISE(ABORT, 'key list refused'); END`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var rows []preparedRow
+	for i := range selfLogMin + 8 {
+		id := fmt.Sprintf("m-%d", i)
+		rows = append(rows, preparedRow{id: id, channel: "email", shard: ShardOf(tenantID, id), to: []byte("sealed"), content: []byte("sealed content")})
+	}
+	var insertErr error
+	err := db.Tenant(tenantID).Tx(ctx, func(tx *store.Tx) error {
+		_, insertErr = insertMessages(ctx, tx, rows, 1)
+		return nil // a caller ignoring the error
+	})
+	if insertErr == nil || !strings.Contains(insertErr.Error(), "key list refused") {
+		t.Fatalf("the key list's failure was not reported: %v", insertErr)
+	}
+	if err == nil {
+		t.Fatal("the transaction committed after its key list failed")
+	}
+	stored := storedMessageIDs(t, db, tenantID)
+	logged := loggedMessageKeys(t, db, tenantID)
+	for _, id := range stored {
+		if !logged[id] {
+			t.Errorf("message %s committed without its change log", id)
+		}
+	}
+	if len(stored) != 0 {
+		t.Fatalf("%d messages stored", len(stored))
+	}
 }

@@ -26,7 +26,8 @@ const writebackEvery = 100 * time.Millisecond
 // are (release, after the pool's Close): SQLite takes POSIX record locks,
 // which the kernel drops at any close(2) of any descriptor of the file in
 // the process, so closing it while a transaction runs would strip that
-// transaction's locks.
+// transaction's locks. (DB.Close while a connection is still checked out
+// would do the same: a misuse the store's callers do not commit.)
 type writeback struct {
 	f          *os.File
 	stop, done chan struct{}
