@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -26,12 +25,7 @@ func TestIncrementalCarriesMessageContents(t *testing.T) {
 		e := setup(t, db, mk, clk, 5)
 		rs := &router.Service{DB: db, Keyring: tenants.NewKeyring(db, mk, 0)}
 		accept := func(from, n int) []string {
-			var msgs []router.NewMessage
-			for i := from; i < from+n; i++ {
-				msgs = append(msgs, router.NewMessage{Channel: "email", To: fmt.Sprintf("p%d@example.net", i), IdempotencyKey: fmt.Sprintf("k%d", i),
-					Content: router.Content{From: "news@acme.test", Subject: "Hello", Text: fmt.Sprintf("Body %d", i)}})
-			}
-			acc, err := rs.Accept(bg, e.acme.ID, msgs)
+			acc, err := rs.Accept(bg, e.acme.ID, emails("p", from, n))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,15 +35,7 @@ func TestIncrementalCarriesMessageContents(t *testing.T) {
 			}
 			return ids
 		}
-		exec := func(q string, args ...any) {
-			t.Helper()
-			if err := db.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
-				_, err := tx.Exec(bg, q, args...)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		exec := func(q string, args ...any) { t.Helper(); execIn(t, db, e.acme.ID, q, args...) }
 		target := dirTarget(t)
 		first := accept(0, 3)
 		if p0, err := e.svc.Run(bg, e.acme.ID, target, RunOptions{}); err != nil || p0.Kind != KindFull {

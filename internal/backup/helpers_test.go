@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	"github.com/relais-dev/relais/internal/config"
 	"github.com/relais-dev/relais/internal/contacts"
 	"github.com/relais-dev/relais/internal/keys"
+	"github.com/relais-dev/relais/internal/router"
 	"github.com/relais-dev/relais/internal/store"
 	"github.com/relais-dev/relais/internal/tenants"
 	"github.com/relais-dev/relais/internal/testkit/storetest"
@@ -224,4 +226,26 @@ func verifyAudit(t *testing.T, db *store.DB, mk keys.MasterKey, tenantID string)
 		t.Fatalf("audit log does not verify after restore: %+v %+v", rep, rep.Problem)
 	}
 	return rep
+}
+
+// emails is n e-mail messages numbered from from: recipients
+// <prefix><i>@example.net, idempotency keys <prefix>-<i>, bodies apart.
+func emails(prefix string, from, n int) []router.NewMessage {
+	msgs := make([]router.NewMessage, 0, n)
+	for i := from; i < from+n; i++ {
+		msgs = append(msgs, router.NewMessage{Channel: "email", To: fmt.Sprintf("%s%d@example.net", prefix, i), IdempotencyKey: fmt.Sprintf("%s-%d", prefix, i),
+			Content: router.Content{From: "news@acme.test", Subject: "Hello", Text: fmt.Sprintf("Body %s %d", prefix, i)}})
+	}
+	return msgs
+}
+
+// execIn runs one statement in a transaction of the tenant.
+func execIn(t *testing.T, db *store.DB, tenantID, q string, args ...any) {
+	t.Helper()
+	if err := db.Tenant(tenantID).Tx(bg, func(tx *store.Tx) error {
+		_, err := tx.Exec(bg, q, args...)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,23 +27,8 @@ func TestIncrementalCarriesKeyLists(t *testing.T) {
 	storetest.RunWith(t, storetest.Options{Now: clk.Now}, func(t *testing.T, db *store.DB) {
 		e := setup(t, db, mk, clk, 5)
 		rs := &router.Service{DB: db, Keyring: tenants.NewKeyring(db, mk, 0)}
-		batch := func(prefix string, n int) []router.NewMessage {
-			var msgs []router.NewMessage
-			for i := range n {
-				msgs = append(msgs, router.NewMessage{Channel: "email", To: fmt.Sprintf("%s%d@example.net", prefix, i), IdempotencyKey: fmt.Sprintf("%s-%d", prefix, i),
-					Content: router.Content{From: "news@acme.test", Subject: "Hello", Text: fmt.Sprintf("Body %s %d", prefix, i)}})
-			}
-			return msgs
-		}
-		exec := func(q string, args ...any) {
-			t.Helper()
-			if err := db.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
-				_, err := tx.Exec(bg, q, args...)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		batch := func(prefix string, n int) []router.NewMessage { return emails(prefix, 0, n) }
+		exec := func(q string, args ...any) { t.Helper(); execIn(t, db, e.acme.ID, q, args...) }
 		lists := func() (n, longest int) {
 			t.Helper()
 			err := db.Tenant(e.acme.ID).Tx(bg, func(tx *store.Tx) error {
@@ -161,12 +145,7 @@ func TestPendingChangesCountsKeyLists(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var msgs []router.NewMessage
-		for i := range 300 {
-			msgs = append(msgs, router.NewMessage{Channel: "email", To: fmt.Sprintf("p%d@example.net", i), IdempotencyKey: fmt.Sprintf("k%d", i),
-				Content: router.Content{From: "news@acme.test", Subject: "Hello", Text: "Body"}})
-		}
-		if _, err := rs.Accept(bg, e.acme.ID, msgs); err != nil {
+		if _, err := rs.Accept(bg, e.acme.ID, emails("p", 0, 300)); err != nil {
 			t.Fatal(err)
 		}
 		after, err := e.svc.PendingChanges(bg, e.acme.ID)

@@ -385,6 +385,10 @@ func (s *Service) copyAnonymised(ctx context.Context, src, copyT tenants.Tenant,
 		}
 		ocs := exportCols(t)
 		comps := withOwner[t.Name]
+		compOcs := make([][]outCol, len(comps))
+		for i, ct := range comps {
+			compOcs[i] = exportCols(ct)
+		}
 		keyAt := -1
 		if len(comps) > 0 {
 			keyAt = slices.IndexFunc(ocs, func(oc outCol) bool { return oc.src.Name == copiedWith[comps[0].Name].ownerCol })
@@ -401,9 +405,8 @@ func (s *Service) copyAnonymised(ctx context.Context, src, copyT tenants.Tenant,
 			// The owner rows' companions, read from the source by key.
 			compRows := make([][][]any, len(comps))
 			for i, ct := range comps {
-				cocs := exportCols(ct)
 				err := s.eachRowWith(ctx, src.ID, ct, copiedWith[ct.Name].col, keys, func(row []any, keyEnc []byte) error {
-					vals, err := conv(ct, cocs, row, keyEnc)
+					vals, err := conv(ct, compOcs[i], row, keyEnc)
 					if err != nil {
 						return err
 					}
@@ -417,7 +420,7 @@ func (s *Service) copyAnonymised(ctx context.Context, src, copyT tenants.Tenant,
 			}
 			err := d.DB.Tenant(copyT.ID).Tx(ctx, func(tx *store.Tx) error {
 				for i, ct := range comps {
-					if err := insertRows(ctx, tx, ct, insertCols(ct, exportCols(ct)), compRows[i]); err != nil {
+					if err := insertRows(ctx, tx, ct, insertCols(ct, compOcs[i]), compRows[i]); err != nil {
 						return err
 					}
 				}
